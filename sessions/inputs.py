@@ -1,0 +1,463 @@
+"""Validation of what agents send, before anything is written.
+
+Everything here is untrusted input. Each parser either returns clean values or
+raises ``InvalidInput`` whose ``field`` is the path of the value to blame
+(``messages[3].usage.reasoning_tokens``) and whose message says what is
+accepted. The JSON API, the importers and the admin all go through these, so a
+rule lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from sessions.errors import InvalidInput
+from sessions.models import KEY_MAX_LENGTH, Channel, CostSource, Kind, Role, State, Status
+from sessions.money import to_decimal
+
+MAX_TOKENS = 10**15  # per message or reported total: far above any real call
+MAX_COUNT = 2**31 - 1
+SHORT_TEXT = 255
+LONG_TEXT_DEFAULT = 1_000_000
+CONVENTIONS = ("otel", "anthropic")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+TOKEN_KEYS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
+# Anthropic's own names, accepted with "convention": "anthropic".
+ANTHROPIC_ALIASES = {
+    "input_tokens": "prompt_tokens",
+    "output_tokens": "completion_tokens",
+    "cache_read_input_tokens": "cache_read_tokens",
+    "cache_creation_input_tokens": "cache_creation_tokens",
+}
+
+
+def _allowed(choices: type) -> str:
+    return ", ".join(choices.values)
+
+
+def _max_chars() -> int:
+    return getattr(settings, "FLEET_MAX_MESSAGE_CHARS", LONG_TEXT_DEFAULT)
+
+
+def _check_encodable(value: str, path: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
+
+
+def clean_text(
+    value: Any, path: str, *, max_length: int = SHORT_TEXT, single_line: bool = False
+) -> str:
+    """A string (``None`` reads as empty) of at most ``max_length`` characters."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"must be a string, got {type(value).__name__}", field=path)
+    if len(value) > max_length:
+        raise InvalidInput(f"must be at most {max_length} characters, got {len(value)}", field=path)
+    _check_encodable(value, path)
+    if single_line and _CONTROL.search(value):
+        raise InvalidInput("must not contain control characters", field=path)
+    return value
+
+
+def clean_key(value: Any, path: str = "key") -> str:
+    """A session key: 1 to 255 characters, no control characters."""
+    key = clean_text(value, path, max_length=KEY_MAX_LENGTH, single_line=True)
+    if not key.strip():
+        raise InvalidInput("must not be empty", field=path)
+    return key
+
+
+def clean_choice(value: Any, path: str, choices: type, *, blank: bool = False) -> str:
+    if blank and value in (None, ""):
+        return ""
+    if isinstance(value, str) and value in choices.values:
+        return value
+    raise InvalidInput(f"must be one of {_allowed(choices)}, got {value!r}"[:300], field=path)
+
+
+def clean_int(value: Any, path: str, *, maximum: int = MAX_TOKENS) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"must be a non-negative integer, got {value!r}"[:200], field=path)
+    if value < 0:
+        raise InvalidInput(f"must be a non-negative integer, got {value}", field=path)
+    if value > maximum:
+        raise InvalidInput(f"must be at most {maximum}, got {value}", field=path)
+    return value
+
+
+def clean_money(value: Any, path: str) -> Decimal:
+    try:
+        amount = to_decimal(value)
+    except ValueError as exc:
+        raise InvalidInput(f"cost {exc}", field=path) from None
+    if amount < 0:
+        raise InvalidInput("must not be negative", field=path)
+    return amount
+
+
+def clean_timestamp(value: Any, path: str) -> datetime:
+    """An aware datetime or an RFC 3339 string with an offset (``2026-11-21T10:00:00Z``)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidInput("must carry a time zone", field=path)
+        return value
+    if isinstance(value, str) and _RFC3339.match(value):
+        try:
+            return datetime.fromisoformat(value.upper().replace(" ", "T"))
+        except ValueError:
+            pass
+    raise InvalidInput(
+        f"must be an RFC 3339 timestamp such as 2026-11-21T10:00:00Z, got {value!r}"[:200],
+        field=path,
+    )
+
+
+def _check_json_text(value: Any, path: str) -> None:
+    dumped = json.dumps(value)  # ASCII: NUL shows as \u0000
+    if "\\u0000" in dumped:
+        raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
+    if len(dumped) > _max_chars():
+        raise InvalidInput(f"must be at most {_max_chars()} characters of JSON", field=path)
+
+
+def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
+    """A list of ``{"id", "name", "arguments"}``; OpenAI's ``{"function": {...}}`` is flattened."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list of tool calls", field=path)
+    calls = []
+    for index, call in enumerate(value):
+        item_path = f"{path}[{index}]"
+        if not isinstance(call, Mapping):
+            raise InvalidInput("must be an object with id, name and arguments", field=item_path)
+        function = call.get("function")
+        if isinstance(function, Mapping):
+            name = function.get("name")
+            arguments = function.get("arguments")
+        else:
+            name = call.get("name")
+            arguments = call.get("arguments", call.get("input"))
+        call_id = call.get("id")
+        if call_id is None or call_id == "":
+            raise InvalidInput("must have an id", field=f"{item_path}.id")
+        if not isinstance(call_id, str):
+            raise InvalidInput("must be a string", field=f"{item_path}.id")
+        clean_text(call_id, f"{item_path}.id", single_line=True)
+        clean_text(name, f"{item_path}.name")
+        calls.append({"id": call_id, "name": name or "", "arguments": arguments})
+    _check_json_text(calls, path)
+    return calls
+
+
+def clean_metadata(value: Any, path: str) -> dict[str, str | None]:
+    """Key → string values; ``null`` as a value removes the key on merge."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput("must be an object of string values", field=path)
+    cleaned: dict[str, str | None] = {}
+    for name, item in value.items():
+        clean_text(name, f"{path}.{str(name)[:50]}")
+        if item is not None:
+            clean_text(item, f"{path}.{name[:50]}", max_length=_max_chars())
+        cleaned[name] = item
+    return cleaned
+
+
+@dataclass(slots=True)
+class UsageIn:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    cost_usd: Decimal | None = None
+    # Set only by trusted round trips (our own export): "computed" or "unpriced".
+    cost_source: str = ""
+
+
+def clean_usage(value: Any, path: str, *, convention: str = "otel") -> UsageIn | None:
+    """A usage block, normalised to the OpenTelemetry convention.
+
+    With ``convention="anthropic"`` (or ``"convention": "anthropic"`` in the
+    block) ``prompt_tokens``/``input_tokens`` exclude cache tokens, which are
+    added here so that ``prompt_tokens`` is all input.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidInput("must be an object of token counts", field=path)
+    convention = value.get("convention", convention)
+    if convention not in CONVENTIONS:
+        raise InvalidInput(
+            f"must be one of {', '.join(CONVENTIONS)}, got {convention!r}"[:200],
+            field=f"{path}.convention",
+        )
+    usage = UsageIn()
+    for name, raw in value.items():
+        if name in TOKEN_KEYS:
+            target = name
+        elif convention == "anthropic" and name in ANTHROPIC_ALIASES:
+            target = ANTHROPIC_ALIASES[name]
+        elif name == "cost_usd":
+            if raw is not None:
+                usage.cost_usd = clean_money(raw, f"{path}.cost_usd")
+            continue
+        elif name == "cost_source":
+            usage.cost_source = clean_choice(raw, f"{path}.cost_source", CostSource, blank=True)
+            continue
+        elif name in ("convention", "total_tokens"):
+            continue
+        else:
+            raise InvalidInput(f"unknown usage field {name!r}"[:200], field=f"{path}.{name}"[:200])
+        setattr(usage, target, clean_int(raw, f"{path}.{name}"))
+    if convention == "anthropic":
+        usage.prompt_tokens += usage.cache_read_tokens + usage.cache_creation_tokens
+    if usage.reasoning_tokens > usage.completion_tokens:
+        raise InvalidInput(
+            f"reasoning_tokens ({usage.reasoning_tokens}) must not exceed completion_tokens "
+            f"({usage.completion_tokens}): reasoning is a part of completion",
+            field=f"{path}.reasoning_tokens",
+        )
+    cached = usage.cache_read_tokens + usage.cache_creation_tokens
+    if cached > usage.prompt_tokens:
+        raise InvalidInput(
+            f"cache_read_tokens + cache_creation_tokens ({cached}) must not exceed "
+            f"prompt_tokens ({usage.prompt_tokens}): cache tokens are a part of prompt "
+            'input (send "convention": "anthropic" if your input count excludes them)',
+            field=f"{path}.cache_read_tokens",
+        )
+    if usage.cost_source == CostSource.UNPRICED:
+        usage.cost_usd = None
+    elif usage.cost_usd is not None and usage.cost_source != CostSource.COMPUTED:
+        usage.cost_source = CostSource.REPORTED
+    elif usage.cost_usd is None:
+        usage.cost_source = ""
+    return usage
+
+
+MESSAGE_FIELDS = frozenset(
+    {
+        "message_id",
+        "role",
+        "content",
+        "name",
+        "agent_name",
+        "tool_calls",
+        "tool_call_id",
+        "reasoning",
+        "model",
+        "provider_response_id",
+        "status",
+        "usage",
+        "created_at",
+    }
+)
+
+
+@dataclass(slots=True)
+class MessageIn:
+    role: str = ""
+    message_id: str | None = None
+    content: str | None = None
+    name: str = ""
+    agent_name: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_call_id: str = ""
+    reasoning: str = ""
+    model: str = ""
+    provider_response_id: str = ""
+    status: str = ""
+    usage: UsageIn | None = None
+    created_at: datetime | None = None
+    is_summary: bool = False
+    # The fields the client sent (update-last replaces only these).
+    provided: frozenset[str] = frozenset()
+
+
+def clean_message(
+    value: Any, path: str, *, convention: str = "otel", partial: bool = False
+) -> MessageIn:
+    """One message of a batch. With ``partial`` (update-last) ``role`` may be omitted."""
+    if isinstance(value, MessageIn):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInput("must be an object", field=path)
+    unknown = value.keys() - MESSAGE_FIELDS
+    if unknown:
+        name = sorted(map(str, unknown))[0]
+        raise InvalidInput(
+            f"unknown message field {name!r}; accepted: {', '.join(sorted(MESSAGE_FIELDS))}"[:400],
+            field=f"{path}.{name}"[:200],
+        )
+    message = MessageIn(provided=frozenset(value.keys()))
+    if "role" in value or not partial:
+        message.role = clean_choice(value.get("role"), f"{path}.role", Role)
+    get = value.get
+    limit = _max_chars()
+    if (message_id := get("message_id")) is not None:
+        message.message_id = clean_text(message_id, f"{path}.message_id", single_line=True) or None
+    if (content := get("content")) is not None:
+        message.content = clean_text(content, f"{path}.content", max_length=limit)
+    if (reasoning := get("reasoning")) is not None:
+        message.reasoning = clean_text(reasoning, f"{path}.reasoning", max_length=limit)
+    for name in ("name", "agent_name", "tool_call_id", "model", "provider_response_id"):
+        if (raw := get(name)) is not None:
+            setattr(message, name, clean_text(raw, f"{path}.{name}"))
+    if (status := get("status")) is not None:
+        message.status = clean_text(status, f"{path}.status", max_length=32, single_line=True)
+    if (tool_calls := get("tool_calls")) is not None:
+        message.tool_calls = clean_tool_calls(tool_calls, f"{path}.tool_calls")
+    if (usage := get("usage")) is not None:
+        message.usage = clean_usage(usage, f"{path}.usage", convention=convention)
+    if (created_at := get("created_at")) is not None:
+        message.created_at = clean_timestamp(created_at, f"{path}.created_at")
+    if message.role == Role.TOOL and not message.tool_call_id and not partial:
+        raise InvalidInput(
+            "a tool message must say which call it answers", field=f"{path}.tool_call_id"
+        )
+    return message
+
+
+def clean_messages(
+    values: Any, path: str = "messages", *, convention: str = "otel", max_batch: int | None = None
+) -> list[MessageIn]:
+    if not isinstance(values, list):
+        raise InvalidInput("must be a list of messages", field=path)
+    if max_batch is not None and len(values) > max_batch:
+        raise InvalidInput(f"must hold at most {max_batch} messages, got {len(values)}", field=path)
+    return [
+        clean_message(item, f"{path}[{index}]", convention=convention)
+        for index, item in enumerate(values)
+    ]
+
+
+# Session fields a client may set, and how each is read.
+_SESSION_TEXT = {
+    "name": SHORT_TEXT,
+    "agent": SHORT_TEXT,
+    "turn_id": SHORT_TEXT,
+    "channel_ref": SHORT_TEXT,
+    "room_id": SHORT_TEXT,
+    "sender_id": SHORT_TEXT,
+    "model": SHORT_TEXT,
+    "project_root": 1024,
+}
+_SESSION_LONG_TEXT = ("goal_text", "todo")
+_SESSION_CHOICES = {"kind": Kind, "status": Status, "state": State, "channel": Channel}
+_SESSION_TIMES = ("created_at", "last_active_at", "ended_at", "turn_started_at")
+TOTAL_COUNTS = ("turns", "tool_call_count", "api_calls")
+SESSION_FIELDS = frozenset(
+    [
+        *_SESSION_TEXT,
+        *_SESSION_LONG_TEXT,
+        *_SESSION_CHOICES,
+        *_SESSION_TIMES,
+        "metadata",
+        *TOTAL_COUNTS,
+        *TOKEN_KEYS,
+        "cost_usd",
+    ]
+)
+# Read-only fields a client may echo back (a GET response PUT back is fine).
+READ_ONLY_SESSION_FIELDS = frozenset(
+    {"key", "message_count", "unpriced_calls", "last_seq", "id", "total_tokens"}
+)
+
+
+@dataclass(slots=True)
+class SessionIn:
+    values: dict[str, Any]
+    metadata: dict[str, str | None] | None = None
+    # Reported totals, for agents that do not send messages.
+    totals: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.metadata or self.totals)
+
+
+def clean_session_fields(value: Any, path: str = "session") -> SessionIn:
+    """Session fields for an upsert; absent fields keep their stored values."""
+    if value is None:
+        return SessionIn(values={})
+    if isinstance(value, SessionIn):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidInput("must be an object of session fields", field=path)
+    prefix = f"{path}." if path else ""
+    values: dict[str, Any] = {}
+    totals: dict[str, Any] = {}
+    metadata = None
+    for name, raw in value.items():
+        where = f"{prefix}{name}"[:200]
+        if name in _SESSION_TEXT:
+            values[name] = clean_text(raw, where, max_length=_SESSION_TEXT[name], single_line=True)
+        elif name in _SESSION_LONG_TEXT:
+            values[name] = clean_text(raw, where, max_length=_max_chars())
+        elif name in _SESSION_CHOICES:
+            values[name] = clean_choice(raw, where, _SESSION_CHOICES[name], blank=name == "channel")
+        elif name in _SESSION_TIMES:
+            values[name] = None if raw is None else clean_timestamp(raw, where)
+        elif name == "metadata":
+            metadata = clean_metadata(raw, where)
+        elif name in TOTAL_COUNTS:
+            totals[name] = clean_int(raw, where, maximum=MAX_COUNT)
+        elif name in TOKEN_KEYS:
+            totals[name] = clean_int(raw, where)
+        elif name == "cost_usd":
+            totals[name] = clean_money(raw, where)
+        elif name in READ_ONLY_SESSION_FIELDS:
+            continue
+        else:
+            raise InvalidInput(
+                f"unknown session field {str(name)!r}; accepted: "
+                f"{', '.join(sorted(SESSION_FIELDS))}"[:600],
+                field=where,
+            )
+    if values.get("created_at") is None:
+        values.pop("created_at", None)
+    if values.get("last_active_at") is None:
+        values.pop("last_active_at", None)
+    reasoning = totals.get("reasoning_tokens")
+    completion = totals.get("completion_tokens")
+    if reasoning is not None and completion is not None and reasoning > completion:
+        raise InvalidInput(
+            "must not exceed completion_tokens: reasoning is a part of completion",
+            field=f"{prefix}reasoning_tokens",
+        )
+    prompt = totals.get("prompt_tokens")
+    cached = totals.get("cache_read_tokens", 0) + totals.get("cache_creation_tokens", 0)
+    if prompt is not None and cached > prompt:
+        raise InvalidInput(
+            "cache_read_tokens + cache_creation_tokens must not exceed prompt_tokens",
+            field=f"{prefix}cache_read_tokens",
+        )
+    return SessionIn(values=values, metadata=metadata, totals=totals)

@@ -1,0 +1,363 @@
+"""The session store: sessions, their messages, tombstones, prices, rollups.
+
+Rules the database can hold are constraints here; rules that span rows
+(totals, rollups, seq allocation) are kept by ``sessions.services``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sessions.money import MoneyField
+from sessions.querysets import MessageQuerySet, SessionQuerySet
+
+KEY_MAX_LENGTH = 255
+TOKEN_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
+
+
+class Kind(models.TextChoices):
+    INTERACTIVE = "interactive"
+    AUTONOMOUS = "autonomous"
+    ACP = "acp", "ACP"
+
+
+class Status(models.TextChoices):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Presumed crashed: was active, no clean end was ever recorded.
+    UNKNOWN = "unknown"
+
+
+ENDED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+class State(models.TextChoices):
+    IDLE = "idle"
+    RUNNING = "running"
+    ERROR = "error"
+
+
+class Channel(models.TextChoices):
+    CLI = "cli", "CLI"
+    TUI = "tui", "TUI"
+    TELEGRAM = "telegram"
+    DISCORD = "discord"
+    SLACK = "slack"
+    ACP = "acp", "ACP"
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class CostSource(models.TextChoices):
+    # The agent sent cost_usd: it always wins.
+    REPORTED = "reported"
+    # Priced by the server from an override or the genai-prices table.
+    COMPUTED = "computed"
+    # No price known for the model: shown as unpriced, never as $0.
+    UNPRICED = "unpriced"
+
+
+def _token_checks(prefix: str) -> list[models.CheckConstraint]:
+    """reasoning is a part of completion; cache reads and writes are parts of prompt."""
+    return [
+        models.CheckConstraint(
+            condition=Q(reasoning_tokens__lte=F("completion_tokens")),
+            name=f"{prefix}_reasoning_within_completion",
+        ),
+        models.CheckConstraint(
+            condition=Q(
+                prompt_tokens__gte=F("cache_read_tokens") + F("cache_creation_tokens"),
+            ),
+            name=f"{prefix}_cache_within_prompt",
+        ),
+    ]
+
+
+class Totals(models.Model):
+    """Token and cost fields shared by sessions, messages and rollups.
+
+    Token fields follow the OpenTelemetry GenAI conventions: ``prompt_tokens``
+    counts all input including cache reads and writes; ``completion_tokens``
+    all output including reasoning.
+    """
+
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_creation_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def total_tokens(self) -> int:
+        # Cache and reasoning tokens are parts of prompt and completion.
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Session(Totals):
+    """One conversation of one agent, identified by a client-chosen key.
+
+    The totals on this row are the session's spending history, updated in the
+    same transaction as every write that changes them (``sessions.services``):
+    clearing, compacting and purging messages never lower them; update-last and
+    remove-last move them by the difference. ``message_count`` is the number of
+    messages stored now, ``last_seq`` the highest ``seq`` stored.
+    """
+
+    key = models.CharField(max_length=KEY_MAX_LENGTH, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    agent = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INTERACTIVE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IDLE)
+    turn_id = models.CharField(max_length=255, blank=True)
+    turn_started_at = models.DateTimeField(null=True, blank=True)
+    # Blank = not reported (imported stores often do not say).
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
+    channel_ref = models.CharField(max_length=255, blank=True)
+    room_id = models.CharField(max_length=255, blank=True)
+    sender_id = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    goal_text = models.TextField(blank=True)
+    project_root = models.CharField(max_length=1024, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    todo = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    last_active_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    turns = models.PositiveIntegerField(default=0)
+    message_count = models.PositiveIntegerField(default=0)
+    tool_call_count = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField(default=0)
+    cost_usd = MoneyField(default=Decimal(0))
+    # Usage of messages that could not be priced: cost_usd excludes them, so
+    # the dashboard can say "unpriced" instead of showing a lower number.
+    unpriced_calls = models.PositiveIntegerField(default=0)
+    last_seq = models.PositiveIntegerField(default=0)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_active_at", "-id"]
+        indexes = [
+            models.Index(fields=["-last_active_at", "-id"], name="session_activity_idx"),
+            models.Index(fields=["status", "-last_active_at"], name="session_status_idx"),
+            models.Index(fields=["state", "turn_started_at"], name="session_state_idx"),
+            models.Index(fields=["agent", "-last_active_at"], name="session_agent_idx"),
+            models.Index(fields=["model", "-last_active_at"], name="session_model_idx"),
+            models.Index(fields=["channel", "-last_active_at"], name="session_channel_idx"),
+            models.Index(fields=["project_root", "-last_active_at"], name="session_project_idx"),
+            models.Index(fields=["created_at"], name="session_created_idx"),
+        ]
+        constraints = [
+            *_token_checks("session"),
+            models.CheckConstraint(
+                condition=Q(turn_started_at__isnull=True) | Q(state="running"),
+                name="session_turn_only_while_running",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.key
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == Status.ACTIVE
+
+
+class Message(Totals):
+    """One entry of a session's transcript.
+
+    ``seq`` is 1, 2, 3 … per session with no gaps at append time. Usage is
+    present when ``cost_source`` is set; ``cost_usd`` is null when unpriced.
+    ``compacted_at`` marks a message archived by compaction: it stays in the
+    full view until purged but leaves the context view.
+    """
+
+    # (session, seq) is unique, so that index serves lookups by session too.
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    seq = models.PositiveIntegerField()
+    # NULL, not "", when absent: uniqueness applies only to ids the client set.
+    message_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # NULL = no content (an assistant message may carry only tool calls).
+    content = models.TextField(null=True, blank=True)  # noqa: DJ001
+    name = models.CharField(max_length=255, blank=True)
+    agent_name = models.CharField(max_length=255, blank=True)
+    tool_calls = models.JSONField(default=list, blank=True)
+    tool_call_id = models.CharField(max_length=255, blank=True)
+    reasoning = models.TextField(blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    provider_response_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=32, blank=True)
+    # A compaction summary: the context view places it before the messages
+    # the compaction preserved.
+    is_summary = models.BooleanField(default=False)
+
+    cost_usd = MoneyField(null=True, blank=True)
+    cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    compacted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="message_unique_seq"),
+            models.UniqueConstraint(
+                fields=["session", "message_id"],
+                condition=Q(message_id__isnull=False),
+                name="message_unique_client_id",
+            ),
+            *_token_checks("message"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="message_seq_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["role", "-created_at"], name="message_role_created_idx"),
+            models.Index(
+                fields=["compacted_at"],
+                name="message_compacted_idx",
+                condition=Q(compacted_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.role}"
+
+    @property
+    def has_usage(self) -> bool:
+        return bool(self.cost_source)
+
+    @property
+    def is_archived(self) -> bool:
+        return self.compacted_at is not None
+
+    @property
+    def tool_call_ids(self) -> list[str]:
+        return [str(call.get("id")) for call in self.tool_calls or [] if isinstance(call, dict)]
+
+
+class Tombstone(models.Model):
+    """A deleted session's key: later writes to it are refused, not re-created."""
+
+    key = models.CharField(max_length=KEY_MAX_LENGTH, unique=True)
+    deleted_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-deleted_at"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ModelPrice(models.Model):
+    """An admin override of a model's price, in USD per million tokens.
+
+    ``model_pattern`` is a model name or a shell-style pattern (``gpt-4o*``),
+    matched case-insensitively. For a message, the exact name beats a
+    pattern, a longer pattern beats a shorter one, and among equal patterns
+    the newest ``valid_from`` not after the message wins. Overrides win over
+    the genai-prices table.
+    """
+
+    model_pattern = models.CharField(max_length=255)
+    input_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=14, decimal_places=6)
+    cache_read_per_mtok = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Blank: cache reads are charged at the input price.",
+    )
+    cache_write_per_mtok = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Blank: cache writes are charged at the input price.",
+    )
+    valid_from = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["model_pattern", "-valid_from"]
+        verbose_name = "model price override"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_pattern", "valid_from"], name="modelprice_unique_pattern_from"
+            ),
+            models.CheckConstraint(
+                condition=Q(input_per_mtok__gte=0)
+                & Q(output_per_mtok__gte=0)
+                & (Q(cache_read_per_mtok__isnull=True) | Q(cache_read_per_mtok__gte=0))
+                & (Q(cache_write_per_mtok__isnull=True) | Q(cache_write_per_mtok__gte=0)),
+                name="modelprice_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} from {self.valid_from:%Y-%m-%d}"
+
+
+class DailyUsage(models.Model):
+    """Usage per UTC day × agent × model × channel, kept with ingest and by purge.
+
+    Charts and period totals read this table, so cost history survives
+    deleting old conversations. Counters are signed: corrections (update-last,
+    remove-last, admin edits) move them by differences.
+    """
+
+    day = models.DateField()
+    agent = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    channel = models.CharField(max_length=16, blank=True)
+    sessions_started = models.BigIntegerField(default=0)
+    messages = models.BigIntegerField(default=0)
+    turns = models.BigIntegerField(default=0)
+    tool_calls = models.BigIntegerField(default=0)
+    api_calls = models.BigIntegerField(default=0)
+    unpriced_calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_creation_tokens = models.BigIntegerField(default=0)
+    cost_usd = MoneyField(default=Decimal(0))
+
+    class Meta:
+        ordering = ["-day", "agent", "model", "channel"]
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "model", "channel"], name="dailyusage_unique_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.agent or '-'} {self.model or '-'} {self.channel or '-'}"

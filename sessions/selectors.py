@@ -1,0 +1,165 @@
+"""Reads that shape data for callers (agents' context, usage, stats)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import Count, Func, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce, NullIf
+
+from sessions.models import TOKEN_FIELDS, CostSource, Message, Role, Session
+
+
+def messages_context(session: Session) -> list[Message]:
+    """The context view an agent reloads: not archived, summaries first, in order.
+
+    Never hands out a tool call without its result or a result without its
+    call (the archived boundary can split a pair): unanswered calls are removed
+    from their message, a message left with neither content nor calls is
+    dropped, and results whose call is not in view are dropped.
+    """
+    messages = list(Message.objects.filter(session=session).context())
+    answered = {m.tool_call_id for m in messages if m.role == Role.TOOL and m.tool_call_id}
+    offered: set[str] = set()
+    kept: list[Message] = []
+    for message in messages:
+        if message.role == Role.ASSISTANT and message.tool_calls:
+            calls = [
+                c for c in message.tool_calls if isinstance(c, dict) and c.get("id") in answered
+            ]
+            if len(calls) != len(message.tool_calls):
+                if not calls and not message.content and not message.reasoning:
+                    continue
+                message.tool_calls = calls
+            offered.update(c["id"] for c in calls)
+        elif message.role == Role.TOOL and message.tool_call_id not in offered:
+            continue
+        kept.append(message)
+    return kept
+
+
+def messages_all(session: Session) -> models.QuerySet[Message]:
+    """The full view: every stored message, archived ones included, by seq."""
+    return Message.objects.filter(session=session).in_order()
+
+
+def last_message(session: Session, role: str) -> Message | None:
+    return Message.objects.filter(session=session, role=role).order_by("-seq").first()
+
+
+def recent_user_messages(*, limit: int = 20, agent: str | None = None) -> list[Message]:
+    qs = Message.objects.recent_user().select_related("session")
+    if agent:
+        qs = qs.filter(session__agent=agent)
+    return list(qs[:limit])
+
+
+@dataclass(frozen=True)
+class PendingCall:
+    message: Message
+    call: dict[str, Any]
+
+
+def pending_tool_calls(session: Session) -> list[PendingCall]:
+    """Assistant tool calls (not archived) that have no ``tool`` answer yet, in order."""
+    active = Message.objects.filter(session=session).not_archived()
+    answered = set(
+        active.filter(role=Role.TOOL)
+        .exclude(tool_call_id="")
+        .values_list("tool_call_id", flat=True)
+    )
+    pending = []
+    for message in active.with_tool_calls().order_by("seq"):
+        for call in message.tool_calls:
+            if isinstance(call, dict) and call.get("id") not in answered:
+                pending.append(PendingCall(message=message, call=call))
+    return pending
+
+
+def session_usage(session: Session) -> dict[str, Any]:
+    """The session's totals (its spending history), as stored on the row."""
+    return {
+        "turns": session.turns,
+        "message_count": session.message_count,
+        "tool_call_count": session.tool_call_count,
+        "api_calls": session.api_calls,
+        "unpriced_calls": session.unpriced_calls,
+        **{name: getattr(session, name) for name in TOKEN_FIELDS},
+        "cost_usd": session.cost_usd,
+    }
+
+
+def usage_by_agent(session: Session) -> list[dict[str, Any]]:
+    """Usage of the stored messages grouped by ``agent_name`` (empty = ``main``)."""
+    from sessions.money import from_nanos
+
+    rows = (
+        Message.objects.filter(session=session)
+        .annotate(agent=Coalesce(NullIf("agent_name", Value("")), Value("main")))
+        .values("agent")
+        .annotate(
+            messages=Count("id"),
+            api_calls=Count("id", filter=~Q(cost_source="")),
+            unpriced_calls=Count("id", filter=Q(cost_source=CostSource.UNPRICED)),
+            cost_nanos=Sum(Func("cost_usd", function="", output_field=models.BigIntegerField())),
+            **{name: Sum(name) for name in TOKEN_FIELDS},
+        )
+        .order_by("agent")
+    )
+    result = []
+    for row in rows:
+        result.append(
+            {
+                "agent_name": row["agent"],
+                "messages": row["messages"],
+                "api_calls": row["api_calls"],
+                "unpriced_calls": row["unpriced_calls"],
+                **{name: row[name] or 0 for name in TOKEN_FIELDS},
+                "cost_usd": from_nanos(row["cost_nanos"] or 0),
+            }
+        )
+    return result
+
+
+class OctetLength(Func):
+    """Bytes of a text column (``length`` counts characters on both databases)."""
+
+    function = "OCTET_LENGTH"
+    output_field = models.BigIntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))", **extra
+        )
+
+
+@dataclass(frozen=True)
+class CompactionStats:
+    archived_messages: int
+    sessions_with_archived: int
+    archived_bytes: int
+    oldest_archived_at: datetime | None
+    newest_archived_at: datetime | None
+
+
+def compaction_stats(session: Session | None = None) -> CompactionStats:
+    qs = Message.objects.archived()
+    if session is not None:
+        qs = qs.filter(session=session)
+    row = qs.aggregate(
+        count=Count("id"),
+        sessions=Count("session", distinct=True),
+        size=Sum(OctetLength(Coalesce("content", Value("")))),
+        oldest=Min("compacted_at"),
+        newest=Max("compacted_at"),
+    )
+    return CompactionStats(
+        archived_messages=row["count"],
+        sessions_with_archived=row["sessions"],
+        archived_bytes=row["size"] or 0,
+        oldest_archived_at=row["oldest"],
+        newest_archived_at=row["newest"],
+    )
