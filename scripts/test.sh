@@ -35,7 +35,7 @@ export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-test-only-secret-key-not-for-produ
 mkdir -p var
 
 # --- SQLite -------------------------------------------------------------------
-(unset DATABASE_URL; export FLEET_TEST_SQLITE_PATH="$PWD/var/test.sqlite3"; run_pytest SQLite "$@")
+(unset DATABASE_URL; export FLEET_TEST_SQLITE_PATH="${FLEET_TEST_SQLITE_PATH:-$PWD/var/test.sqlite3}"; run_pytest SQLite "$@")
 
 # --- PostgreSQL ---------------------------------------------------------------
 if [ -n "${FLEET_TEST_DATABASE_URL:-}" ]; then

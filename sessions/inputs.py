@@ -9,11 +9,12 @@ rule lives in one place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -90,10 +91,16 @@ def clean_key(value: Any, path: str = "key") -> str:
     return key
 
 
+_CHOICE_VALUES: dict[type, frozenset[str]] = {}
+
+
 def clean_choice(value: Any, path: str, choices: type, *, blank: bool = False) -> str:
     if blank and value in (None, ""):
         return ""
-    if isinstance(value, str) and value in choices.values:
+    allowed = _CHOICE_VALUES.get(choices)
+    if allowed is None:
+        allowed = _CHOICE_VALUES[choices] = frozenset(choices.values)
+    if isinstance(value, str) and value in allowed:
         return value
     raise InvalidInput(f"must be one of {_allowed(choices)}, got {value!r}"[:300], field=path)
 
@@ -120,27 +127,36 @@ def clean_money(value: Any, path: str) -> Decimal:
 
 def clean_timestamp(value: Any, path: str) -> datetime:
     """An aware datetime or an RFC 3339 string with an offset (``2026-11-21T10:00:00Z``)."""
+    moment = None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
+        if value.utcoffset() is None:
             raise InvalidInput("must carry a time zone", field=path)
-        return value
-    if isinstance(value, str) and _RFC3339.match(value):
+        moment = value
+    elif isinstance(value, str) and _RFC3339.match(value):
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value.upper().replace(" ", "T"))
+    if moment is not None:
         try:
-            return datetime.fromisoformat(value.upper().replace(" ", "T"))
-        except ValueError:
-            pass
+            # Stored in UTC: 0001-01-01T00:00:00+01:00 has no UTC datetime.
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput("must fall within the years 1 to 9999 in UTC", field=path) from None
+        return moment
     raise InvalidInput(
         f"must be an RFC 3339 timestamp such as 2026-11-21T10:00:00Z, got {value!r}"[:200],
         field=path,
     )
 
 
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _check_json_text(value: Any, path: str) -> None:
-    dumped = json.dumps(value)  # ASCII: NUL shows as \u0000
-    if "\\u0000" in dumped:
+    dumped = json.dumps(value, ensure_ascii=False)  # NUL is written as the escape \u0000
+    if "u0000" in dumped and _JSON_NUL.search(dumped):
         raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
     try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        dumped.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
     if len(dumped) > _max_chars():
@@ -299,6 +315,13 @@ class MessageIn:
     usage: UsageIn | None = None
     created_at: datetime | None = None
     is_summary: bool = False
+    # Trusted imports only (``sessions.importers``), never parsed from a
+    # client's mapping: ``clean_message`` rejects these keys. ``seq`` keeps the
+    # source's position (an export with purged messages has gaps; a message
+    # whose seq is already passed is skipped as stored); ``compacted_at``
+    # carries an archive time over (koda's archived messages stay archived).
+    seq: int | None = None
+    compacted_at: datetime | None = None
     # The fields the client sent (update-last replaces only these).
     provided: frozenset[str] = frozenset()
 

@@ -44,7 +44,17 @@ def to_decimal(value: Any) -> Decimal:
     return amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+# The largest BIGINT: totals (a session's cost, a day's cost) may grow past
+# MAX_USD, the limit of one amount, up to what the column holds.
+MAX_NANOS = 2**63 - 1
+
+
 def to_nanos(value: Decimal) -> int:
+    """Integer nano-dollars of an amount; raises ``ValueError`` beyond a BIGINT."""
+    if isinstance(value, Decimal) and value.is_finite() and abs(value) >= MAX_USD:
+        if abs(value) > MAX_NANOS // NANOS_PER_USD:
+            raise ValueError(f"must be at most {MAX_NANOS // NANOS_PER_USD} USD")
+        return int(value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN) * NANOS_PER_USD)
     return int(to_decimal(value) * NANOS_PER_USD)
 
 

@@ -2,8 +2,9 @@
 
 Rates come from an admin ``ModelPrice`` override or the ``genai-prices``
 table. Looking a model up in genai-prices costs ~0.2 ms and pricing through it
-~0.1 ms, so a model's rates are resolved once per process (``_library_rates``)
-and messages are priced here with plain ``Decimal`` arithmetic — the same
+~0.1 ms, so a model is looked up once per process (``_library_model``), each of
+its prices (they change over time) is converted once (``_library_rates``), and
+messages are priced here with plain ``Decimal`` arithmetic — the same
 arithmetic genai-prices applies (tier chosen by total input tokens, cache
 tokens carved out of input only when the model prices them separately).
 """
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sessions.models import CostSource, ModelPrice
 from sessions.money import to_decimal
@@ -82,33 +84,56 @@ def _convert(value: object) -> Decimal | Tiered | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _library_rates(model: str) -> Rates | None:
-    """Rates for ``model`` from genai-prices, resolved once per process."""
+def _library_model(model: str) -> tuple[Any, Any] | None:
+    """(provider, model info) for ``model`` from genai-prices, looked up once per process."""
     from genai_prices.data_snapshot import get_snapshot
 
     try:
-        provider, info = get_snapshot().find_provider_model(model, None, None, None)
+        return get_snapshot().find_provider_model(model, None, None, None)
     except LookupError:
         return None
-    prices = info.get_prices(datetime.now(tz=UTC))
+
+
+# (model, id of the library's price object) -> (that object, our rates). The
+# object is kept so its id cannot be reused while the entry lives.
+_converted: dict[tuple[str, int], tuple[object, Rates | None]] = {}
+
+
+def _library_rates(model: str, at: datetime | None = None) -> Rates | None:
+    """Rates for ``model`` from genai-prices as they were at ``at`` (default: now).
+
+    Prices can change over time (a price drop, off-peak hours): the library
+    picks the price in force at the call's time, and each distinct price is
+    converted once per process.
+    """
+    found = _library_model(model)
+    if found is None:
+        return None
+    provider, info = found
+    prices = info.get_prices(at or datetime.now(tz=UTC))
+    cached = _converted.get((model, id(prices)))
+    if cached is not None and cached[0] is prices:
+        return cached[1]
     input_rate = _convert(getattr(prices, "input_mtok", None))
     output_rate = _convert(getattr(prices, "output_mtok", None))
-    if input_rate is None and output_rate is None:
-        return None
-    return Rates(
-        input=input_rate if input_rate is not None else Decimal(0),
-        output=output_rate if output_rate is not None else Decimal(0),
-        cache_read=_convert(getattr(prices, "cache_read_mtok", None)),
-        cache_write=_convert(getattr(prices, "cache_write_mtok", None)),
-        source=f"genai-prices:{provider.id}/{info.id}",
-    )
+    rates = None
+    if input_rate is not None or output_rate is not None:
+        rates = Rates(
+            input=input_rate if input_rate is not None else Decimal(0),
+            output=output_rate if output_rate is not None else Decimal(0),
+            cache_read=_convert(getattr(prices, "cache_read_mtok", None)),
+            cache_write=_convert(getattr(prices, "cache_write_mtok", None)),
+            source=f"genai-prices:{provider.id}/{info.id}",
+        )
+    _converted[(model, id(prices))] = (prices, rates)
+    return rates
 
 
-def library_rates(model: str) -> Rates | None:
+def library_rates(model: str, at: datetime | None = None) -> Rates | None:
     model = model.strip().lower()
     if not model:
         return None
-    return _library_rates(model)
+    return _library_rates(model, at)
 
 
 class PriceBook:
@@ -155,7 +180,7 @@ class PriceBook:
                         source=f"override:{override.pk}",
                     )
                 return self._cache[cache_key]
-        return library_rates(model)
+        return library_rates(model, at)
 
     def price(
         self,

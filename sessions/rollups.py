@@ -61,7 +61,9 @@ class Rollup:
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
-        rows = list(self.rows())
+        # Sorted: concurrent writers lock the bucket rows in one order, so two
+        # transactions touching the same buckets never deadlock on PostgreSQL.
+        rows = sorted(self.rows(), key=lambda row: row[0])
         if not rows:
             return
         table = connection.ops.quote_name(DailyUsage._meta.db_table)

@@ -26,8 +26,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from sessions.bulk import NewMessage, insert_messages
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import (
+    MAX_COUNT,
     MessageIn,
     SessionIn,
     UsageIn,
@@ -49,7 +51,7 @@ from sessions.models import (
     Status,
     Tombstone,
 )
-from sessions.money import NANOS_PER_USD, from_nanos, to_nanos
+from sessions.money import MAX_NANOS, NANOS_PER_USD, from_nanos, to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
 
@@ -69,9 +71,11 @@ def contribution(message: Message) -> dict[str, int]:
     nano-dollars so sums stay exact.
     """
     has_usage = bool(message.cost_source)
+    tool_calls = message.tool_calls
     counts = {
         "turns": int(message.role == Role.ASSISTANT and bool(message.content)),
-        "tool_call_count": len(message.tool_calls or ()),
+        # Imported or hand-edited rows may hold something other than a list.
+        "tool_call_count": len(tool_calls) if isinstance(tool_calls, list) else 0,
         "api_calls": int(has_usage),
         "unpriced_calls": int(message.cost_source == CostSource.UNPRICED),
         "cost_usd": to_nanos(message.cost_usd) if message.cost_usd is not None else 0,
@@ -88,10 +92,20 @@ def _diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]
 def _apply_to_session(session: Session, delta: Mapping[str, int]) -> None:
     for name in SESSION_COUNTERS:
         if delta.get(name):
-            setattr(session, name, max(0, getattr(session, name) + delta[name]))
+            value = max(0, getattr(session, name) + delta[name])
+            _check_total(name, value)
+            setattr(session, name, value)
     if delta.get("cost_usd"):
-        nanos = to_nanos(session.cost_usd) + delta["cost_usd"]
-        session.cost_usd = from_nanos(max(0, nanos))
+        nanos = max(0, to_nanos(session.cost_usd) + delta["cost_usd"])
+        _check_total("cost_usd", nanos)
+        session.cost_usd = from_nanos(nanos)
+
+
+def _check_total(name: str, value: int) -> None:
+    """A total the column cannot hold is refused as input, never a database error."""
+    limit = MAX_NANOS if name == "cost_usd" or name in TOKEN_FIELDS else MAX_COUNT
+    if value > limit:
+        raise InvalidInput(f"the session's {name} total would exceed its limit", field=name)
 
 
 def _rollup_add(
@@ -103,7 +117,9 @@ def _rollup_add(
         model=message.model or session.model,
         channel=session.channel,
         sign=sign,
-        messages=1,
+        # A compaction summary is the server's bookkeeping, not ingest: the
+        # rollup stays untouched by compaction (only its usage, if any, counts).
+        messages=int(not message.is_summary),
         turns=counts["turns"],
         tool_calls=counts["tool_call_count"],
         api_calls=counts["api_calls"],
@@ -179,6 +195,8 @@ def _set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
     status = values.pop("status", None)
     state = values.pop("state", None)
     turn_started_at = values.pop("turn_started_at", None)
+    # Compared before the loop below stores the new turn_id.
+    new_turn = "turn_id" in values and values["turn_id"] != session.turn_id
     for name, value in values.items():
         if getattr(session, name) != value:
             setattr(session, name, value)
@@ -196,7 +214,6 @@ def _set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
             session.ended_at = None
             changed.add("ended_at")
     if state is not None:
-        new_turn = "turn_id" in values and values["turn_id"] != session.turn_id
         if state == State.RUNNING and session.status in ENDED_STATUSES:
             raise InvalidInput(
                 f"a {session.status} session cannot start a turn; set status to active",
@@ -243,6 +260,19 @@ def _session_upsert(key: str, fields: SessionIn, now: datetime) -> tuple[Session
         before_cost = to_nanos(session.cost_usd)
         for name, value in fields.totals.items():
             setattr(session, name, value)
+        # With the stored totals the parts must still fit their wholes.
+        if session.reasoning_tokens > session.completion_tokens:
+            raise InvalidInput(
+                f"reasoning_tokens ({session.reasoning_tokens}) must not exceed completion_tokens "
+                f"({session.completion_tokens}): reasoning is a part of completion",
+                field="reasoning_tokens",
+            )
+        if session.cache_read_tokens + session.cache_creation_tokens > session.prompt_tokens:
+            raise InvalidInput(
+                "cache_read_tokens + cache_creation_tokens must not exceed prompt_tokens "
+                f"({session.prompt_tokens}): cache tokens are a part of prompt",
+                field="cache_read_tokens",
+            )
         changed.update(fields.totals)
         delta = {
             name: fields.totals[name] - before[name]
@@ -294,6 +324,7 @@ def session_set_status(*, key: str, status: str, now: datetime | None = None) ->
 
     Ending a session records ``ended_at`` and closes any running turn.
     """
+    key = clean_key(key)
     status = clean_choice(status, "status", Status)
     now = now or timezone.now()
     session = _lock_existing(key)
@@ -337,9 +368,9 @@ class AppendResult:
 
 def _build_message(
     session: Session, item: MessageIn, seq: int, now: datetime, prices: PriceBook | None
-) -> tuple[Message, PriceBook | None]:
-    message = Message(
-        session=session,
+) -> tuple[NewMessage, PriceBook | None]:
+    message = NewMessage(
+        session_id=session.pk,
         seq=seq,
         message_id=item.message_id,
         role=item.role,
@@ -354,13 +385,14 @@ def _build_message(
         status=item.status,
         is_summary=item.is_summary,
         created_at=item.created_at or now,
+        compacted_at=item.compacted_at,
     )
     prices = _set_usage(message, item.usage, session, prices)
     return message, prices
 
 
 def _set_usage(
-    message: Message, usage: UsageIn | None, session: Session, prices: PriceBook | None
+    message: Message | NewMessage, usage: UsageIn | None, session: Session, prices: PriceBook | None
 ) -> PriceBook | None:
     """Store usage on the message, pricing it unless the agent reported the cost."""
     if usage is None:
@@ -400,7 +432,7 @@ def _append_rows(
     now: datetime,
     rollup: Rollup,
     prices: PriceBook | None = None,
-) -> tuple[list[Message], int]:
+) -> tuple[list[NewMessage], int]:
     """Insert ``items`` after the session's last message; returns (stored, skipped).
 
     The caller holds the session's row lock and saves the session afterwards.
@@ -414,7 +446,7 @@ def _append_rows(
                     session=session, message_id__in=wanted[start : start + 500]
                 ).values_list("message_id", flat=True)
             )
-    rows: list[Message] = []
+    rows: list[NewMessage] = []
     skipped = 0
     seq = session.last_seq
     totals = dict.fromkeys((*SESSION_COUNTERS, "cost_usd"), 0)
@@ -424,7 +456,14 @@ def _append_rows(
                 skipped += 1
                 continue
             seen.add(item.message_id)
-        seq += 1
+        if item.seq is not None:
+            # A trusted import keeps the source's seq; one already passed is stored.
+            if item.seq <= seq:
+                skipped += 1
+                continue
+            seq = item.seq
+        else:
+            seq += 1
         message, prices = _build_message(session, item, seq, now, prices)
         counts = contribution(message)
         for name, value in counts.items():
@@ -432,7 +471,7 @@ def _append_rows(
         _rollup_add(rollup, session, message, counts)
         rows.append(message)
     if rows:
-        Message.objects.bulk_create(rows)
+        insert_messages(rows)
         session.last_seq = seq
         session.message_count += len(rows)
         _apply_to_session(session, totals)
@@ -513,7 +552,10 @@ def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Sessi
         "message_id",
     ):
         if name in patch.provided:
-            setattr(message, name, getattr(patch, name))
+            value = getattr(patch, name)
+            if name == "created_at" and value is None:
+                continue  # null keeps the stored time
+            setattr(message, name, value)
     if "usage" in patch.provided or ("model" in patch.provided and message.cost_source):
         usage = patch.usage
         if "usage" not in patch.provided:
@@ -661,13 +703,19 @@ def _session_compact(key: str, summary: str, keep: int, now: datetime) -> int:
     session = _lock_existing(key)
     active = Message.objects.filter(session=session, compacted_at__isnull=True)
     if keep > 0:
-        boundary = list(active.order_by("-seq").values_list("seq", flat=True)[keep - 1 : keep])
+        # Summaries do not count towards `keep`: a retried compaction finds the
+        # same preserved messages and nothing older to archive.
+        boundary = list(
+            active.filter(is_summary=False)
+            .order_by("-seq")
+            .values_list("seq", flat=True)[keep - 1 : keep]
+        )
         if not boundary:
             return 0
         active = active.filter(seq__lt=boundary[0])
+    if not active.filter(is_summary=False).exists():
+        return 0  # only earlier summaries would go: nothing new to summarise
     archived = active.update(compacted_at=now)
-    if archived == 0:
-        return 0
     rollup = Rollup()
     _append_rows(
         session,

@@ -1,0 +1,343 @@
+"""Reads: the context view, pending tool calls, usage, and the session querysets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sessions import selectors, services
+from sessions.models import Message, Session
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def call(call_id: str, name: str = "tool") -> dict[str, Any]:
+    return {"id": call_id, "name": name, "arguments": {"x": 1}}
+
+
+def append(key: str, *messages: dict[str, Any], **kwargs: Any) -> None:
+    services.messages_append(key=key, messages=list(messages), **kwargs)
+
+
+def session(key: str = "k") -> Session:
+    return Session.objects.get(key=key)
+
+
+# --- context view ----------------------------------------------------------------------
+
+
+def test_the_context_view_keeps_answered_calls_in_order() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "tool_calls": [call("c1"), call("c2")]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a"},
+        {"role": "tool", "tool_call_id": "c2", "content": "b"},
+        {"role": "assistant", "content": "done"},
+    )
+
+    context = selectors.messages_context(session())
+
+    assert [m.seq for m in context] == [1, 2, 3, 4, 5]
+    assert [c["id"] for c in context[1].tool_calls] == ["c1", "c2"]
+
+
+def test_the_context_view_drops_a_result_whose_call_was_archived() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "tool_calls": [call("c1")]},
+        {"role": "tool", "tool_call_id": "c1", "content": "result"},
+        {"role": "assistant", "content": "answer"},
+    )
+    services.session_compact(key="k", summary="summary", keep=2)
+
+    context = selectors.messages_context(session())
+
+    assert [(m.role, m.content) for m in context] == [
+        ("system", "summary"),
+        ("assistant", "answer"),
+    ]
+
+
+def test_the_context_view_drops_a_call_without_its_result() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "tool_calls": [call("c1")]},
+    )
+
+    context = selectors.messages_context(session())
+
+    assert [m.seq for m in context] == [1]
+
+
+def test_the_context_view_keeps_the_text_of_a_message_with_unanswered_calls() -> None:
+    append(
+        "k",
+        {"role": "assistant", "content": "let me look", "tool_calls": [call("c1"), call("c2")]},
+        {"role": "tool", "tool_call_id": "c2", "content": "found"},
+    )
+
+    context = selectors.messages_context(session())
+
+    assert [m.seq for m in context] == [1, 2]
+    assert context[0].content == "let me look"
+    assert context[0].tool_calls == [call("c2")]
+    # The view is a view: the stored message keeps both calls.
+    assert len(Message.objects.get(seq=1).tool_calls) == 2
+
+
+def test_the_context_view_keeps_reasoning_with_dropped_calls() -> None:
+    append("k", {"role": "assistant", "reasoning": "hmm", "tool_calls": [call("c1")]})
+
+    (message,) = selectors.messages_context(session())
+
+    assert (message.reasoning, message.tool_calls) == ("hmm", [])
+
+
+def test_the_context_view_drops_a_result_for_a_call_never_made() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "q"},
+        {"role": "tool", "tool_call_id": "ghost", "content": "?"},
+    )
+
+    assert [m.seq for m in selectors.messages_context(session())] == [1]
+
+
+def test_the_full_view_is_every_message_in_order() -> None:
+    append(
+        "k",
+        {"role": "assistant", "tool_calls": [call("c1")]},
+        {"role": "user", "content": "x"},
+    )
+    services.session_compact(key="k", summary="s", keep=1)
+
+    assert [m.seq for m in selectors.messages_all(session())] == [1, 2, 3]
+
+
+# --- pending tool calls, last messages, recent users -----------------------------------------
+
+
+def test_pending_tool_calls_are_calls_without_an_answer() -> None:
+    append(
+        "k",
+        {"role": "assistant", "tool_calls": [call("c1", "ls"), call("c2", "cat")]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a"},
+        {"role": "assistant", "content": "and", "tool_calls": [call("c3", "grep")]},
+    )
+
+    pending = selectors.pending_tool_calls(session())
+
+    assert [(p.message.seq, p.call["id"], p.call["name"]) for p in pending] == [
+        (1, "c2", "cat"),
+        (3, "c3", "grep"),
+    ]
+
+
+def test_archived_calls_are_not_pending() -> None:
+    append(
+        "k",
+        {"role": "assistant", "tool_calls": [call("c1")]},
+        {"role": "user", "content": "never mind"},
+    )
+    services.session_compact(key="k", summary="s", keep=1)
+
+    assert selectors.pending_tool_calls(session()) == []
+
+
+def test_no_calls_means_nothing_pending() -> None:
+    append("k", {"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"})
+
+    assert selectors.pending_tool_calls(session()) == []
+
+
+def test_last_message_by_role() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "u1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "u2"},
+        {"role": "assistant", "content": "a2"},
+        {"role": "tool", "tool_call_id": "x", "content": "t"},
+    )
+
+    assert selectors.last_message(session(), "user").content == "u2"
+    assert selectors.last_message(session(), "assistant").content == "a2"
+    assert selectors.last_message(session(), "system") is None
+
+
+def test_recent_user_messages_across_sessions_newest_first() -> None:
+    append(
+        "a",
+        {"role": "user", "content": "a1", "created_at": "2026-03-01T10:00:00Z"},
+        {"role": "assistant", "content": "reply", "created_at": "2026-03-01T10:30:00Z"},
+        {"role": "user", "content": "a2", "created_at": "2026-03-01T12:00:00Z"},
+        session={"agent": "alpha"},
+    )
+    append(
+        "b",
+        {"role": "user", "content": "b1", "created_at": "2026-03-01T11:00:00Z"},
+        session={"agent": "beta"},
+    )
+
+    recent = selectors.recent_user_messages()
+
+    assert [m.content for m in recent] == ["a2", "b1", "a1"]
+    assert recent[0].session.key == "a"
+    assert [m.content for m in selectors.recent_user_messages(limit=2)] == ["a2", "b1"]
+    assert [m.content for m in selectors.recent_user_messages(agent="beta")] == ["b1"]
+
+
+# --- usage -----------------------------------------------------------------------------
+
+
+def test_usage_by_agent_groups_an_empty_agent_name_as_main() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "usage": {"prompt_tokens": 10, "cost_usd": "0.1"}},
+        {
+            "role": "assistant",
+            "content": "b",
+            "agent_name": "researcher",
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "cost_usd": "0.02"},
+        },
+        {
+            "role": "assistant",
+            "content": "c",
+            "agent_name": "researcher",
+            "model": "acme-llm-9",
+            "usage": {"prompt_tokens": 1},
+        },
+        {"role": "assistant", "content": "d", "agent_name": "", "usage": {"cost_usd": "0.3"}},
+    )
+
+    rows = {row["agent_name"]: row for row in selectors.usage_by_agent(session())}
+
+    assert set(rows) == {"main", "researcher"}
+    main, researcher = rows["main"], rows["researcher"]
+    assert (main["messages"], main["api_calls"], main["prompt_tokens"]) == (3, 2, 10)
+    assert main["cost_usd"] == Decimal("0.4")
+    assert (researcher["messages"], researcher["api_calls"], researcher["unpriced_calls"]) == (
+        2,
+        2,
+        1,
+    )
+    assert (researcher["prompt_tokens"], researcher["completion_tokens"]) == (6, 2)
+    assert researcher["cost_usd"] == Decimal("0.02")
+
+
+def test_session_usage_is_the_stored_totals() -> None:
+    append(
+        "k",
+        {
+            "role": "assistant",
+            "content": "a",
+            "tool_calls": [call("c")],
+            "usage": {"prompt_tokens": 7, "cost_usd": "0.5"},
+        },
+    )
+    services.messages_clear(key="k")
+
+    usage = selectors.session_usage(session())
+
+    assert usage["message_count"] == 0
+    assert (usage["turns"], usage["tool_call_count"], usage["api_calls"]) == (1, 1, 1)
+    assert (usage["prompt_tokens"], usage["cost_usd"]) == (7, Decimal("0.5"))
+
+
+# --- session querysets -------------------------------------------------------------------
+
+
+def upsert(key: str, now: datetime = T0, **fields: Any) -> None:
+    services.session_upsert(key=key, fields=fields, now=now)
+
+
+def keys(queryset: Any) -> list[str]:
+    return [s.key for s in queryset]
+
+
+def test_running_sessions_newest_turn_first() -> None:
+    upsert("old", state="running", now=T0)
+    upsert("new", state="running", now=T0 + timedelta(minutes=5))
+    upsert("idle")
+    upsert("ended", state="running")
+    services.session_set_status(key="ended", status="completed")
+    upsert("lost", agent="bot", state="running")
+    services.sessions_mark_unknown(agent="bot")
+
+    assert keys(Session.objects.running()) == ["new", "old"]
+
+
+def test_stuck_sessions_are_running_longer_than_the_threshold_oldest_first() -> None:
+    upsert("a", state="running", now=T0)
+    upsert("b", state="running", now=T0 - timedelta(minutes=30))
+    upsert("fresh", state="running", now=T0 + timedelta(minutes=10))
+    upsert("idle", now=T0 - timedelta(hours=1))
+    now = T0 + timedelta(minutes=15)
+
+    assert keys(Session.objects.stuck(older_than=timedelta(minutes=15), now=now)) == ["b", "a"]
+    assert keys(Session.objects.stuck(older_than=timedelta(minutes=16), now=now)) == ["b"]
+
+
+def test_stale_sessions_are_active_without_activity_least_recent_first() -> None:
+    upsert("a", now=T0)
+    upsert("b", now=T0 - timedelta(hours=1))
+    upsert("fresh", now=T0 + timedelta(minutes=29))
+    upsert("done", status="completed", now=T0 - timedelta(hours=2))
+    now = T0 + timedelta(minutes=30)
+
+    assert keys(Session.objects.stale(older_than=timedelta(minutes=30), now=now)) == ["b", "a"]
+
+
+def test_a_write_makes_a_session_fresh_again() -> None:
+    upsert("a", now=T0)
+    append("a", {"role": "user", "content": "hi"}, now=T0 + timedelta(minutes=40))
+
+    stale = Session.objects.stale(older_than=timedelta(minutes=30), now=T0 + timedelta(minutes=45))
+
+    assert keys(stale) == []
+
+
+def test_filtered_sessions_newest_activity_first() -> None:
+    upsert("a", agent="bot", channel="cli", model="m1", project_root="/p", now=T0)
+    upsert("b", agent="bot", channel="slack", model="m1", now=T0 + timedelta(minutes=1))
+    upsert("c", agent="other", kind="autonomous", now=T0 + timedelta(minutes=2))
+    upsert("d", agent="bot", status="failed", state="idle", now=T0 + timedelta(minutes=3))
+
+    assert keys(Session.objects.filtered()) == ["d", "c", "b", "a"]
+    assert keys(Session.objects.filtered(agent="bot")) == ["d", "b", "a"]
+    assert keys(Session.objects.filtered(agent="bot", status="active")) == ["b", "a"]
+    assert keys(Session.objects.filtered(channel="cli")) == ["a"]
+    assert keys(Session.objects.filtered(model="m1", channel="")) == ["b", "a"]
+    assert keys(Session.objects.filtered(kind="autonomous", state="idle")) == ["c"]
+    assert keys(Session.objects.filtered(project_root="/p", agent=None)) == ["a"]
+
+
+def test_filtered_refuses_unknown_filters() -> None:
+    with pytest.raises(TypeError, match="colour"):
+        Session.objects.filtered(colour="red")
+
+
+def test_message_querysets() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "u", "usage": {"prompt_tokens": 1}},
+        {"role": "assistant", "tool_calls": [call("c1")]},
+        {"role": "assistant", "content": "plain"},
+    )
+    services.session_compact(key="k", summary="s", keep=2)
+    messages = Message.objects.for_session(session())
+
+    assert [m.seq for m in messages.archived()] == [1]
+    assert [m.seq for m in messages.not_archived().in_order()] == [2, 3, 4]
+    assert [m.seq for m in messages.context()] == [4, 2, 3]
+    assert [m.seq for m in messages.with_usage()] == [1]
+    assert [m.seq for m in messages.with_tool_calls()] == [2]

@@ -1,0 +1,439 @@
+"""Session upsert, status, reconcile (mark unknown) and delete."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sessions import services
+from sessions.errors import InvalidInput, SessionGone, SessionNotFound
+from sessions.models import DailyUsage, Message, Session, Tombstone
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
+T2 = T0 + timedelta(minutes=10)
+
+
+def upsert(key: str = "k", now: datetime = T0, **fields: Any) -> tuple[Session, bool]:
+    return services.session_upsert(key=key, fields=fields, now=now)
+
+
+def stored(key: str = "k") -> Session:
+    return Session.objects.get(key=key)
+
+
+def rollup_rows() -> list[dict[str, Any]]:
+    return list(DailyUsage.objects.order_by("day", "agent", "model", "channel").values())
+
+
+# --- upsert --------------------------------------------------------------------
+
+
+def test_upsert_creates_then_updates() -> None:
+    session, created = upsert(agent="bot", kind="autonomous", goal_text="ship it")
+    again, created_again = upsert(name="Renamed", now=T1)
+
+    assert (created, created_again) == (True, False)
+    assert again.pk == session.pk
+    row = stored()
+    assert (row.agent, row.kind, row.goal_text, row.name) == (
+        "bot",
+        "autonomous",
+        "ship it",
+        "Renamed",
+    )
+    assert (row.created_at, row.last_active_at) == (T0, T1)
+
+
+def test_upsert_keeps_absent_fields() -> None:
+    upsert(
+        name="n", agent="a", model="m", project_root="/p", todo="- [ ] x", channel="cli", kind="acp"
+    )
+
+    upsert(now=T1)
+
+    row = stored()
+    assert (row.name, row.agent, row.model, row.project_root, row.todo) == (
+        "n",
+        "a",
+        "m",
+        "/p",
+        "- [ ] x",
+    )
+    assert (row.channel, row.kind) == ("cli", "acp")
+    assert row.last_active_at == T1
+
+
+def test_upsert_can_clear_a_plain_text_field() -> None:
+    upsert(name="n", todo="x")
+
+    upsert(name="", todo=None)
+
+    assert (stored().name, stored().todo) == ("", "")
+
+
+def test_routing_context_is_never_overwritten_by_an_empty_value() -> None:
+    upsert(channel_ref="discord.clamps", room_id="r1", sender_id="u1")
+
+    upsert(channel_ref="", room_id=None, sender_id="")
+    row = stored()
+    assert (row.channel_ref, row.room_id, row.sender_id) == ("discord.clamps", "r1", "u1")
+
+    upsert(room_id="r2")
+    row = stored()
+    assert (row.channel_ref, row.room_id, row.sender_id) == ("discord.clamps", "r2", "u1")
+
+
+def test_metadata_merges_and_null_removes_a_key() -> None:
+    upsert(metadata={"a": "1", "b": "2"})
+
+    upsert(metadata={"b": None, "c": "3", "missing": None})
+
+    assert stored().metadata == {"a": "1", "c": "3"}
+
+
+def test_metadata_null_on_create_is_not_stored() -> None:
+    upsert(metadata={"a": "1", "b": None})
+
+    assert stored().metadata == {"a": "1"}
+
+
+def test_running_sets_the_turn_start_and_idle_clears_the_turn() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+    row = stored()
+    assert (row.state, row.turn_id, row.turn_started_at) == ("running", "t1", T0)
+
+    upsert(state="running", now=T1)
+    assert stored().turn_started_at == T0  # the same turn is still under way
+
+    upsert(state="idle", now=T2)
+    row = stored()
+    assert (row.state, row.turn_id, row.turn_started_at) == ("idle", "", None)
+
+
+def test_a_new_turn_id_restarts_the_turn_clock() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+
+    upsert(state="running", turn_id="t2", now=T1)
+
+    row = stored()
+    assert (row.turn_id, row.turn_started_at) == ("t2", T1)
+
+
+def test_a_given_turn_start_is_kept() -> None:
+    upsert(state="running", turn_started_at="2026-03-01T11:00:00Z", now=T0)
+
+    assert stored().turn_started_at == datetime(2026, 3, 1, 11, tzinfo=UTC)
+
+
+def test_error_state_clears_the_turn() -> None:
+    upsert(state="running", turn_id="t1")
+
+    upsert(state="error", now=T1)
+
+    row = stored()
+    assert (row.state, row.turn_id, row.turn_started_at) == ("error", "", None)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_ending_statuses_set_ended_at_and_close_the_turn(status: str) -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+
+    upsert(status=status, now=T1)
+
+    row = stored()
+    assert (row.status, row.ended_at) == (status, T1)
+    assert (row.state, row.turn_id, row.turn_started_at) == ("idle", "", None)
+
+
+def test_an_ended_session_cannot_start_a_turn() -> None:
+    upsert(status="completed", now=T0)
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(state="running", now=T1)
+
+    assert caught.value.field == "state"
+    assert stored().state == "idle"
+    assert stored().last_active_at == T0
+
+
+def test_reactivating_clears_ended_at() -> None:
+    upsert(status="completed", now=T0)
+
+    upsert(status="active", state="running", now=T1)
+
+    row = stored()
+    assert (row.status, row.ended_at, row.state, row.turn_started_at) == (
+        "active",
+        None,
+        "running",
+        T1,
+    )
+
+
+def test_an_explicit_ended_at_wins() -> None:
+    upsert(status="failed", ended_at="2026-03-01T11:30:00Z", now=T1)
+
+    assert stored().ended_at == datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
+
+
+def test_creating_counts_a_started_session_in_the_rollup() -> None:
+    upsert(agent="bot", model="m", channel="slack", created_at="2026-02-27T23:59:00-01:00")
+
+    (row,) = DailyUsage.objects.all()
+    assert (row.day.isoformat(), row.agent, row.model, row.channel) == (
+        "2026-02-28",
+        "bot",
+        "m",
+        "slack",
+    )
+    assert (row.sessions_started, row.messages) == (1, 0)
+
+
+def test_reported_totals_set_the_totals_and_move_the_rollup_by_the_difference() -> None:
+    upsert(agent="bot", prompt_tokens=1000, completion_tokens=100, cost_usd="0.5", turns=3, now=T0)
+    upsert(prompt_tokens=1500, completion_tokens=100, cost_usd=0.75, api_calls=4, now=T0)
+
+    row = stored()
+    assert (row.prompt_tokens, row.completion_tokens, row.turns, row.api_calls) == (1500, 100, 3, 4)
+    assert row.cost_usd == Decimal("0.75")
+    (rollup,) = DailyUsage.objects.all()
+    assert (rollup.prompt_tokens, rollup.completion_tokens, rollup.turns, rollup.api_calls) == (
+        1500,
+        100,
+        3,
+        4,
+    )
+    assert rollup.cost_usd == Decimal("0.75")
+    assert rollup.sessions_started == 1
+
+
+def test_reported_totals_are_checked() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        upsert(completion_tokens=5, reasoning_tokens=6)
+    assert caught.value.field == "reasoning_tokens"
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(prompt_tokens=5, cache_read_tokens=6)
+    assert caught.value.field == "cache_read_tokens"
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(cost_usd="-0.01")
+    assert caught.value.field == "cost_usd"
+
+    assert not Session.objects.exists()
+    assert DailyUsage.objects.count() == 0
+
+
+def test_reported_reasoning_above_the_stored_completion_is_refused() -> None:
+    upsert(completion_tokens=5)
+
+    with pytest.raises(InvalidInput) as reasoning:
+        upsert(reasoning_tokens=6)
+    with pytest.raises(InvalidInput) as cache:
+        upsert(cache_creation_tokens=1)
+
+    assert (reasoning.value.field, cache.value.field) == ("reasoning_tokens", "cache_read_tokens")
+    assert "completion_tokens (5)" in reasoning.value.message
+    assert stored().reasoning_tokens == 0
+    assert DailyUsage.objects.get().completion_tokens == 5
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "allowed"),
+    [
+        ({"kind": "batch"}, "kind", "interactive, autonomous, acp"),
+        ({"status": "done"}, "status", "active, completed, failed, cancelled, unknown"),
+        ({"state": "busy"}, "state", "idle, running, error"),
+        ({"channel": "fax"}, "channel", "cli, tui, telegram, discord, slack, acp"),
+        ({"created_at": "yesterday"}, "created_at", "RFC 3339"),
+        ({"last_active_at": "2026-03-01T10:00:00"}, "last_active_at", "RFC 3339"),
+        ({"turns": -1}, "turns", "non-negative"),
+        ({"prompt_tokens": 1.5}, "prompt_tokens", "non-negative integer"),
+        ({"metadata": {"a": 1}}, "metadata.a", "string"),
+        ({"metadata": ["a"]}, "metadata", "object"),
+        ({"colour": "red"}, "colour", "accepted"),
+        ({"name": "x" * 256}, "name", "at most 255"),
+        ({"agent": "a\nb"}, "agent", "control characters"),
+        ({"goal_text": "nul\x00"}, "goal_text", "NUL"),
+        ({"todo": "\udfff"}, "todo", "surrogates"),
+    ],
+)
+def test_bad_fields_are_refused_and_nothing_is_written(
+    fields: dict, field: str, allowed: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        services.session_upsert(key="k", fields=fields)
+
+    assert caught.value.field == field
+    assert allowed in caught.value.message
+    assert not Session.objects.exists()
+    assert DailyUsage.objects.count() == 0
+
+
+def test_a_refused_update_leaves_the_session_as_it_was() -> None:
+    upsert(name="n", now=T0)
+
+    with pytest.raises(InvalidInput):
+        services.session_upsert(key="k", fields={"name": "m", "status": "zombie"}, now=T1)
+
+    row = stored()
+    assert (row.name, row.last_active_at) == ("n", T0)
+
+
+def test_read_only_fields_echoed_back_are_ignored() -> None:
+    upsert(name="n")
+
+    services.session_upsert(
+        key="k", fields={"key": "other", "message_count": 99, "id": 7, "name": "m"}
+    )
+
+    row = stored()
+    assert (row.key, row.message_count, row.name) == ("k", 0, "m")
+
+
+def test_upsert_refuses_a_deleted_key() -> None:
+    upsert()
+    services.session_delete(key="k")
+
+    with pytest.raises(SessionGone):
+        upsert(name="again")
+
+    assert not Session.objects.exists()
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def test_set_status_ends_the_session() -> None:
+    upsert(state="running", now=T0)
+
+    services.session_set_status(key="k", status="cancelled", now=T1)
+
+    row = stored()
+    assert (row.status, row.ended_at, row.state, row.last_active_at) == (
+        "cancelled",
+        T1,
+        "idle",
+        T1,
+    )
+
+
+def test_set_status_refuses_unknown_values_and_sessions() -> None:
+    upsert()
+
+    with pytest.raises(InvalidInput) as caught:
+        services.session_set_status(key="k", status="paused")
+    assert caught.value.field == "status"
+    assert "active, completed, failed, cancelled, unknown" in caught.value.message
+
+    with pytest.raises(SessionNotFound):
+        services.session_set_status(key="missing", status="completed")
+
+
+def test_set_status_refuses_a_deleted_key() -> None:
+    upsert()
+    services.session_delete(key="k")
+
+    with pytest.raises(SessionGone):
+        services.session_set_status(key="k", status="completed")
+
+    assert not Session.objects.exists()
+
+
+def test_set_status_refuses_a_bad_key_as_invalid_input() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        services.session_set_status(key="nul\x00", status="completed")
+
+    assert caught.value.field == "key"
+
+
+# --- reconcile: mark unknown ---------------------------------------------------------
+
+
+def test_mark_unknown_marks_the_agents_active_sessions_except_the_listed_ones() -> None:
+    upsert("a1", agent="bot", state="running", turn_id="t")
+    upsert("a2", agent="bot")
+    upsert("keep", agent="bot")
+    upsert("done", agent="bot", status="completed")
+    upsert("other", agent="other-bot")
+
+    marked = services.sessions_mark_unknown(agent="bot", except_keys=["keep"])
+
+    assert marked == 2
+    statuses = dict(Session.objects.values_list("key", "status"))
+    assert statuses == {
+        "a1": "unknown",
+        "a2": "unknown",
+        "keep": "active",
+        "done": "completed",
+        "other": "active",
+    }
+    a1 = stored("a1")
+    assert (a1.state, a1.turn_id, a1.turn_started_at) == ("idle", "", None)
+
+
+def test_mark_unknown_is_idempotent() -> None:
+    upsert("a1", agent="bot")
+
+    assert services.sessions_mark_unknown(agent="bot") == 1
+    assert services.sessions_mark_unknown(agent="bot") == 0
+
+
+@pytest.mark.parametrize(
+    ("agent", "except_keys", "field"),
+    [
+        ("", [], "agent"),
+        (None, [], "agent"),
+        ("bot", [""], "except[0]"),
+        ("bot", ["ok", 5], "except[1]"),
+    ],
+)
+def test_mark_unknown_refuses_bad_input(agent: Any, except_keys: list, field: str) -> None:
+    upsert("a1", agent="bot")
+
+    with pytest.raises(InvalidInput) as caught:
+        services.sessions_mark_unknown(agent=agent, except_keys=except_keys)
+
+    assert caught.value.field == field
+    assert stored("a1").status == "active"
+
+
+# --- delete --------------------------------------------------------------------------
+
+
+def test_delete_removes_messages_leaves_a_tombstone_and_keeps_the_rollup() -> None:
+    services.messages_append(
+        key="k",
+        messages=[
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b", "usage": {"prompt_tokens": 5, "cost_usd": "1"}},
+        ],
+    )
+    services.messages_append(key="other", messages=[{"role": "user", "content": "x"}])
+    rollup_before = rollup_rows()
+
+    services.session_delete(key="k", now=T1)
+
+    assert not Session.objects.filter(key="k").exists()
+    assert list(Message.objects.values_list("session__key", flat=True)) == ["other"]
+    assert Tombstone.objects.get(key="k").deleted_at == T1
+    assert rollup_rows() == rollup_before
+
+
+def test_delete_twice_says_gone_and_unknown_says_not_found() -> None:
+    upsert()
+    services.session_delete(key="k")
+
+    with pytest.raises(SessionGone) as gone:
+        services.session_delete(key="k")
+    with pytest.raises(SessionNotFound) as missing:
+        services.session_delete(key="never")
+
+    assert (gone.value.code, missing.value.code) == ("gone", "not_found")
+    assert Tombstone.objects.count() == 1
