@@ -1,0 +1,341 @@
+"""Keyword search over message content, the same results on SQLite and PostgreSQL.
+
+The indexes come from migration ``0002_message_search``: an FTS5 table kept
+in sync by triggers on SQLite, a GIN expression index on PostgreSQL.
+
+Rules this module protects:
+
+* A query typed by a person never raises and is never parsed as a query
+  language: only its words are used (Unicode letters and digits; quotes,
+  ``*``, ``-``, ``NEAR``, ``AND``/``OR``, parentheses and emoji are plain
+  text). Any word matches. A query without words finds nothing.
+* Results are sessions ordered by their best-matching message, each with at
+  most ``HITS_PER_SESSION`` hits; archived (compacted) messages are found too.
+  The number of queries does not grow with the number of results.
+* Snippets are plain text with matched words between ``MARK_START`` and
+  ``MARK_END``; ``snippet_html`` escapes the text before it adds ``<mark>``.
+
+Differences between the databases (tokenisers): SQLite folds diacritics
+(``naive`` finds ``naïve``), PostgreSQL does not; PostgreSQL indexes the first
+``POSTGRES_INDEXED_CHARS`` characters of a message, SQLite all of it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Value
+from django.db.models.functions import Coalesce, Left
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+from sessions.models import Message, Session
+
+MARK_START = "\x02"
+MARK_END = "\x03"
+ELLIPSIS = "…"
+
+MAX_LIMIT = 100
+HITS_PER_SESSION = 3
+MAX_TERMS = 32
+# Longer "words" (a pasted blob) are not searched for.
+MAX_TERM_CHARS = 100
+# Only the start of a very long query is read for words.
+MAX_QUERY_CHARS = 4000
+SNIPPET_TOKENS = 20
+
+# A word: letters and digits; everything else (punctuation, "_", emoji,
+# query syntax) separates words, as the FTS5 unicode61 tokenizer does.
+_WORD = re.compile(r"[^\W_]+")
+_MARKERS = re.compile(f"([{MARK_START}{MARK_END}])")
+
+SQLITE_FTS_TABLE = "agent_sessions_message_fts"
+
+# Must stay the very expression of the GIN index in migration 0002, or the
+# planner cannot use the index (tests/test_search.py checks the plan).
+POSTGRES_INDEXED_CHARS = 100_000
+_PG_PUNCTUATION = '!"#$&()*+,-./:;<=>?@[]^_`{|}~'
+POSTGRES_VECTOR = (
+    "to_tsvector('simple'::regconfig, translate(left(coalesce(m.content, ''), 100000), "
+    f"'{_PG_PUNCTUATION}', '{' ' * len(_PG_PUNCTUATION)}'))"
+)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One matching message. ``snippet`` is plain text with marked matches."""
+
+    message_pk: int
+    seq: int
+    role: str
+    snippet: str
+    created_at: datetime
+    archived: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A session with its best-matching messages, best first."""
+
+    session: Session
+    hits: list[SearchHit]
+
+
+def search_terms(query: str | None) -> list[str]:
+    """The words of a query typed by a person, lower-cased, deduplicated, capped.
+
+    Never raises; a query without letters or digits gives ``[]``.
+    """
+    if not isinstance(query, str):
+        return []
+    text = unicodedata.normalize("NFC", query[:MAX_QUERY_CHARS])
+    terms: list[str] = []
+    for match in _WORD.finditer(text):
+        term = match.group().lower()
+        if len(term) <= MAX_TERM_CHARS and term not in terms:
+            terms.append(term)
+            if len(terms) == MAX_TERMS:
+                break
+    return terms
+
+
+def search_messages(
+    query: str | None, *, limit: int = 20, session: Session | None = None
+) -> list[SearchResult]:
+    """Sessions whose messages contain any word of ``query``, best match first.
+
+    At most ``limit`` sessions (capped at ``MAX_LIMIT``), each with up to
+    ``HITS_PER_SESSION`` hits; ``session`` restricts the search to one
+    session. Archived messages are searched too. Never raises on the query.
+    """
+    terms = search_terms(query)
+    limit = min(int(limit), MAX_LIMIT)
+    if not terms or limit < 1:
+        return []
+    if connection.vendor == "postgresql":
+        ranked = _postgres_ranked(terms, limit, session)
+    else:
+        ranked = _sqlite_ranked(terms, limit, session)
+    if not ranked:
+        return []
+    ids = [message_pk for message_pk, _ in ranked]
+    rows = Message.objects.filter(pk__in=ids).order_by()
+    if connection.vendor == "postgresql":
+        rows = rows.annotate(text=Left(Coalesce("content", Value("")), POSTGRES_INDEXED_CHARS))
+        fields = ("pk", "seq", "role", "created_at", "compacted_at", "text")
+        details = {row[0]: row for row in rows.values_list(*fields)}
+        snippets = {pk: _snippet(row[5], terms) for pk, row in details.items()}
+    else:
+        fields = ("pk", "seq", "role", "created_at", "compacted_at")
+        details = {row[0]: row for row in rows.values_list(*fields)}
+        snippets = _sqlite_snippets(terms, ids)
+    sessions = Session.objects.in_bulk({session_pk for _, session_pk in ranked})
+
+    results: list[SearchResult] = []
+    by_session: dict[int, list[SearchHit]] = {}
+    for message_pk, session_pk in ranked:
+        row = details.get(message_pk)
+        owner = sessions.get(session_pk)
+        if row is None or owner is None:
+            # Deleted between the queries.
+            continue
+        hit = SearchHit(
+            message_pk=message_pk,
+            seq=row[1],
+            role=row[2],
+            snippet=snippets.get(message_pk, ""),
+            created_at=row[3],
+            archived=row[4] is not None,
+        )
+        if session_pk not in by_session:
+            by_session[session_pk] = []
+            results.append(SearchResult(session=owner, hits=by_session[session_pk]))
+        by_session[session_pk].append(hit)
+    return results
+
+
+# --- SQLite: FTS5 -------------------------------------------------------------
+
+
+def _fts_query(terms: list[str]) -> str:
+    # Each word as an FTS5 string: nothing in it is query syntax. Words hold
+    # only letters and digits, so they contain no double quote to escape.
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> list[tuple[int, int]]:
+    """(message pk, session pk) of the hits to show, best session first.
+
+    bm25() is smaller for better matches.
+    """
+    params: list[object] = [_fts_query(terms)]
+    only_session = ""
+    if session is not None:
+        only_session = "WHERE m.session_id = %s"
+        params.append(session.pk)
+    params += [limit, HITS_PER_SESSION]
+    sql = f"""
+        WITH hits AS (
+            SELECT rowid AS id, bm25({SQLITE_FTS_TABLE}) AS rank
+            FROM {SQLITE_FTS_TABLE}
+            WHERE {SQLITE_FTS_TABLE} MATCH %s
+        ), ranked AS (
+            SELECT h.id, m.session_id, h.rank,
+                   ROW_NUMBER() OVER (
+                       PARTITION BY m.session_id ORDER BY h.rank, h.id DESC
+                   ) AS n
+            FROM hits AS h JOIN agent_sessions_message AS m ON m.id = h.id
+            {only_session}
+        ), best AS (
+            SELECT session_id, rank, id FROM ranked WHERE n = 1
+            ORDER BY rank, id DESC LIMIT %s
+        )
+        SELECT r.id, r.session_id
+        FROM ranked AS r JOIN best AS b ON b.session_id = r.session_id
+        WHERE r.n <= %s
+        ORDER BY b.rank, b.id DESC, r.n
+    """  # noqa: S608 -- only constants are formatted in; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def _sqlite_snippets(terms: list[str], ids: list[int]) -> dict[int, str]:
+    placeholders = ", ".join(["%s"] * len(ids))
+    sql = f"""
+        SELECT rowid, snippet({SQLITE_FTS_TABLE}, 0, %s, %s, %s, {SNIPPET_TOKENS})
+        FROM {SQLITE_FTS_TABLE}
+        WHERE {SQLITE_FTS_TABLE} MATCH %s AND rowid IN ({placeholders})
+    """  # noqa: S608 -- only constants are formatted in; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [MARK_START, MARK_END, ELLIPSIS, _fts_query(terms), *ids])
+        return {row[0]: row[1] or "" for row in cursor.fetchall()}
+
+
+# --- PostgreSQL: tsvector + GIN -----------------------------------------------
+
+
+def _postgres_ranked(
+    terms: list[str], limit: int, session: Session | None
+) -> list[tuple[int, int]]:
+    """(message pk, session pk) of the hits to show, best session first.
+
+    Each word goes through ``plainto_tsquery`` (which has no syntax), and the
+    queries are OR-ed with ``||``. ts_rank() is larger for better matches;
+    normalisation 1 favours shorter messages, like bm25.
+    """
+    tsquery = " || ".join(["plainto_tsquery('simple'::regconfig, %s)"] * len(terms))
+    params: list[object] = [*terms]
+    only_session = ""
+    if session is not None:
+        only_session = "AND m.session_id = %s"
+        params.append(session.pk)
+    params += [limit, HITS_PER_SESSION]
+    sql = f"""
+        WITH hits AS (
+            SELECT m.id, m.session_id, ts_rank({POSTGRES_VECTOR}, q.query, 1) AS rank
+            FROM agent_sessions_message AS m, (SELECT {tsquery} AS query) AS q
+            WHERE {POSTGRES_VECTOR} @@ q.query {only_session}
+        ), ranked AS (
+            SELECT id, session_id, rank,
+                   ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY rank DESC, id DESC) AS n
+            FROM hits
+        ), best AS (
+            SELECT session_id, rank, id FROM ranked WHERE n = 1
+            ORDER BY rank DESC, id DESC LIMIT %s
+        )
+        SELECT r.id, r.session_id
+        FROM ranked AS r JOIN best AS b ON b.session_id = r.session_id
+        WHERE r.n <= %s
+        ORDER BY b.rank DESC, b.id DESC, r.n
+    """  # noqa: S608 -- only constants are formatted in; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def _snippet(text: str, terms: list[str]) -> str:
+    """About ``SNIPPET_TOKENS`` words of ``text`` around its best matches, marked.
+
+    The PostgreSQL counterpart of FTS5's snippet(): ts_headline() would use
+    the default parser, which does not see ``search`` in ``search.py``.
+    """
+    # Agent text may hold the marker characters: they must not fake a match.
+    text = text.replace(MARK_START, "").replace(MARK_END, "")
+    words = list(_WORD.finditer(text))
+    if not words:
+        return text[:200]
+    wanted = set(terms)
+    matched = [i for i, word in enumerate(words) if word.group().lower() in wanted]
+    start = 0
+    best_score = (-1, -1)
+    for index in matched[:200]:
+        # A few words of context before the match, unless that runs past the end.
+        first = max(0, min(index - 3, len(words) - SNIPPET_TOKENS))
+        window = [words[i].group().lower() for i in matched if first <= i < first + SNIPPET_TOKENS]
+        score = (len(set(window)), len(window))
+        if score > best_score:
+            best_score, start = score, first
+    end = min(len(words), start + SNIPPET_TOKENS)
+    parts = [ELLIPSIS] if start > 0 else []
+    position = 0 if start == 0 else words[start].start()
+    hits = set(matched)
+    for i in range(start, end):
+        word = words[i]
+        parts.append(text[position : word.start()])
+        if i in hits:
+            parts += [MARK_START, word.group(), MARK_END]
+        else:
+            parts.append(word.group())
+        position = word.end()
+    if end < len(words):
+        parts.append(ELLIPSIS)
+    else:
+        parts.append(text[position:])
+    return "".join(parts)
+
+
+# --- rendering snippets ---------------------------------------------------------
+
+
+def _render(snippet: str, start: str, end: str) -> str:
+    """Replace the markers, keeping them balanced whatever the text holds."""
+    parts: list[str] = []
+    open_ = False
+    for part in _MARKERS.split(snippet):
+        if part == MARK_START:
+            if not open_:
+                parts.append(start)
+                open_ = True
+        elif part == MARK_END:
+            if open_:
+                parts.append(end)
+                open_ = False
+        else:
+            parts.append(part)
+    if open_:
+        parts.append(end)
+    return "".join(parts)
+
+
+def snippet_html(snippet: str) -> SafeString:
+    """The snippet as HTML: the text escaped first, then matches in ``<mark>``.
+
+    Agent text is untrusted: ``<script>`` in it comes out as ``&lt;script&gt;``.
+    """
+    escaped = str(escape(snippet))
+    return mark_safe(_render(escaped, "<mark>", "</mark>"))  # noqa: S308 -- escaped above
+
+
+def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:
+    """The snippet as plain text, matches between ``start`` and ``end``.
+
+    The default is Markdown bold (``**word**``), which reads well as plain
+    text and renders in chat clients; pass ``start=end=""`` to drop the marks.
+    The text is not escaped: escape it for whatever format it goes into.
+    """
+    return _render(snippet, start, end)

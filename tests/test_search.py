@@ -1,0 +1,413 @@
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sessions import services
+from sessions.models import Message, Session
+from sessions.search import (
+    MARK_END,
+    MARK_START,
+    MAX_TERMS,
+    SearchHit,
+    SearchResult,
+    search_messages,
+    search_terms,
+    snippet_html,
+    snippet_text,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def append(key: str, *contents: str | None, role: str = "user") -> None:
+    services.messages_append(
+        key=key,
+        messages=[{"role": role, "content": content} for content in contents],
+        session={"agent": "tester"},
+    )
+
+
+def keys(results: list[SearchResult]) -> list[str]:
+    return [result.session.key for result in results]
+
+
+def marked(word: str) -> str:
+    return f"{MARK_START}{word}{MARK_END}"
+
+
+def assert_index_in_sync() -> None:
+    """SQLite: FTS5 compares its index with the message table and raises if they differ."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO agent_sessions_message_fts(agent_sessions_message_fts, rank) "
+                "VALUES ('integrity-check', 1)"
+            )
+
+
+# --- matching and ranking ----------------------------------------------------
+
+
+def test_it_finds_sessions_containing_any_of_the_words() -> None:
+    append("deploys", "the deploy failed at midnight")
+    append("rollbacks", "rollback done")
+    append("other", "nothing to see")
+
+    assert sorted(keys(search_messages("deploy rollback"))) == ["deploys", "rollbacks"]
+
+
+def test_it_ignores_case() -> None:
+    append("s", "Deploy finished")
+
+    assert keys(search_messages("DEPLOY")) == ["s"]
+
+
+def test_it_matches_whole_words_only() -> None:
+    append("s", "deployment finished")
+
+    assert search_messages("deploy") == []
+
+
+def test_it_finds_words_inside_paths_and_dotted_names() -> None:
+    append("paths", "edited sessions/search.py and called os.path.join on user@example.com")
+
+    for word in ("search", "py", "join", "example"):
+        assert keys(search_messages(word)) == ["paths"], word
+    (hit,) = search_messages("search")[0].hits
+    assert f"sessions/{marked('search')}.py" in hit.snippet
+
+
+def test_it_finds_words_with_diacritics() -> None:
+    append("s", "a naïve approach")
+
+    assert keys(search_messages("naïve")) == ["s"]
+
+
+def test_it_ranks_a_message_with_more_of_the_words_first() -> None:
+    append("one-word", "apple pie is on the table today")
+    append("both-words", "apple banana is on the table today")
+
+    assert keys(search_messages("apple banana")) == ["both-words", "one-word"]
+
+
+def test_it_orders_sessions_by_their_best_message() -> None:
+    append("weak", "apple and many other unrelated words in this long rambling sentence here")
+    append("strong", "unrelated", "apple banana")
+
+    assert keys(search_messages("apple banana")) == ["strong", "weak"]
+
+
+# --- result shape, limit, grouping -------------------------------------------
+
+
+def test_it_returns_sessions_with_hits_describing_the_messages() -> None:
+    append("s", "hello there", "general kenobi")
+    message = Message.objects.get(session__key="s", seq=2)
+
+    (result,) = search_messages("kenobi")
+
+    assert isinstance(result, SearchResult)
+    assert result.session == Session.objects.get(key="s")
+    (hit,) = result.hits
+    assert isinstance(hit, SearchHit)
+    assert hit.message_pk == message.pk
+    assert hit.seq == 2
+    assert hit.role == "user"
+    assert hit.created_at == message.created_at
+    assert hit.archived is False
+    assert hit.snippet == f"general {marked('kenobi')}"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hit.seq = 3  # type: ignore[misc]
+
+
+def test_it_marks_every_matched_word_in_the_snippet() -> None:
+    append("s", "Apple pie and banana split")
+
+    (result,) = search_messages("banana apple")
+
+    assert result.hits[0].snippet == f"{marked('Apple')} pie and {marked('banana')} split"
+
+
+def test_it_shortens_long_messages_around_the_match() -> None:
+    words = [f"w{index}" for index in range(300)]
+    words[150] = "needle"
+    append("s", " ".join(words))
+
+    snippet = search_messages("needle")[0].hits[0].snippet
+
+    assert marked("needle") in snippet
+    assert snippet.startswith("…")
+    assert snippet.endswith("…")
+    assert 10 <= len(snippet.split()) <= 25
+
+
+def test_it_returns_at_most_limit_sessions() -> None:
+    for index in range(5):
+        append(f"s{index}", "common word")
+
+    assert len(search_messages("common", limit=2)) == 2
+    assert len(search_messages("common", limit=10)) == 5
+    assert search_messages("common", limit=0) == []
+
+
+def test_it_groups_hits_by_session_and_keeps_the_best_three() -> None:
+    append("many", "match", "other", "match match", "match", "match", "match")
+    append("few", "match")
+
+    results = search_messages("match")
+
+    assert sorted(keys(results)) == ["few", "many"]
+    many = next(result for result in results if result.session.key == "many")
+    assert len(many.hits) == 3
+    assert len({hit.seq for hit in many.hits}) == 3
+    assert 2 not in {hit.seq for hit in many.hits}
+
+
+def test_it_searches_one_session_when_asked() -> None:
+    append("a", "shared word")
+    append("b", "shared word")
+
+    results = search_messages("shared", session=Session.objects.get(key="b"))
+
+    assert keys(results) == ["b"]
+
+
+def test_it_finds_archived_messages() -> None:
+    append("s", "old secret plan", "recent chatter", "latest chatter")
+    services.session_compact(key="s", summary="a summary", keep=1)
+
+    (result,) = search_messages("secret")
+
+    (hit,) = result.hits
+    assert hit.seq == 1
+    assert hit.archived is True
+
+
+def test_it_costs_the_same_number_of_queries_for_few_and_many_results(
+    django_assert_max_num_queries,
+) -> None:
+    append("s0", "needle")
+    with django_assert_max_num_queries(4):
+        assert len(search_messages("needle")) == 1
+    for index in range(1, 15):
+        append(f"s{index}", "needle", "needle haystack", "needle")
+    with django_assert_max_num_queries(4):
+        results = search_messages("needle", limit=50)
+    assert len(results) == 15
+    assert sum(len(result.hits) for result in results) == 1 + 14 * 3
+
+
+def test_it_stores_and_finds_a_huge_message_of_distinct_words() -> None:
+    # Its tsvector would pass PostgreSQL's 1 MB limit if all of it were indexed.
+    words = [hashlib.md5(str(index).encode()).hexdigest()[:12] for index in range(120_000)]  # noqa: S324
+    append("huge", "findme " + " ".join(words))
+
+    assert keys(search_messages("findme")) == ["huge"]
+
+
+# --- queries typed by people -------------------------------------------------
+
+HOSTILE_QUERIES = [
+    "",
+    "   ",
+    '"',
+    '"unbalanced',
+    "*",
+    "foo*",
+    "-foo",
+    "NEAR(a b)",
+    "a AND OR NOT",
+    "(((",
+    ")",
+    "'); DROP TABLE agent_sessions_message; --",
+    "🔥🚀",
+    "foo 🔥 bar",
+    "x" * 10_000,
+    "word " * 2_000,
+    "foo\x00bar",
+    "\\",
+    "%s %(x)s %%",
+    "col:foo",
+    "^foo",
+    "foo + bar",
+    "{foo}",
+    "a & b | !c <-> d",
+    "\x02\x03",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_a_query_typed_by_a_person_never_raises(query: str) -> None:
+    append("s", "foo unbalanced near word bar", "drop table agent sessions message")
+
+    results = search_messages(query)
+
+    assert isinstance(results, list)
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"unbalanced', "-foo", "foo*", "NEAR(foo)", "(((foo", "foo\x00", "🔥foo🔥", "col:foo"],
+)
+def test_it_reads_query_syntax_as_plain_words(query: str) -> None:
+    append("s", "foo unbalanced")
+    append("other", "something else")
+
+    assert keys(search_messages(query)) == ["s"]
+
+
+def test_it_does_not_treat_not_as_an_operator() -> None:
+    append("s", "foo bar")
+
+    assert keys(search_messages("NOT foo")) == ["s"]
+
+
+@pytest.mark.parametrize("query", ["", '"', "*", "(((", "🔥🚀", "x" * 10_000, None])
+def test_a_query_without_words_finds_nothing(query: str | None) -> None:
+    append("s", "x " * 10 + "🔥🚀")
+
+    assert search_messages(query) == []
+
+
+def test_search_terms_are_lowercased_deduplicated_and_capped() -> None:
+    assert search_terms("Foo foo FOO bar") == ["foo", "bar"]
+    assert search_terms("snake_case") == ["snake", "case"]
+    assert search_terms(" ".join(f"w{index}" for index in range(100))) == [
+        f"w{index}" for index in range(MAX_TERMS)
+    ]
+    assert search_terms("x" * 101 + " ok") == ["ok"]
+
+
+# --- the index follows every write -------------------------------------------
+
+
+def test_an_updated_message_matches_its_new_content_only() -> None:
+    append("s", "placeholder alpha")
+    services.message_update_last(key="s", message={"content": "final omega"})
+
+    assert search_messages("alpha") == []
+    assert keys(search_messages("omega")) == ["s"]
+    assert_index_in_sync()
+
+
+def test_a_message_without_content_can_gain_and_lose_it() -> None:
+    services.messages_append(
+        key="s",
+        messages=[
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "name": "ls", "arguments": "{}"}],
+            }
+        ],
+    )
+    assert search_messages("gamma") == []
+
+    services.message_update_last(key="s", message={"content": "gamma ray"})
+    assert keys(search_messages("gamma")) == ["s"]
+
+    services.message_update_last(key="s", message={"content": None})
+    assert search_messages("gamma") == []
+    assert_index_in_sync()
+
+    services.message_remove_last(key="s")
+    assert_index_in_sync()
+
+
+def test_a_removed_last_message_no_longer_matches() -> None:
+    append("s", "keep this", "remove that")
+    services.message_remove_last(key="s")
+
+    assert search_messages("remove") == []
+    assert keys(search_messages("keep")) == ["s"]
+    assert_index_in_sync()
+
+
+def test_cleared_messages_no_longer_match() -> None:
+    append("s", "cleared words")
+    services.messages_clear(key="s")
+
+    assert search_messages("cleared") == []
+    assert_index_in_sync()
+
+
+def test_a_deleted_session_no_longer_matches() -> None:
+    append("gone", "vanishing words")
+    append("kept", "vanishing words")
+    services.session_delete(key="gone")
+
+    assert keys(search_messages("vanishing")) == ["kept"]
+    assert_index_in_sync()
+
+
+def test_the_sqlite_triggers_survive_every_migration(sqlite_only: None) -> None:
+    # A later migration that rebuilds the message table would drop them silently.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'agent_sessions_message' ORDER BY name"
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    assert names == [
+        "agent_sessions_message_fts_ad",
+        "agent_sessions_message_fts_ai",
+        "agent_sessions_message_fts_au",
+    ]
+
+
+def test_the_postgres_query_uses_the_gin_index(postgres_only: None) -> None:
+    append("s", "indexed words")
+    with CaptureQueriesContext(connection) as queries:
+        search_messages("indexed")
+    ranking_sql = queries.captured_queries[0]["sql"]
+    with connection.cursor() as cursor:
+        # Only a bitmap scan is left, and only an index on the very expression
+        # searched can answer it: a mismatch would fall back to a full scan.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        cursor.execute(f"EXPLAIN {ranking_sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_content_search_idx" in plan, plan
+
+
+# --- rendering snippets -------------------------------------------------------
+
+
+def test_snippet_html_escapes_agent_text_and_marks_matches() -> None:
+    append("s", "<script>alert(1)</script> needle <img src=x onerror=alert(2)>")
+
+    html = snippet_html(search_messages("needle")[0].hits[0].snippet)
+
+    assert "<mark>needle</mark>" in html
+    assert "&lt;script&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "<script" not in html
+    assert "<img" not in html
+
+
+def test_snippet_html_marks_a_match_inside_markup() -> None:
+    append("s", "<script>alert(1)</script>")
+
+    html = snippet_html(search_messages("script")[0].hits[0].snippet)
+
+    assert html.startswith("&lt;<mark>script</mark>&gt;alert(1)&lt;/")
+    assert "<script" not in html
+
+
+def test_snippet_html_keeps_marks_balanced_whatever_the_text_holds() -> None:
+    assert snippet_html(f"a {MARK_END}b{MARK_START} c") == "a b<mark> c</mark>"
+    assert snippet_html(f"{MARK_START}{MARK_START}x{MARK_END}{MARK_END}") == "<mark>x</mark>"
+
+
+def test_snippet_text_replaces_the_marks() -> None:
+    snippet = f"say {marked('hello')} <b>"
+
+    assert snippet_text(snippet) == "say **hello** <b>"
+    assert snippet_text(snippet, start="[", end="]") == "say [hello] <b>"
+    assert snippet_text(snippet, start="", end="") == "say hello <b>"
