@@ -6,12 +6,16 @@ Rules the database can hold are constraints here; rules that span rows
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from sessions.errors import Conflict, InvalidInput
 from sessions.money import MoneyField
 from sessions.querysets import MessageQuerySet, SessionQuerySet
 
@@ -361,3 +365,97 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.agent or '-'} {self.model or '-'} {self.channel or '-'}"
+
+
+class ApiKey(models.Model):
+    """A bearer key for the JSON API: shown once when made, stored only as a hash.
+
+    The key is ``fleet_`` + 32 random bytes (URL-safe base64). It is stored as
+    its SHA-256, not with a slow password hash: slow hashes defend guessable
+    passwords against offline guessing, but 256 random bits cannot be guessed
+    whatever the hash, and every API call must verify its key in microseconds
+    (a lookup by hash, one indexed query). ``prefix`` (the first characters)
+    identifies a key in lists without revealing it. A revoked key stays, so
+    the record of who wrote what stays readable.
+    """
+
+    TOKEN_PREFIX = "fleet_"  # noqa: S105 - a marker, not a secret
+    PREFIX_LENGTH = 12
+    # Record use at most once a minute per key: not a write per request.
+    LAST_USED_RESOLUTION = 60
+
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=PREFIX_LENGTH, editable=False)
+    hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def generate(cls, *, name: str) -> tuple[ApiKey, str]:
+        """Make a key named ``name``; returns ``(key, plaintext)``, the only time it is seen.
+
+        Raises ``InvalidInput`` for a blank or long name and ``Conflict`` when
+        a key of that name exists (revoked keys keep their names).
+        """
+        name = (name or "").strip()
+        if not name:
+            raise InvalidInput("must not be empty", field="name")
+        max_length = cls._meta.get_field("name").max_length
+        if len(name) > max_length:
+            raise InvalidInput(f"must be at most {max_length} characters", field="name")
+        token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+        key = cls(name=name, prefix=token[: cls.PREFIX_LENGTH], hashed_key=cls.hash_token(token))
+        try:
+            with transaction.atomic():
+                key.save(force_insert=True)
+        except IntegrityError:
+            raise Conflict(f"an API key named {name!r} already exists", field="name") from None
+        return key, token
+
+    @classmethod
+    def authenticate(cls, token: str, *, now: datetime | None = None) -> ApiKey | None:
+        """The live key whose plaintext is ``token``, or ``None``; records its use.
+
+        Looking the key up by its hash compares nothing secret in Python, so
+        there is no timing difference to exploit.
+        """
+        if not token or len(token) > 200:
+            return None
+        key = cls.objects.filter(hashed_key=cls.hash_token(token), revoked_at__isnull=True).first()
+        if key is None:
+            return None
+        now = now or timezone.now()
+        cutoff = now - timedelta(seconds=cls.LAST_USED_RESOLUTION)
+        if key.last_used_at is None or key.last_used_at < cutoff:
+            # Conditional: concurrent requests record the use once.
+            cls.objects.filter(pk=key.pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff)
+            ).update(last_used_at=now)
+            key.last_used_at = now
+        return key
+
+    def revoke(self, *, now: datetime | None = None) -> bool:
+        """Revoke the key (idempotent); returns whether this call revoked it."""
+        now = now or timezone.now()
+        updated = (
+            type(self).objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=now)
+        )
+        if updated:
+            self.revoked_at = now
+        return bool(updated)

@@ -1,0 +1,204 @@
+"""Message endpoints: append, read, update-last, remove-last, clear, compact, usage."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from fleet.api import cursors
+from fleet.api.responses import (
+    AppendOut,
+    ArchivedOut,
+    ErrorOut,
+    MessageListOut,
+    RemovedCountOut,
+    RemovedFlagOut,
+    SessionUsageOut,
+    UpdateLastOut,
+)
+from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
+from fleet.api.sessions import ERRORS, WRITE_ERRORS, load_session
+from fleet.api.shapes import message_json, session_json, totals_json
+from sessions import selectors, services
+from sessions.errors import InvalidInput
+from sessions.inputs import MAX_COUNT, clean_choice
+from sessions.models import Role, Session
+
+router = Router()
+
+MAX_LIMIT = 1000
+CONFLICT_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
+
+ANTHROPIC_NOTE = """
+**Usage conventions.** Each message's `usage` counts tokens the OpenTelemetry
+way: `prompt_tokens` is all input *including* cache reads and writes. If your
+counts come from Anthropic's API (`input_tokens` excludes
+`cache_read_input_tokens` and `cache_creation_input_tokens`), send
+`"convention": "anthropic"` (for the request, or inside one usage block):
+Anthropic's field names are then accepted and the cache tokens are added to
+`prompt_tokens`. Without it, cache tokens larger than `prompt_tokens` are
+refused (422) rather than silently mis-counted.
+"""
+
+
+@router.post(
+    "/sessions/{path:key}/messages",
+    response={200: AppendOut, 201: AppendOut, **WRITE_ERRORS},
+    summary="Append a batch of messages",
+    description=(
+        "Appends `messages` in order, **all or nothing**: one invalid message refuses the "
+        "batch (422 naming it, e.g. `messages[3].role`) and nothing is written. Creates "
+        "the session if needed, with the fields under `session` (answer **201**; an "
+        "existing session answers **200** and gets those fields updated). Messages whose "
+        "`message_id` is already stored are skipped, so a retried request never "
+        "duplicates (`skipped` counts them). A deleted key answers 410. At most "
+        "`FLEET_API_MAX_BATCH` messages per request (default 1000), content at most "
+        "`FLEET_MAX_MESSAGE_CHARS` characters.\n" + ANTHROPIC_NOTE
+    ),
+)
+def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status:
+    messages = payload.messages
+    if not isinstance(messages, list):
+        raise InvalidInput("must be a list of messages", field="messages")
+    limit = settings.FLEET_API_MAX_BATCH
+    if len(messages) > limit:
+        raise InvalidInput(
+            f"a batch holds at most {limit} messages, got {len(messages)}; send several",
+            field="messages",
+        )
+    result = services.messages_append(
+        key=key, messages=messages, session=payload.session, convention=payload.convention
+    )
+    return Status(
+        201 if result.created else 200,
+        {
+            "appended": result.appended,
+            "skipped": result.skipped,
+            "first_seq": result.first_seq,
+            "last_seq": result.last_seq,
+            "session": session_json(result.session),
+        },
+    )
+
+
+@router.get(
+    "/sessions/{path:key}/messages",
+    response={200: MessageListOut, **ERRORS},
+    summary="A session's transcript, in order",
+)
+def list_messages(
+    request: HttpRequest,
+    key: str,
+    view: Literal["context", "all"] = Query(
+        "context",
+        description=(
+            "context: what an agent reloads (not archived; compaction summaries first; "
+            "never a tool call without its result or a result without its call). "
+            "all: every stored message by seq, archived ones included."
+        ),
+    ),
+    role: str | None = None,
+    after: int = Query(0, ge=0, le=MAX_COUNT, description="only messages with a larger seq"),
+    limit: int = Query(500, ge=1, le=MAX_LIMIT),
+    cursor: str | None = Query(None, description="the `next` of the previous page"),
+) -> dict:
+    session = load_session(key)
+    role = clean_choice(role, "role", Role, blank=True)
+    if view == "all":
+        if cursor:
+            after = max(after, cursors.decode_after(cursor, "messages"))
+        queryset = selectors.messages_all(session).filter(seq__gt=after)
+        if role:
+            queryset = queryset.filter(role=role)
+        rows = list(queryset[: limit + 1])
+        page = rows[:limit]
+        more = len(rows) > limit
+        following = cursors.encode("messages", a=page[-1].seq) if more else None
+    else:
+        offset = cursors.decode_offset(cursor, "context") if cursor else 0
+        kept = [
+            message
+            for message in selectors.messages_context(session)
+            if message.seq > after and (not role or message.role == role)
+        ]
+        page = kept[offset : offset + limit]
+        more = len(kept) > offset + limit
+        following = cursors.encode("context", o=offset + limit) if more else None
+    return {"items": [message_json(message) for message in page], "next": following}
+
+
+@router.put(
+    "/sessions/{path:key}/messages/last",
+    response={200: UpdateLastOut, **CONFLICT_ERRORS},
+    summary="Replace the last message (streaming)",
+    description=(
+        "Replaces the fields given under `message` on the session's last message; absent "
+        "fields keep their values. Streaming agents append a placeholder, then update it "
+        "as tokens arrive. Usage and the session totals move by the difference. An empty "
+        "session answers 409.\n" + ANTHROPIC_NOTE
+    ),
+)
+def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:
+    patch = payload.message
+    if isinstance(patch, dict) and "created_at" in patch and patch["created_at"] is None:
+        # A null time means "keep it" (services would store the missing value).
+        patch = {name: value for name, value in patch.items() if name != "created_at"}
+    message = services.message_update_last(key=key, message=patch, convention=payload.convention)
+    session = Session.objects.get(pk=message.session_id)
+    return {"message": message_json(message), "session": session_json(session)}
+
+
+@router.delete(
+    "/sessions/{path:key}/messages/last",
+    response={200: RemovedFlagOut, **WRITE_ERRORS},
+    summary="Remove the last message",
+)
+def remove_last_message(request: HttpRequest, key: str) -> dict:
+    """Removes the session's last message and takes its usage out of the totals.
+    `removed` is false when the session has no message."""
+    return {"removed": services.message_remove_last(key=key)}
+
+
+@router.delete(
+    "/sessions/{path:key}/messages",
+    response={200: RemovedCountOut, **WRITE_ERRORS},
+    summary="Clear a session's messages",
+)
+def clear_messages(request: HttpRequest, key: str) -> dict:
+    """Removes every message; the session and its totals (its spending history) stay."""
+    return {"removed": services.messages_clear(key=key)}
+
+
+@router.post(
+    "/sessions/{path:key}/compact",
+    response={200: ArchivedOut, **WRITE_ERRORS},
+    summary="Compact a session",
+)
+def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
+    """Archives every active message except the newest `keep` and adds `summary` as a
+    system message the context view places first. Archived messages stay in the `all`
+    view until purged. With nothing to archive it writes nothing and answers
+    `{"archived": 0}`."""
+    keep = payload.keep
+    if isinstance(keep, int) and not isinstance(keep, bool) and keep > MAX_COUNT:
+        raise InvalidInput(f"must be at most {MAX_COUNT}", field="keep")
+    return {"archived": services.session_compact(key=key, summary=payload.summary, keep=keep)}
+
+
+@router.get(
+    "/sessions/{path:key}/usage",
+    response={200: SessionUsageOut, **ERRORS},
+    summary="A session's usage, in total and by agent",
+)
+def session_usage(request: HttpRequest, key: str) -> dict:
+    """`totals` are the session's spending history (clearing or compacting messages does
+    not lower them); `by_agent` groups the stored messages by `agent_name` (empty =
+    `main`), so sub-agents' cost shows apart."""
+    session = load_session(key)
+    return {
+        "totals": totals_json(selectors.session_usage(session)),
+        "by_agent": [totals_json(row) for row in selectors.usage_by_agent(session)],
+    }

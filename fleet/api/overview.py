@@ -1,0 +1,118 @@
+"""Fleet-wide endpoints: reconcile, keyword search, fleet totals."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Query, Router
+
+from fleet.api.responses import ErrorOut, FleetOut, MarkedOut, SearchOut
+from fleet.api.schemas import ReconcileIn
+from fleet.api.sessions import ERRORS, WRITE_ERRORS
+from fleet.api.shapes import jsonable, session_json, timestamp
+from sessions import services
+from sessions.errors import InvalidInput
+from sessions.fleet_stats import fleet_totals
+from sessions.inputs import clean_text
+
+router = Router()
+
+MAX_EXCEPT = 10_000
+MAX_QUERY_CHARS = 500
+MARK_START, MARK_END = "\x02", "\x03"
+
+
+@router.post(
+    "/reconcile",
+    response={200: MarkedOut, **WRITE_ERRORS},
+    summary="Mark an agent's previous sessions as crashed",
+)
+def reconcile(request: HttpRequest, payload: ReconcileIn) -> dict:
+    """Marks every `active` session of `agent` as `unknown` (presumed crashed), except
+    the keys listed under `except`. An agent calls this when it starts: the sessions of
+    its previous process died with it. Safe to repeat."""
+    keys = payload.except_keys
+    if keys is None:
+        keys = []
+    if not isinstance(keys, list):
+        raise InvalidInput("must be a list of session keys", field="except")
+    if len(keys) > MAX_EXCEPT:
+        raise InvalidInput(f"must list at most {MAX_EXCEPT} keys", field="except")
+    return {"marked": services.sessions_mark_unknown(agent=payload.agent, except_keys=keys)}
+
+
+def _highlights(snippet: str) -> tuple[str, list[tuple[int, int]]]:
+    """Plain text and the ``[start, end)`` ranges the search marked in ``snippet``."""
+    text: list[str] = []
+    ranges: list[tuple[int, int]] = []
+    start = None
+    length = 0
+    for char in snippet:
+        if char == MARK_START:
+            start = length
+        elif char == MARK_END:
+            if start is not None and length > start:
+                ranges.append((start, length))
+            start = None
+        else:
+            text.append(char)
+            length += 1
+    return "".join(text), ranges
+
+
+@router.get(
+    "/search",
+    response={200: SearchOut, **ERRORS},
+    summary="Keyword search over message content",
+)
+def search(
+    request: HttpRequest,
+    q: str = Query(..., description="words to find (any of them)"),
+    limit: int = Query(20, ge=1, le=100, description="most sessions to answer"),
+) -> dict:
+    """Sessions whose messages contain any of the words, best match first, each with
+    snippets of the matching messages (`snippets`: matches wrapped in `**`; `hits`:
+    plain text with the matched character ranges, and the message's seq)."""
+    from sessions import search as message_search
+
+    query = clean_text(q, "q", max_length=MAX_QUERY_CHARS)
+    if not query.strip():
+        raise InvalidInput("must contain a word to search for", field="q")
+    items = []
+    for result in message_search.search_messages(query, limit=limit):
+        hits = []
+        for hit in result.hits:
+            text, ranges = _highlights(hit.snippet)
+            hits.append(
+                {
+                    "seq": hit.seq,
+                    "role": hit.role,
+                    "created_at": timestamp(hit.created_at),
+                    "text": text,
+                    "highlights": ranges,
+                    "archived": hit.archived,
+                }
+            )
+        items.append(
+            {
+                "session": session_json(result.session),
+                "snippets": [
+                    message_search.snippet_text(hit.snippet, "**", "**") for hit in result.hits
+                ],
+                "hits": hits,
+            }
+        )
+    return {"items": items}
+
+
+@router.get(
+    "/fleet",
+    response={200: FleetOut, 401: ErrorOut},
+    summary="Fleet totals (the dashboard's header numbers)",
+)
+def fleet(request: HttpRequest) -> dict:
+    """Sessions by status, running, stuck (running longer than `stuck_after` seconds),
+    stale (active, silent for `stale_after` seconds), started today; tokens and cost
+    today, over the last 7 and 30 days and all time (UTC days, from the daily rollup, so
+    purged sessions still count; `unpriced_calls` are calls with no known price, left
+    out of `cost_usd`); and the burn rate: cost of the messages of the last hour."""
+    return jsonable(fleet_totals())

@@ -1,0 +1,245 @@
+"""Response schemas of the JSON API: the shapes of DESIGN "Shapes", for its OpenAPI document.
+
+Endpoints build plain dicts (``fleet.api.shapes``); these schemas check them on
+the way out and document them. Money is a decimal string, timestamps RFC 3339.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import WithJsonSchema
+
+from sessions.models import CostSource, Kind, State, Status
+
+Money = Annotated[str, WithJsonSchema({"type": "string", "example": "0.012345000"})]
+Timestamp = Annotated[
+    str | None, WithJsonSchema({"type": ["string", "null"], "format": "date-time"})
+]
+
+
+class ErrorDetail(Schema):
+    code: str = Field(
+        ...,
+        description=(
+            "malformed (400), unauthorized (401), not_found (404), method_not_allowed "
+            "(405), conflict (409), gone (410), too_large (413), invalid (422)"
+        ),
+    )
+    message: str
+    field: str | None = Field(None, description="path of the value to blame, e.g. messages[3].role")
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class SessionOut(Schema):
+    key: str
+    name: str
+    agent: str
+    kind: Literal[tuple(Kind.values)]  # type: ignore[valid-type]
+    status: Literal[tuple(Status.values)]  # type: ignore[valid-type]
+    state: Literal[tuple(State.values)]  # type: ignore[valid-type]
+    turn_id: str
+    turn_started_at: Timestamp
+    channel: str
+    channel_ref: str
+    room_id: str
+    sender_id: str
+    model: str
+    goal_text: str
+    project_root: str
+    metadata: dict[str, Any]
+    todo: str
+    created_at: Timestamp
+    last_active_at: Timestamp
+    ended_at: Timestamp
+    turns: int
+    message_count: int
+    tool_call_count: int
+    api_calls: int
+    unpriced_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money
+    last_seq: int
+
+
+class UsageOut(Schema):
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money | None
+    cost_source: Literal[tuple(CostSource.values)]  # type: ignore[valid-type]
+
+
+class MessageOut(Schema):
+    seq: int
+    message_id: str | None
+    role: str
+    content: str | None
+    name: str
+    agent_name: str
+    tool_calls: list[Any]
+    tool_call_id: str
+    reasoning: str
+    model: str
+    provider_response_id: str
+    status: str
+    usage: UsageOut | None
+    is_summary: bool
+    created_at: Timestamp
+    compacted_at: Timestamp
+
+
+class SessionListOut(Schema):
+    items: list[SessionOut]
+    next: str | None = Field(None, description="pass as cursor= for the next page; null at the end")
+
+
+class MessageListOut(Schema):
+    items: list[MessageOut]
+    next: str | None = Field(None, description="pass as cursor= for the next page; null at the end")
+
+
+class AppendOut(Schema):
+    appended: int
+    skipped: int = Field(..., description="messages whose message_id was already stored")
+    first_seq: int | None
+    last_seq: int | None
+    session: SessionOut
+
+
+class UpdateLastOut(Schema):
+    message: MessageOut
+    session: SessionOut
+
+
+class RemovedFlagOut(Schema):
+    removed: bool
+
+
+class RemovedCountOut(Schema):
+    removed: int
+
+
+class ArchivedOut(Schema):
+    archived: int
+
+
+class MarkedOut(Schema):
+    marked: int
+
+
+class TotalsOut(Schema):
+    turns: int
+    message_count: int
+    tool_call_count: int
+    api_calls: int
+    unpriced_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money
+
+
+class AgentUsageOut(Schema):
+    agent_name: str
+    messages: int
+    api_calls: int
+    unpriced_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money
+
+
+class SessionUsageOut(Schema):
+    totals: TotalsOut
+    by_agent: list[AgentUsageOut]
+
+
+class SearchHitOut(Schema):
+    seq: int
+    role: str
+    created_at: Timestamp
+    text: str = Field(..., description="the snippet as plain text")
+    highlights: list[tuple[int, int]] = Field(
+        ..., description="[start, end) character ranges of text that matched"
+    )
+    archived: bool = Field(..., description="the message was archived by compaction")
+
+
+class SearchItemOut(Schema):
+    session: SessionOut
+    snippets: list[str] = Field(..., description="snippets with the matches wrapped in **…**")
+    hits: list[SearchHitOut]
+
+
+class SearchOut(Schema):
+    items: list[SearchItemOut]
+
+
+class FleetSessionsOut(Schema):
+    total: int
+    by_status: dict[str, int]
+    active: int
+    running: int
+    stuck: int
+    stale: int
+    today: int = Field(..., description="sessions created today (UTC)")
+
+
+class PeriodUsageOut(Schema):
+    sessions_started: int
+    messages: int
+    turns: int
+    tool_calls: int
+    api_calls: int
+    unpriced_calls: int = Field(..., description="calls with no known price: not in cost_usd")
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money
+
+
+class FleetUsageOut(Schema):
+    today: PeriodUsageOut
+    last_7_days: PeriodUsageOut
+    last_30_days: PeriodUsageOut
+    all_time: PeriodUsageOut
+
+
+class BurnRateOut(Schema):
+    window_seconds: int
+    cost_usd: Money
+    api_calls: int
+    unpriced_calls: int
+    total_tokens: int
+
+
+class FleetOut(Schema):
+    generated_at: Timestamp
+    stuck_after: int = Field(..., description="seconds a turn runs before it counts as stuck")
+    stale_after: int = Field(..., description="seconds of silence before a session is stale")
+    sessions: FleetSessionsOut
+    usage: FleetUsageOut
+    burn_rate: BurnRateOut

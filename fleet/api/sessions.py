@@ -1,0 +1,179 @@
+"""Session endpoints: upsert, read, delete, and the lists (all, running, stuck)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Status
+
+from fleet.api import cursors
+from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
+from fleet.api.schemas import SessionFieldsIn
+from fleet.api.shapes import session_json
+from sessions import services
+from sessions.errors import SessionGone, SessionNotFound
+from sessions.inputs import clean_choice, clean_key, clean_text
+from sessions.models import Channel, Kind, Session, State, Tombstone
+from sessions.models import Status as SessionStatus
+
+router = Router()
+
+MAX_LIMIT = 1000
+# Bounds a timedelta can take without overflowing (100 years).
+MAX_SECONDS = 100 * 365 * 24 * 3600
+ERRORS = {code: ErrorOut for code in (401, 404, 410, 422)}
+WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 404, 409, 410, 413, 422)}
+
+
+def load_session(key: str) -> Session:
+    """The session with ``key``: 404 if there never was one, 410 if it was deleted."""
+    key = clean_key(key)
+    session = Session.objects.filter(key=key).first()
+    if session is not None:
+        return session
+    if Tombstone.objects.filter(key=key).exists():
+        raise SessionGone(f"session {key!r} was deleted", field="key")
+    raise SessionNotFound(f"no session {key!r}", field="key")
+
+
+def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) -> dict:
+    offset = cursors.decode_offset(cursor, kind) if cursor else 0
+    rows = list(queryset[offset : offset + limit + 1])  # type: ignore[index]
+    more = len(rows) > limit
+    return {
+        "items": [session_json(session) for session in rows[:limit]],
+        "next": cursors.encode(kind, o=offset + limit) if more else None,
+    }
+
+
+@router.get(
+    "/sessions",
+    response={200: SessionListOut, **ERRORS},
+    summary="List sessions, newest activity first",
+)
+def list_sessions(
+    request: HttpRequest,
+    status: str | None = None,
+    kind: str | None = None,
+    channel: str | None = None,
+    agent: str | None = None,
+    model: str | None = None,
+    project_root: str | None = None,
+    state: str | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    cursor: str | None = Query(None, description="the `next` of the previous page"),
+) -> dict:
+    """Sessions matching every filter given, newest activity first, `limit` per page.
+
+    Paging is keyset (by last activity, then id): walking the pages visits every
+    session once even while new sessions arrive (they start before the first
+    page). A session that becomes active again during the walk moves to the
+    front, which the walk has passed.
+    """
+    filters = {
+        "status": clean_choice(status, "status", SessionStatus, blank=True),
+        "kind": clean_choice(kind, "kind", Kind, blank=True),
+        "channel": clean_choice(channel, "channel", Channel, blank=True),
+        "state": clean_choice(state, "state", State, blank=True),
+        "agent": clean_text(agent, "agent", single_line=True),
+        "model": clean_text(model, "model", single_line=True),
+        "project_root": clean_text(project_root, "project_root", max_length=1024),
+    }
+    queryset = Session.objects.filtered(**filters)
+    if cursor:
+        moment, last_id = cursors.decode_keyset(cursor, "sessions")
+        queryset = queryset.filter(
+            Q(last_active_at__lt=moment) | Q(last_active_at=moment, id__lt=last_id)
+        )
+    rows = list(queryset[: limit + 1])
+    page = rows[:limit]
+    after = page[-1] if len(rows) > limit else None
+    return {
+        "items": [session_json(session) for session in page],
+        "next": (
+            cursors.encode("sessions", t=after.last_active_at.isoformat(), i=after.id)
+            if after
+            else None
+        ),
+    }
+
+
+@router.get(
+    "/sessions/running",
+    response={200: SessionListOut, **ERRORS},
+    summary="Running sessions, newest turn first",
+)
+def running_sessions(
+    request: HttpRequest,
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    cursor: str | None = None,
+) -> dict:
+    """Active sessions with a turn under way (state `running`), newest turn first."""
+    return _offset_page(Session.objects.running(), "running", limit, cursor)
+
+
+@router.get(
+    "/sessions/stuck",
+    response={200: SessionListOut, **ERRORS},
+    summary="Stuck sessions, oldest turn first",
+)
+def stuck_sessions(
+    request: HttpRequest,
+    older_than: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_SECONDS,
+        description="seconds a turn has run; default the server's FLEET_STUCK_AFTER",
+    ),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    cursor: str | None = None,
+) -> dict:
+    """Running turns that started more than `older_than` seconds ago, oldest first."""
+    seconds = settings.FLEET_STUCK_AFTER if older_than is None else older_than
+    queryset = Session.objects.stuck(older_than=timedelta(seconds=seconds))
+    return _offset_page(queryset, "stuck", limit, cursor)
+
+
+@router.put(
+    "/sessions/{path:key}",
+    response={200: SessionOut, 201: SessionOut, **WRITE_ERRORS},
+    summary="Create or update a session",
+)
+def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> Status:
+    """Create the session (201) or update it (200) with the fields given.
+
+    Absent fields keep their values; `metadata` is merged (a null value removes
+    a key); routing context (`channel_ref`, `room_id`, `sender_id`) is never
+    overwritten with an empty value. Ending statuses record `ended_at` and close
+    a running turn. Totals (`turns`, `tool_call_count`, `api_calls`, token fields,
+    `cost_usd`) are reported totals, for agents that do not send messages.
+    Writing to a deleted key answers 410.
+    """
+    session, created = services.session_upsert(key=key, fields=payload.sent())
+    return Status(201 if created else 200, session_json(session))
+
+
+@router.get(
+    "/sessions/{path:key}",
+    response={200: SessionOut, **ERRORS},
+    summary="A session with its totals",
+)
+def get_session(request: HttpRequest, key: str) -> dict:
+    """The session: fields, state, routing context, metadata, todo and totals."""
+    return session_json(load_session(key))
+
+
+@router.delete(
+    "/sessions/{path:key}",
+    response={204: None, **ERRORS},
+    summary="Delete a session (leaves a tombstone)",
+)
+def delete_session(request: HttpRequest, key: str) -> HttpResponse:
+    """Delete the session and its messages (204). Its key becomes a tombstone:
+    later writes to it answer 410 instead of creating a new session. Daily usage
+    totals keep the money it spent."""
+    services.session_delete(key=key)
+    return HttpResponse(status=204)

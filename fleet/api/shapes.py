@@ -1,0 +1,122 @@
+"""Sessions and messages as the JSON API shows them (DESIGN "Shapes").
+
+Money is a decimal string (``"0.012345000"``, exact, never a float);
+timestamps are RFC 3339 in UTC with microseconds (``2026-11-21T10:00:00.123456Z``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sessions.models import TOKEN_FIELDS, Message, Session
+from sessions.money import to_decimal
+
+SESSION_TEXT_FIELDS = (
+    "key",
+    "name",
+    "agent",
+    "kind",
+    "status",
+    "state",
+    "turn_id",
+    "channel",
+    "channel_ref",
+    "room_id",
+    "sender_id",
+    "model",
+    "goal_text",
+    "project_root",
+    "todo",
+)
+SESSION_TIME_FIELDS = ("turn_started_at", "created_at", "last_active_at", "ended_at")
+SESSION_COUNT_FIELDS = (
+    "turns",
+    "message_count",
+    "tool_call_count",
+    "api_calls",
+    "unpriced_calls",
+    *TOKEN_FIELDS,
+)
+MESSAGE_TEXT_FIELDS = (
+    "role",
+    "name",
+    "agent_name",
+    "tool_call_id",
+    "reasoning",
+    "model",
+    "provider_response_id",
+    "status",
+)
+
+
+def money(value: Decimal | None) -> str | None:
+    # Always nine places; format(..., "f") because str(Decimal) writes zero as "0E-9".
+    return None if value is None else format(to_decimal(value), "f")
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    data: dict[str, Any] = {name: getattr(session, name) for name in SESSION_TEXT_FIELDS}
+    data["metadata"] = dict(session.metadata or {})
+    for name in SESSION_TIME_FIELDS:
+        data[name] = timestamp(getattr(session, name))
+    for name in SESSION_COUNT_FIELDS:
+        data[name] = getattr(session, name)
+    data["total_tokens"] = session.total_tokens
+    data["cost_usd"] = money(session.cost_usd)
+    data["last_seq"] = session.last_seq
+    return data
+
+
+def usage_json(message: Message) -> dict[str, Any] | None:
+    if not message.cost_source:
+        return None
+    data: dict[str, Any] = {name: getattr(message, name) for name in TOKEN_FIELDS}
+    data["total_tokens"] = message.total_tokens
+    data["cost_usd"] = money(message.cost_usd)
+    data["cost_source"] = message.cost_source
+    return data
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = {"seq": message.seq, "message_id": message.message_id}
+    data["content"] = message.content
+    for name in MESSAGE_TEXT_FIELDS:
+        data[name] = getattr(message, name)
+    data["tool_calls"] = list(message.tool_calls or [])
+    data["usage"] = usage_json(message)
+    data["is_summary"] = message.is_summary
+    data["created_at"] = timestamp(message.created_at)
+    data["compacted_at"] = timestamp(message.compacted_at)
+    return data
+
+
+def totals_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A totals mapping (selectors' usage, fleet periods) with money as strings."""
+    data = dict(values)
+    if all(name in data for name in ("prompt_tokens", "completion_tokens")):
+        data["total_tokens"] = data["prompt_tokens"] + data["completion_tokens"]
+    if "cost_usd" in data:
+        data["cost_usd"] = money(data["cost_usd"])
+    return data
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals and datetimes inside nested dicts and lists, as the API writes them."""
+    if isinstance(value, Mapping):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Decimal):
+        return money(value)
+    if isinstance(value, datetime):
+        return timestamp(value)
+    return value

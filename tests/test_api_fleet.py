@@ -1,0 +1,161 @@
+"""The fleet-wide endpoints: reconcile, search, fleet totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessions import services
+from sessions.models import Session
+from tests.api_client import ApiClient, assert_error, make_key, store_counts
+
+
+@pytest.fixture
+def api(db: None) -> ApiClient:
+    return ApiClient(make_key())
+
+
+def statuses() -> dict[str, str]:
+    return dict(Session.objects.values_list("key", "status"))
+
+
+# --- reconcile -------------------------------------------------------------------
+
+
+def test_reconcile_marks_only_that_agents_active_sessions_except_the_listed_keys(
+    api: ApiClient,
+) -> None:
+    services.session_upsert(key="a-dead", fields={"agent": "a", "state": "running"})
+    services.session_upsert(key="a-alive", fields={"agent": "a"})
+    services.session_upsert(key="a-done", fields={"agent": "a", "status": "completed"})
+    services.session_upsert(key="b-other", fields={"agent": "b"})
+
+    response = api.post("reconcile", {"agent": "a", "except": ["a-alive"]})
+
+    assert response.status_code == 200
+    assert response.json() == {"marked": 1}
+    assert statuses() == {
+        "a-dead": "unknown",
+        "a-alive": "active",
+        "a-done": "completed",
+        "b-other": "active",
+    }
+    assert Session.objects.get(key="a-dead").state == "idle"
+    assert api.post("reconcile", {"agent": "a", "except": ["a-alive"]}).json() == {"marked": 0}
+
+
+def test_reconcile_without_except_marks_all_the_agents_active_sessions(api: ApiClient) -> None:
+    services.session_upsert(key="x", fields={"agent": "a"})
+
+    assert api.post("reconcile", {"agent": "a"}).json() == {"marked": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "agent"),
+        ({"agent": ""}, "agent"),
+        ({"agent": 5}, "agent"),
+        ({"agent": "a", "except": "a-alive"}, "except"),
+        ({"agent": "a", "except": [""]}, "except[0]"),
+        ({"agent": "a", "except": ["ok", 7]}, "except[1]"),
+        ({"agent": "a", "except": ["k"] * 10_001}, "except"),
+        ({"agent": "a", "exclude": []}, "exclude"),
+    ],
+    ids=lambda value: str(value)[:30],
+)
+def test_a_bad_reconcile_is_422_and_marks_nothing(
+    api: ApiClient, body: dict[str, Any], field: str
+) -> None:
+    services.session_upsert(key="a-alive", fields={"agent": "a"})
+
+    assert_error(api.post("reconcile", body), 422, "invalid", field)
+    assert statuses() == {"a-alive": "active"}
+
+
+# --- search ----------------------------------------------------------------------
+
+
+def test_search_answers_sessions_with_marked_snippets_and_hit_ranges(api: ApiClient) -> None:
+    services.messages_append(
+        key="s1",
+        messages=[
+            {"role": "user", "content": "please deploy the kraken service"},
+            {"role": "assistant", "content": "nothing to see"},
+        ],
+    )
+    services.messages_append(key="s2", messages=[{"role": "user", "content": "unrelated"}])
+
+    body = api.get("search", q="kraken").json()
+
+    assert [item["session"]["key"] for item in body["items"]] == ["s1"]
+    item = body["items"][0]
+    assert any("**kraken**" in snippet for snippet in item["snippets"])
+    hit = item["hits"][0]
+    assert hit["seq"] == 1
+    assert hit["role"] == "user"
+    assert hit["archived"] is False
+    assert "\x02" not in hit["text"]
+    assert [hit["text"][start:end].lower() for start, end in hit["highlights"]] == ["kraken"]
+
+
+def test_search_without_words_finds_nothing(api: ApiClient) -> None:
+    services.messages_append(key="s1", messages=[{"role": "user", "content": "a * b"}])
+
+    assert api.get("search", q="* ( )").json() == {"items": []}
+
+
+def test_search_with_query_syntax_is_plain_words(api: ApiClient) -> None:
+    services.messages_append(key="s1", messages=[{"role": "user", "content": "near the end"}])
+
+    response = api.get("search", q='"NEAR( AND OR -end*')
+
+    assert response.status_code == 200
+    assert [item["session"]["key"] for item in response.json()["items"]] == ["s1"]
+
+
+# --- fleet -----------------------------------------------------------------------
+
+
+def test_fleet_answers_the_totals_with_money_as_strings(api: ApiClient) -> None:
+    services.messages_append(
+        key="s1",
+        messages=[
+            {
+                "role": "assistant",
+                "content": "a",
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "cost_usd": "0.25"},
+            }
+        ],
+        session={"state": "running"},
+    )
+    services.session_upsert(key="s2", fields={"status": "completed"})
+
+    body = api.get("fleet").json()
+
+    assert body["sessions"]["total"] == 2
+    assert body["sessions"]["running"] == 1
+    assert body["sessions"]["by_status"]["completed"] == 1
+    assert body["sessions"]["today"] == 2
+    for period in ("today", "last_7_days", "last_30_days", "all_time"):
+        assert body["usage"][period]["cost_usd"] == "0.250000000"
+        assert body["usage"][period]["total_tokens"] == 120
+    assert body["burn_rate"]["cost_usd"] == "0.250000000"
+    assert body["generated_at"].endswith("Z")
+    assert isinstance(body["stuck_after"], int)
+
+
+def test_fleet_costs_a_fixed_number_of_queries(
+    api: ApiClient, django_assert_max_num_queries: Any
+) -> None:
+    for index in range(3):
+        services.session_upsert(key=f"a{index}")
+    api.get("fleet")  # records the key's use
+    with django_assert_max_num_queries(4):
+        api.get("fleet")
+    for index in range(40):
+        services.session_upsert(key=f"b{index}")
+    with django_assert_max_num_queries(4):
+        assert api.get("fleet").json()["sessions"]["total"] == 43
+    assert store_counts()[0] == 43

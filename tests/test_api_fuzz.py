@@ -1,0 +1,302 @@
+"""Fuzzing: no input yields a 500, and every refusal has the one error shape.
+
+Two generators, both deterministic (derandomized) and bounded:
+
+* schemathesis drives every operation from the API's own OpenAPI document,
+  with values that fit the schema and values that break it;
+* hypothesis throws arbitrary JSON documents and hostile strings at the write
+  endpoints' bodies, keys and query strings.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import CheckContext, not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+from fleet.api.api import api as ninja_api
+from sessions.models import ApiKey, Session
+from tests.api_client import ApiClient
+
+FUZZ = settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+schema = schemathesis.openapi.from_dict(ninja_api.get_openapi_schema(path_prefix="/api/v1/"))
+schema.app = WSGIHandler()
+
+ERROR_CODES = {
+    "malformed",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "gone",
+    "too_large",
+    "invalid",
+}
+
+
+def assert_error_shape(status: int, content_type: str, body: bytes) -> None:
+    assert status < 500, body[:500]
+    if status < 400:
+        return
+    assert content_type.startswith("application/json"), (status, body[:200])
+    document = json.loads(body)
+    assert set(document) == {"error"}, document
+    error = document["error"]
+    assert error["code"] in ERROR_CODES, error
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert set(error) <= {"code", "message", "field"}
+
+
+@schemathesis.check
+def error_shape(ctx: CheckContext, response: schemathesis.Response, case: Any) -> bool:
+    assert_error_shape(
+        response.status_code, response.headers.get("content-type", [""])[0], response.content
+    )
+    return True
+
+
+@pytest.fixture
+def token(db: None, settings: Any) -> Iterator[str]:
+    settings.ALLOWED_HOSTS = ["localhost", "testserver"]
+    # schemathesis calls the WSGI handler itself: keep the test's connection
+    # (and its transaction) open across requests, as Django's test client does.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield ApiKey.generate(name="fuzz")[1]
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@FUZZ
+def test_no_operation_yields_a_500_or_another_error_shape(case: Any, token: str) -> None:
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {token}"},
+        checks=[not_a_server_error, response_schema_conformance, error_shape],
+    )
+
+
+# --- hypothesis: hostile JSON and strings -------------------------------------------
+
+HOSTILE_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "\udfff\ud800",
+            "\x7f",
+            "\n",
+            "../../etc/passwd",
+            "'; DROP TABLE agent_sessions_session; --",
+            "<script>alert(1)</script>",
+            "%00",
+            "NaN",
+            "Infinity",
+            "-1",
+            "1e309",
+            "9" * 40,
+            "x" * 300,
+            "2026-02-30T00:00:00Z",
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "running",
+            "anthropic",
+        ]
+    ),
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    HOSTILE_TEXT,
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(HOSTILE_TEXT, children, max_size=4),
+    ),
+    max_leaves=12,
+)
+MESSAGE_KEYS = [
+    "role",
+    "content",
+    "message_id",
+    "tool_calls",
+    "tool_call_id",
+    "usage",
+    "created_at",
+    "agent_name",
+    "reasoning",
+    "model",
+    "status",
+]
+USAGE_KEYS = [
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "input_tokens",
+    "cost_usd",
+    "convention",
+]
+USAGE = st.dictionaries(st.sampled_from(USAGE_KEYS), SCALARS | st.integers(0, 10**6), max_size=6)
+MESSAGE = st.dictionaries(
+    st.sampled_from(MESSAGE_KEYS),
+    st.one_of(
+        SCALARS,
+        st.sampled_from(["user", "assistant", "tool", "system"]),
+        USAGE,
+        st.lists(st.dictionaries(st.sampled_from(["id", "name", "arguments"]), JSON_VALUES)),
+    ),
+    max_size=6,
+)
+APPEND_BODY = st.one_of(
+    st.fixed_dictionaries(
+        {"messages": st.lists(MESSAGE, max_size=4)},
+        optional={
+            "session": st.one_of(st.none(), st.dictionaries(HOSTILE_TEXT, SCALARS, max_size=4)),
+            "convention": st.one_of(st.sampled_from(["otel", "anthropic"]), HOSTILE_TEXT),
+        },
+    ),
+    JSON_VALUES,
+)
+KEYS = st.one_of(
+    st.text(
+        alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="?#"),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(["s1", "a/b", "running", "x" * 256, "%00", "%ZZ", "..", "a%2Fb"]),
+)
+
+
+@pytest.fixture
+def fuzz_api(token: str) -> ApiClient:
+    return ApiClient(token, client=Client(raise_request_exception=False))
+
+
+def check(response: Any) -> None:
+    assert_error_shape(response.status_code, response.get("Content-Type", ""), response.content)
+
+
+def quoted(key: str) -> str:
+    from urllib.parse import quote
+
+    return quote(key, safe="/%")
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(key=KEYS, body=APPEND_BODY)
+def test_hostile_appends_never_crash(fuzz_api: ApiClient, key: str, body: Any) -> None:
+    before = Session.objects.count()
+
+    response = fuzz_api.post(f"sessions/{quoted(key)}/messages", body)
+
+    check(response)
+    if response.status_code >= 400:
+        assert Session.objects.count() == before
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    key=KEYS, body=st.one_of(st.dictionaries(HOSTILE_TEXT, JSON_VALUES, max_size=5), JSON_VALUES)
+)
+def test_hostile_upserts_never_crash(fuzz_api: ApiClient, key: str, body: Any) -> None:
+    check(fuzz_api.put(f"sessions/{quoted(key)}", body))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    message=st.one_of(MESSAGE, JSON_VALUES),
+    compact=st.dictionaries(st.sampled_from(["summary", "keep", "x"]), JSON_VALUES | SCALARS),
+    reconcile=st.dictionaries(st.sampled_from(["agent", "except", "x"]), JSON_VALUES | SCALARS),
+)
+def test_hostile_corrections_never_crash(
+    fuzz_api: ApiClient, message: Any, compact: Any, reconcile: Any
+) -> None:
+    fuzz_api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "hi"}]})
+
+    check(fuzz_api.put("sessions/s1/messages/last", {"message": message}))
+    check(fuzz_api.post("sessions/s1/compact", compact))
+    check(fuzz_api.post("reconcile", reconcile))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    raw=st.one_of(
+        st.binary(max_size=200),
+        st.text(alphabet=string.printable, max_size=200),
+        st.just('{"messages": [' * 50),
+    )
+)
+def test_raw_bytes_never_crash(fuzz_api: ApiClient, raw: Any) -> None:
+    check(fuzz_api.post("sessions/raw/messages", raw=raw))
+    check(fuzz_api.put("sessions/raw", raw=raw))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    params=st.dictionaries(
+        st.sampled_from(
+            [
+                "status",
+                "agent",
+                "limit",
+                "cursor",
+                "state",
+                "view",
+                "role",
+                "after",
+                "q",
+                "older_than",
+            ]
+        ),
+        HOSTILE_TEXT,
+        max_size=4,
+    )
+)
+def test_hostile_query_strings_never_crash(fuzz_api: ApiClient, params: dict[str, str]) -> None:
+    from urllib.parse import quote
+
+    query = "&".join(
+        f"{name}={quote(value.encode('utf-8', 'surrogatepass'), safe='')}"
+        for name, value in params.items()
+    )
+    fuzz_api.post("sessions/q/messages", {"messages": [{"role": "user", "content": "hello"}]})
+    for path in ("sessions", "sessions/stuck", "sessions/running", "sessions/q/messages", "search"):
+        check(fuzz_api.call("GET", f"/api/v1/{path}?{query}"))

@@ -1,0 +1,392 @@
+"""Bad input and limits: every refusal has the error shape, the right status, and writes nothing.
+
+One test per case of the issue's "Bad input" list (the 410 and 409 cases are
+in test_api_sessions.py and test_api_messages.py), plus the HTTP-level ones:
+body encoding and size, query parameters, unknown routes and methods.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from sessions import services
+from sessions.models import Session
+from tests.api_client import ApiClient, assert_error, make_key, store_counts
+
+
+@pytest.fixture
+def api(db: None) -> ApiClient:
+    return ApiClient(make_key())
+
+
+@pytest.fixture
+def existing(api: ApiClient) -> tuple[int, int, int]:
+    """A session with one message; returns the row counts a refusal must leave."""
+    services.messages_append(key="s1", messages=[{"role": "user", "content": "kept"}])
+    return store_counts()
+
+
+def append(api: ApiClient, *messages: Any, key: str = "s1", **body: Any) -> Any:
+    return api.post(f"sessions/{key}/messages", {"messages": list(messages), **body})
+
+
+def ok(**extra: Any) -> dict[str, Any]:
+    return {"role": "user", "content": "fine", **extra}
+
+
+def usage(**tokens: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": "x", "usage": tokens}
+
+
+# --- the body itself ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"messages": [',
+        b"{'messages': []}",
+        b'{"messages": [] } trailing',
+        b"\xff\xfe\x00",
+        b'{"messages": [{"role": "user", "content": NaN}]}',
+        b'{"messages": [], "x": Infinity}',
+    ],
+)
+def test_malformed_json_is_400_and_writes_nothing(
+    api: ApiClient, existing: tuple[int, int, int], raw: bytes
+) -> None:
+    assert_error(api.post("sessions/s1/messages", raw=raw), 400, "malformed")
+    assert store_counts() == existing
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"messages"', b"42", b"null", b"true"])
+def test_a_body_that_is_not_an_object_is_400(
+    api: ApiClient, existing: tuple[int, int, int], raw: bytes
+) -> None:
+    error = assert_error(api.post("sessions/s1/messages", raw=raw), 400, "malformed")
+    assert "object" in error["message"]
+    assert_error(api.put("sessions/s1", raw=raw), 400, "malformed")
+    assert store_counts() == existing
+
+
+def test_a_pathologically_nested_body_is_refused_not_a_crash(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    raw = '{"messages": [{"role": "user", "content": "x", "tool_calls": ' + deep + "}]}"
+
+    assert_error(api.post("sessions/s1/messages", raw=raw), 400, "malformed")
+    assert store_counts() == existing
+
+
+def test_arguments_nested_near_the_parsers_limit_are_refused_or_stored_never_a_crash(
+    api: ApiClient,
+) -> None:
+    for depth in (500, 900, 990, 1200):
+        nested = "[" * depth + "]" * depth
+        call = '{"id": "c1", "name": "f", "arguments": ' + nested + "}"
+        raw = '{"messages": [{"role": "assistant", "tool_calls": [' + call + "]}]}"
+
+        response = api.post(f"sessions/deep-{depth}/messages", raw=raw)
+
+        assert response.status_code in (201, 400), (depth, response.content[:200])
+
+
+def test_a_json_body_is_read_whatever_the_content_type(api: ApiClient) -> None:
+    response = api.post("sessions/s1/messages", {"messages": [ok()]}, content_type="text/plain")
+
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        ("messages=1", "application/x-www-form-urlencoded"),
+        ("--b\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--b--", "multipart/form-data"),
+    ],
+)
+def test_a_form_body_is_400(api: ApiClient, raw: str, content_type: str) -> None:
+    response = api.post("sessions/s1/messages", raw=raw, content_type=content_type)
+
+    assert_error(response, 400, "malformed")
+    assert store_counts() == (0, 0, 0)
+
+
+@override_settings(FLEET_API_MAX_BODY_BYTES=2048, DATA_UPLOAD_MAX_MEMORY_SIZE=2048)
+def test_a_body_over_the_limit_is_413_and_writes_nothing(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    big = {"messages": [ok(content="x" * 3000)]}
+
+    error = assert_error(api.post("sessions/s1/messages", big), 413, "too_large")
+
+    assert "2048" in error["message"]
+    assert store_counts() == existing
+    assert api.post("sessions/s1/messages", {"messages": [ok()]}).status_code == 200
+
+
+@override_settings(FLEET_API_MAX_BODY_BYTES=10_000, DATA_UPLOAD_MAX_MEMORY_SIZE=2048)
+def test_djangos_own_body_limit_also_answers_413(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    big = {"messages": [ok(content="x" * 3000)]}
+
+    assert_error(api.post("sessions/s1/messages", big), 413, "too_large")
+    assert store_counts() == existing
+
+
+def test_the_default_limits_suit_real_agents(settings: Any) -> None:
+    # A long tool result can be hundreds of KB; a batch of them several MB.
+    assert settings.FLEET_API_MAX_BODY_BYTES >= 16 * 1024 * 1024
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE >= settings.FLEET_API_MAX_BODY_BYTES
+    assert settings.FLEET_MAX_MESSAGE_CHARS >= 1_000_000
+    assert settings.FLEET_API_MAX_BATCH >= 500
+
+
+def test_a_long_tool_result_is_accepted(api: ApiClient) -> None:
+    result = "line of output\n" * 30_000  # 450 KB
+    call = {"id": "c1", "name": "cat", "arguments": {}}
+
+    response = append(
+        api,
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": result},
+    )
+
+    assert response.status_code == 201
+    assert len(api.get("sessions/s1/messages").json()["items"][1]["content"]) == len(result)
+
+
+# --- values (422 naming the field) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("messages", "body", "field"),
+    [
+        ([ok(), ok(), ok(), {"role": "robot", "content": "x"}], {}, "messages[3].role"),
+        ([ok()], {"session": {"status": "sleeping"}}, "session.status"),
+        ([ok()], {"session": {"kind": "daemon"}}, "session.kind"),
+        ([ok()], {"session": {"channel": "irc"}}, "session.channel"),
+        ([ok()], {"session": {"state": "dreaming"}}, "session.state"),
+    ],
+    ids=["role", "status", "kind", "channel", "state"],
+)
+def test_an_unknown_choice_is_422_naming_the_field(
+    api: ApiClient, existing: tuple[int, int, int], messages: list, body: dict, field: str
+) -> None:
+    error = assert_error(append(api, *messages, **body), 422, "invalid", field)
+
+    assert "must be one of" in error["message"]
+    assert store_counts() == existing
+
+
+@pytest.mark.parametrize("field", ["status", "kind", "channel", "state"])
+def test_an_unknown_choice_in_an_upsert_is_422_and_changes_nothing(
+    api: ApiClient, existing: tuple[int, int, int], field: str
+) -> None:
+    before = Session.objects.values().get(key="s1")
+
+    assert_error(api.put("sessions/s1", {"name": "x", field: "bogus"}), 422, "invalid", field)
+    assert Session.objects.values().get(key="s1") == before
+
+
+@pytest.mark.parametrize(
+    "value", [-1, "5", 1.5, True, None, 10**20, [], {"n": 1}], ids=lambda v: repr(v)[:20]
+)
+def test_negative_or_non_integer_tokens_are_422(
+    api: ApiClient, existing: tuple[int, int, int], value: Any
+) -> None:
+    response = append(api, ok(), usage(prompt_tokens=value, completion_tokens=1))
+
+    assert_error(response, 422, "invalid", "messages[1].usage.prompt_tokens")
+    assert store_counts() == existing
+
+
+def test_negative_reported_totals_in_an_upsert_are_422(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    assert_error(api.put("sessions/s1", {"turns": -3}), 422, "invalid", "turns")
+    assert_error(api.put("sessions/s1", {"cost_usd": "-1"}), 422, "invalid", "cost_usd")
+    assert_error(api.put("sessions/s1", {"cost_usd": "NaN"}), 422, "invalid", "cost_usd")
+    assert Session.objects.get(key="s1").turns == 0
+
+
+def test_reasoning_over_completion_is_422(api: ApiClient, existing: tuple[int, int, int]) -> None:
+    response = append(api, usage(prompt_tokens=1, completion_tokens=5, reasoning_tokens=6))
+
+    assert_error(response, 422, "invalid", "messages[0].usage.reasoning_tokens")
+    assert store_counts() == existing
+
+
+def test_cache_over_prompt_is_422(api: ApiClient, existing: tuple[int, int, int]) -> None:
+    response = append(api, usage(prompt_tokens=10, cache_read_tokens=8, cache_creation_tokens=3))
+
+    assert_error(response, 422, "invalid", "messages[0].usage.cache_read_tokens")
+    assert store_counts() == existing
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        "2026-11-21",
+        "2026-11-21T10:00:00",
+        "21/11/2026 10:00",
+        "2026-13-01T00:00:00Z",
+        "2026-11-21T25:00:00Z",
+        12345,
+        "",
+    ],
+)
+def test_a_timestamp_that_is_not_rfc3339_is_422(
+    api: ApiClient, existing: tuple[int, int, int], value: Any
+) -> None:
+    response = append(api, ok(created_at=value))
+
+    assert_error(response, 422, "invalid", "messages[0].created_at")
+    assert store_counts() == existing
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_timestamp_at_the_calendars_edge_is_refused_or_stored_never_a_crash(
+    api: ApiClient, value: str
+) -> None:
+    response = append(api, ok(created_at=value))
+    upsert = api.put("sessions/edge", {"created_at": value, "last_active_at": value})
+
+    assert response.status_code in (201, 422), response.content
+    assert upsert.status_code in (201, 422), upsert.content
+
+
+def test_a_key_over_255_characters_is_422(api: ApiClient) -> None:
+    key = "k" * 256
+
+    assert_error(append(api, ok(), key=key), 422, "invalid", "key")
+    assert_error(api.put(f"sessions/{key}", {}), 422, "invalid", "key")
+    assert store_counts() == (0, 0, 0)
+    assert api.put(f"sessions/{'k' * 255}", {}).status_code == 201
+
+
+@pytest.mark.parametrize("key", ["%20", "%20%20", "%09", "a%00b", "a%7Fb"])
+def test_an_empty_or_control_character_key_is_422(api: ApiClient, key: str) -> None:
+    assert_error(api.put(f"sessions/{key}", {}), 422, "invalid", "key")
+    assert_error(api.post(f"sessions/{key}/messages", {"messages": [ok()]}), 422, "invalid")
+    assert_error(api.get(f"sessions/{key}"), 422, "invalid", "key")
+    assert_error(api.get(f"sessions/{key}/messages"), 422, "invalid", "key")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_a_missing_key_is_404_not_a_session(api: ApiClient) -> None:
+    assert_error(api.put("sessions/", {}), 404, "not_found")
+    # No route matches a path holding a newline.
+    assert_error(api.put("sessions/a%0Ab", {}), 404, "not_found")
+    assert store_counts() == (0, 0, 0)
+
+
+@override_settings(FLEET_MAX_MESSAGE_CHARS=100)
+def test_content_over_the_limit_is_422(api: ApiClient, existing: tuple[int, int, int]) -> None:
+    response = append(api, ok(content="x" * 100), ok(content="x" * 101))
+
+    error = assert_error(response, 422, "invalid", "messages[1].content")
+    assert "100" in error["message"]
+    assert store_counts() == existing
+
+
+@override_settings(FLEET_API_MAX_BATCH=3)
+def test_a_batch_over_the_limit_is_422(api: ApiClient, existing: tuple[int, int, int]) -> None:
+    assert_error(append(api, ok(), ok(), ok(), ok()), 422, "invalid", "messages")
+    assert store_counts() == existing
+    assert append(api, ok(), ok(), ok()).json()["appended"] == 3
+
+
+def test_an_unknown_message_field_is_422_naming_it(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    assert_error(append(api, ok(colour="red")), 422, "invalid", "messages[0].colour")
+    assert store_counts() == existing
+
+
+def test_an_unknown_session_field_is_422_naming_it(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    assert_error(api.put("sessions/s1", {"colour": "red"}), 422, "invalid", "colour")
+    assert store_counts() == existing
+
+
+def test_hostile_strings_are_refused_or_stored_exactly(api: ApiClient) -> None:
+    for index, text in enumerate(["\u0000", "\ud800", "\x7f\x1b[31m", "<script>", "é" * 10]):
+        raw = json.dumps({"messages": [ok(content=text)]})
+        response = api.post(f"sessions/h{index}/messages", raw=raw)
+        if response.status_code == 201:
+            assert api.get(f"sessions/h{index}/messages").json()["items"][0]["content"] == text
+        else:
+            assert_error(response, 422, "invalid", "messages[0].content")
+
+
+# --- query parameters, routes, methods, the unexpected -------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "agent=%00",
+        "model=a%00b",
+        "project_root=%00",
+        "status=%00",
+        "cursor=%00",
+        "cursor=%FF%FE",
+        "limit=%00",
+        "limit=1e3",
+        "limit=99999999999999999999999999",
+    ],
+)
+def test_hostile_query_parameters_are_422(api: ApiClient, query: str) -> None:
+    assert_error(api.call("GET", f"/api/v1/sessions?{query}"), 422, "invalid")
+
+
+@pytest.mark.parametrize(
+    "query", ["q=%00", "q=", "q=%20", "q=" + "x" * 501, "q=a&limit=0", "q=a&limit=x", ""]
+)
+def test_bad_search_parameters_are_422(api: ApiClient, query: str) -> None:
+    assert_error(api.call("GET", f"/api/v1/search?{query}"), 422, "invalid")
+
+
+def test_an_unknown_route_is_a_json_404(api: ApiClient) -> None:
+    assert_error(api.get("/api/v1/nope"), 404, "not_found")
+    assert_error(api.get("/api/v1/"), 404, "not_found")
+    assert_error(api.get("/api/v1/sessions/s/unknown-thing/x/messages/lastx"), 404, "not_found")
+
+
+def test_a_method_a_route_does_not_have_is_a_json_405(api: ApiClient) -> None:
+    response = api.call("PATCH", "sessions/s1", {"name": "x"})
+
+    assert_error(response, 405, "method_not_allowed")
+    assert "PUT" in response["Allow"]
+    assert_error(api.call("POST", "fleet", {}), 405, "method_not_allowed")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_an_unexpected_error_still_answers_the_error_shape(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(services, "session_upsert", broken)
+
+    response = api.put("sessions/s1", {})
+
+    assert_error(response, 500, "server_error")
+    assert "boom" not in response.content.decode()
+    assert "boom" in caplog.text
+
+
+def test_an_empty_body_where_one_is_needed_is_422(api: ApiClient) -> None:
+    error = assert_error(api.post("sessions/s1/messages", raw=b""), 422, "invalid")
+
+    assert "body" in error["message"]
+    assert store_counts() == (0, 0, 0)

@@ -1,0 +1,458 @@
+"""The message endpoints: append, read, update-last, remove-last, clear, compact, usage."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sessions.models import Message, ModelPrice, Session
+from tests.api_client import ApiClient, assert_error, make_key, store_counts
+
+
+@pytest.fixture
+def api(db: None) -> ApiClient:
+    return ApiClient(make_key())
+
+
+@pytest.fixture
+def priced_model(db: None) -> str:
+    ModelPrice.objects.create(
+        model_pattern="test-model", input_per_mtok=Decimal(1), output_per_mtok=Decimal(2)
+    )
+    return "test-model"
+
+
+def user(content: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "user", "content": content, **extra}
+
+
+def assistant(content: str | None, **extra: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": content, **extra}
+
+
+def append(api: ApiClient, key: str, *messages: dict[str, Any], **body: Any) -> Any:
+    return api.post(f"sessions/{key}/messages", {"messages": list(messages), **body})
+
+
+# --- append -------------------------------------------------------------------
+
+
+def test_the_first_append_creates_the_session_with_the_fields_given(api: ApiClient) -> None:
+    response = append(
+        api,
+        "s1",
+        user("hello"),
+        assistant("hi"),
+        session={"agent": "coder", "channel": "discord", "model": "m1", "state": "running"},
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["appended"] == 2
+    assert body["skipped"] == 0
+    assert (body["first_seq"], body["last_seq"]) == (1, 2)
+    assert body["session"]["agent"] == "coder"
+    assert body["session"]["channel"] == "discord"
+    assert body["session"]["state"] == "running"
+    assert body["session"]["message_count"] == 2
+    assert body["session"]["turns"] == 1
+
+
+def test_a_later_append_answers_200_and_continues_the_seq(api: ApiClient) -> None:
+    append(api, "s1", user("one"))
+
+    response = append(api, "s1", user("two"), user("three"), session={"todo": "x"})
+
+    assert response.status_code == 200
+    assert (response.json()["first_seq"], response.json()["last_seq"]) == (2, 3)
+    assert Session.objects.get(key="s1").todo == "x"
+
+
+def test_a_retried_message_id_is_stored_once_and_reported_skipped(api: ApiClient) -> None:
+    first = append(api, "s1", user("hi", message_id="m-1"), assistant("yo", message_id="m-2"))
+
+    retry = append(
+        api, "s1", user("hi", message_id="m-1"), assistant("yo", message_id="m-2"), user("new")
+    )
+
+    assert first.json()["appended"] == 2
+    body = retry.json()
+    assert (body["appended"], body["skipped"]) == (1, 2)
+    assert (body["first_seq"], body["last_seq"]) == (3, 3)
+    assert Message.objects.filter(session__key="s1").count() == 3
+    assert body["session"]["turns"] == 1
+
+
+def test_a_batch_with_one_bad_message_stores_none_of_them(api: ApiClient) -> None:
+    append(api, "s1", user("before"))
+    before = store_counts()
+
+    response = append(api, "s1", user("a"), user("b"), {"role": "robot", "content": "c"})
+
+    assert_error(response, 422, "invalid", "messages[2].role")
+    assert store_counts() == before
+    assert Session.objects.get(key="s1").message_count == 1
+
+
+def test_a_refused_first_append_does_not_create_the_session(api: ApiClient) -> None:
+    response = append(api, "new", user("a"), session={"kind": "weird"})
+
+    assert_error(response, 422, "invalid", "session.kind")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_usage_is_normalised_from_the_anthropic_convention(api: ApiClient) -> None:
+    usage = {
+        "input_tokens": 100,
+        "output_tokens": 50,
+        "cache_read_input_tokens": 300,
+        "cache_creation_input_tokens": 20,
+        "cost_usd": "0.01",
+    }
+
+    response = append(api, "s1", assistant("ok", usage=usage), convention="anthropic")
+
+    assert response.status_code == 201, response.content
+    message = Message.objects.get(session__key="s1")
+    assert message.prompt_tokens == 420
+    assert message.cache_read_tokens == 300
+    assert message.completion_tokens == 50
+    assert response.json()["session"]["prompt_tokens"] == 420
+
+
+def test_anthropic_style_usage_without_the_convention_is_refused(api: ApiClient) -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 5, "cache_read_tokens": 300}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert_error(response, 422, "invalid", "messages[0].usage.cache_read_tokens")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_an_unknown_convention_is_422_naming_it(api: ApiClient) -> None:
+    assert_error(append(api, "s1", user("x"), convention="openai"), 422, "invalid", "convention")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_an_unknown_top_level_field_is_422_naming_it(api: ApiClient) -> None:
+    response = append(api, "s1", user("x"), sesion={"agent": "typo"})
+
+    assert_error(response, 422, "invalid", "sesion")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_a_missing_messages_list_is_422(api: ApiClient) -> None:
+    assert_error(api.post("sessions/s1/messages", {}), 422, "invalid", "messages")
+    assert_error(api.post("sessions/s1/messages", {"messages": "hi"}), 422, "invalid", "messages")
+    assert_error(api.post("sessions/s1/messages", {"messages": [7]}), 422, "invalid", "messages[0]")
+    assert store_counts() == (0, 0, 0)
+
+
+def test_reported_cost_wins_and_unreported_cost_is_priced(
+    api: ApiClient, priced_model: str
+) -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+
+    body = append(
+        api,
+        "s1",
+        assistant("a", model=priced_model, usage=usage),
+        assistant("b", model=priced_model, usage={**usage, "cost_usd": 1}),
+        assistant("c", model="no-such-model-anywhere", usage=usage),
+    ).json()
+
+    items = api.get("sessions/s1/messages", view="all").json()["items"]
+    assert [item["usage"]["cost_source"] for item in items] == ["computed", "reported", "unpriced"]
+    assert [item["usage"]["cost_usd"] for item in items] == ["0.002000000", "1.000000000", None]
+    assert body["session"]["cost_usd"] == "1.002000000"
+    assert body["session"]["unpriced_calls"] == 1
+    assert body["session"]["api_calls"] == 3
+
+
+# --- read ---------------------------------------------------------------------
+
+
+def test_messages_have_every_field_and_usage_is_null_without_usage(api: ApiClient) -> None:
+    append(
+        api,
+        "s1",
+        user("q", message_id="u1", created_at="2026-11-21T10:00:00Z"),
+        assistant(
+            None,
+            tool_calls=[{"id": "c1", "name": "ls", "arguments": {"path": "."}}],
+            usage={"prompt_tokens": 10, "completion_tokens": 3, "reasoning_tokens": 1},
+            reasoning="think",
+            agent_name="sub",
+        ),
+        {"role": "tool", "content": "a.txt", "tool_call_id": "c1"},
+    )
+
+    items = api.get("sessions/s1/messages", view="all").json()["items"]
+
+    assert items[0]["usage"] is None
+    assert items[0]["message_id"] == "u1"
+    assert items[0]["created_at"] == "2026-11-21T10:00:00Z"
+    assert items[1]["content"] is None
+    assert items[1]["tool_calls"] == [{"id": "c1", "name": "ls", "arguments": {"path": "."}}]
+    assert items[1]["usage"]["reasoning_tokens"] == 1
+    assert items[1]["usage"]["total_tokens"] == 13
+    assert items[1]["agent_name"] == "sub"
+    assert items[2]["tool_call_id"] == "c1"
+    assert set(items[0]) >= {
+        "seq",
+        "message_id",
+        "role",
+        "content",
+        "name",
+        "agent_name",
+        "tool_calls",
+        "tool_call_id",
+        "reasoning",
+        "model",
+        "provider_response_id",
+        "status",
+        "usage",
+        "created_at",
+        "compacted_at",
+    }
+
+
+def test_the_all_view_pages_by_seq_with_after_role_and_a_cursor(api: ApiClient) -> None:
+    append(api, "s1", *[user(f"u{i}") if i % 2 else assistant(f"a{i}") for i in range(10)])
+
+    first = api.get("sessions/s1/messages", view="all", limit=4).json()
+    second = api.get("sessions/s1/messages", view="all", limit=4, cursor=first["next"]).json()
+    after = api.get("sessions/s1/messages", view="all", after=8).json()
+    users = api.get("sessions/s1/messages", view="all", role="user").json()
+
+    assert [m["seq"] for m in first["items"]] == [1, 2, 3, 4]
+    assert [m["seq"] for m in second["items"]] == [5, 6, 7, 8]
+    assert [m["seq"] for m in after["items"]] == [9, 10]
+    assert after["next"] is None
+    assert {m["role"] for m in users["items"]} == {"user"}
+    assert len(users["items"]) == 5
+
+
+def test_the_context_view_hides_archived_messages_and_shows_the_summary_first(
+    api: ApiClient,
+) -> None:
+    append(api, "s1", *[user(f"m{i}") for i in range(6)])
+    assert api.post("sessions/s1/compact", {"summary": "so far", "keep": 2}).json() == {
+        "archived": 4
+    }
+
+    context = api.get("sessions/s1/messages").json()["items"]
+    everything = api.get("sessions/s1/messages", view="all").json()["items"]
+    paged = api.get("sessions/s1/messages", limit=2).json()
+    rest = api.get("sessions/s1/messages", limit=2, cursor=paged["next"]).json()
+
+    assert [m["content"] for m in context] == ["so far", "m4", "m5"]
+    assert context[0]["is_summary"] is True
+    assert len(everything) == 7
+    assert sum(1 for m in everything if m["compacted_at"]) == 4
+    assert [m["content"] for m in paged["items"] + rest["items"]] == ["so far", "m4", "m5"]
+    assert rest["next"] is None
+
+
+def test_a_cursor_of_another_list_is_refused(api: ApiClient) -> None:
+    append(api, "s1", *[user(f"m{i}") for i in range(3)])
+    context_cursor = api.get("sessions/s1/messages", limit=1).json()["next"]
+
+    response = api.get("sessions/s1/messages", view="all", cursor=context_cursor)
+
+    assert_error(response, 422, "invalid", "cursor")
+
+
+def test_reading_messages_of_an_unknown_session_is_404(api: ApiClient) -> None:
+    assert_error(api.get("sessions/nope/messages"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("view=everything", "view"),
+        ("role=robot", "role"),
+        ("after=-1", "after"),
+        ("limit=0", "limit"),
+    ],
+)
+def test_bad_transcript_parameters_are_422(api: ApiClient, query: str, field: str) -> None:
+    append(api, "s1", user("x"))
+
+    response = api.call("GET", f"/api/v1/sessions/s1/messages?{query}")
+
+    assert_error(response, 422, "invalid", field)
+
+
+# --- update-last, remove-last, clear ----------------------------------------------
+
+
+def test_update_last_replaces_the_placeholder_and_moves_totals_by_the_difference(
+    api: ApiClient,
+) -> None:
+    append(api, "s1", user("q"), assistant("", status="streaming"))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {
+            "message": {
+                "content": "full answer",
+                "status": "complete",
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20, "cost_usd": "0.5"},
+            }
+        },
+    )
+    again = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"usage": {"prompt_tokens": 10, "completion_tokens": 30, "cost_usd": "0.7"}}},
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["message"]["content"] == "full answer"
+    assert response.json()["session"]["turns"] == 1
+    body = again.json()
+    assert body["message"]["content"] == "full answer"
+    assert body["message"]["status"] == "complete"
+    assert body["session"]["completion_tokens"] == 30
+    assert body["session"]["cost_usd"] == "0.700000000"
+    assert body["session"]["api_calls"] == 1
+    assert Message.objects.filter(session__key="s1").count() == 2
+
+
+def test_update_last_takes_the_anthropic_convention(api: ApiClient) -> None:
+    append(api, "s1", assistant("x"))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {
+            "message": {"usage": {"input_tokens": 5, "cache_read_input_tokens": 10}},
+            "convention": "anthropic",
+        },
+    )
+
+    assert response.json()["message"]["usage"]["prompt_tokens"] == 15
+
+
+def test_update_last_on_an_empty_session_is_409_and_writes_nothing(api: ApiClient) -> None:
+    api.put("sessions/s1", {})
+    before = store_counts()
+    before_row = Session.objects.values().get(key="s1")
+
+    response = api.put("sessions/s1/messages/last", {"message": {"content": "x"}})
+
+    assert_error(response, 409, "conflict")
+    assert store_counts() == before
+    assert Session.objects.values().get(key="s1") == before_row
+
+
+def test_update_last_with_a_bad_value_writes_nothing(api: ApiClient) -> None:
+    append(api, "s1", assistant("keep"))
+
+    response = api.put("sessions/s1/messages/last", {"message": {"role": "robot"}})
+
+    assert_error(response, 422, "invalid", "message.role")
+    assert Message.objects.get(session__key="s1").content == "keep"
+
+
+def test_remove_last_removes_one_message_and_says_so(api: ApiClient) -> None:
+    append(api, "s1", user("q"), assistant("a", usage={"prompt_tokens": 3, "completion_tokens": 2}))
+
+    removed = api.delete("sessions/s1/messages/last").json()
+    session = api.get("sessions/s1").json()
+    api.delete("sessions/s1/messages/last")
+    nothing = api.delete("sessions/s1/messages/last").json()
+
+    assert removed == {"removed": True}
+    assert session["message_count"] == 1
+    assert session["turns"] == 0
+    assert session["prompt_tokens"] == 0
+    assert nothing == {"removed": False}
+
+
+def test_clear_removes_every_message_but_keeps_the_totals(api: ApiClient) -> None:
+    append(api, "s1", user("q"), assistant("a", usage={"prompt_tokens": 3, "completion_tokens": 2}))
+
+    response = api.delete("sessions/s1/messages")
+
+    assert response.json() == {"removed": 2}
+    session = api.get("sessions/s1").json()
+    assert session["message_count"] == 0
+    assert session["turns"] == 1
+    assert session["total_tokens"] == 5
+
+
+def test_corrections_on_an_unknown_session_are_404(api: ApiClient) -> None:
+    assert_error(api.delete("sessions/nope/messages"), 404, "not_found")
+    assert_error(api.delete("sessions/nope/messages/last"), 404, "not_found")
+    assert_error(api.put("sessions/nope/messages/last", {"message": {}}), 404, "not_found")
+    assert store_counts() == (0, 0, 0)
+
+
+# --- compact --------------------------------------------------------------------
+
+
+def test_a_compaction_with_nothing_to_archive_writes_nothing(api: ApiClient) -> None:
+    append(api, "s1", *[user(f"m{i}") for i in range(4)])
+
+    response = api.post("sessions/s1/compact", {"summary": "s", "keep": 4})
+
+    assert response.json() == {"archived": 0}
+    assert not Message.objects.filter(session__key="s1", is_summary=True).exists()
+    assert Session.objects.get(key="s1").message_count == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"summary": "s", "keep": -1}, "keep"),
+        ({"summary": "s", "keep": "2"}, "keep"),
+        ({"summary": "s", "keep": 10**30}, "keep"),
+        ({"summary": "", "keep": 1}, "summary"),
+        ({"summary": 5, "keep": 1}, "summary"),
+        ({"keep": 1}, "summary"),
+        ({"summary": "s"}, "keep"),
+    ],
+)
+def test_a_bad_compaction_is_422_and_writes_nothing(
+    api: ApiClient, body: dict[str, Any], field: str
+) -> None:
+    append(api, "s1", *[user(f"m{i}") for i in range(4)])
+
+    assert_error(api.post("sessions/s1/compact", body), 422, "invalid", field)
+    assert not Message.objects.filter(compacted_at__isnull=False).exists()
+    assert Message.objects.count() == 4
+
+
+# --- usage ----------------------------------------------------------------------
+
+
+def test_usage_answers_the_totals_and_usage_by_agent(api: ApiClient) -> None:
+    def used(prompt: int, cost: str) -> dict[str, Any]:
+        return {"prompt_tokens": prompt, "completion_tokens": 1, "cost_usd": cost}
+
+    append(
+        api,
+        "s1",
+        assistant("a", usage=used(10, "0.1")),
+        assistant("b", usage=used(20, "0.2"), agent_name="researcher"),
+        assistant("c", usage=used(30, "0.3"), agent_name="researcher"),
+    )
+
+    body = api.get("sessions/s1/usage").json()
+
+    assert body["totals"]["api_calls"] == 3
+    assert body["totals"]["prompt_tokens"] == 60
+    assert body["totals"]["total_tokens"] == 63
+    assert body["totals"]["cost_usd"] == "0.600000000"
+    by_agent = {row["agent_name"]: row for row in body["by_agent"]}
+    assert set(by_agent) == {"main", "researcher"}
+    assert by_agent["main"]["prompt_tokens"] == 10
+    assert by_agent["researcher"]["prompt_tokens"] == 50
+    assert by_agent["researcher"]["messages"] == 2
+    assert by_agent["researcher"]["cost_usd"] == "0.500000000"
+
+
+def test_usage_of_an_unknown_session_is_404(api: ApiClient) -> None:
+    assert_error(api.get("sessions/nope/usage"), 404, "not_found")

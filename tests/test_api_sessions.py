@@ -1,0 +1,272 @@
+"""The session endpoints: upsert, read, delete (tombstones), lists, running, stuck."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from sessions import services
+from sessions.models import Session, Tombstone
+from tests.api_client import ApiClient, assert_error, make_key, store_counts
+
+
+@pytest.fixture
+def api(db: None) -> ApiClient:
+    return ApiClient(make_key())
+
+
+def test_it_creates_a_session_with_201_and_answers_the_flat_shape(api: ApiClient) -> None:
+    response = api.put(
+        "sessions/s1",
+        {
+            "name": "First",
+            "agent": "coder",
+            "kind": "autonomous",
+            "channel": "telegram",
+            "channel_ref": "telegram.bot",
+            "model": "gpt-4o",
+            "goal_text": "ship it",
+            "project_root": "/srv/app",
+            "metadata": {"team": "core"},
+            "todo": "- [ ] tests",
+        },
+    )
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["key"] == "s1"
+    assert body["name"] == "First"
+    assert body["kind"] == "autonomous"
+    assert body["status"] == "active"
+    assert body["state"] == "idle"
+    assert body["metadata"] == {"team": "core"}
+    assert body["todo"] == "- [ ] tests"
+    # Totals sit flat beside the fields; money is a decimal string.
+    assert body["turns"] == 0
+    assert body["message_count"] == 0
+    assert body["cost_usd"] == "0.000000000"
+    assert body["created_at"].endswith("Z")
+    assert Session.objects.get(key="s1").agent == "coder"
+
+
+def test_an_upsert_of_an_existing_session_answers_200_and_keeps_absent_fields(
+    api: ApiClient,
+) -> None:
+    api.put("sessions/s1", {"name": "First", "agent": "coder", "metadata": {"a": "1"}})
+
+    response = api.put("sessions/s1", {"todo": "next", "metadata": {"b": "2"}})
+
+    assert response.status_code == 200
+    session = Session.objects.get(key="s1")
+    assert session.name == "First"
+    assert session.agent == "coder"
+    assert session.todo == "next"
+    assert session.metadata == {"a": "1", "b": "2"}
+
+
+def test_an_upsert_never_replaces_routing_context_with_an_empty_value(api: ApiClient) -> None:
+    api.put("sessions/s1", {"room_id": "room-9"})
+
+    api.put("sessions/s1", {"room_id": ""})
+
+    assert Session.objects.get(key="s1").room_id == "room-9"
+
+
+def test_a_get_response_can_be_put_back_unchanged(api: ApiClient) -> None:
+    body = api.put("sessions/s1", {"name": "n"}).json()
+
+    response = api.put("sessions/s1", body)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "n"
+
+
+def test_an_upsert_may_report_totals_for_agents_without_messages(api: ApiClient) -> None:
+    response = api.put(
+        "sessions/z1",
+        {"turns": 3, "prompt_tokens": 100, "completion_tokens": 40, "cost_usd": "0.25"},
+    )
+
+    body = response.json()
+    assert body["turns"] == 3
+    assert body["total_tokens"] == 140
+    assert body["cost_usd"] == "0.250000000"
+
+
+def test_it_reads_a_session(api: ApiClient) -> None:
+    services.session_upsert(key="s1", fields={"agent": "coder", "todo": "x"})
+
+    response = api.get("sessions/s1")
+
+    assert response.status_code == 200
+    assert response.json()["agent"] == "coder"
+    assert response.json()["todo"] == "x"
+
+
+def test_an_unknown_session_is_404(api: ApiClient) -> None:
+    assert_error(api.get("sessions/nope"), 404, "not_found", "key")
+
+
+def test_keys_may_contain_slashes(api: ApiClient) -> None:
+    assert api.put("sessions/discord/clamps/123", {"name": "thread"}).status_code == 201
+
+    response = api.get("sessions/discord/clamps/123")
+
+    assert response.status_code == 200
+    assert response.json()["key"] == "discord/clamps/123"
+    assert api.get("sessions/discord/clamps/123/messages").status_code == 200
+
+
+def test_delete_leaves_a_tombstone_and_later_writes_are_410(api: ApiClient) -> None:
+    api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "hi"}]})
+
+    response = api.delete("sessions/s1")
+
+    assert response.status_code == 204
+    assert not Session.objects.filter(key="s1").exists()
+    assert Tombstone.objects.filter(key="s1").exists()
+    before = store_counts()
+    assert_error(api.put("sessions/s1", {"name": "again"}), 410, "gone", "key")
+    assert_error(
+        api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "x"}]}),
+        410,
+        "gone",
+    )
+    assert_error(api.get("sessions/s1"), 410, "gone")
+    assert_error(api.delete("sessions/s1"), 410, "gone")
+    assert store_counts() == before
+
+
+def test_deleting_an_unknown_session_is_404(api: ApiClient) -> None:
+    assert_error(api.delete("sessions/nope"), 404, "not_found")
+
+
+def test_the_list_is_newest_activity_first_and_filters(api: ApiClient) -> None:
+    now = timezone.now()
+    for index, (agent, status) in enumerate(
+        [("a", "active"), ("b", "completed"), ("a", "completed"), ("a", "active")]
+    ):
+        services.session_upsert(
+            key=f"s{index}",
+            fields={"agent": agent, "status": status},
+            now=now + timedelta(seconds=index),
+        )
+
+    everything = api.get("sessions").json()
+    filtered = api.get("sessions", agent="a", status="completed").json()
+
+    assert [item["key"] for item in everything["items"]] == ["s3", "s2", "s1", "s0"]
+    assert everything["next"] is None
+    assert [item["key"] for item in filtered["items"]] == ["s2"]
+
+
+def test_an_unknown_filter_value_is_422_naming_the_parameter(api: ApiClient) -> None:
+    assert_error(api.get("sessions", status="sleeping"), 422, "invalid", "status")
+    assert_error(api.get("sessions", channel="irc"), 422, "invalid", "channel")
+
+
+def test_the_cursor_walk_visits_every_session_once_while_new_ones_arrive(
+    api: ApiClient,
+) -> None:
+    start = timezone.now() - timedelta(hours=1)
+    # Several sessions share a timestamp: the id breaks the tie.
+    for index in range(23):
+        services.session_upsert(key=f"old-{index}", now=start + timedelta(seconds=index // 3))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        page = api.get("sessions", **query).json()
+        seen.extend(item["key"] for item in page["items"])
+        pages += 1
+        # New sessions arrive between pages, newer than everything walked.
+        services.session_upsert(key=f"new-{pages}")
+        cursor = page["next"]
+        if cursor is None:
+            break
+
+    assert sorted(seen) == sorted(f"old-{index}" for index in range(23))
+    assert len(seen) == len(set(seen))
+    assert pages == 5
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["garbage", "!!!", "eyJrIjoic2Vzc2lvbnMifQ", "e30", "W10", "x" * 600, "eyJrIjoib3RoZXIifQ"],
+)
+def test_a_garbage_cursor_is_422(api: ApiClient, cursor: str) -> None:
+    assert_error(api.get("sessions", cursor=cursor), 422, "invalid", "cursor")
+
+
+def test_a_cursor_at_the_calendars_edge_is_refused_not_a_crash(api: ApiClient) -> None:
+    from fleet.api import cursors
+
+    for moment in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2026-01-01"):
+        cursor = cursors.encode("sessions", t=moment, i=1)
+        assert_error(api.get("sessions", cursor=cursor), 422, "invalid", "cursor")
+    cursor = cursors.encode("sessions", t="2026-01-01T00:00:00Z", i=2**70)
+    assert_error(api.get("sessions", cursor=cursor), 422, "invalid", "cursor")
+
+
+@pytest.mark.parametrize("limit", ["abc", "0", "-1", "1001", "100000", "1.5", ""])
+def test_a_bad_limit_is_422_naming_it(api: ApiClient, limit: str) -> None:
+    response = api.call("GET", f"/api/v1/sessions?limit={limit}")
+    assert_error(response, 422, "invalid", "limit")
+
+
+def test_running_lists_running_sessions_newest_turn_first(api: ApiClient) -> None:
+    now = timezone.now()
+    services.session_upsert(key="r1", fields={"state": "running"}, now=now - timedelta(minutes=5))
+    services.session_upsert(key="r2", fields={"state": "running"}, now=now)
+    services.session_upsert(key="idle", fields={"state": "idle"}, now=now)
+
+    response = api.get("sessions/running")
+
+    assert [item["key"] for item in response.json()["items"]] == ["r2", "r1"]
+
+
+def test_running_pages_with_a_cursor(api: ApiClient) -> None:
+    now = timezone.now()
+    for index in range(5):
+        services.session_upsert(
+            key=f"r{index}", fields={"state": "running"}, now=now - timedelta(seconds=index)
+        )
+
+    first = api.get("sessions/running", limit=3).json()
+    second = api.get("sessions/running", limit=3, cursor=first["next"]).json()
+
+    keys = [item["key"] for item in first["items"] + second["items"]]
+    assert keys == ["r0", "r1", "r2", "r3", "r4"]
+    assert second["next"] is None
+    assert_error(api.get("sessions/running", cursor=first["next"] + "x"), 422, "invalid")
+
+
+def test_stuck_lists_turns_older_than_the_threshold_oldest_first(api: ApiClient) -> None:
+    now = timezone.now()
+    services.session_upsert(key="old", fields={"state": "running"}, now=now - timedelta(hours=2))
+    services.session_upsert(key="mid", fields={"state": "running"}, now=now - timedelta(hours=1))
+    services.session_upsert(key="new", fields={"state": "running"}, now=now)
+
+    response = api.get("sessions/stuck", older_than=1800)
+    default = api.get("sessions/stuck")
+
+    assert [item["key"] for item in response.json()["items"]] == ["old", "mid"]
+    assert [item["key"] for item in default.json()["items"]] == ["old", "mid"]
+
+
+@pytest.mark.parametrize("older_than", ["-1", "abc", str(10**12), "1e3"])
+def test_a_bad_older_than_is_422(api: ApiClient, older_than: str) -> None:
+    response = api.call("GET", f"/api/v1/sessions/stuck?older_than={older_than}")
+    assert_error(response, 422, "invalid", "older_than")
+
+
+def test_money_stays_exact_through_the_api(api: ApiClient) -> None:
+    api.put("sessions/m", {"cost_usd": 0.1})
+    api.put("sessions/m", {"cost_usd": "0.123456789"})
+
+    assert api.get("sessions/m").json()["cost_usd"] == "0.123456789"
+    assert Session.objects.get(key="m").cost_usd == Decimal("0.123456789")

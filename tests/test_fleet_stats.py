@@ -1,0 +1,147 @@
+"""sessions.fleet_stats.fleet_totals: the fleet's header numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from sessions import services
+from sessions.fleet_stats import fleet_totals
+from sessions.models import DailyUsage, Session
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def used(cost: str, prompt: int = 10, completion: int = 5) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
+
+
+def test_it_counts_sessions_by_status_running_stuck_stale_and_today(settings) -> None:
+    settings.FLEET_STUCK_AFTER = 600
+    settings.FLEET_STALE_AFTER = 1800
+    services.session_upsert(key="running-new", fields={"state": "running"}, now=NOW)
+    services.session_upsert(
+        key="running-stuck", fields={"state": "running"}, now=NOW - timedelta(minutes=20)
+    )
+    services.session_upsert(key="stale", now=NOW - timedelta(hours=1))
+    services.session_upsert(key="done", fields={"status": "completed"}, now=NOW)
+    services.session_upsert(key="lost", fields={"status": "failed"}, now=NOW)
+    services.session_upsert(key="yesterday", now=NOW - timedelta(days=1))
+    Session.objects.filter(key="yesterday").update(last_active_at=NOW)
+
+    sessions = fleet_totals(now=NOW)["sessions"]
+
+    assert sessions["total"] == 6
+    assert sessions["by_status"] == {
+        "active": 4,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "unknown": 0,
+    }
+    assert sessions["active"] == 4
+    assert sessions["running"] == 2
+    assert sessions["stuck"] == 1
+    # running-stuck is also silent for 20 minutes: not yet stale at 30.
+    assert sessions["stale"] == 1
+    assert sessions["today"] == 5
+
+
+def test_period_usage_reads_the_daily_rollup_by_utc_day() -> None:
+    today = NOW.date()
+    for days_back, cost in [(0, "1"), (6, "2"), (7, "4"), (29, "8"), (30, "16")]:
+        DailyUsage.objects.create(
+            day=today - timedelta(days=days_back),
+            agent="a",
+            prompt_tokens=days_back + 1,
+            completion_tokens=1,
+            api_calls=1,
+            unpriced_calls=days_back % 2,
+            cost_usd=Decimal(cost),
+        )
+
+    usage = fleet_totals(now=NOW)["usage"]
+
+    assert usage["today"]["cost_usd"] == Decimal(1)
+    assert usage["last_7_days"]["cost_usd"] == Decimal(3)
+    assert usage["last_30_days"]["cost_usd"] == Decimal(15)
+    assert usage["all_time"]["cost_usd"] == Decimal(31)
+    assert usage["all_time"]["api_calls"] == 5
+    assert usage["all_time"]["unpriced_calls"] == 2
+    assert usage["today"]["total_tokens"] == 2
+    assert usage["last_7_days"]["prompt_tokens"] == 1 + 7
+
+
+def test_an_empty_store_gives_zeros_not_none() -> None:
+    totals = fleet_totals(now=NOW)
+
+    assert totals["sessions"]["total"] == 0
+    assert totals["usage"]["all_time"]["cost_usd"] == Decimal(0)
+    assert totals["usage"]["today"]["prompt_tokens"] == 0
+    assert totals["burn_rate"]["cost_usd"] == Decimal(0)
+    assert totals["burn_rate"]["total_tokens"] == 0
+
+
+def test_usage_survives_deleting_the_sessions() -> None:
+    services.messages_append(
+        key="s", messages=[{"role": "assistant", "content": "a", "usage": used("0.5")}], now=NOW
+    )
+    services.session_delete(key="s", now=NOW)
+
+    assert fleet_totals(now=NOW)["usage"]["today"]["cost_usd"] == Decimal("0.5")
+
+
+def test_the_burn_rate_is_the_cost_of_the_last_hours_messages() -> None:
+    services.messages_append(
+        key="busy",
+        messages=[
+            {
+                "role": "assistant",
+                "content": "old",
+                "usage": used("5"),
+                "created_at": "2026-11-21T10:00:00Z",
+            },
+            {
+                "role": "assistant",
+                "content": "new",
+                "usage": used("0.25", 100, 20),
+                "created_at": "2026-11-21T11:30:00Z",
+            },
+            {"role": "assistant", "content": "newer", "usage": used("0.5", 10, 2)},
+        ],
+        now=NOW,
+    )
+    services.messages_append(
+        key="quiet",
+        messages=[{"role": "assistant", "content": "x", "usage": used("9")}],
+        now=NOW - timedelta(hours=3),
+    )
+
+    burn = fleet_totals(now=NOW)["burn_rate"]
+
+    assert burn["cost_usd"] == Decimal("0.75")
+    assert burn["api_calls"] == 2
+    assert burn["total_tokens"] == 132
+    assert burn["window_seconds"] == 3600
+
+
+def test_the_query_count_does_not_grow_with_the_data(django_assert_max_num_queries) -> None:
+    def fill(count: int) -> None:
+        for index in range(count):
+            services.messages_append(
+                key=f"s{index}-{count}",
+                messages=[{"role": "assistant", "content": "a", "usage": used("0.1")}],
+                session={"agent": f"agent-{index % 3}", "state": "running"},
+            )
+
+    fill(2)
+    with django_assert_max_num_queries(3):
+        fleet_totals()
+    fill(30)
+    with django_assert_max_num_queries(3):
+        totals = fleet_totals()
+    assert totals["sessions"]["running"] == 32
