@@ -1,0 +1,193 @@
+"""koda: SQLite ``sessions``, ``messages`` and ``session_metadata``.
+
+Tables (DESIGN "Stores we import"): ``sessions`` (``id``, ``created_at``,
+``agent_name``, ``project_root``, ``last_accessed_at``), ``messages``
+(autoincrement ``id``, ``session_id``, ``role``, ``content``, ``tool_calls``
+JSON text, ``tool_call_id``, ``prompt_tokens``, ``completion_tokens``,
+``cache_read_tokens``, ``cache_creation_tokens``, ``thinking_tokens``,
+``agent_name``, ``compacted_at``, ``created_at``) and ``session_metadata``
+(``session_id``, ``key``, ``value``). Times are SQLite text
+(``YYYY-MM-DD HH:MM:SS``, UTC) or RFC 3339.
+
+How it is read:
+
+* koda's ``prompt_tokens`` exclude cache tokens (Anthropic style): its usage
+  is normalised with ``convention="anthropic"``, so Fleet's prompt is koda's
+  prompt plus cache reads and writes. ``thinking_tokens`` are reasoning, a
+  part of completion (added to completion when koda counted them apart). A
+  message carries usage when any of its token columns is above zero; koda
+  records no cost, so the server prices it from the session's model --
+  ``session_metadata`` key ``model`` names it when koda recorded one --
+  and otherwise marks it unpriced.
+* Archived messages stay archived: a message's ``compacted_at`` is kept (it
+  leaves the context view, stays in the full view). koda marks no summary
+  message, so none is flagged as one.
+* ``session_metadata``: ``todo`` is the todo list, ``model`` the model;
+  every other key goes to the session's metadata.
+* The agent is the session's ``agent_name``, else ``koda``, unless
+  ``--agent`` says; a message's ``agent_name`` is its sub-agent. koda has no
+  session status: new sessions are ``active`` and a re-import leaves the
+  status Fleet gave them.
+* A message is ``koda:<row id>``. A corrupt message row is reported and
+  skipped; messages whose session is missing are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from sessions.errors import FleetError
+from sessions.importers.base import (
+    BadRecord,
+    Problem,
+    SourceSession,
+    completion_with_reasoning,
+    has_table,
+    open_sqlite,
+    optional_time,
+    parse_time,
+    problem_from,
+    select_sql,
+    source_message,
+    to_count,
+    to_text,
+)
+from sessions.inputs import MessageIn
+
+SESSION_COLUMNS = ("id", "created_at", "agent_name", "project_root", "last_accessed_at")
+MESSAGE_COLUMNS = (
+    "id",
+    "session_id",
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "thinking_tokens",
+    "agent_name",
+    "compacted_at",
+    "created_at",
+)
+TOKEN_COLUMNS = {
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_creation_tokens": "cache_creation_tokens",
+    "thinking_tokens": "reasoning_tokens",
+}
+
+
+def read(path: Path) -> Iterator[SourceSession | Problem]:
+    conn = open_sqlite(
+        path,
+        label="koda",
+        tables={
+            "sessions": ("id", "created_at"),
+            "messages": ("id", "session_id", "role", "content", "created_at"),
+        },
+    )
+    with closing(conn):
+        has_metadata = has_table(conn, "session_metadata")
+        message_sql = select_sql(
+            conn, "messages", MESSAGE_COLUMNS, "WHERE session_id = ? ORDER BY id"
+        )
+        sessions = conn.execute(
+            select_sql(conn, "sessions", SESSION_COLUMNS, "ORDER BY created_at, id")
+        )
+        for row in sessions:
+            where = f"{path.name}: sessions id={row['id']!r}"
+            metadata = []
+            if has_metadata:
+                metadata = conn.execute(
+                    "SELECT key, value FROM session_metadata WHERE session_id = ? ORDER BY rowid",
+                    (row["id"],),
+                ).fetchall()
+            messages = conn.execute(message_sql, (row["id"],)).fetchall()
+            try:
+                yield _session(path, row, where, metadata, messages)
+            except BadRecord as exc:
+                yield Problem(where, str(exc))
+        orphans = conn.execute(
+            "SELECT session_id, COUNT(*) FROM messages "
+            "WHERE session_id NOT IN (SELECT id FROM sessions) GROUP BY session_id ORDER BY 1"
+        )
+        for session_id, count in orphans:
+            yield Problem(
+                f"{path.name}: messages session_id={session_id!r}",
+                f"{count} message(s) of a session that is not in the sessions table; skipped",
+            )
+
+
+def _session(
+    path: Path, row: Any, where: str, metadata: list[Any], rows: list[Any]
+) -> SourceSession:
+    key = to_text(row["id"])
+    if not key.strip():
+        raise BadRecord("id is empty")
+    created = parse_time(row["created_at"], "created_at")
+    fields: dict[str, Any] = {
+        "agent": to_text(row["agent_name"]).strip() or "koda",
+        "created_at": created,
+        "project_root": to_text(row["project_root"]),
+    }
+    extra: dict[str, str] = {}
+    for entry in metadata:
+        name, value = to_text(entry["key"]), to_text(entry["value"])
+        if name == "todo":
+            fields["todo"] = value
+        elif name == "model":
+            fields["model"] = value
+        else:
+            extra[name] = value
+    if extra:
+        fields["metadata"] = extra
+    session = SourceSession(key=key, where=where, last_active_at=created, fields=fields)
+    last_message = created
+    for message_row in rows:
+        row_where = f"{path.name}: messages id={message_row['id']}"
+        try:
+            message = _message(message_row)
+        except BadRecord as exc:
+            session.problems.append(Problem(row_where, str(exc)))
+            continue
+        except FleetError as exc:
+            session.problems.append(problem_from(row_where, exc))
+            continue
+        session.messages.append(message)
+        last_message = max(last_message, message.created_at or created)
+    session.last_active_at = (
+        optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
+    )
+    return session
+
+
+def _message(row: Any) -> MessageIn:
+    values: dict[str, Any] = {
+        "message_id": f"koda:{row['id']}",
+        "role": to_text(row["role"]).strip().lower(),
+        "content": row["content"],
+        "tool_call_id": to_text(row["tool_call_id"]),
+        "agent_name": to_text(row["agent_name"]),
+        "created_at": parse_time(row["created_at"], "created_at"),
+    }
+    if row["tool_calls"] not in (None, ""):
+        try:
+            values["tool_calls"] = json.loads(row["tool_calls"])
+        except (TypeError, ValueError) as exc:
+            raise BadRecord(f"tool_calls is not JSON ({exc})") from None
+    tokens = {name: to_count(row[column], column) or 0 for column, name in TOKEN_COLUMNS.items()}
+    if any(tokens.values()):
+        tokens["completion_tokens"] = completion_with_reasoning(
+            tokens["completion_tokens"], tokens["reasoning_tokens"]
+        )
+        values["usage"] = tokens
+    message = source_message(values, convention="anthropic")
+    message.compacted_at = optional_time(row["compacted_at"], "compacted_at")
+    return message

@@ -1,0 +1,242 @@
+"""import_sessions appam: session_history rows with JSON messages and usage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessions.models import Session
+from tests.import_stores import appam_store, messages_of, run_import, snapshot
+
+pytestmark = pytest.mark.django_db
+
+CALLS = [
+    {
+        "id": "toolu_01",
+        "type": "function",
+        "function": {"name": "http_get", "arguments": '{"url": "https://example.org"}'},
+    }
+]
+
+
+def transcript() -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "You are a worker.", "id": "m-1"},
+        {
+            "role": "user",
+            "content": "Collect the invoices.",
+            "id": "m-2",
+            "timestamp": "2026-03-05T09:00:00Z",
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": CALLS,
+            "id": "m-3",
+            "timestamp": "2026-03-05T09:00:05Z",
+            "provider_response_id": "msg_01abc",
+            "reasoning": "Fetch the list first.",
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "toolu_01",
+            "name": "http_get",
+            "content": [{"type": "text", "text": "200 OK"}, {"type": "text", "text": "[]"}],
+            "timestamp": "2026-03-05T09:00:06Z",
+        },
+        {
+            "role": "assistant",
+            "content": "No invoices this month.",
+            "id": "m-5",
+            "status": "complete",
+            "timestamp": "2026-03-05T09:00:09Z",
+        },
+    ]
+
+
+def row(**values: Any) -> dict[str, Any]:
+    return {
+        "id": "run-1",
+        "agent_name": "invoice-worker",
+        "model": "claude-sonnet-4-5",
+        "messages": transcript(),
+        "started_at": "2026-03-05T08:59:59Z",
+        "updated_at": "2026-03-05T09:00:10Z",
+        "ended_at": "2026-03-05T09:00:10Z",
+        "turn_count": 4,
+        "tool_call_count": 3,
+        "usage": {
+            "total_input_tokens": 1200,
+            "total_output_tokens": 300,
+            "total_cache_creation_tokens": 2000,
+            "total_cache_read_tokens": 5000,
+            "total_reasoning_tokens": 100,
+            "total_cost_usd": 0.0123,
+            "request_count": 3,
+        },
+        **values,
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return appam_store(tmp_path / "history.db", [row()])
+
+
+def test_it_imports_the_transcript(store: Path) -> None:
+    run_import("appam", str(store))
+
+    messages = messages_of("run-1")
+    assert [(m.seq, m.role) for m in messages] == [
+        (1, "system"),
+        (2, "user"),
+        (3, "assistant"),
+        (4, "tool"),
+        (5, "assistant"),
+    ]
+    system, user, call, result, reply = messages
+    assert [m.message_id for m in (system, user, call, reply)] == ["m-1", "m-2", "m-3", "m-5"]
+    assert result.message_id.startswith("appam:3:")
+    assert call.tool_calls == [
+        {"id": "toolu_01", "name": "http_get", "arguments": '{"url": "https://example.org"}'}
+    ]
+    assert (call.reasoning, call.provider_response_id) == ("Fetch the list first.", "msg_01abc")
+    assert (result.tool_call_id, result.name, result.content) == (
+        "toolu_01",
+        "http_get",
+        "200 OK\n[]",
+    )
+    assert reply.status == "complete"
+    assert user.created_at == datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
+    # No timestamp: the session's start for the first, the previous message's after.
+    assert system.created_at == datetime(2026, 3, 5, 8, 59, 59, tzinfo=UTC)
+    assert all(not m.cost_source for m in messages)
+
+
+def test_the_usage_json_fills_the_session_totals(store: Path) -> None:
+    run_import("appam", str(store))
+
+    session = Session.objects.get(key="run-1")
+    assert (session.agent, session.kind, session.model) == (
+        "invoice-worker",
+        "autonomous",
+        "claude-sonnet-4-5",
+    )
+    assert (session.turns, session.tool_call_count, session.api_calls) == (4, 3, 3)
+    # A Claude session's input excludes cache reads and writes: they are added.
+    assert session.prompt_tokens == 1200 + 2000 + 5000
+    assert (session.cache_read_tokens, session.cache_creation_tokens) == (5000, 2000)
+    assert (session.completion_tokens, session.reasoning_tokens) == (300, 100)
+    assert session.cost_usd == Decimal("0.0123")
+    assert session.message_count == 5
+
+
+def test_an_openai_session_keeps_its_inclusive_input(tmp_path: Path) -> None:
+    usage = {
+        "total_input_tokens": 9000,
+        "total_output_tokens": 50,
+        "total_cache_read_tokens": 4096,
+        "total_reasoning_tokens": 400,
+        "total_cost_usd": 0.02,
+        "request_count": 2,
+    }
+    store = appam_store(tmp_path / "history.db", [row(model="gpt-5", usage=usage)])
+
+    run_import("appam", str(store))
+
+    session = Session.objects.get()
+    assert (session.prompt_tokens, session.cache_read_tokens) == (9000, 4096)
+    # Reasoning above the output was counted apart.
+    assert (session.completion_tokens, session.reasoning_tokens) == (450, 400)
+
+
+def test_an_ended_session_is_completed_and_an_open_one_active(tmp_path: Path) -> None:
+    store = appam_store(
+        tmp_path / "history.db",
+        [row(), row(id="run-2", ended_at=None, updated_at="2026-03-06T10:00:00Z")],
+    )
+
+    run_import("appam", str(store))
+
+    ended, open_ = Session.objects.get(key="run-1"), Session.objects.get(key="run-2")
+    assert (ended.status, ended.ended_at) == (
+        "completed",
+        datetime(2026, 3, 5, 9, 0, 10, tzinfo=UTC),
+    )
+    assert (open_.status, open_.ended_at) == ("active", None)
+    assert open_.last_active_at == datetime(2026, 3, 6, 10, 0, tzinfo=UTC)
+
+
+def test_a_store_without_usage_keeps_the_totals_of_its_messages(tmp_path: Path) -> None:
+    store = appam_store(
+        tmp_path / "history.db", [row(usage=None, turn_count=None, tool_call_count=None)]
+    )
+
+    run_import("appam", str(store))
+
+    session = Session.objects.get()
+    assert (session.turns, session.tool_call_count, session.api_calls) == (1, 1, 0)
+    assert session.cost_usd == Decimal(0)
+
+
+def test_corrupt_messages_and_rows_are_reported_and_skipped(tmp_path: Path) -> None:
+    broken = transcript()
+    broken[1]["role"] = "narrator"
+    broken[4]["timestamp"] = "half past nine"
+    store = appam_store(
+        tmp_path / "history.db",
+        [
+            row(messages=broken),
+            row(id="run-2", messages="[{not json"),
+            row(id="run-3", usage="{oops"),
+            row(id="run-4", messages={"role": "user"}),
+        ],
+    )
+
+    out, err = run_import("appam", str(store), expect_errors=True)
+
+    assert list(Session.objects.values_list("key", flat=True)) == ["run-1"]
+    ids = [m.message_id for m in messages_of("run-1")]
+    assert len(ids) == 3
+    assert ids[:2] == ["m-1", "m-3"]
+    assert ids[2].startswith("appam:3:")
+    assert "session_history id='run-1' messages[1]: message.role: must be one of" in err
+    assert "session_history id='run-1' messages[4]: timestamp is not a timestamp" in err
+    assert "session_history id='run-2': messages is not JSON" in err
+    assert "session_history id='run-3': usage is not JSON" in err
+    assert "session_history id='run-4': messages is not a JSON array" in err
+    assert "5 errors." in out
+
+
+def test_a_second_import_adds_nothing_and_changes_nothing(store: Path) -> None:
+    run_import("appam", str(store))
+    before = snapshot()
+
+    out, _ = run_import("appam", str(store))
+
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in out
+    assert "5 skipped as already stored" in out
+
+
+def test_messages_appam_appended_since_are_added(store: Path, tmp_path: Path) -> None:
+    run_import("appam", str(store))
+    more = [
+        *transcript(),
+        {"role": "user", "content": "Thanks", "id": "m-6", "timestamp": "2026-03-05T10:00:00Z"},
+    ]
+    usage = {**row()["usage"], "request_count": 4}
+    later = appam_store(
+        tmp_path / "later.db",
+        [row(messages=more, usage=usage, updated_at="2026-03-05T10:00:00Z")],
+    )
+
+    out, _ = run_import("appam", str(later))
+
+    assert [m.message_id for m in messages_of("run-1")][-1] == "m-6"
+    assert Session.objects.get().api_calls == 4
+    assert "(0 new, 1 updated, 0 unchanged) with 1 message " in out

@@ -1,0 +1,209 @@
+"""import_sessions koda: sessions, messages (Anthropic-style usage, archives) and metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessions.models import Session
+from tests.import_stores import koda_store, messages_of, run_import, snapshot
+
+pytestmark = pytest.mark.django_db
+
+CALL = {"id": "toolu_01A", "name": "read_file", "input": {"path": "src/app.py"}}
+
+
+def message(**values: Any) -> dict[str, Any]:
+    return {"session_id": "s-1", "created_at": "2026-03-01 12:00:00", **values}
+
+
+def build(path: Path, *, extra: Sequence[dict[str, Any]] = ()) -> Path:
+    return koda_store(
+        path,
+        sessions=[
+            {
+                "id": "s-1",
+                "created_at": "2026-03-01 11:59:00",
+                "agent_name": "koda",
+                "project_root": "/home/dana/src/fleet",
+                "last_accessed_at": "2026-03-01 12:10:00",
+            },
+            {"id": "s-2", "created_at": "2026-03-02 08:00:00", "agent_name": None},
+        ],
+        messages=[
+            message(
+                role="user", content="Fix the failing test.", compacted_at="2026-03-01 12:05:00"
+            ),
+            message(
+                role="assistant",
+                content=None,
+                tool_calls=[CALL],
+                prompt_tokens=100,
+                completion_tokens=50,
+                cache_read_tokens=2000,
+                cache_creation_tokens=300,
+                thinking_tokens=20,
+                created_at="2026-03-01 12:00:05",
+                compacted_at="2026-03-01 12:05:00",
+            ),
+            message(
+                role="tool",
+                content="print('hi')",
+                tool_call_id="toolu_01A",
+                agent_name="researcher",
+                created_at="2026-03-01 12:00:06",
+            ),
+            message(
+                role="assistant",
+                content="Fixed.",
+                prompt_tokens=40,
+                completion_tokens=10,
+                cache_read_tokens=2400,
+                cache_creation_tokens=0,
+                thinking_tokens=0,
+                created_at="2026-03-01 12:00:09",
+            ),
+            message(
+                session_id="s-2",
+                role="assistant",
+                content="Hello",
+                prompt_tokens=10,
+                completion_tokens=5,
+                created_at="2026-03-02 08:00:01",
+            ),
+            *extra,
+        ],
+        metadata=[
+            {"session_id": "s-1", "key": "todo", "value": "- [x] reproduce\n- [ ] fix"},
+            {"session_id": "s-1", "key": "model", "value": "claude-sonnet-4-5"},
+            {"session_id": "s-1", "key": "git_branch", "value": "fix/tests"},
+        ],
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return build(tmp_path / "koda.db")
+
+
+def test_it_imports_sessions_with_their_context_and_metadata(store: Path) -> None:
+    out, _ = run_import("koda", str(store))
+
+    session = Session.objects.get(key="s-1")
+    assert (session.agent, session.project_root, session.model) == (
+        "koda",
+        "/home/dana/src/fleet",
+        "claude-sonnet-4-5",
+    )
+    assert session.todo == "- [x] reproduce\n- [ ] fix"
+    assert session.metadata == {"git_branch": "fix/tests"}
+    assert session.created_at == datetime(2026, 3, 1, 11, 59, tzinfo=UTC)
+    assert session.last_active_at == datetime(2026, 3, 1, 12, 10, tzinfo=UTC)
+    assert Session.objects.get(key="s-2").agent == "koda"
+    assert "2 sessions (2 new, 0 updated, 0 unchanged) with 5 messages" in out
+
+
+def test_prompt_tokens_get_the_cache_tokens_koda_left_out(store: Path) -> None:
+    run_import("koda", str(store))
+
+    _, call, _, reply = messages_of("s-1")
+    assert (call.prompt_tokens, call.cache_read_tokens, call.cache_creation_tokens) == (
+        2400,
+        2000,
+        300,
+    )
+    assert (call.completion_tokens, call.reasoning_tokens) == (50, 20)
+    assert reply.prompt_tokens == 2440
+    session = Session.objects.get(key="s-1")
+    assert (session.prompt_tokens, session.cache_read_tokens, session.api_calls) == (4840, 4400, 2)
+
+
+def test_usage_is_priced_from_the_model_or_marked_unpriced(store: Path) -> None:
+    run_import("koda", str(store))
+
+    priced = [m for m in messages_of("s-1") if m.cost_source]
+    assert {m.cost_source for m in priced} == {"computed"}
+    session = Session.objects.get(key="s-1")
+    assert session.cost_usd == sum((m.cost_usd for m in priced), Decimal(0))
+    assert session.cost_usd > 0
+    unpriced = messages_of("s-2")[0]
+    assert (unpriced.cost_source, unpriced.cost_usd) == ("unpriced", None)
+    assert Session.objects.get(key="s-2").unpriced_calls == 1
+
+
+def test_archived_messages_stay_archived(store: Path) -> None:
+    run_import("koda", str(store))
+
+    archived = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
+    assert [m.compacted_at for m in messages_of("s-1")] == [archived, archived, None, None]
+
+
+def test_messages_keep_their_order_tool_calls_and_sub_agents(store: Path) -> None:
+    run_import("koda", str(store))
+
+    user, call, result, reply = messages_of("s-1")
+    assert [m.message_id for m in (user, call, result, reply)] == [
+        "koda:1",
+        "koda:2",
+        "koda:3",
+        "koda:4",
+    ]
+    assert call.tool_calls == [
+        {"id": "toolu_01A", "name": "read_file", "arguments": {"path": "src/app.py"}}
+    ]
+    assert (result.tool_call_id, result.agent_name) == ("toolu_01A", "researcher")
+    assert call.content is None
+    assert reply.created_at == datetime(2026, 3, 1, 12, 0, 9, tzinfo=UTC)
+    session = Session.objects.get(key="s-1")
+    assert (session.turns, session.tool_call_count, session.message_count) == (1, 1, 4)
+
+
+def test_corrupt_rows_are_reported_with_their_id_and_skipped(tmp_path: Path) -> None:
+    store = build(
+        tmp_path / "koda.db",
+        extra=[
+            message(session_id="s-2", role="assistant", content="x", tool_calls="[{broken"),
+            message(session_id="s-2", role="ghost", content="boo"),
+            message(session_id="s-2", role="assistant", content="y", prompt_tokens=-1),
+            message(session_id="s-2", role="user", content="z", created_at="tuesday"),
+            message(
+                session_id="s-2", role="assistant", content="fine", created_at="2026-03-02 09:00:00"
+            ),
+            message(session_id="gone", role="user", content="lost"),
+            message(session_id="gone", role="user", content="lost too"),
+        ],
+    )
+
+    out, err = run_import("koda", str(store), expect_errors=True)
+
+    assert [m.content for m in messages_of("s-2")] == ["Hello", "fine"]
+    assert "koda.db: messages id=6: tool_calls is not JSON" in err
+    assert "koda.db: messages id=7: message.role: must be one of" in err
+    assert "koda.db: messages id=8: prompt_tokens must be a non-negative integer" in err
+    assert "koda.db: messages id=9: created_at is not a timestamp: 'tuesday'" in err
+    assert "koda.db: messages session_id='gone': 2 message(s) of a session" in err
+    assert "5 errors." in out
+
+
+def test_a_second_import_adds_nothing_and_changes_nothing(store: Path) -> None:
+    run_import("koda", str(store))
+    before = snapshot()
+
+    out, _ = run_import("koda", str(store))
+
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 2 unchanged) with 0 messages" in out
+    assert "5 skipped as already stored" in out
+
+
+def test_the_agent_option_overrides_the_agent_name(store: Path) -> None:
+    run_import("koda", str(store), "--agent", "koda-ci")
+
+    assert set(Session.objects.values_list("agent", flat=True)) == {"koda-ci"}
+    # A message's agent_name is its sub-agent and stays.
+    assert messages_of("s-1")[2].agent_name == "researcher"
