@@ -39,11 +39,12 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials.apps.SimpleAppConfig",
     "sessions.apps.SessionsConfig",
-    "fleet",
+    "fleet.apps.FleetConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -145,7 +146,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("FLEET_TIME_ZONE", "UTC")
@@ -183,3 +186,41 @@ FLEET_STUCK_AFTER = env_int("FLEET_STUCK_AFTER", 15 * 60, minimum=1)
 # Largest content (or reasoning) of one message, in characters. A long tool
 # result can be hundreds of KB.
 FLEET_MAX_MESSAGE_CHARS = env_int("FLEET_MAX_MESSAGE_CHARS", 2_000_000, minimum=1)
+
+# --- JSON API -----------------------------------------------------------------
+# django-ninja serves the API; as an installed app its docs page uses the
+# bundled Swagger UI assets (static files) instead of a CDN.
+INSTALLED_APPS = [*INSTALLED_APPS, "ninja"]
+# Largest request body the API reads, in bytes (413 above it). A batch of
+# long tool results can be several MB.
+FLEET_API_MAX_BODY_BYTES = env_int("FLEET_API_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# Django refuses bodies above this before the API can answer; keep it in step.
+DATA_UPLOAD_MAX_MEMORY_SIZE = FLEET_API_MAX_BODY_BYTES
+# Most messages one append may carry (422 above it).
+FLEET_API_MAX_BATCH = env_int("FLEET_API_MAX_BATCH", 1000, minimum=1)
+
+# --- Dashboard ----------------------------------------------------------------
+# Seconds between polls of the live fragments (fleet page, active session).
+FLEET_POLL_SECONDS = env_int("FLEET_POLL_SECONDS", 5, minimum=1)
+# No inline script or style anywhere: htmx and the page scripts are static files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Ops ---
+# Bearer token that /metrics (Prometheus) requires; unset = /metrics is off (404).
+FLEET_METRICS_TOKEN = env_str("FLEET_METRICS_TOKEN")
+# Rows per transaction for reconcile, purge and reprice: each batch is its own
+# short transaction, so agents writing meanwhile wait milliseconds, not minutes.
+FLEET_OPS_BATCH_SIZE = env_int("FLEET_OPS_BATCH_SIZE", 2000, minimum=1)
