@@ -96,6 +96,19 @@ def test_a_second_compaction_archives_the_first_summary() -> None:
     assert [m.content for m in selectors.messages_context(session)] == ["second", "m8"]
 
 
+@pytest.mark.parametrize("keep", [0, 2])
+def test_a_retried_compaction_changes_nothing(keep: int) -> None:
+    session = seed()
+    first = services.session_compact(key="k", summary="summary", keep=keep, now=T1)
+    before = list(Message.objects.filter(session=session).order_by("seq").values())
+
+    assert services.session_compact(key="k", summary="summary", keep=keep, now=T1) == 0
+
+    assert first == 6 - keep
+    assert list(Message.objects.filter(session=session).order_by("seq").values()) == before
+    assert Message.objects.filter(session=session, is_summary=True).count() == 1
+
+
 def test_with_nothing_to_archive_it_writes_nothing() -> None:
     session = seed(count=2)
 
