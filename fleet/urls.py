@@ -1,8 +1,27 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+
+from fleet.health import healthz, metrics
+from fleet.views.auth import login_view, logout_view
+from fleet.views.fleet import fleet_page
+from fleet.views.search import search_page
+from fleet.views.session import session_page
+
+admin.site.site_header = "Fleet administration"
+admin.site.site_title = "Fleet admin"
 
 urlpatterns = [
+    path("", fleet_page, name="fleet"),
+    # Keys may contain "/": the session page and its actions share this one URL.
+    path("sessions/<path:key>/", session_page, name="session"),
+    path("search", search_page, name="search"),
+    path("login/", login_view, name="login"),
+    path("logout/", logout_view, name="logout"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("fleet.api.urls")),
+    # Ops: no dashboard log-in (/metrics has its own bearer token).
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]

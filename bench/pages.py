@@ -1,0 +1,218 @@
+"""Page benchmark: server-side time of the dashboard's pages on a large fleet.
+
+Run: ``.venv/bin/python bench/pages.py`` (the issue's size: a demo fleet of
+100 000 sessions and about 1 000 000 messages, made with ``demo_fleet``; that
+takes a long while on 2 cores) or ``--quick`` (2 000 sessions, a smoke run of
+a few minutes). ``--db PATH`` reuses an SQLite database made before
+(``FLEET_SQLITE_PATH=PATH manage.py demo_fleet --sessions 100000
+--messages-per-session 10``); the script adds the 10 000-message session if it
+is missing. Without ``--db`` it builds a throwaway database in a temporary
+directory.
+
+It requests each page in-process through Django's test client (middleware,
+log-in, view, template: everything but the network) and prints p50 and p95 of
+the wall time and the queries per request, for: the full fleet page, an
+unchanged poll, a changed poll (numbers, and the table), a filtered fleet
+page, the session page of a 10 000-message session, a search; and, in the
+same run, a trivial log-in-required view rendering a constant template.
+
+Targets (issue 4): fleet page p95 ≤ 100 ms, unchanged poll p95 ≤ 10 ms,
+session page and search p95 ≤ 100 ms, at most 15 queries per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from io import StringIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+LONG_KEY = "bench/long-session"
+LONG_MESSAGES = 10_000
+TARGETS = {"fleet page": 100, "unchanged poll": 10, "session page": 100, "search": 100}
+MAX_QUERIES = 15
+
+
+def setup(db: Path) -> None:
+    os.environ["FLEET_SQLITE_PATH"] = str(db)
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production-use-0")
+    os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "fleet.settings"
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.ALLOWED_HOSTS = ["testserver"]
+    # No collectstatic here: plain static storage for {% static %}.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def build(sessions: int, per_session: int) -> None:
+    from django.core.management import call_command
+
+    from sessions import services
+    from sessions.demo import iter_messages
+    from sessions.models import Session
+
+    call_command("migrate", verbosity=0)
+    if not Session.objects.exclude(key=LONG_KEY).exists():
+        started = time.perf_counter()
+        print(f"writing a demo fleet of {sessions:,} sessions (demo_fleet)…", flush=True)
+        call_command(
+            "demo_fleet",
+            sessions=sessions,
+            messages_per_session=per_session,
+            seed=1,
+            stdout=StringIO(),
+        )
+        print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    if not Session.objects.filter(key=LONG_KEY).exists():
+        batch: list[dict[str, Any]] = []
+        for message in iter_messages(LONG_MESSAGES, seed=2):
+            batch.append(message)
+            if len(batch) == 1000:
+                services.messages_append(key=LONG_KEY, messages=batch, session={"agent": "koda"})
+                batch = []
+        if batch:
+            services.messages_append(key=LONG_KEY, messages=batch, session={"agent": "koda"})
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def constant_view(request: Any) -> Any:
+    from django.contrib.auth.decorators import login_required
+    from django.http import HttpResponse
+    from django.template import engines
+
+    @login_required
+    def view(request: Any) -> Any:
+        template = engines["django"].from_string("<!doctype html><p>{{ text }}</p>")
+        return HttpResponse(template.render({"text": "constant"}, request))
+
+    return view(request)
+
+
+def urlconf() -> ModuleType:
+    from django.urls import include, path
+
+    module = ModuleType("bench_pages_urls")
+    module.urlpatterns = [path("bench/constant", constant_view), path("", include("fleet.urls"))]
+    return module
+
+
+def measure(client: Any, url: str, iterations: int, headers: dict[str, str], fresh: Any) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times, queries, statuses = [], [], set()
+    for index in range(iterations + 3):
+        target = url.format(version=fresh()) if "{version}" in url else url
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            response = client.get(target, **headers)
+            elapsed = time.perf_counter() - started
+        statuses.add(response.status_code)
+        if index >= 3:  # warm-up requests are not counted
+            times.append(elapsed * 1000)
+            queries.append(len(captured))
+    times.sort()
+    return {
+        "p50": statistics.median(times),
+        "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "queries": max(queries),
+        "status": "/".join(map(str, sorted(statuses))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 000 sessions, fewer requests")
+    parser.add_argument("--db", type=Path, help="reuse this SQLite database (kept)")
+    parser.add_argument("--sessions", type=int, default=None)
+    parser.add_argument("--messages-per-session", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=None)
+    args = parser.parse_args()
+    sessions = args.sessions or (2_000 if args.quick else 100_000)
+    iterations = args.iterations or (20 if args.quick else 50)
+
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-pages-") as work:
+        db = args.db or Path(work) / "pages.sqlite3"
+        setup(db)
+        build(sessions, args.messages_per_session)
+        run(iterations)
+
+
+def run(iterations: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from fleet.views.session import session_version
+    from fleet.views.stats import fleet_version
+    from sessions.models import Message, Session
+
+    user_model = get_user_model()
+    user = user_model.objects.filter(username="bench").first()
+    if user is None:
+        user = user_model.objects.create_superuser("bench", "bench@example.com", "bench-pw-1")
+    client = Client()
+    client.force_login(user)
+    long_session = Session.objects.get(key=LONG_KEY)
+    hx = {"HTTP_HX_REQUEST": "true"}
+    live = {**hx, "HTTP_HX_TARGET": "fleet-live"}
+    table = {**hx, "HTTP_HX_TARGET": "sessions"}
+    long_url = f"/sessions/{LONG_KEY}/"
+
+    def version() -> str:
+        return fleet_version(timezone.now())
+
+    def long_version() -> str:
+        return session_version(Session.objects.get(pk=long_session.pk))
+
+    cases = [
+        ("constant template", "/bench/constant", {}, None),
+        ("fleet page", "/", {}, None),
+        ("unchanged poll", "/?v={version}", live, version),
+        ("unchanged table poll", "/?v={version}", table, version),
+        ("changed poll", "/?v=stale", live, None),
+        ("changed table poll", "/?v=stale", table, None),
+        ("filtered fleet page", "/?status=completed&channel=cli&sort=-cost&page=3", {}, None),
+        ("session page", long_url, {}, None),
+        ("unchanged session poll", long_url + "?tail=9990&v={version}", hx, long_version),
+        ("search", "/search?q=failing+tests+retry", {}, None),
+    ]
+    counts = (Session.objects.count(), Message.objects.count())
+    print(f"fleet: {counts[0]:,} sessions, {counts[1]:,} messages; {iterations} requests each")
+    print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}  status  target")
+    with override_settings(ROOT_URLCONF=urlconf()):
+        for name, url, headers, fresh in cases:
+            figures = measure(client, url, iterations, headers, fresh)
+            target = TARGETS.get(name)
+            verdict = ""
+            if target is not None:
+                met = figures["p95"] <= target and figures["queries"] <= MAX_QUERIES
+                verdict = f"p95 ≤ {target} ms: {'met' if met else 'MISSED'}"
+            print(
+                f"{name:24} {figures['p50']:8.1f} {figures['p95']:8.1f} "
+                f"{figures['queries']:8d}  {figures['status']:6}  {verdict}"
+            )
+
+
+if __name__ == "__main__":
+    main()

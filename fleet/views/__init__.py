@@ -1,0 +1,1 @@
+"""The dashboard's views: fleet page, session page, search, log-in."""

@@ -1,0 +1,79 @@
+"""Who may see the dashboard and act on sessions; log-in and log-out.
+
+Staff users, or users granted ``agent_sessions.view_session``, see the
+dashboard; changing a session's status needs ``change_session`` and deleting
+it ``delete_session`` (staff may do both). Anonymous visitors are sent to the
+log-in page; a logged-in user without the permission gets a 403 page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.views import LoginView, redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+VIEW_PERMISSION = "agent_sessions.view_session"
+CHANGE_PERMISSION = "agent_sessions.change_session"
+DELETE_PERMISSION = "agent_sessions.delete_session"
+
+
+def can_view(user: Any) -> bool:
+    return user.is_active and (user.is_staff or user.has_perm(VIEW_PERMISSION))
+
+
+def can_change(user: Any) -> bool:
+    return user.is_active and (user.is_staff or user.has_perm(CHANGE_PERMISSION))
+
+
+def can_delete(user: Any) -> bool:
+    return user.is_active and (user.is_staff or user.has_perm(DELETE_PERMISSION))
+
+
+def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(request, "fleet/forbidden.html", {"reason": reason}, status=403)
+
+
+def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Log-in required; then staff or the session view permission.
+
+    An htmx request (a poll after the log-in expired) is told to load the
+    log-in page as a whole page, instead of having it swapped into a fragment.
+    """
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if request.htmx:
+                page = request.htmx.current_url_abs_path or reverse("fleet")
+                return HttpResponseClientRedirect(redirect_to_login(page)["Location"])
+            return redirect_to_login(request.get_full_path())
+        if not can_view(request.user):
+            return forbidden(request, "Your account may not see the fleet dashboard.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+class FleetLoginView(LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+login_view = FleetLoginView.as_view()
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    """Log out (POST only, CSRF-checked) and return to the log-in page with a note."""
+    logout(request)
+    messages.info(request, "You are logged out.")
+    return HttpResponseRedirect(reverse("login"))

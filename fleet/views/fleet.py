@@ -1,0 +1,215 @@
+"""The fleet page: header totals, charts, breakdowns and the sessions table.
+
+Two fragments poll: ``#fleet-live`` (numbers, charts, breakdowns) and
+``#sessions`` (the table, with its filters in the URL). A poll carries the
+fleet version it shows (``v``); when the fleet has not changed since, the
+answer is an empty ``204`` after one cheap query and htmx swaps nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Left
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import push_url
+
+from fleet.charts import cost_chart, tokens_chart
+from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
+from fleet.views import stats
+from fleet.views.auth import dashboard_view
+from sessions.fleet_stats import fleet_totals
+from sessions.models import Session, State, Status
+
+PAGE_SIZE = 50
+GOAL_PREVIEW = 500
+TEMPLATE = "fleet/fleet.html"
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    sort: str | None = None  # the sort key, when the column sorts
+    numeric: bool = False
+    url: str = ""
+    direction: str = ""  # "asc" / "desc" when the table is sorted by this column
+    title: str = ""
+
+
+COLUMNS = (
+    Column("Status", "status"),
+    Column("Kind"),
+    Column("Channel"),
+    Column("Agent", "agent"),
+    Column("Model", "model"),
+    Column("Session", "name"),
+    Column("Turns", "turns", numeric=True),
+    Column("Tokens", "tokens", numeric=True, title="prompt + completion"),
+    Column("Cost", "cost", numeric=True),
+    Column("Last activity", "last_active", numeric=True),
+)
+# Text columns sort A→Z first; numbers and times biggest/newest first.
+ASCENDING_FIRST = {"status", "agent", "model", "name"}
+
+
+def _apply_filters(qs: QuerySet, values: dict[str, Any], now: datetime) -> QuerySet:
+    for name in ("status", "state", "kind", "channel", "agent", "model"):
+        if name in values:
+            qs = qs.filter(**{name: values[name]})
+    if "project" in values:
+        qs = qs.filter(project_root=values["project"])
+    health = values.get("health")
+    if health == "running":
+        qs = qs.filter(status=Status.ACTIVE, state=State.RUNNING)
+    elif health == "stuck":
+        cutoff = now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
+        qs = qs.filter(status=Status.ACTIVE, state=State.RUNNING, turn_started_at__lte=cutoff)
+    elif health == "stale":
+        cutoff = now - timedelta(seconds=settings.FLEET_STALE_AFTER)
+        qs = qs.filter(status=Status.ACTIVE, last_active_at__lte=cutoff)
+    elif health == "today":
+        midnight = datetime.combine(stats.utc_today(now), datetime.min.time(), tzinfo=UTC)
+        qs = qs.filter(created_at__gte=midnight)
+    if values.get("q"):
+        text = values["q"]
+        qs = qs.filter(
+            Q(key__icontains=text) | Q(name__icontains=text) | Q(goal_text__icontains=text)
+        )
+    return qs
+
+
+def _order(qs: QuerySet, sort: str) -> QuerySet:
+    descending = sort.startswith("-")
+    fields = SORTS[sort.lstrip("-")]
+    if "token_total" in fields:
+        qs = qs.annotate(token_total=F("prompt_tokens") + F("completion_tokens"))
+    prefix = "-" if descending else ""
+    ordering = [prefix + name for name in fields]
+    for tie in ("-last_active_at", "-id"):
+        if tie.lstrip("-") not in fields:
+            ordering.append(tie)
+    return qs.order_by(*ordering)
+
+
+def _columns(query: Any, sort: str) -> list[Column]:
+    """Column headers; a sortable one links to its order (or the reverse, when current)."""
+    columns = []
+    for column in COLUMNS:
+        if column.sort is None:
+            columns.append(column)
+            continue
+        direction = ""
+        if sort.lstrip("-") == column.sort:
+            direction = "desc" if sort.startswith("-") else "asc"
+            next_sort = column.sort if direction == "desc" else f"-{column.sort}"
+        else:
+            next_sort = column.sort if column.sort in ASCENDING_FIRST else f"-{column.sort}"
+        column_query = query.copy()
+        column_query["sort"] = next_sort
+        if next_sort == DEFAULT_SORT:
+            del column_query["sort"]
+        url = "?" + column_query.urlencode() if column_query else reverse("fleet")
+        columns.append(Column(**{**column.__dict__, "url": url, "direction": direction}))
+    return columns
+
+
+def sessions_table(request: HttpRequest, form: FleetFilterForm, now: datetime) -> dict[str, Any]:
+    values = form.valid_values()
+    sort = values.get("sort") or DEFAULT_SORT
+    # Goals and todo lists can be long: the table needs only a preview.
+    rows = Session.objects.defer("metadata", "todo", "goal_text")
+    rows = rows.annotate(goal_preview=Left("goal_text", GOAL_PREVIEW))
+    qs = _apply_filters(rows, values, now)
+    paginator = Paginator(_order(qs, sort), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    query = form.canonical_query()
+    columns = _columns(query, sort)
+    page_query = query.copy()
+    if page.number > 1:
+        page_query["page"] = str(page.number)
+    return {
+        "form": form,
+        "page": page,
+        "columns": columns,
+        "query": query,
+        "page_query": page_query,
+        "filtered": form.is_filtered,
+        "form_errors": [
+            f"{form.fields[name].label or name}: {' '.join(errors)}"
+            for name, errors in form.errors.items()
+        ],
+    }
+
+
+PERIOD_LABELS = (
+    ("today", "Today"),
+    ("last_7_days", "7 days"),
+    ("last_30_days", "30 days"),
+    ("all_time", "All time"),
+)
+
+
+def live_context(now: datetime) -> dict[str, Any]:
+    totals = fleet_totals(now)
+    start, rows = stats.daily_rows(now)
+    by_model = stats.breakdown("model", now)
+    by_agent = stats.breakdown("agent", now)
+    return {
+        "counts": totals["sessions"],
+        "periods": [(label, totals["usage"][key]) for key, label in PERIOD_LABELS],
+        "burn": totals["burn_rate"],
+        "breakdowns": [by_model, by_agent, stats.breakdown("channel", now)],
+        "agents": [u.label for u in by_agent.rows if u.label != stats.BLANK_LABELS["agent"]],
+        "models": [u.label for u in by_model.rows if u.label != stats.BLANK_LABELS["model"]],
+        "cost_chart": cost_chart(rows, start=start),
+        "tokens_chart": tokens_chart(rows, start=start),
+        "stale_minutes": settings.FLEET_STALE_AFTER // 60,
+        "stuck_minutes": settings.FLEET_STUCK_AFTER // 60,
+    }
+
+
+@require_safe
+@dashboard_view
+@vary_on_headers("HX-Request", "HX-Target")
+def fleet_page(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    version = stats.fleet_version(now)
+    form = FleetFilterForm(request.GET)
+    fragment = None
+    if request.htmx and not request.htmx.history_restore_request:
+        fragment = {"fleet-live": "live", "sessions": "sessions"}.get(request.htmx.target or "")
+    if fragment and request.GET.get("v") == version:
+        # Nothing changed since the poller's version: one query, nothing to swap.
+        return HttpResponse(status=204)
+    context: dict[str, Any] = {
+        "version": version,
+        "poll_seconds": settings.FLEET_POLL_SECONDS,
+        "api_url": request.build_absolute_uri("/api/v1/"),
+    }
+    if fragment == "live":
+        return render(request, f"{TEMPLATE}#live", {**context, **live_context(now)})
+    context.update(sessions_table(request, form, now))
+    if fragment == "sessions":
+        # The filter form's hidden sort input follows the table (out of band).
+        response = render(request, f"{TEMPLATE}#sessions", {**context, "oob": True})
+        if "v" not in request.GET:
+            # A filter, sort or page change (not a poll): the address bar follows.
+            push_url(response, _page_url(context["page_query"]))
+        return response
+    context.update(live_context(now))
+    return render(request, TEMPLATE, context)
+
+
+def _page_url(query: Any) -> str:
+    base = reverse("fleet")
+    return f"{base}?{query.urlencode()}" if query else base

@@ -1,0 +1,142 @@
+"""The fleet page's own numbers: the fleet version, breakdowns, chart rows.
+
+The header totals (counts, periods, burn rate) come from
+``sessions.fleet_stats.fleet_totals``, shared with ``GET /api/v1/fleet``.
+Each function here is one query: the version is four index lookups; the
+breakdowns and charts read the daily rollup, never the sessions or messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet, Sum
+
+from sessions.models import TOKEN_FIELDS, Channel, DailyUsage, Message, Session, Tombstone
+
+USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "messages", *TOKEN_FIELDS)
+BREAKDOWN_LIMIT = 10
+
+
+def _scalars(*querysets: QuerySet) -> tuple[Any, ...]:
+    """Run ``SELECT (q1), (q2), …``: one round trip for several index lookups."""
+    parts, params = [], []
+    for qs in querysets:
+        sql, qs_params = qs.query.sql_with_params()
+        parts.append(f"({sql})")
+        params.extend(qs_params)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        return tuple(cursor.fetchone())
+
+
+def utc_today(now: datetime) -> date:
+    return now.astimezone(UTC).date()
+
+
+def fleet_version(now: datetime) -> str:
+    """A short token that changes whenever the fleet page could show something new.
+
+    One query of four index lookups: the newest activity (every write about a
+    session moves ``last_active_at``), the highest session and message ids (a
+    new session or message, even within one clock tick) and the newest
+    tombstone (a deletion). The current minute is mixed in so
+    that time-driven numbers (stale, stuck, "3 min ago") and writes that do
+    not touch ``last_active_at`` (reconcile, purge) show within a minute.
+    """
+    values = _scalars(
+        Session.objects.order_by("-last_active_at", "-id").values("last_active_at")[:1],
+        Session.objects.order_by("-id").values("id")[:1],
+        Message.objects.order_by("-id").values("id")[:1],
+        Tombstone.objects.order_by("-deleted_at").values("deleted_at")[:1],
+    )
+    minute = int(now.timestamp() // 60)
+    raw = "|".join(map(str, [*values, minute]))
+    return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost of a period or a group. Cache and reasoning are parts, not extras."""
+
+    label: str
+    cost_usd: Decimal
+    unpriced_calls: int
+    api_calls: int
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    sessions: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _usage(label: str, row: dict[str, Any]) -> Usage:
+    counts = {name: int(row[name] or 0) for name in USAGE_FIELDS if name != "cost_usd"}
+    return Usage(
+        label=label,
+        cost_usd=Decimal(row["cost_usd"] or 0),
+        sessions=int(row["sessions_started"] or 0),
+        **counts,
+    )
+
+
+BLANK_LABELS = {"model": "(no model)", "agent": "(no agent)", "channel": "(not reported)"}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    dimension: str
+    rows: list[Usage]
+    more: int
+
+
+def breakdown(dimension: str, now: datetime, *, days: int = 30) -> Breakdown:
+    """Usage over the last ``days`` grouped by model, agent or channel, costliest first."""
+    start = utc_today(now) - timedelta(days=days - 1)
+    rows = (
+        DailyUsage.objects.filter(day__gte=start)
+        .values(dimension)
+        .annotate(
+            **{name: Sum(name) for name in (*USAGE_FIELDS, "sessions_started")},
+        )
+        .order_by("-cost_usd", "-prompt_tokens", dimension)
+    )
+    names = dict(Channel.choices) if dimension == "channel" else {}
+    usages = [
+        _usage(names.get(row[dimension], row[dimension]) or BLANK_LABELS[dimension], row)
+        for row in rows
+    ]
+    # Rows that only ever held corrections that cancelled out.
+    usages = [u for u in usages if u.api_calls or u.messages or u.sessions or u.total_tokens]
+    return Breakdown(
+        dimension=dimension,
+        rows=usages[:BREAKDOWN_LIMIT],
+        more=max(0, len(usages) - BREAKDOWN_LIMIT),
+    )
+
+
+def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, Any]]]:
+    """Rollup rows of the last ``days`` per day and model, for the charts."""
+    start = utc_today(now) - timedelta(days=days - 1)
+    rows = list(
+        DailyUsage.objects.filter(day__gte=start)
+        .values("day", "model")
+        .annotate(
+            cost=Sum("cost_usd"),
+            unpriced=Sum("unpriced_calls"),
+            **{name: Sum(name) for name in TOKEN_FIELDS},
+        )
+        .order_by("day", "model")
+    )
+    return start, rows

@@ -1,0 +1,359 @@
+"""The fleet page (``/``): header totals, breakdowns, charts, the sessions table, polling."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
+
+from sessions import services
+from sessions.models import Session
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HTTP_HX_REQUEST": "true"}
+LIVE = {**HX, "HTTP_HX_TARGET": "fleet-live"}
+TABLE = {**HX, "HTTP_HX_TARGET": "sessions"}
+
+
+def add_session(key: str, *, messages: list[dict[str, Any]] | None = None, **fields: Any) -> None:
+    services.messages_append(
+        key=key,
+        messages=messages or [{"role": "user", "content": "hello"}],
+        session={"agent": "alpha", "model": "gpt-4o", "channel": "cli", **fields},
+    )
+
+
+def priced(cost: str, prompt: int = 100, completion: int = 50) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": "done",
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost},
+    }
+
+
+class Clock:
+    """A settable ``timezone.now``: the fleet version changes every minute by design."""
+
+    def __init__(self) -> None:
+        # Early in a minute, so a few seconds of steps stay inside it.
+        self.moment = timezone.now().replace(second=5, microsecond=0)
+
+    def __call__(self) -> Any:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock
+
+
+def test_it_shows_the_header_counts_the_database_holds(admin_client: Client) -> None:
+    add_session("a1")
+    add_session("a2", state="running")
+    add_session("done", status="completed")
+    add_session("crashed", status="unknown")
+
+    response = admin_client.get("/")
+
+    assert response.status_code == 200
+    counts = response.context["counts"]
+    assert (counts["active"], counts["running"], counts["by_status"]["unknown"]) == (2, 1, 1)
+    assert counts["today"] == 4
+    html = response.content.decode()
+    assert '<span class="stat-n">2</span><span class="stat-l">active</span>' in html
+    assert '<span class="stat-n">1</span><span class="stat-l">running</span>' in html
+
+
+def test_it_shows_stuck_and_stale_sessions_from_the_thresholds(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.FLEET_STUCK_AFTER = 60
+    settings.FLEET_STALE_AFTER = 120
+    old = timezone.now() - timedelta(minutes=10)
+    services.session_upsert(
+        key="stuck",
+        fields={"state": "running", "turn_started_at": old.isoformat(), "agent": "a"},
+        now=old,
+    )
+    services.session_upsert(key="silent", fields={"agent": "a"}, now=old)
+    add_session("fresh")
+
+    counts = admin_client.get("/").context["counts"]
+
+    assert (counts["stuck"], counts["stale"]) == (1, 2)
+    stuck = admin_client.get("/?health=stuck").context["page"].object_list
+    assert [s.key for s in stuck] == ["stuck"]
+
+
+def test_it_shows_period_costs_and_never_shows_unpriced_usage_as_zero(
+    admin_client: Client,
+) -> None:
+    add_session("paid", messages=[priced("0.25")])
+    add_session(
+        "free",
+        model="no-such-model-xyz",
+        messages=[
+            {
+                "role": "assistant",
+                "content": "x",
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+            }
+        ],
+    )
+
+    response = admin_client.get("/")
+
+    today = dict(response.context["periods"])["Today"]
+    assert today["cost_usd"] == Decimal("0.25")
+    assert today["unpriced_calls"] == 1
+    html = response.content.decode()
+    assert "$0.25" in html
+    assert "1 unpriced" in html
+    free_row = next(s for s in response.context["page"].object_list if s.key == "free")
+    assert free_row.unpriced_calls == 1
+    # The unpriced session's cost cell says so instead of $0.00.
+    row_html = html[html.index(">free<") :]
+    row_html = row_html[: row_html.index("</tr>")]
+    assert "unpriced" in row_html
+    assert "$0.00" not in row_html
+
+
+def test_it_breaks_usage_down_by_model_agent_and_channel(admin_client: Client) -> None:
+    add_session("m1", model="gpt-4o", agent="alpha", messages=[priced("1.00")])
+    add_session("m2", model="o3", agent="beta", channel="slack", messages=[priced("3.00")])
+
+    response = admin_client.get("/")
+
+    by_model, by_agent, by_channel = response.context["breakdowns"]
+    assert [u.label for u in by_model.rows] == ["o3", "gpt-4o"]
+    assert [u.cost_usd for u in by_agent.rows] == [Decimal(3), Decimal(1)]
+    assert {u.label for u in by_channel.rows} == {"Slack", "CLI"}
+
+
+def test_it_draws_the_cost_and_token_charts_as_svg(admin_client: Client) -> None:
+    add_session("c1", messages=[priced("2.00")])
+
+    response = admin_client.get("/")
+
+    cost_chart = response.context["cost_chart"]
+    assert len(cost_chart.bars) == 1
+    assert cost_chart.series[0].label == "gpt-4o"
+    html = response.content.decode()
+    assert html.count('<svg class="chart-svg"') == 2
+    assert "gpt-4o: $2.00</title>" in html
+
+
+def test_an_empty_fleet_shows_how_to_connect_an_agent(admin_client: Client) -> None:
+    response = admin_client.get("/")
+
+    html = response.content.decode()
+    assert "No sessions yet" in html
+    assert "Authorization: Bearer YOUR_API_KEY" in html
+    assert "http://testserver/api/v1/sessions/my-first-session/messages" in html
+
+
+def test_it_filters_the_table_and_reflects_the_filters_in_the_url(admin_client: Client) -> None:
+    add_session("on-slack", channel="slack", agent="beta")
+    add_session("on-cli", channel="cli", agent="alpha")
+
+    response = admin_client.get("/?channel=slack&agent=beta&status=", **TABLE)
+
+    assert response.status_code == 200
+    assert b'href="/sessions/on-slack/"' in response.content
+    assert b'href="/sessions/on-cli/"' not in response.content
+    # The address bar gets the canonical URL: empty filters dropped.
+    assert response["HX-Push-Url"] == "/?channel=slack&agent=beta"
+    assert b"<html" not in response.content
+    assert b'id="sessions"' in response.content
+
+
+def test_it_searches_keys_names_and_goals_with_the_text_filter(admin_client: Client) -> None:
+    add_session("k-one", name="Deploy the website")
+    add_session("k-two", goal_text="Reconcile invoices")
+    add_session("k-three")
+
+    keys = lambda q: [s.key for s in admin_client.get(f"/?q={q}").context["page"].object_list]  # noqa: E731
+
+    assert keys("website") == ["k-one"]
+    assert keys("INVOICES") == ["k-two"]
+    assert keys("k-three") == ["k-three"]
+
+
+def test_unknown_filter_values_are_a_form_error_not_a_500(admin_client: Client) -> None:
+    add_session("s1")
+
+    response = admin_client.get("/?status=exploded&kind=%00&sort=evil&page=abc&channel=fax")
+
+    assert response.status_code == 200
+    errors = " ".join(response.context["form_errors"])
+    assert "exploded" in errors
+    assert "fax" in errors
+    # The valid part of the request still applies: every session is listed.
+    assert [s.key for s in response.context["page"].object_list] == ["s1"]
+    assert "ignored" in response.content.decode()
+
+
+def test_a_bad_page_number_shows_a_page_instead_of_failing(admin_client: Client) -> None:
+    add_session("s1")
+
+    for page in ("0", "-3", "999999", "1e9", "x" * 500):
+        response = admin_client.get(f"/?page={page}")
+        assert response.status_code == 200
+        assert response.context["page"].number == 1
+
+
+def test_it_paginates_the_table(admin_client: Client) -> None:
+    for index in range(55):
+        add_session(f"p{index:02d}")
+
+    first = admin_client.get("/")
+    second = admin_client.get("/?page=2")
+
+    assert len(first.context["page"].object_list) == 50
+    assert [s.key for s in second.context["page"].object_list] == [
+        f"p{i:02d}" for i in range(4, -1, -1)
+    ]
+    assert 'href="/?page=2"' in first.content.decode()
+
+
+def test_it_sorts_by_a_column_and_links_the_reverse_order(admin_client: Client) -> None:
+    add_session("cheap", messages=[priced("0.01")])
+    add_session("dear", messages=[priced("5.00")])
+    add_session("middle", messages=[priced("1.00")])
+
+    by_cost = admin_client.get("/?sort=-cost")
+    ascending = admin_client.get("/?sort=cost")
+    by_tokens = admin_client.get("/?sort=-tokens")
+
+    assert [s.key for s in by_cost.context["page"].object_list] == ["dear", "middle", "cheap"]
+    assert [s.key for s in ascending.context["page"].object_list] == ["cheap", "middle", "dear"]
+    assert by_tokens.status_code == 200
+    cost_column = next(c for c in by_cost.context["columns"] if c.sort == "cost")
+    assert (cost_column.direction, cost_column.url) == ("desc", "?sort=cost")
+
+
+def test_the_live_fragment_answers_204_when_nothing_changed(
+    admin_client: Client, frozen: Clock
+) -> None:
+    add_session("s1")
+    version = admin_client.get("/").context["version"]
+
+    unchanged = admin_client.get(f"/?v={version}", **LIVE)
+    frozen.advance(2)
+    services.messages_append(key="s1", messages=[{"role": "user", "content": "more"}])
+    changed = admin_client.get(f"/?v={version}", **LIVE)
+
+    assert unchanged.status_code == 204
+    assert unchanged.content == b""
+    assert changed.status_code == 200
+    assert changed.content.lstrip().startswith(b'<section id="fleet-live"')
+    assert f"?v={version}".encode() not in changed.content  # it carries the new version
+
+
+def test_the_table_poll_answers_204_when_nothing_changed_and_renders_changes(
+    admin_client: Client, frozen: Clock
+) -> None:
+    add_session("s1")
+    version = admin_client.get("/").context["version"]
+
+    unchanged = admin_client.get(f"/?status=active&v={version}", **TABLE)
+    add_session("s2")
+    changed = admin_client.get(f"/?status=active&v={version}", **TABLE)
+
+    assert unchanged.status_code == 204
+    assert changed.status_code == 200
+    assert b'href="/sessions/s2/"' in changed.content
+    assert "HX-Push-Url" not in changed  # a poll never moves the address bar
+
+
+def test_a_deletion_changes_the_fleet_version(admin_client: Client, frozen: Clock) -> None:
+    add_session("old", messages=[{"role": "user", "content": "x"}])
+    add_session("new")
+    version = admin_client.get("/").context["version"]
+
+    frozen.advance(1)
+    services.session_delete(key="old")
+
+    assert admin_client.get(f"/?v={version}", **LIVE).status_code == 200
+
+
+def test_the_version_changes_every_minute_so_time_based_numbers_refresh(
+    admin_client: Client, frozen: Clock
+) -> None:
+    add_session("s1")
+    version = admin_client.get("/").context["version"]
+    frozen.advance(50)
+    same_minute = admin_client.get(f"/?v={version}", **LIVE)
+    frozen.advance(10)
+    next_minute = admin_client.get(f"/?v={version}", **LIVE)
+
+    assert (same_minute.status_code, next_minute.status_code) == (204, 200)
+
+
+def test_a_history_restore_request_gets_the_full_page(admin_client: Client) -> None:
+    response = admin_client.get("/", **TABLE, HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+
+    assert b"<html" in response.content
+
+
+def test_the_page_polls_at_the_configured_interval(admin_client: Client, settings: Any) -> None:
+    settings.FLEET_POLL_SECONDS = 17
+    add_session("s1")
+
+    html = admin_client.get("/").content.decode()
+
+    assert html.count('data-poll="17"') == 2
+    assert 'hx-trigger="fleet:poll"' in html
+
+
+def test_session_links_work_for_keys_with_slashes_and_odd_characters(
+    admin_client: Client,
+) -> None:
+    add_session("team/bot 1?x=#y%")
+
+    html = admin_client.get("/").content.decode()
+
+    assert 'href="/sessions/team/bot%201%3Fx=%23y%25/"' in html
+
+
+def test_a_user_with_the_view_permission_sees_the_page(
+    client: Client, django_user_model: Any
+) -> None:
+    user = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="agent_sessions", codename="view_session")
+    )
+    client.force_login(user)
+
+    assert client.get("/").status_code == 200
+
+
+def test_a_user_without_the_permission_gets_403(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("nobody", password="pw-nobody-1"))
+
+    response = client.get("/")
+
+    assert response.status_code == 403
+    assert b"Not allowed" in response.content
+
+
+def test_it_lists_only_sessions_that_exist(admin_client: Client) -> None:
+    add_session("kept")
+    add_session("gone")
+    services.session_delete(key="gone")
+
+    keys = [s.key for s in admin_client.get("/").context["page"].object_list]
+
+    assert keys == ["kept"]
+    assert Session.objects.count() == 1

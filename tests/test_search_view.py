@@ -1,0 +1,113 @@
+"""Search (``/search?q=``): sessions with highlighted, escaped snippets linking to messages."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from fleet.forms import SEARCH_MAX_LENGTH
+from sessions import services
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def add(key: str, *contents: str, name: str = "") -> None:
+    services.messages_append(
+        key=key,
+        messages=[{"role": "user", "content": text} for text in contents],
+        session={"agent": "alpha", "name": name},
+    )
+
+
+def test_it_finds_sessions_and_highlights_the_words(admin_client: Client) -> None:
+    add("k1", "nothing here", "the deploy failed on staging", name="Deploy bot")
+    add("k2", "unrelated")
+
+    response = admin_client.get("/search?q=deploy")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Deploy bot" in html
+    assert "the <mark>deploy</mark> failed on staging" in html
+    assert 'href="/sessions/k2/"' not in html
+
+
+def test_each_hit_links_to_its_message_in_the_transcript(admin_client: Client) -> None:
+    add("team/k 1", "first", "second with needle")
+
+    html = admin_client.get("/search?q=needle").content.decode()
+
+    assert 'href="/sessions/team/k%201/?at=2#m-2"' in html
+    page = admin_client.get("/sessions/team/k%201/?at=2")
+    assert 'class="msg role-user target" id="m-2"' in page.content.decode()
+
+
+def test_highlighting_never_unescapes_agent_text(admin_client: Client) -> None:
+    add("x", "<script>alert('needle')</script> <img src=x onerror=alert(1)> needle")
+
+    html = admin_client.get("/search?q=needle").content.decode()
+
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#x27;<mark>needle</mark>&#x27;)&lt;/script&gt;" in html
+
+
+def test_an_htmx_search_answers_with_the_results_and_moves_the_address_bar(
+    admin_client: Client,
+) -> None:
+    add("k1", "find me")
+
+    response = admin_client.get("/search?q=find+me", **HX)
+
+    assert b"<html" not in response.content
+    assert response.content.lstrip().startswith(b'<section id="results"')
+    assert response["HX-Push-Url"] == "/search?q=find+me"
+
+
+def test_no_results_says_so(admin_client: Client) -> None:
+    add("k1", "something")
+
+    html = admin_client.get("/search?q=zebra").content.decode()
+
+    assert "No messages contain “zebra”." in html
+
+
+def test_an_empty_search_explains_itself(admin_client: Client) -> None:
+    html = admin_client.get("/search").content.decode()
+
+    assert "Find words in any message" in html
+
+
+def test_an_over_long_search_is_a_form_error(admin_client: Client) -> None:
+    response = admin_client.get("/search?q=" + "a" * (SEARCH_MAX_LENGTH + 1))
+
+    assert response.status_code == 200
+    assert response.context["results"] == []
+    assert "at most 200 characters" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"unbalanced',
+        "NEAR(a b",
+        "a AND OR NOT b*",
+        "col:value",
+        "%00",
+        "\\x00",
+        "😀" * 50,
+        "' OR 1=1 --",
+        "<script>alert(1)</script>",
+        "a" * 199,
+        "&amp;&lt;",
+    ],
+)
+def test_hostile_searches_never_fail(admin_client: Client, query: str) -> None:
+    add("k1", "some text to search")
+
+    response = admin_client.get("/search", {"q": query})
+
+    assert response.status_code == 200
+    assert b"<script>alert(1)</script>" not in response.content
