@@ -411,3 +411,15 @@ def test_snippet_text_replaces_the_marks() -> None:
     assert snippet_text(snippet) == "say **hello** <b>"
     assert snippet_text(snippet, start="[", end="]") == "say [hello] <b>"
     assert snippet_text(snippet, start="", end="") == "say hello <b>"
+
+
+def test_a_fleet_wide_search_ranks_the_newest_matches(monkeypatch) -> None:
+    monkeypatch.setattr("sessions.search.CANDIDATES", 3)
+    for index in range(5):
+        append(f"s{index}", f"deploy number {index}")
+
+    found = keys(search_messages("deploy"))
+    one_session = search_messages("deploy", session=Session.objects.get(key="s0"))
+
+    assert sorted(found) == ["s2", "s3", "s4"]
+    assert keys(one_session) == ["s0"]
