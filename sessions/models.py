@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, models, transaction
@@ -279,6 +279,11 @@ class Tombstone(models.Model):
         return self.key
 
 
+def all_history() -> datetime:
+    """The default ``valid_from`` of a price override: before any message."""
+    return datetime(2000, 1, 1, tzinfo=UTC)
+
+
 class ModelPrice(models.Model):
     """An admin override of a model's price, in USD per million tokens.
 
@@ -306,7 +311,13 @@ class ModelPrice(models.Model):
         blank=True,
         help_text="Blank: cache writes are charged at the input price.",
     )
-    valid_from = models.DateTimeField(default=timezone.now)
+    # By default an override applies to all history, so `manage.py reprice`
+    # after adding one re-prices past messages too; a later date keeps older
+    # messages at the price they had.
+    valid_from = models.DateTimeField(
+        default=all_history,
+        help_text="The override applies to messages created at or after this time.",
+    )
     note = models.CharField(max_length=255, blank=True)
 
     class Meta:

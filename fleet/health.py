@@ -1,0 +1,213 @@
+"""``/healthz`` for load balancers and ``/metrics`` for Prometheus.
+
+Neither needs a dashboard log-in. ``/healthz`` tells whether this process can
+serve (database reachable, migrations applied) and nothing else. ``/metrics``
+is read from the database on every scrape through a registry made for that
+request — no counters live in the process, so every worker of a deployment
+answers the same numbers — and needs the bearer token ``FLEET_METRICS_TOKEN``
+(unset: the endpoint does not exist).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count, Q, Sum
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from sessions.models import TOKEN_FIELDS, DailyUsage, Session, State, Status
+
+logger = logging.getLogger(__name__)
+
+
+# --- /healthz -------------------------------------------------------------------
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:
+        # Whatever the driver raises (refused, auth, missing file): not reachable.
+        logger.warning("healthz: the database is not reachable", exc_info=True)
+        return False
+    return True
+
+
+def _migrations_ok() -> bool:
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError:
+        logger.warning("healthz: cannot read the applied migrations", exc_info=True)
+        return False
+    if plan:
+        logger.warning("healthz: %d migration(s) not applied", len(plan))
+    return not plan
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 ``{"status": "ok", "database": "ok", "migrations": "ok"}``, else 503 naming the failure.
+
+    Reports no detail (no error text, no counts): it is public.
+    """
+    checks = {"database": "ok", "migrations": "ok"}
+    if not _database_ok():
+        checks = {"database": "unreachable", "migrations": "unknown"}
+    elif not _migrations_ok():
+        checks["migrations"] = "pending"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503
+    )
+
+
+# --- /metrics -------------------------------------------------------------------
+
+
+class FleetCollector(Collector):
+    """The fleet's numbers, read from the database when collected.
+
+    Gauges come from the sessions table (three aggregates in one query);
+    counters from the daily rollups, which purges keep, so they only grow
+    (corrections of recorded usage can lower them a little).
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._sessions()
+        yield from self._usage()
+
+    def _sessions(self) -> Iterator[Metric]:
+        stale_cutoff = self.now - timedelta(seconds=settings.FLEET_STALE_AFTER)
+        stuck_cutoff = self.now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
+        active = Q(status=Status.ACTIVE)
+        row = Session.objects.aggregate(
+            stale=Count("id", filter=active & Q(last_active_at__lte=stale_cutoff)),
+            stuck=Count(
+                "id",
+                filter=active & Q(state=State.RUNNING, turn_started_at__lte=stuck_cutoff),
+            ),
+            messages=Sum("message_count"),
+            **{f"status_{s}": Count("id", filter=Q(status=s)) for s in Status.values},
+            **{f"state_{s}": Count("id", filter=active & Q(state=s)) for s in State.values},
+        )
+        by_status = GaugeMetricFamily(
+            "fleet_sessions", "Sessions stored, by status.", labels=["status"]
+        )
+        for status in Status.values:
+            by_status.add_metric([status], row[f"status_{status}"])
+        yield by_status
+        by_state = GaugeMetricFamily(
+            "fleet_active_sessions", "Active sessions, by turn state.", labels=["state"]
+        )
+        for state in State.values:
+            by_state.add_metric([state], row[f"state_{state}"])
+        yield by_state
+        yield GaugeMetricFamily(
+            "fleet_sessions_stuck",
+            f"Active sessions whose running turn started over {settings.FLEET_STUCK_AFTER}s ago.",
+            value=row["stuck"],
+        )
+        yield GaugeMetricFamily(
+            "fleet_sessions_stale",
+            f"Active sessions silent for over {settings.FLEET_STALE_AFTER}s.",
+            value=row["stale"],
+        )
+        yield GaugeMetricFamily(
+            "fleet_messages_stored",
+            "Messages stored now (purges lower it).",
+            value=row["messages"] or 0,
+        )
+
+    def _usage(self) -> Iterator[Metric]:
+        rows = (
+            DailyUsage.objects.values("agent", "model")
+            .annotate(
+                sessions_started=Sum("sessions_started"),
+                messages=Sum("messages"),
+                api_calls=Sum("api_calls"),
+                unpriced_calls=Sum("unpriced_calls"),
+                cost_usd=Sum("cost_usd"),
+                **{name: Sum(name) for name in TOKEN_FIELDS},
+            )
+            .order_by("agent", "model")
+        )
+        labels = ["agent", "model"]
+        sessions = CounterMetricFamily(
+            "fleet_sessions_started", "Sessions started (kept by purge).", labels=labels
+        )
+        messages = CounterMetricFamily(
+            "fleet_messages", "Messages ingested (kept by purge).", labels=labels
+        )
+        api_calls = CounterMetricFamily(
+            "fleet_api_calls", "Messages that carried usage (LLM API calls).", labels=labels
+        )
+        unpriced = CounterMetricFamily(
+            "fleet_unpriced_calls",
+            "API calls with no known price: their cost is missing from fleet_cost_usd.",
+            labels=labels,
+        )
+        tokens = CounterMetricFamily(
+            "fleet_tokens",
+            "Tokens by kind (OpenTelemetry GenAI: prompt includes cache_read and "
+            "cache_creation, completion includes reasoning).",
+            labels=["kind", *labels],
+        )
+        cost = CounterMetricFamily("fleet_cost_usd", "Cost in USD.", labels=labels)
+        for row in rows:
+            key = [row["agent"], row["model"]]
+            sessions.add_metric(key, row["sessions_started"] or 0)
+            messages.add_metric(key, row["messages"] or 0)
+            api_calls.add_metric(key, row["api_calls"] or 0)
+            unpriced.add_metric(key, row["unpriced_calls"] or 0)
+            for name in TOKEN_FIELDS:
+                tokens.add_metric([name.removesuffix("_tokens"), *key], row[name] or 0)
+            # Exact Decimal in the database; Prometheus samples are floats.
+            cost.add_metric(key, float(row["cost_usd"] or 0))
+        yield from (sessions, messages, api_calls, unpriced, tokens, cost)
+
+
+def _authorized(request: HttpRequest, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text (or OpenMetrics when asked for in ``Accept``);
+    ``Authorization: Bearer <FLEET_METRICS_TOKEN>``."""
+    token = settings.FLEET_METRICS_TOKEN
+    if not token:
+        raise Http404("metrics are disabled")
+    if not _authorized(request, token):
+        response = HttpResponse("401 Unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="fleet-metrics"'
+        return response
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(now=timezone.now()))
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = HttpResponse(encoder(registry), content_type=content_type)
+    response["Vary"] = "Accept, Authorization"
+    return response

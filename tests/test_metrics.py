@@ -1,0 +1,239 @@
+"""``GET /metrics``: Prometheus text, behind a bearer token, read from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client, override_settings
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from sessions import services
+from sessions.models import Session, State
+from tests.ops_support import ago, make_session
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "metrics-token-for-tests"
+AUTH = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+
+def scrape(client: Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics", **AUTH)
+    assert response.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def fleet() -> None:
+    services.messages_append(
+        key="a",
+        session={"agent": "koda", "model": "gpt-4o", "channel": "cli"},
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": "hello",
+                "usage": {
+                    "prompt_tokens": 100,
+                    "completion_tokens": 20,
+                    "reasoning_tokens": 5,
+                    "cache_read_tokens": 40,
+                    "cache_creation_tokens": 10,
+                    "cost_usd": "0.25",
+                },
+            },
+        ],
+    )
+    services.messages_append(
+        key="b",
+        session={"agent": "zeroclaw", "model": "local/llama-3.3-70b"},
+        messages=[
+            {
+                "role": "assistant",
+                "content": "x",
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+            }
+        ],
+    )
+    make_session("stale", at=ago(hours=2), agent="koda", model="gpt-4o", count=0)
+    make_session(
+        "stuck",
+        at=ago(minutes=20),
+        count=0,
+        state=State.RUNNING,
+        turn_id="t",
+        turn_started_at=ago(minutes=20),
+    )
+    make_session("done", at=ago(days=1), count=0, status="completed")
+
+
+@override_settings(FLEET_METRICS_TOKEN="")
+def test_it_is_off_when_no_token_is_set(client: Client) -> None:
+    assert client.get("/metrics", **AUTH).status_code == 404
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer", f"Token {TOKEN}"],
+)
+def test_a_missing_or_wrong_token_is_refused(client: Client, header: str | None) -> None:
+    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+
+    response = client.get("/metrics", **extra)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"fleet_" not in response.content
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_it_needs_no_dashboard_log_in_and_speaks_prometheus(client: Client) -> None:
+    response = client.get("/metrics", **AUTH)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert b"# TYPE fleet_sessions gauge" in response.content
+    assert b"# TYPE fleet_cost_usd_total counter" in response.content
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_it_speaks_openmetrics_when_asked(client: Client) -> None:
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+    response = client.get("/metrics", HTTP_ACCEPT=accept, **AUTH)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert response.content.endswith(b"# EOF\n")
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN, FLEET_STALE_AFTER=1800, FLEET_STUCK_AFTER=900)
+def test_gauges_count_sessions_by_status_state_stuck_and_stale(client: Client) -> None:
+    fleet()
+
+    samples = scrape(client)
+
+    assert value(samples, "fleet_sessions", status="active") == 4
+    assert value(samples, "fleet_sessions", status="completed") == 1
+    assert value(samples, "fleet_sessions", status="unknown") == 0
+    assert value(samples, "fleet_active_sessions", state="running") == 1
+    assert value(samples, "fleet_active_sessions", state="idle") == 3
+    assert value(samples, "fleet_sessions_stuck") == 1
+    assert value(samples, "fleet_sessions_stale") == 1
+    assert value(samples, "fleet_messages_stored") == 3
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_counters_give_tokens_by_kind_and_cost_by_model_and_agent(client: Client) -> None:
+    fleet()
+
+    samples = scrape(client)
+
+    koda = {"agent": "koda", "model": "gpt-4o"}
+    assert value(samples, "fleet_cost_usd_total", **koda) == 0.25
+    assert value(samples, "fleet_messages_total", **koda) == 2
+    assert value(samples, "fleet_api_calls_total", **koda) == 1
+    assert value(samples, "fleet_tokens_total", kind="prompt", **koda) == 100
+    assert value(samples, "fleet_tokens_total", kind="completion", **koda) == 20
+    assert value(samples, "fleet_tokens_total", kind="reasoning", **koda) == 5
+    assert value(samples, "fleet_tokens_total", kind="cache_read", **koda) == 40
+    assert value(samples, "fleet_tokens_total", kind="cache_creation", **koda) == 10
+    local = {"agent": "zeroclaw", "model": "local/llama-3.3-70b"}
+    assert value(samples, "fleet_unpriced_calls_total", **local) == 1
+    assert value(samples, "fleet_cost_usd_total", **local) == 0
+    assert value(samples, "fleet_sessions_started_total", **local) == 1
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_scrapes_read_the_database_and_keep_nothing_in_the_process(client: Client) -> None:
+    fleet()
+    before = {metric.name for metric in REGISTRY.collect()}
+
+    first = scrape(client)
+    second = scrape(client)
+
+    assert first == second  # nothing accumulates between scrapes
+    assert {metric.name for metric in REGISTRY.collect()} == before
+    assert not any(name.startswith("fleet") for name in before)
+    services.messages_append(key="a", messages=[{"role": "user", "content": "more"}])
+    assert value(scrape(client), "fleet_messages_stored") == 4
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_cost_counters_survive_a_purge(client: Client) -> None:
+    fleet()
+    before = scrape(client)
+    Session.objects.update(last_active_at=ago(days=100))
+
+    call_command("purge", "--older-than", "30d", stdout=None)
+
+    after = scrape(client)
+    assert value(after, "fleet_sessions", status="active") == 0
+    for name in ("fleet_cost_usd_total", "fleet_tokens_total", "fleet_messages_total"):
+        assert {k: v for k, v in after.items() if k[0] == name} == {
+            k: v for k, v in before.items() if k[0] == name
+        }
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_hostile_agent_names_are_escaped(client: Client) -> None:
+    name = 'evil"} fleet_sessions{status="active"} 1e9 \\'
+    services.messages_append(
+        key="h",
+        session={"agent": name},
+        messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "1"}}],
+    )
+
+    samples = scrape(client)
+
+    assert value(samples, "fleet_cost_usd_total", agent=name, model="") == 1
+    assert value(samples, "fleet_sessions", status="active") == 1
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_the_number_of_queries_does_not_grow_with_the_data(
+    client: Client, django_assert_max_num_queries: Callable[..., Any]
+) -> None:
+    fleet()
+    with django_assert_max_num_queries(3):
+        client.get("/metrics", **AUTH)
+    for index in range(20):
+        services.messages_append(
+            key=f"more-{index}",
+            session={"agent": f"agent-{index}", "model": f"model-{index % 3}"},
+            messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "0.01"}}],
+            now=ago(days=index) + timedelta(seconds=1),
+        )
+    with django_assert_max_num_queries(3):
+        response = client.get("/metrics", **AUTH)
+    assert b'agent="agent-19"' in response.content
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_cost_is_exact_to_the_cent_of_the_rollup(client: Client) -> None:
+    for index in range(10):
+        services.messages_append(
+            key=f"k{index}",
+            session={"agent": "a", "model": "m"},
+            messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "0.1"}}],
+        )
+
+    samples = scrape(client)
+
+    assert Decimal(str(value(samples, "fleet_cost_usd_total", agent="a", model="m"))) == Decimal(
+        "1"
+    )
