@@ -245,6 +245,18 @@ def _set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
     return changed
 
 
+def _revive(session: Session, fields: SessionIn) -> bool:
+    """An ``unknown`` session (presumed crashed) that shows new activity is active again.
+
+    New messages or a turn change prove the agent is alive; a client that
+    sends ``status`` itself decides.
+    """
+    if session.status == Status.UNKNOWN and "status" not in fields.values:
+        session.status = Status.ACTIVE
+        return True
+    return False
+
+
 # --- upsert, status ----------------------------------------------------------
 
 
@@ -255,6 +267,8 @@ def _session_upsert(key: str, fields: SessionIn, now: datetime) -> tuple[Session
     changed: set[str] = set()
     if not created:
         changed = _set_fields(session, fields, now)
+        if "state" in fields.values and _revive(session, fields):
+            changed.add("status")
     if fields.totals:
         before = {name: getattr(session, name) for name in fields.totals}
         before_cost = to_nanos(session.cost_usd)
@@ -487,6 +501,8 @@ def _messages_append(
     if not created and fields:
         _set_fields(session, fields, now)
     rows, skipped = _append_rows(session, items, now, rollup)
+    if rows:
+        _revive(session, fields)
     session.last_active_at = max(now, session.last_active_at)
     session.save()
     rollup.apply()

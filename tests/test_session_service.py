@@ -378,6 +378,28 @@ def test_mark_unknown_marks_the_agents_active_sessions_except_the_listed_ones() 
     assert (a1.state, a1.turn_id, a1.turn_started_at) == ("idle", "", None)
 
 
+def test_new_activity_revives_an_unknown_session() -> None:
+    upsert("appended", agent="bot")
+    upsert("turn", agent="bot")
+    upsert("quiet", agent="bot")
+    upsert("retried", agent="bot")
+    services.messages_append(key="retried", messages=[{"role": "user", "message_id": "m1"}])
+    services.sessions_mark_unknown(agent="bot")
+
+    services.messages_append(key="appended", messages=[{"role": "user", "content": "back"}])
+    upsert("turn", state="running", turn_id="t2")
+    upsert("quiet", name="renamed")
+    services.messages_append(key="retried", messages=[{"role": "user", "message_id": "m1"}])
+
+    statuses = dict(Session.objects.values_list("key", "status"))
+    assert statuses == {
+        "appended": "active",
+        "turn": "active",
+        "quiet": "unknown",
+        "retried": "unknown",
+    }
+
+
 def test_mark_unknown_is_idempotent() -> None:
     upsert("a1", agent="bot")
 
