@@ -315,9 +315,11 @@ def session_head(index: int, *, seed: int, now: datetime, days: int = 35) -> Ses
     else:
         minutes = rng.uniform(3, 3 * 60)
     if extra.get("today"):
-        last = now - timedelta(seconds=rng.uniform(5, 120))
-        since_midnight = (now - _today_start(now)).total_seconds()
-        minutes = min(minutes, max(since_midnight * 0.9, 10) / 60)
+        # Created and active since midnight, even just after midnight.
+        start = _today_start(now)
+        since_midnight = (now - start).total_seconds()
+        last = now - timedelta(seconds=rng.uniform(0, min(120, since_midnight / 2)))
+        minutes = min(minutes, (last - start).total_seconds() * 0.9 / 60)
     earliest = now - timedelta(days=days)
     created = max(earliest, last - timedelta(minutes=minutes))
     if created >= last:

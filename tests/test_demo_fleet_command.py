@@ -255,3 +255,17 @@ def test_it_refuses_bad_flags(option: str, value: int) -> None:
     with pytest.raises(CommandError):
         demo(**{option: value})
     assert not Session.objects.exists()
+
+
+@pytest.mark.parametrize("clock", ["00:00:30", "00:05:00", "23:59:00"])
+def test_todays_sessions_start_after_midnight_at_any_time_of_day(clock: str) -> None:
+    from datetime import datetime
+
+    from sessions.demo import SHOWCASE, session_head
+
+    now = datetime.fromisoformat(f"2026-11-22T{clock}+00:00")
+    midnight = now.replace(hour=0, minute=0, second=0)
+    for index, entry in enumerate(SHOWCASE):
+        if entry[4].get("today"):
+            head = session_head(index, seed=7, now=now)
+            assert midnight <= head.created_at < head.last_active_at <= now
