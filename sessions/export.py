@@ -18,94 +18,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any, TextIO
 
-from sessions.models import TOKEN_FIELDS, Message, Session
-from sessions.money import to_decimal
+from sessions.models import Message, Session
+from sessions.shapes import message_json, session_json
 
-SESSION_TEXT_FIELDS = (
-    "key",
-    "name",
-    "agent",
-    "kind",
-    "status",
-    "state",
-    "turn_id",
-    "channel",
-    "channel_ref",
-    "room_id",
-    "sender_id",
-    "model",
-    "goal_text",
-    "project_root",
-    "todo",
-)
-SESSION_TIME_FIELDS = ("turn_started_at", "created_at", "last_active_at", "ended_at")
-SESSION_COUNT_FIELDS = (
-    "turns",
-    "message_count",
-    "tool_call_count",
-    "api_calls",
-    "unpriced_calls",
-    *TOKEN_FIELDS,
-)
-MESSAGE_TEXT_FIELDS = (
-    "role",
-    "name",
-    "agent_name",
-    "tool_call_id",
-    "reasoning",
-    "model",
-    "provider_response_id",
-    "status",
-)
 MESSAGE_CHUNK = 1000
-
-
-def money(value: Decimal | None) -> str | None:
-    # Nine places, and format() because str(Decimal) writes zero as "0E-9".
-    return None if value is None else format(to_decimal(value), "f")
-
-
-def timestamp(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def session_record(session: Session) -> dict[str, Any]:
-    data: dict[str, Any] = {name: getattr(session, name) for name in SESSION_TEXT_FIELDS}
-    data["metadata"] = dict(session.metadata or {})
-    for name in SESSION_TIME_FIELDS:
-        data[name] = timestamp(getattr(session, name))
-    for name in SESSION_COUNT_FIELDS:
-        data[name] = getattr(session, name)
-    data["total_tokens"] = session.total_tokens
-    data["cost_usd"] = money(session.cost_usd)
-    data["last_seq"] = session.last_seq
-    return data
-
-
-def usage_record(message: Message) -> dict[str, Any] | None:
-    if not message.cost_source:
-        return None
-    data: dict[str, Any] = {name: getattr(message, name) for name in TOKEN_FIELDS}
-    data["cost_usd"] = money(message.cost_usd)
-    data["cost_source"] = message.cost_source
-    return data
-
-
-def message_record(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = {"seq": message.seq, "message_id": message.message_id}
-    data["content"] = message.content
-    for name in MESSAGE_TEXT_FIELDS:
-        data[name] = getattr(message, name)
-    data["tool_calls"] = list(message.tool_calls or [])
-    data["usage"] = usage_record(message)
-    data["is_summary"] = message.is_summary
-    data["created_at"] = timestamp(message.created_at)
-    data["compacted_at"] = timestamp(message.compacted_at)
-    return data
 
 
 @dataclass
@@ -147,10 +66,10 @@ def export_sessions(
         sessions = sessions.filter(agent=agent)
     summary = ExportSummary()
     for session in sessions.order_by("id").iterator(chunk_size=200):
-        head = _dumps(session_record(session))
+        head = _dumps(session_json(session))
         out.write(head[:-1] + ',"messages":[')
         for index, message in enumerate(_messages(session, chunk)):
-            out.write(("," if index else "") + _dumps(message_record(message)))
+            out.write(("," if index else "") + _dumps(message_json(message)))
             summary.messages += 1
         out.write("]}\n")
         summary.sessions += 1

@@ -163,6 +163,7 @@ def test_each_line_is_a_session_with_its_messages(two_agents: None) -> None:
         "reasoning_tokens": 0,
         "cache_read_tokens": 0,
         "cache_creation_tokens": 0,
+        "total_tokens": 12,
         "cost_usd": "0.250000000",
         "cost_source": "reported",
     }

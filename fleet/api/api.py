@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -195,6 +196,17 @@ def _too_deep(request: HttpRequest, exc: RecursionError) -> HttpResponse:
     # json reads and writes nested values recursively: a pathologically deep
     # body is refused wherever it first overflows (a write rolls back).
     return error_response(400, "the body is nested too deeply")
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Unreachable, restarting, or locked past the busy timeout: the write (if
+    # any) rolled back; the client retries. Django reconnects on the next request.
+    logger.warning("API: database unavailable on %s %s: %s", request.method, request.path, exc)
+    response = error_response(503, "database unavailable", code="unavailable")
+    response["Retry-After"] = "5"
+    return response
 
 
 @api.exception_handler(Exception)

@@ -21,11 +21,11 @@ from fleet.api.responses import (
 )
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
 from fleet.api.sessions import ERRORS, WRITE_ERRORS, load_session
-from fleet.api.shapes import message_json, session_json, totals_json
 from sessions import selectors, services
 from sessions.errors import InvalidInput
 from sessions.inputs import MAX_COUNT, clean_choice
 from sessions.models import Role, Session
+from sessions.shapes import message_json, session_json, totals_json
 
 router = Router()
 

@@ -8,11 +8,11 @@ from ninja import Query, Router
 from fleet.api.responses import ErrorOut, FleetOut, MarkedOut, SearchOut
 from fleet.api.schemas import ReconcileIn
 from fleet.api.sessions import ERRORS, WRITE_ERRORS
-from fleet.api.shapes import jsonable, session_json, timestamp
 from sessions import services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
 from sessions.inputs import clean_text
+from sessions.shapes import jsonable, session_json, timestamp
 
 router = Router()
 

@@ -1,6 +1,6 @@
 """Response schemas of the JSON API: the shapes of DESIGN "Shapes", for its OpenAPI document.
 
-Endpoints build plain dicts (``fleet.api.shapes``); these schemas check them on
+Endpoints build plain dicts (``sessions.shapes``); these schemas check them on
 the way out and document them. Money is a decimal string, timestamps RFC 3339.
 """
 

@@ -12,12 +12,12 @@ from ninja import Query, Router, Status
 from fleet.api import cursors
 from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
 from fleet.api.schemas import SessionFieldsIn
-from fleet.api.shapes import session_json
 from sessions import services
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.inputs import clean_choice, clean_key, clean_text
 from sessions.models import Channel, Kind, Session, State, Tombstone
 from sessions.models import Status as SessionStatus
+from sessions.shapes import session_json
 
 router = Router()
 

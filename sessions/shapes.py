@@ -1,4 +1,4 @@
-"""Sessions and messages as the JSON API shows them (DESIGN "Shapes").
+"""Sessions and messages as JSON (DESIGN "Shapes"): the API answers and export lines share them.
 
 Money is a decimal string (``"0.012345000"``, exact, never a float);
 timestamps are RFC 3339 in UTC with microseconds (``2026-11-21T10:00:00.123456Z``).
