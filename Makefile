@@ -1,10 +1,11 @@
 # Fleet: `make run` serves the dashboard on SQLite with a demo fleet;
+# `make serve` serves it in production (gunicorn; configure through the environment);
 # `make test` runs every test (SQLite and PostgreSQL).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format bench clean
+.PHONY: run serve test install lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	./scripts/run.sh
+
+# Production: gunicorn on FLEET_BIND with FLEET_WORKERS workers (README "Production").
+serve: $(STAMP)
+	./scripts/serve.sh
 
 test: $(STAMP)
 	./scripts/test.sh

@@ -223,4 +223,67 @@ CONTENT_SECURITY_POLICY = {
 FLEET_METRICS_TOKEN = env_str("FLEET_METRICS_TOKEN")
 # Rows per transaction for reconcile, purge and reprice: each batch is its own
 # short transaction, so agents writing meanwhile wait milliseconds, not minutes.
-FLEET_OPS_BATCH_SIZE = env_int("FLEET_OPS_BATCH_SIZE", 2000, minimum=1)
+FLEET_OPS_BATCH_SIZE = env_int("FLEET_OPS_BATCH_SIZE", 5000, minimum=1)
+
+# --- Production ---------------------------------------------------------------
+# See the README's "Production". Behind HTTPS (required in production),
+# FLEET_HTTPS=1 turns on secure cookies, HSTS and the redirect to https. It is
+# off by default so `make run` keeps working on http://127.0.0.1.
+FLEET_HTTPS = env_bool("FLEET_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = FLEET_HTTPS
+# Load balancers and Prometheus probe the app servers directly, over http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# One year once on https (Django's deploy checklist); 0 sends no HSTS header.
+SECURE_HSTS_SECONDS = env_int("FLEET_HSTS_SECONDS", 31_536_000 if FLEET_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FLEET_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("FLEET_HSTS_PRELOAD", default=False)
+if not SECURE_HSTS_PRELOAD:
+    # Asking browsers to preload HSTS for the whole domain is its owner's
+    # decision (hstspreload.org), not a default: do not nag about it.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Only behind a TLS-terminating proxy that sets X-Forwarded-Proto (and drops
+# the one a client sends): otherwise anyone could claim https.
+if env_bool("FLEET_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+STATIC_ROOT = Path(env_str("FLEET_STATIC_ROOT", str(STATIC_ROOT)))
+
+# PostgreSQL: a connection pool per app-server process (psycopg_pool), instead
+# of one persistent connection per process. Pooled connections are health
+# checked when handed out; a pool cannot be combined with CONN_MAX_AGE.
+FLEET_DB_POOL = env_bool("FLEET_DB_POOL", default=False)
+if FLEET_DB_POOL:
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "FLEET_DB_POOL=1 needs PostgreSQL (DATABASE_URL=postgres://...); unset it for SQLite"
+        )
+    _pool = {
+        "min_size": env_int("FLEET_DB_POOL_MIN_SIZE", 1, minimum=0),
+        "max_size": env_int("FLEET_DB_POOL_MAX_SIZE", 4, minimum=1),
+        # Seconds a request waits for a connection (then 503): keep it under
+        # the load balancer's health-check timeout.
+        "timeout": env_int("FLEET_DB_POOL_TIMEOUT", 5, minimum=1),
+        # While the database is away the pool retries with a growing backoff;
+        # giving up after 10 s lets the next request try at once, so service
+        # resumes within seconds of the database's return, not minutes.
+        "reconnect_timeout": 10,
+    }
+    if _pool["min_size"] > _pool["max_size"]:
+        raise ImproperlyConfigured("FLEET_DB_POOL_MIN_SIZE must not exceed FLEET_DB_POOL_MAX_SIZE")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "pool": _pool}
+
+# Logs: one JSON object a line (FLEET_LOG_FORMAT=text for plain lines); one
+# line per API request and per manage.py command (fleet.logging).
+FLEET_LOG_FORMAT = env_str("FLEET_LOG_FORMAT", "json")
+if FLEET_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"FLEET_LOG_FORMAT must be json or text, got {FLEET_LOG_FORMAT!r}")
+LOGGING["formatters"] = {
+    "json": {"()": "fleet.logging.JsonFormatter"},
+    "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+}
+LOGGING["handlers"]["console"]["formatter"] = FLEET_LOG_FORMAT
+MIDDLEWARE = [
+    "fleet.logging.RequestLogMiddleware",
+    *MIDDLEWARE,
+    "fleet.unavailable.DatabaseUnavailableMiddleware",
+]

@@ -16,6 +16,8 @@ if [ ! -s var/secret_key ]; then
     "$PY" -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key
 fi
 export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$(cat var/secret_key)}
+# The background simulator would otherwise log a line per request.
+export FLEET_LOG_LEVEL=${FLEET_LOG_LEVEL:-WARNING}
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-localhost,127.0.0.1,[::1]}
 HOST=${FLEET_HOST:-127.0.0.1}
 PORT=${FLEET_PORT:-8000}

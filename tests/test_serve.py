@@ -1,0 +1,176 @@
+"""The production command and the example deployment (``deploy/``) really serve.
+
+``scripts/serve.sh`` (``make serve``, the systemd unit's ``ExecStart``, the
+Procfile's ``web``) is started on a free loopback port, probed through
+``/healthz`` and the API, and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from sessions.models import ApiKey
+from tests.server_support import (
+    ROOT,
+    Server,
+    clean_environ,
+    database_env,
+    messages_path,
+    production_env,
+    request,
+    server_env,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEPLOY = ROOT / "deploy"
+
+
+def unit_setting(name: str) -> str:
+    text = (DEPLOY / "fleet.service").read_text()
+    match = re.search(rf"^{name}=(.+)$", text, re.MULTILINE)
+    assert match, f"fleet.service has no {name}="
+    return match.group(1).strip()
+
+
+def test_the_systemd_unit_starts_the_production_command(tmp_path: Path) -> None:
+    # The unit runs scripts/serve.sh from the checkout: run that, here.
+    workdir = unit_setting("WorkingDirectory")
+    assert unit_setting("ExecStart") == f"{workdir}/scripts/serve.sh"
+    assert unit_setting("Type") == "notify"  # gunicorn tells systemd when it is ready
+    env = server_env(
+        FLEET_HTTPS="1", FLEET_BEHIND_TLS_PROXY="1", FLEET_STATIC_ROOT=str(tmp_path / "static")
+    )
+    server = Server(env, tmp_path).start()
+    try:
+        server.wait_healthy(timeout=90)
+        token = ApiKey.generate(name="deploy-probe")[1]
+        https = {"X-Forwarded-Proto": "https"}
+
+        # The API behind the TLS proxy, with a JSON log line per request.
+        status, data, _ = request(
+            server.url,
+            "POST",
+            messages_path("probe/1"),
+            {"messages": [{"role": "user", "content": "very secret words"}]},
+            token=token,
+            headers=https,
+        )
+        assert (status, data["appended"]) == (201, 1)
+        # Plain http is sent to https; the load balancer's probe is not.
+        status, _, headers = request(server.url, "GET", "/")
+        assert status == 301
+        assert headers["location"].startswith("https://")
+        status, _, headers = request(server.url, "GET", "/", headers=https)
+        assert status == 302  # to the log-in page, over https
+        assert headers["strict-transport-security"].startswith("max-age=31536000")
+        # Static files: compressed, hashed names, cached for ever (WhiteNoise).
+        manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())
+        hashed = manifest["paths"]["fleet/fleet.css"]
+        status, _, headers = request(
+            server.url, "GET", f"/static/{hashed}", headers={**https, "Accept-Encoding": "gzip"}
+        )
+        assert status == 200
+        assert headers.get("content-encoding") in ("gzip", "br")
+        assert "immutable" in headers["cache-control"]
+
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=40) == 0
+    finally:
+        server.stop()
+
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    api_lines = [line for line in lines if line["logger"] == "fleet.request"]
+    assert [(r["method"], r["status"], r["key"], r["appended"]) for r in api_lines] == [
+        ("POST", 201, "deploy-probe", 1)
+    ]
+    assert "very secret words" not in server.log()
+    assert token not in server.log()
+    assert any(line["logger"] == "gunicorn.error" for line in lines)  # gunicorn logs JSON too
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_procfile_releases_and_serves_a_new_sqlite_database(tmp_path: Path) -> None:
+    processes = dict(
+        line.split(":", 1)
+        for line in (DEPLOY / "Procfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    env = production_env(
+        FLEET_SQLITE_PATH=str(tmp_path / "fleet.sqlite3"),
+        FLEET_STATIC_ROOT=str(tmp_path / "static"),
+        FLEET_WORKERS="2",
+        FLEET_PYTHON=sys.executable,
+    )
+    release = subprocess.run(
+        ["sh", "-c", processes["release"].strip()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert release.returncode == 0, release.stderr
+    server = Server(env, tmp_path, command=["sh", "-c", processes["web"].strip()]).start()
+    try:
+        server.wait_healthy(timeout=90)
+        assert request(server.url, "GET", "/login/")[0] == 200  # a page with static files
+    finally:
+        server.stop()
+
+
+def test_the_crontab_commands_run(tmp_path: Path) -> None:
+    jobs = [line for line in (DEPLOY / "crontab").read_text().splitlines() if "manage.py" in line]
+    commands = [shlex.split(job.split("manage.py", 1)[1].split("&&")[0]) for job in jobs]
+    names = [command[0] for command in commands]
+    assert names[:2] == ["reconcile", "purge"]
+    env = {**production_env(**database_env()), "DJANGO_SECRET_KEY": "x" * 50}
+    for command in commands:
+        if command[0] == "backup":
+            if connection.vendor != "sqlite":
+                continue
+            command = ["backup", str(tmp_path / "fleet-backup.sqlite3")]
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        if "--json" in command:
+            json.loads(done.stdout.strip().splitlines()[-1])
+        assert json.loads(done.stderr.strip().splitlines()[-1])["command"] == command[0]
+
+
+def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
+    script = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['workers'], c['bind'])"
+    env = {**clean_environ(), "WEB_CONCURRENCY": "3", "FLEET_BIND": "unix:/run/fleet.sock"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["3", "['unix:/run/fleet.sock']"], done.stderr
+    env["FLEET_WORKERS"] = "5"  # wins over WEB_CONCURRENCY
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.stdout.split()[0] == "5", done.stderr
+    env["FLEET_WORKERS"] = "many"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "FLEET_WORKERS" in done.stderr
