@@ -5,22 +5,16 @@ jobs in separate processes against the real database."""
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import traceback
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
 
 from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 
 from sessions import services
 from sessions.models import DailyUsage, Message, Session
-
-TIMEOUT = 180
+from tests.processes import run_in_processes  # noqa: F401 - the ops tests import it from here
 
 
 def ago(**delta: float) -> datetime:
@@ -84,42 +78,3 @@ def message_counts_agree() -> list[tuple[str, int, int]]:
         if actual != stored:
             wrong.append((key, stored, actual))
     return wrong
-
-
-def _child(target: Callable[..., None], errors: Any, *args: Any) -> None:
-    connections.close_all()
-    code = 0
-    try:
-        target(*args)
-    except BaseException:
-        errors.put(traceback.format_exc())
-        code = 1
-    finally:
-        connections.close_all()
-        errors.close()
-        errors.join_thread()
-        # Skip the parent's atexit handlers (pytest's) in the forked child.
-        os._exit(code)
-
-
-def run_in_processes(*jobs: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
-    """Run each ``(target, args)`` in its own forked process at once; fail on any error."""
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    errors = context.Queue()
-    processes = [
-        context.Process(target=_child, args=(target, errors, *args)) for target, args in jobs
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(TIMEOUT)
-    reports = []
-    while not errors.empty():
-        reports.append(errors.get())
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not reports, "\n".join(reports)
-    assert [p.exitcode for p in processes] == [0] * len(processes)

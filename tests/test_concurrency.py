@@ -8,64 +8,20 @@ and reports failure through its exit code and a queue.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
-import traceback
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from sessions import services
 from sessions.errors import Conflict
 from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session
+from tests.processes import run_in_processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BATCHES = 50
 PER_BATCH = 3
-TIMEOUT = 180
-
-
-def _child(target: Callable[..., None], errors: Any, *args: Any) -> None:
-    connections.close_all()
-    code = 0
-    try:
-        target(*args)
-    except BaseException:
-        errors.put(traceback.format_exc())
-        code = 1
-    finally:
-        connections.close_all()
-        errors.close()
-        errors.join_thread()
-        # Skip the parent's atexit handlers (pytest's) in the forked child.
-        os._exit(code)
-
-
-def run_in_processes(*jobs: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
-    """Run each ``(target, args)`` in its own forked process; fail on any error."""
-    connections.close_all()
-    context = multiprocessing.get_context("fork")
-    errors = context.Queue()
-    processes = [
-        context.Process(target=_child, args=(target, errors, *args)) for target, args in jobs
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(TIMEOUT)
-    reports = []
-    while not errors.empty():
-        reports.append(errors.get())
-    for process in processes:
-        if process.is_alive():
-            process.kill()
-            process.join()
-    assert not reports, "\n".join(reports)
-    assert [p.exitcode for p in processes] == [0] * len(processes)
 
 
 def batch(worker: int, number: int, model: str = "gpt-4o-mini") -> list[dict[str, Any]]:
