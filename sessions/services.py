@@ -58,6 +58,9 @@ from sessions.rollups import Rollup
 # Session routing context: a write never replaces a stored value with an empty one.
 CONTEXT_FIELDS = ("channel_ref", "room_id", "sender_id")
 SESSION_COUNTERS = ("turns", "tool_call_count", "api_calls", "unpriced_calls", *TOKEN_FIELDS)
+# What a write to a session's transcript changes on its row: saved by name, so
+# an append does not rewrite the session's metadata, goal or todo text.
+TRANSCRIPT_FIELDS = (*SESSION_COUNTERS, "cost_usd", "message_count", "last_seq", "last_active_at")
 
 
 # --- contributions: what one message adds to totals ---------------------------
@@ -498,13 +501,14 @@ def _messages_append(
 ) -> AppendResult:
     rollup = Rollup()
     session, created = _lock_or_create(key, fields, now, rollup)
+    changed: set[str] = set()
     if not created and fields:
-        _set_fields(session, fields, now)
+        changed = _set_fields(session, fields, now)
     rows, skipped = _append_rows(session, items, now, rollup)
-    if rows:
-        _revive(session, fields)
+    if rows and _revive(session, fields):
+        changed.add("status")
     session.last_active_at = max(now, session.last_active_at)
-    session.save()
+    session.save(update_fields=[*TRANSCRIPT_FIELDS, *changed])
     rollup.apply()
     return AppendResult(
         appended=len(rows),
@@ -625,7 +629,7 @@ def _message_update_last(key: str, patch: MessageIn, now: datetime) -> Message:
     except IntegrityError:
         raise Conflict("another message of this session already has that message_id") from None
     session.last_active_at = max(now, session.last_active_at)
-    session.save()
+    session.save(update_fields=TRANSCRIPT_FIELDS)
     rollup.apply()
     return message
 
@@ -668,7 +672,7 @@ def message_remove_last(*, key: str, now: datetime | None = None) -> bool:
         Message.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
     )
     session.last_active_at = max(now, session.last_active_at)
-    session.save()
+    session.save(update_fields=TRANSCRIPT_FIELDS)
     rollup.apply()
     return True
 
@@ -706,7 +710,7 @@ def message_save_correction(*, message: Message) -> Message:
     rollup = Rollup()
     _correct(session, before, message, rollup)
     message.save()
-    session.save()
+    session.save(update_fields=TRANSCRIPT_FIELDS)
     rollup.apply()
     return message
 
@@ -740,7 +744,7 @@ def _session_compact(key: str, summary: str, keep: int, now: datetime) -> int:
         rollup,
     )
     session.last_active_at = max(now, session.last_active_at)
-    session.save()
+    session.save(update_fields=TRANSCRIPT_FIELDS)
     rollup.apply()
     return archived
 
