@@ -35,7 +35,22 @@ class ErrorOut(Schema):
     error: ErrorDetail
 
 
-class SessionOut(Schema):
+class TotalsOut(Schema):
+    turns: int
+    message_count: int
+    tool_call_count: int
+    api_calls: int
+    unpriced_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    total_tokens: int
+    cost_usd: Money
+
+
+class SessionOut(TotalsOut):
     key: str
     name: str
     agent: str
@@ -56,18 +71,6 @@ class SessionOut(Schema):
     created_at: Timestamp
     last_active_at: Timestamp
     ended_at: Timestamp
-    turns: int
-    message_count: int
-    tool_call_count: int
-    api_calls: int
-    unpriced_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    total_tokens: int
-    cost_usd: Money
     last_seq: int
 
 
@@ -138,21 +141,6 @@ class ArchivedOut(Schema):
 
 class MarkedOut(Schema):
     marked: int
-
-
-class TotalsOut(Schema):
-    turns: int
-    message_count: int
-    tool_call_count: int
-    api_calls: int
-    unpriced_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    total_tokens: int
-    cost_usd: Money
 
 
 class AgentUsageOut(Schema):
