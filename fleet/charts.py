@@ -1,8 +1,10 @@
 """Server-side SVG charts of the daily rollup: cost per day by model, tokens per day.
 
-This module computes geometry only; ``templates/fleet/fleet.html`` draws it,
-so every label (model names are agent-supplied) goes through template
-escaping. Colours are CSS classes (``s0`` … ``s6``): the page's CSP forbids
+This module computes the geometry; ``templates/fleet/fleet.html`` draws the
+axes and legend. The bars (hundreds per chart) are one ``format_html_join``
+here rather than a template loop, a tenth of the rendering time; it escapes
+every value like the template would (model names in titles are
+agent-supplied). Colours are CSS classes (``s0`` … ``s6``): the page's CSP forbids
 inline styles.
 """
 
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 
 from fleet.templatetags.fleet_tags import compact_number, format_usd
 
@@ -78,6 +83,14 @@ class Chart:
     @property
     def empty(self) -> bool:
         return not self.bars
+
+    @property
+    def bars_svg(self) -> SafeString:
+        return format_html_join(
+            "\n",
+            '<rect class="s{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
+            ((b.series, b.x, b.y, b.width, b.height, b.title) for b in self.bars),
+        )
 
     @property
     def view_box(self) -> str:

@@ -183,7 +183,7 @@ def hostile() -> None:
                 "tool_calls": [
                     {"id": f"id{XSS}", "name": f"tool{XSS}", "arguments": {"cmd": f"rm {XSS}"}}
                 ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "cost_usd": "0.01"},
             },
             {"role": "tool", "tool_call_id": f"id{XSS}", "content": f'{{"out": "{XSS}"}}'},
             {"role": "assistant", "content": f"needle again {XSS}", "status": "<b>st</b>"},
@@ -223,6 +223,8 @@ def test_agent_text_is_escaped_on_the_fleet_page(admin_client: Client, hostile: 
     html = admin_client.get("/").content.decode()
 
     assert "name&lt;script&gt;" in html
+    # The cost chart's bar titles and legend name the message's model.
+    assert re.search(r"<title>[^<]* · msgmodel&lt;script&gt;alert\(&quot;x&quot;\)", html)
     assert_inert(html)
 
 
@@ -260,7 +262,11 @@ def test_the_dashboard_never_marks_agent_text_safe() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    sources = [*root.glob("fleet/views/*.py"), *root.glob("fleet/templatetags/*.py")]
+    sources = [
+        *root.glob("fleet/views/*.py"),
+        *root.glob("fleet/templatetags/*.py"),
+        root / "fleet/charts.py",
+    ]
     templates = [*root.glob("templates/fleet/*.html"), root / "templates/base.html"]
 
     for path in sources:
