@@ -1,9 +1,9 @@
 """Fleet totals: the numbers the dashboard's header and ``GET /api/v1/fleet`` show.
 
-Three aggregate queries whatever the data size: one over sessions (counts by
+Three queries whatever the data size: index range counts of sessions (by
 status, running, stuck, stale, started today), one over the daily rollup
 (tokens and cost per period, so the history survives purges), one over the
-last hour's messages (the burn rate).
+per-minute rollup of the last hour (the burn rate).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Case, DateField, F, Sum, When
 from django.utils import timezone
 
-from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, State, Status
+from sessions.models import TOKEN_FIELDS, DailyUsage, MinuteUsage, State, Status
 from sessions.models import Session as SessionModel
+from sessions.rollups import utc_minute
+from sessions.sql import count_of, scalars
 
 BURN_WINDOW = timedelta(hours=1)
 # Name → first day included, as days before today (None = all time).
@@ -43,64 +45,76 @@ def _session_counts(now: datetime) -> dict[str, Any]:
     stuck_cutoff = now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
     stale_cutoff = now - timedelta(seconds=settings.FLEET_STALE_AFTER)
     midnight = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    running = Q(status=Status.ACTIVE, state=State.RUNNING)
-    row = SessionModel.objects.aggregate(
-        total=Count("id"),
-        running=Count("id", filter=running),
-        stuck=Count("id", filter=running & Q(turn_started_at__lte=stuck_cutoff)),
-        stale=Count("id", filter=Q(status=Status.ACTIVE, last_active_at__lte=stale_cutoff)),
-        today=Count("id", filter=Q(created_at__gte=midnight)),
-        **{f"status_{status}": Count("id", filter=Q(status=status)) for status in Status.values},
+    sessions = SessionModel.objects.all()
+    running = sessions.filter(state=State.RUNNING, status=Status.ACTIVE)
+    # One query of index range counts (session_status_idx, session_turn_idx,
+    # session_created_idx): no count visits a table row, so the cost follows
+    # the index entries counted, not the width of the sessions table.
+    values = scalars(
+        *(count_of(sessions.filter(status=status)) for status in Status.values),
+        count_of(running),
+        count_of(running.filter(turn_started_at__lte=stuck_cutoff)),
+        count_of(sessions.filter(status=Status.ACTIVE, last_active_at__lte=stale_cutoff)),
+        count_of(sessions.filter(created_at__gte=midnight)),
     )
-    by_status = {status: row[f"status_{status}"] for status in Status.values}
+    by_status = dict(zip(Status.values, values, strict=False))
+    running_count, stuck, stale, today = values[len(Status.values) :]
     return {
-        "total": row["total"],
+        "total": sum(by_status.values()),
         "by_status": by_status,
         "active": by_status[Status.ACTIVE],
-        "running": row["running"],
-        "stuck": row["stuck"],
-        "stale": row["stale"],
-        "today": row["today"],
+        "running": running_count,
+        "stuck": stuck,
+        "stale": stale,
+        "today": today,
     }
 
 
 def _period_usage(now: datetime) -> dict[str, dict[str, Any]]:
     today = now.astimezone(UTC).date()
-    aggregates = {}
-    for period, days_back in PERIODS.items():
-        since = None if days_back is None else Q(day__gte=today - timedelta(days=days_back))
-        for counter in ROLLUP_COUNTERS:
-            aggregates[f"{period}__{counter}"] = Sum(counter, filter=since)
-    row = DailyUsage.objects.aggregate(**aggregates)
-    usage: dict[str, dict[str, Any]] = {}
-    for period in PERIODS:
-        values = {counter: row[f"{period}__{counter}"] or 0 for counter in ROLLUP_COUNTERS}
-        # Sum over a MoneyField reads back as Decimal; an empty sum is None.
-        values["cost_usd"] = row[f"{period}__cost_usd"] or Decimal("0E-9")
+    first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
+    # One pass over the rollup, grouped into the days of the longest period
+    # and one "before" bucket (NULL): at most 31 rows, whatever the history.
+    rows = (
+        DailyUsage.objects.annotate(
+            bucket=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
+        )
+        .values("bucket")
+        .annotate(**{counter: Sum(counter) for counter in ROLLUP_COUNTERS})
+        .order_by()
+    )
+    usage = {period: dict.fromkeys(ROLLUP_COUNTERS, 0) for period in PERIODS}
+    for row in rows:
+        for period, days_back in PERIODS.items():
+            if days_back is None or (
+                row["bucket"] is not None and row["bucket"] >= today - timedelta(days=days_back)
+            ):
+                values = usage[period]
+                for counter in ROLLUP_COUNTERS:
+                    values[counter] += row[counter] or 0
+    for values in usage.values():
+        # Sums over a MoneyField read back as Decimal; keep the type when empty.
+        values["cost_usd"] = values["cost_usd"] or Decimal("0E-9")
         values["total_tokens"] = values["prompt_tokens"] + values["completion_tokens"]
-        usage[period] = values
     return usage
 
 
 def _burn_rate(now: datetime) -> dict[str, Any]:
-    since = now - BURN_WINDOW
-    # A message appended in the window moved its session's last_active_at into
-    # the window, so the indexed session filter bounds the scan to sessions
-    # active in the last hour instead of the whole message table.
-    row = Message.objects.filter(
-        session__last_active_at__gte=since, created_at__gte=since
-    ).aggregate(
+    # The current minute and the 59 before it, from the per-minute rollup: at
+    # most 60 buckets per agent × model × channel, whatever the traffic.
+    first = utc_minute(now) - BURN_WINDOW + timedelta(minutes=1)
+    row = MinuteUsage.objects.filter(minute__gte=first, minute__lte=now).aggregate(
         cost_usd=Sum("cost_usd"),
-        api_calls=Count("id", filter=~Q(cost_source="")),
-        unpriced_calls=Count("id", filter=Q(cost_source=CostSource.UNPRICED)),
+        api_calls=Sum("api_calls"),
+        unpriced_calls=Sum("unpriced_calls"),
         prompt_tokens=Sum("prompt_tokens"),
         completion_tokens=Sum("completion_tokens"),
     )
     return {
         "window_seconds": int(BURN_WINDOW.total_seconds()),
         "cost_usd": row["cost_usd"] or Decimal("0E-9"),
-        "api_calls": row["api_calls"],
-        "unpriced_calls": row["unpriced_calls"],
+        "api_calls": row["api_calls"] or 0,
+        "unpriced_calls": row["unpriced_calls"] or 0,
         "total_tokens": (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0),
     }
 
@@ -113,8 +127,8 @@ def fleet_totals(now: datetime | None = None) -> dict[str, Any]:
     started today (UTC). ``usage``: per period (today, last 7 and 30 days
     including today, all time; UTC days) the rollup counters, ``total_tokens``
     and ``cost_usd`` (Decimal; ``unpriced_calls`` says how many calls it
-    leaves out). ``burn_rate``: cost and tokens of messages created in the
-    last hour.
+    leaves out). ``burn_rate``: cost and tokens of usage dated in the last
+    hour (the current UTC minute and the 59 before it).
     """
     now = now or timezone.now()
     return {

@@ -167,7 +167,9 @@ class Session(Totals):
         indexes = [
             models.Index(fields=["-last_active_at", "-id"], name="session_activity_idx"),
             models.Index(fields=["status", "-last_active_at"], name="session_status_idx"),
-            models.Index(fields=["state", "turn_started_at"], name="session_state_idx"),
+            # The state filter, running and stuck counts (state, status, then
+            # turn start as a range), reconcile's stuck turns.
+            models.Index(fields=["state", "status", "turn_started_at"], name="session_turn_idx"),
             models.Index(fields=["agent", "-last_active_at"], name="session_agent_idx"),
             models.Index(fields=["model", "-last_active_at"], name="session_model_idx"),
             models.Index(fields=["channel", "-last_active_at"], name="session_channel_idx"),
@@ -376,6 +378,42 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.agent or '-'} {self.model or '-'} {self.channel or '-'}"
+
+
+class MinuteUsage(models.Model):
+    """Recent usage per UTC minute × agent × model × channel: the burn rate's source.
+
+    Kept with ingest like ``DailyUsage`` (same deltas, same transaction), but
+    only for usage dated within ``RECENT`` of the write, so importing history
+    never fills it; ``purge`` deletes rows older than ``RECENT``. The burn
+    rate then sums at most 60 minutes of buckets instead of the last hour's
+    messages.
+    """
+
+    RECENT = timedelta(hours=2)
+    COUNTERS = ("api_calls", "unpriced_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+
+    minute = models.DateTimeField()
+    agent = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    channel = models.CharField(max_length=16, blank=True)
+    api_calls = models.BigIntegerField(default=0)
+    unpriced_calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost_usd = MoneyField(default=Decimal(0))
+
+    class Meta:
+        ordering = ["-minute", "agent", "model", "channel"]
+        verbose_name_plural = "minute usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "agent", "model", "channel"], name="minuteusage_unique_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
 
 
 class ApiKey(models.Model):

@@ -1,4 +1,9 @@
-"""Daily usage rollups: deltas gathered in Python, applied in one upsert.
+"""Usage rollups: deltas gathered in Python, applied in one upsert per table.
+
+Every write that moves usage adds its deltas to a ``Rollup``, which keeps two
+tables: ``DailyUsage`` (per UTC day, the history the charts and period totals
+read; kept by purge) and ``MinuteUsage`` (per UTC minute, only for usage dated
+within ``MinuteUsage.RECENT``: the burn rate's source).
 
 The upsert (``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x``) is
 the same SQL on SQLite (≥ 3.24) and PostgreSQL, and adds to the counters
@@ -8,13 +13,14 @@ under the row lock, so concurrent writers never lose an increment.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import date, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
+from django.utils import timezone
 
-from sessions.models import DailyUsage
+from sessions.models import DailyUsage, MinuteUsage
 
 COUNTERS = (
     "sessions_started",
@@ -30,67 +36,90 @@ COUNTERS = (
     "cache_creation_tokens",
     "cost_usd",  # nano-dollars here
 )
-Bucket = tuple[date, str, str, str]
+Dimensions = tuple[str, str, str]  # agent, model, channel
 
 
 def utc_day(moment: datetime) -> date:
-    from datetime import UTC
-
     return moment.astimezone(UTC).date()
 
 
-class Rollup:
-    """Accumulates counter deltas per (day, agent, model, channel) bucket."""
+def utc_minute(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
-    def __init__(self) -> None:
-        self._deltas: dict[Bucket, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+
+class _Buckets:
+    """Counter deltas of one rollup table, keyed by (period, agent, model, channel)."""
+
+    def __init__(
+        self, table: type[models.Model], period: str, counters: Sequence[str], adapt: Callable
+    ) -> None:
+        self.table = table
+        self.period = period
+        self.counters = counters
+        self.adapt = adapt
+        self.deltas: dict[tuple[Any, ...], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(counters, 0)
+        )
+
+    def add(self, period: Any, dimensions: Dimensions, sign: int, counts: dict[str, int]) -> None:
+        bucket = self.deltas[(period, *dimensions)]
+        for name, value in counts.items():
+            if value and name in bucket:
+                bucket[name] += sign * value
+
+    def rows(self) -> list[tuple[tuple[Any, ...], dict[str, int]]]:
+        # Sorted: concurrent writers lock the bucket rows in one order, so two
+        # transactions touching the same buckets never deadlock on PostgreSQL.
+        return sorted(
+            ((key, counts) for key, counts in self.deltas.items() if any(counts.values())),
+            key=lambda row: row[0],
+        )
+
+    def apply(self) -> None:
+        rows = self.rows()
+        if not rows:
+            return
+        quote = connection.ops.quote_name
+        table = quote(self.table._meta.db_table)
+        columns = [quote(c) for c in (self.period, "agent", "model", "channel", *self.counters)]
+        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        updates = ", ".join(
+            f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in self.counters
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names are ours
+            f"{', '.join([placeholders] * len(rows))} "
+            f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET {updates}"
+        )
+        params: list[Any] = []
+        for (at, *dimensions), counts in rows:
+            params.extend([self.adapt(at), *dimensions, *(counts[c] for c in self.counters)])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+class Rollup:
+    """Accumulates counter deltas per day (and, when recent, per minute) bucket."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._recent_since = (now or timezone.now()) - MinuteUsage.RECENT
+        self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
+        self._minutes = _Buckets(
+            MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value
+        )
 
     def add(
         self, *, at: datetime, agent: str, model: str, channel: str, sign: int = 1, **counts: int
     ) -> None:
-        bucket = self._deltas[(utc_day(at), agent or "", model or "", channel or "")]
-        for name, value in counts.items():
-            if value:
-                bucket[name] += sign * value
+        dimensions = (agent or "", model or "", channel or "")
+        self._daily.add(utc_day(at), dimensions, sign, counts)
+        if at >= self._recent_since:
+            self._minutes.add(utc_minute(at), dimensions, sign, counts)
 
     def __bool__(self) -> bool:
-        return any(any(counts.values()) for counts in self._deltas.values())
-
-    def rows(self) -> Iterable[tuple[Bucket, dict[str, int]]]:
-        return ((bucket, counts) for bucket, counts in self._deltas.items() if any(counts.values()))
+        return bool(self._daily.rows())
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
-        # Sorted: concurrent writers lock the bucket rows in one order, so two
-        # transactions touching the same buckets never deadlock on PostgreSQL.
-        rows = sorted(self.rows(), key=lambda row: row[0])
-        if not rows:
-            return
-        table = connection.ops.quote_name(DailyUsage._meta.db_table)
-        columns = ("day", "agent", "model", "channel", *COUNTERS)
-        quoted = [connection.ops.quote_name(c) for c in columns]
-        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        updates = ", ".join(
-            f"{connection.ops.quote_name(c)} = {table}.{connection.ops.quote_name(c)} + "
-            f"excluded.{connection.ops.quote_name(c)}"
-            for c in COUNTERS
-        )
-        key = ", ".join(quoted[:4])
-        sql = (
-            f"INSERT INTO {table} ({', '.join(quoted)}) VALUES "  # noqa: S608 - names are ours
-            f"{', '.join([placeholders] * len(rows))} "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
-        )
-        params: list[Any] = []
-        for (day, agent, model, channel), counts in rows:
-            params.extend(
-                [
-                    connection.ops.adapt_datefield_value(day),
-                    agent,
-                    model,
-                    channel,
-                    *(counts[c] for c in COUNTERS),
-                ]
-            )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        self._daily.apply()
+        self._minutes.apply()

@@ -9,15 +9,16 @@ import pytest
 
 from sessions import services
 from sessions.fleet_stats import fleet_totals
-from sessions.models import DailyUsage, Session
+from sessions.models import DailyUsage, MinuteUsage, Session
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
-def used(cost: str, prompt: int = 10, completion: int = 5) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
+def used(cost: str | None, prompt: int = 10, completion: int = 5) -> dict:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    return usage if cost is None else {**usage, "cost_usd": cost}
 
 
 def test_it_counts_sessions_by_status_running_stuck_stale_and_today(settings) -> None:
@@ -127,6 +128,65 @@ def test_the_burn_rate_is_the_cost_of_the_last_hours_messages() -> None:
     assert burn["api_calls"] == 2
     assert burn["total_tokens"] == 132
     assert burn["window_seconds"] == 3600
+
+
+def test_the_burn_window_is_the_current_minute_and_the_59_before_it() -> None:
+    now = NOW + timedelta(seconds=30)
+    services.messages_append(
+        key="edges",
+        messages=[
+            {"role": "assistant", "content": "out", "usage": used("1"), "created_at": at}
+            for at in ("2026-11-21T10:59:59Z", "2026-11-21T11:00:59Z")
+        ]
+        + [
+            {"role": "assistant", "content": "in", "usage": used("0.5"), "created_at": at}
+            for at in ("2026-11-21T11:01:00Z", "2026-11-21T12:00:29Z")
+        ],
+        now=now,
+    )
+
+    assert fleet_totals(now=now)["burn_rate"]["cost_usd"] == Decimal(1)
+
+
+def test_the_burn_rate_follows_corrections_and_counts_unpriced_calls() -> None:
+    services.messages_append(
+        key="s",
+        messages=[
+            {"role": "assistant", "content": "a", "usage": used("0.5")},
+            {"role": "assistant", "content": "b", "model": "no-such-model", "usage": used(None)},
+            {"role": "assistant", "content": "c", "usage": used("2")},
+        ],
+        now=NOW,
+    )
+    assert fleet_totals(now=NOW)["burn_rate"]["cost_usd"] == Decimal("2.5")
+
+    services.message_update_last(key="s", message={"usage": used("0.25")}, now=NOW)
+    burn = fleet_totals(now=NOW)["burn_rate"]
+    assert burn["cost_usd"] == Decimal("0.75")
+    assert burn["api_calls"] == 3
+    assert burn["unpriced_calls"] == 1
+
+    services.message_remove_last(key="s", now=NOW)
+    burn = fleet_totals(now=NOW)["burn_rate"]
+    assert (burn["cost_usd"], burn["api_calls"], burn["total_tokens"]) == (Decimal("0.5"), 2, 30)
+
+
+def test_importing_history_leaves_the_minute_rollup_alone() -> None:
+    services.messages_append(
+        key="imported",
+        messages=[
+            {
+                "role": "assistant",
+                "content": "last week",
+                "usage": used("3"),
+                "created_at": "2026-11-14T12:00:00Z",
+            }
+        ],
+        now=NOW,
+    )
+
+    assert not MinuteUsage.objects.exists()
+    assert DailyUsage.objects.get(day="2026-11-14").cost_usd == Decimal(3)
 
 
 def test_the_query_count_does_not_grow_with_the_data(django_assert_max_num_queries) -> None:

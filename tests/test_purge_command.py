@@ -18,7 +18,7 @@ from django.db.models import Count, Q
 
 from sessions import services
 from sessions.errors import SessionGone
-from sessions.models import TOKEN_FIELDS, Message, Session, Tombstone
+from sessions.models import TOKEN_FIELDS, Message, MinuteUsage, Session, Tombstone
 from sessions.ops.purge import purge
 from sessions.search import search_messages
 from tests.ops_support import (
@@ -550,3 +550,18 @@ def test_two_copies_at_once_purge_each_session_once(tmp_path: Path) -> None:
     assert sum(report["session_messages"] for report in reports) == 160
     assert keys() == {"recent"}
     assert Message.objects.values("session").annotate(n=Count("id")).get()["n"] == 2
+
+
+def test_a_run_drops_minute_buckets_older_than_the_recent_window_and_a_dry_run_keeps_them() -> None:
+    for minutes in (5, 90, 119):
+        make_session(f"recent-{minutes}", at=ago(minutes=minutes))
+    old = ago(minutes=130)
+    MinuteUsage.objects.create(minute=old.replace(second=0, microsecond=0), agent="koda")
+    assert MinuteUsage.objects.count() == 4
+
+    run("purge", "--tombstones-older-than", "30d", "--dry-run")
+    assert MinuteUsage.objects.count() == 4
+
+    run("purge", "--tombstones-older-than", "30d")
+    assert MinuteUsage.objects.filter(minute__lt=ago(minutes=120)).count() == 0
+    assert MinuteUsage.objects.count() == 3

@@ -14,25 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 
 from sessions.models import TOKEN_FIELDS, Channel, DailyUsage, Message, Session, Tombstone
+from sessions.sql import scalars
 
 USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "messages", *TOKEN_FIELDS)
 BREAKDOWN_LIMIT = 10
-
-
-def _scalars(*querysets: QuerySet) -> tuple[Any, ...]:
-    """Run ``SELECT (q1), (q2), …``: one round trip for several index lookups."""
-    parts, params = [], []
-    for qs in querysets:
-        sql, qs_params = qs.query.sql_with_params()
-        parts.append(f"({sql})")
-        params.extend(qs_params)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(parts), params)
-        return tuple(cursor.fetchone())
 
 
 def utc_today(now: datetime) -> date:
@@ -49,7 +37,7 @@ def fleet_version(now: datetime) -> str:
     that time-driven numbers (stale, stuck, "3 min ago") and writes that do
     not touch ``last_active_at`` (reconcile, purge) show within a minute.
     """
-    values = _scalars(
+    values = scalars(
         Session.objects.order_by("-last_active_at", "-id").values("last_active_at")[:1],
         Session.objects.order_by("-id").values("id")[:1],
         Message.objects.order_by("-id").values("id")[:1],

@@ -13,6 +13,10 @@ What goes (``manage.py purge``), in this order:
 3. **tombstones** older than ``tombstones_older_than``: later writes to those
    keys create new sessions again.
 
+Every run that is not a dry run also drops the per-minute usage buckets
+older than ``MinuteUsage.RECENT`` (the burn rate reads only the last hour of
+them; they are a window, not history).
+
 What stays: the daily usage rollups, untouched, so the dashboard's cost
 history and period totals are the same after a purge. Purged sessions leave
 **no tombstone**: a tombstone refuses writes to a key someone deleted on
@@ -43,7 +47,7 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
-from sessions.models import Message, Session, Tombstone
+from sessions.models import Message, MinuteUsage, Session, Tombstone
 from sessions.ops.batches import (
     Clock,
     ItemCallback,
@@ -543,6 +547,8 @@ def purge(
             _purge_archived(now, compacted_older_than, size, result, on_item, on_progress)
     if tombstones_older_than is not None:
         _purge_tombstones(now, tombstones_older_than, size, dry_run, result, on_item)
+    if not dry_run:
+        MinuteUsage.objects.filter(minute__lt=now - MinuteUsage.RECENT).delete()
     if vacuum_after and not dry_run:
         vacuum()
     result.seconds = clock.seconds

@@ -1,0 +1,77 @@
+"""Data migrations: what they fill in from the rows already stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from sessions.models import MinuteUsage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE_MINUTE_USAGE = ("agent_sessions", "0004_price_override_applies_to_all_history")
+MINUTE_USAGE = ("agent_sessions", "0005_minute_usage_and_turn_index")
+
+
+@pytest.fixture
+def executor() -> Iterator[MigrationExecutor]:
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    yield executor
+    executor = MigrationExecutor(connection)
+    executor.migrate(latest)
+
+
+def test_minute_usage_is_filled_from_the_last_two_hours_of_messages(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BEFORE_MINUTE_USAGE])
+    apps = executor.loader.project_state([BEFORE_MINUTE_USAGE]).apps
+    session_model = apps.get_model("agent_sessions", "Session")
+    message_model = apps.get_model("agent_sessions", "Message")
+    now = timezone.now()
+    session = session_model.objects.create(
+        key="s", agent="koda", model="gpt-4o", channel="cli", last_active_at=now
+    )
+    usage = {"prompt_tokens": 100, "completion_tokens": 10}
+    for seq, (minutes_ago, model, source, cost) in enumerate(
+        [
+            (10, "", "computed", Decimal("0.5")),
+            (10, "", "reported", Decimal("0.25")),
+            (30, "claude-x", "unpriced", None),
+            (30, "", "", None),  # a user message: no usage
+            (150, "", "computed", Decimal(7)),  # before the window
+        ],
+        start=1,
+    ):
+        message_model.objects.create(
+            session=session,
+            seq=seq,
+            role="assistant" if source else "user",
+            model=model,
+            cost_source=source,
+            cost_usd=cost,
+            created_at=now - timedelta(minutes=minutes_ago),
+            **(usage if source else {}),
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([MINUTE_USAGE])
+
+    rows = {
+        (row.model, row.minute): row
+        for row in MinuteUsage.objects.all()  # the current model reads the same table
+    }
+    assert len(rows) == 2
+    ten = (now - timedelta(minutes=10)).replace(second=0, microsecond=0)
+    gpt = rows[("gpt-4o", ten)]
+    assert (gpt.agent, gpt.channel, gpt.api_calls, gpt.unpriced_calls) == ("koda", "cli", 2, 0)
+    assert (gpt.prompt_tokens, gpt.completion_tokens, gpt.cost_usd) == (200, 20, Decimal("0.75"))
+    claude = rows[("claude-x", (now - timedelta(minutes=30)).replace(second=0, microsecond=0))]
+    assert (claude.api_calls, claude.unpriced_calls, claude.cost_usd) == (1, 1, Decimal(0))
