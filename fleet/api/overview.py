@@ -114,5 +114,6 @@ def fleet(request: HttpRequest) -> dict:
     stale (active, silent for `stale_after` seconds), started today; tokens and cost
     today, over the last 7 and 30 days and all time (UTC days, from the daily rollup, so
     purged sessions still count; `unpriced_calls` are calls with no known price, left
-    out of `cost_usd`); and the burn rate: cost of the messages of the last hour."""
+    out of `cost_usd`); and the burn rate: cost of the usage dated in the last hour (the
+    current UTC minute and the 59 before it)."""
     return jsonable(fleet_totals())
