@@ -49,18 +49,24 @@ def _session_counts(now: datetime) -> dict[str, Any]:
     running = sessions.filter(state=State.RUNNING, status=Status.ACTIVE)
     # One query of index range counts (session_status_idx, session_turn_idx,
     # session_created_idx): no count visits a table row, so the cost follows
-    # the index entries counted, not the width of the sessions table.
-    values = scalars(
-        *(count_of(sessions.filter(status=status)) for status in Status.values),
+    # the index entries counted, not the width of the sessions table. The
+    # bulk of a fleet's history is completed sessions: that count is the total
+    # (the narrowest index) minus the others rather than a walk over its range.
+    counted = [status for status in Status.values if status != Status.COMPLETED]
+    total, *values = scalars(
+        count_of(sessions),
+        *(count_of(sessions.filter(status=status)) for status in counted),
         count_of(running),
         count_of(running.filter(turn_started_at__lte=stuck_cutoff)),
         count_of(sessions.filter(status=Status.ACTIVE, last_active_at__lte=stale_cutoff)),
         count_of(sessions.filter(created_at__gte=midnight)),
     )
-    by_status = dict(zip(Status.values, values, strict=False))
-    running_count, stuck, stale, today = values[len(Status.values) :]
+    found = dict(zip(counted, values, strict=False))
+    found[Status.COMPLETED] = total - sum(found.values())
+    by_status = {status: found[status] for status in Status.values}
+    running_count, stuck, stale, today = values[len(counted) :]
     return {
-        "total": sum(by_status.values()),
+        "total": total,
         "by_status": by_status,
         "active": by_status[Status.ACTIVE],
         "running": running_count,

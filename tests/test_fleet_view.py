@@ -141,6 +141,28 @@ def test_it_breaks_usage_down_by_model_agent_and_channel(admin_client: Client) -
     assert {u.label for u in by_channel.rows} == {"Slack", "CLI"}
 
 
+def test_each_breakdown_sums_the_other_dimensions(admin_client: Client) -> None:
+    add_session("a1", model="gpt-4o", agent="alpha", messages=[priced("1.00")])
+    add_session("a2", model="o3", agent="alpha", channel="slack", messages=[priced("2.00")])
+    add_session("b1", model="gpt-4o", agent="beta", channel="slack", messages=[priced("4.00")])
+
+    response = admin_client.get("/")
+
+    by_model, by_agent, by_channel = response.context["breakdowns"]
+    assert [(u.label, u.cost_usd, u.sessions) for u in by_model.rows] == [
+        ("gpt-4o", Decimal(5), 2),
+        ("o3", Decimal(2), 1),
+    ]
+    assert [(u.label, u.cost_usd) for u in by_agent.rows] == [
+        ("beta", Decimal(4)),
+        ("alpha", Decimal(3)),
+    ]
+    assert [(u.label, u.cost_usd) for u in by_channel.rows] == [
+        ("Slack", Decimal(6)),
+        ("CLI", Decimal(1)),
+    ]
+
+
 def test_it_draws_the_cost_and_token_charts_as_svg(admin_client: Client) -> None:
     add_session("c1", messages=[priced("2.00")])
 

@@ -162,13 +162,12 @@ PERIOD_LABELS = (
 def live_context(now: datetime) -> dict[str, Any]:
     totals = fleet_totals(now)
     start, rows = stats.daily_rows(now)
-    by_model = stats.breakdown("model", now)
-    by_agent = stats.breakdown("agent", now)
+    by_model, by_agent, by_channel = stats.breakdowns(now)
     return {
         "counts": totals["sessions"],
         "periods": [(label, totals["usage"][key]) for key, label in PERIOD_LABELS],
         "burn": totals["burn_rate"],
-        "breakdowns": [by_model, by_agent, stats.breakdown("channel", now)],
+        "breakdowns": [by_model, by_agent, by_channel],
         "agents": [u.label for u in by_agent.rows if u.label != stats.BLANK_LABELS["agent"]],
         "models": [u.label for u in by_model.rows if u.label != stats.BLANK_LABELS["model"]],
         "cost_chart": cost_chart(rows, start=start),

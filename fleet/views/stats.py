@@ -89,29 +89,48 @@ class Breakdown:
     more: int
 
 
-def breakdown(dimension: str, now: datetime, *, days: int = 30) -> Breakdown:
-    """Usage over the last ``days`` grouped by model, agent or channel, costliest first."""
+BREAKDOWN_DIMENSIONS = ("model", "agent", "channel")
+
+
+def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
+    """Usage over the last ``days`` by model, by agent and by channel, costliest first.
+
+    One query grouped by all three (a fleet has tens to hundreds of agent ×
+    model × channel combinations), merged per dimension here.
+    """
     start = utc_today(now) - timedelta(days=days - 1)
-    rows = (
+    fields = (*USAGE_FIELDS, "sessions_started")
+    rows = list(
         DailyUsage.objects.filter(day__gte=start)
-        .values(dimension)
-        .annotate(
-            **{name: Sum(name) for name in (*USAGE_FIELDS, "sessions_started")},
+        .values(*BREAKDOWN_DIMENSIONS)
+        .annotate(**{name: Sum(name) for name in fields})
+        .order_by()
+    )
+    channel_names = dict(Channel.choices)
+    result = []
+    for dimension in BREAKDOWN_DIMENSIONS:
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            into = merged.setdefault(row[dimension], dict.fromkeys(fields, 0))
+            for name in fields:
+                into[name] += row[name] or 0
+        names = channel_names if dimension == "channel" else {}
+        usages = [
+            _usage(names.get(value, value) or BLANK_LABELS[dimension], sums)
+            for value, sums in sorted(
+                merged.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["prompt_tokens"], kv[0])
+            )
+        ]
+        # Rows that only ever held corrections that cancelled out.
+        usages = [u for u in usages if u.api_calls or u.messages or u.sessions or u.total_tokens]
+        result.append(
+            Breakdown(
+                dimension=dimension,
+                rows=usages[:BREAKDOWN_LIMIT],
+                more=max(0, len(usages) - BREAKDOWN_LIMIT),
+            )
         )
-        .order_by("-cost_usd", "-prompt_tokens", dimension)
-    )
-    names = dict(Channel.choices) if dimension == "channel" else {}
-    usages = [
-        _usage(names.get(row[dimension], row[dimension]) or BLANK_LABELS[dimension], row)
-        for row in rows
-    ]
-    # Rows that only ever held corrections that cancelled out.
-    usages = [u for u in usages if u.api_calls or u.messages or u.sessions or u.total_tokens]
-    return Breakdown(
-        dimension=dimension,
-        rows=usages[:BREAKDOWN_LIMIT],
-        more=max(0, len(usages) - BREAKDOWN_LIMIT),
-    )
+    return result
 
 
 def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, Any]]]:
