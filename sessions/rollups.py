@@ -101,8 +101,10 @@ class _Buckets:
 class Rollup:
     """Accumulates counter deltas per day (and, when recent, per minute) bucket."""
 
-    def __init__(self, now: datetime | None = None) -> None:
-        self._recent_since = (now or timezone.now()) - MinuteUsage.RECENT
+    def __init__(self) -> None:
+        # The real clock, not the write's ``now``: the demo generator and
+        # imports write history "as of" past moments, and that is not recent.
+        self._recent_since = timezone.now() - MinuteUsage.RECENT
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
         self._minutes = _Buckets(
             MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value

@@ -265,7 +265,7 @@ def _revive(session: Session, fields: SessionIn) -> bool:
 
 @transaction.atomic
 def _session_upsert(key: str, fields: SessionIn, now: datetime) -> tuple[Session, bool]:
-    rollup = Rollup(now)
+    rollup = Rollup()
     session, created = _lock_or_create(key, fields, now, rollup)
     changed: set[str] = set()
     if not created:
@@ -499,7 +499,7 @@ def _append_rows(
 def _messages_append(
     key: str, items: list[MessageIn], fields: SessionIn, now: datetime
 ) -> AppendResult:
-    rollup = Rollup(now)
+    rollup = Rollup()
     session, created = _lock_or_create(key, fields, now, rollup)
     changed: set[str] = set()
     if not created and fields:
@@ -621,7 +621,7 @@ def _message_update_last(key: str, patch: MessageIn, now: datetime) -> Message:
         raise InvalidInput(
             "a tool message must say which call it answers", field="message.tool_call_id"
         )
-    rollup = Rollup(now)
+    rollup = Rollup()
     _correct(session, before, message, rollup)
     try:
         with transaction.atomic():
@@ -664,7 +664,7 @@ def message_remove_last(*, key: str, now: datetime | None = None) -> bool:
     message = _last_message(session)
     if message is None:
         return False
-    rollup = Rollup(now)
+    rollup = Rollup()
     _correct(session, message, None, rollup)
     Message.objects.filter(pk=message.pk).delete()
     session.message_count = max(0, session.message_count - 1)
@@ -736,7 +736,7 @@ def _session_compact(key: str, summary: str, keep: int, now: datetime) -> int:
     if not active.filter(is_summary=False).exists():
         return 0  # only earlier summaries would go: nothing new to summarise
     archived = active.update(compacted_at=now)
-    rollup = Rollup(now)
+    rollup = Rollup()
     _append_rows(
         session,
         [MessageIn(role=Role.SYSTEM, content=summary, is_summary=True, created_at=now)],

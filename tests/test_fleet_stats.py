@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from sessions import services
 from sessions.fleet_stats import fleet_totals
 from sessions.models import DailyUsage, MinuteUsage, Session
+from sessions.rollups import utc_minute
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +98,17 @@ def test_usage_survives_deleting_the_sessions() -> None:
     assert fleet_totals(now=NOW)["usage"]["today"]["cost_usd"] == Decimal("0.5")
 
 
+def live_now() -> datetime:
+    """Half past the current real minute: the minute rollup keeps only recent usage."""
+    return utc_minute(timezone.now()) + timedelta(seconds=30)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def test_the_burn_rate_is_the_cost_of_the_last_hours_messages() -> None:
+    now = live_now()
     services.messages_append(
         key="busy",
         messages=[
@@ -104,25 +116,25 @@ def test_the_burn_rate_is_the_cost_of_the_last_hours_messages() -> None:
                 "role": "assistant",
                 "content": "old",
                 "usage": used("5"),
-                "created_at": "2026-11-21T10:00:00Z",
+                "created_at": iso(now - timedelta(hours=2)),
             },
             {
                 "role": "assistant",
                 "content": "new",
                 "usage": used("0.25", 100, 20),
-                "created_at": "2026-11-21T11:30:00Z",
+                "created_at": iso(now - timedelta(minutes=30)),
             },
             {"role": "assistant", "content": "newer", "usage": used("0.5", 10, 2)},
         ],
-        now=NOW,
+        now=now,
     )
     services.messages_append(
         key="quiet",
         messages=[{"role": "assistant", "content": "x", "usage": used("9")}],
-        now=NOW - timedelta(hours=3),
+        now=now - timedelta(hours=3),
     )
 
-    burn = fleet_totals(now=NOW)["burn_rate"]
+    burn = fleet_totals(now=now)["burn_rate"]
 
     assert burn["cost_usd"] == Decimal("0.75")
     assert burn["api_calls"] == 2
@@ -131,16 +143,20 @@ def test_the_burn_rate_is_the_cost_of_the_last_hours_messages() -> None:
 
 
 def test_the_burn_window_is_the_current_minute_and_the_59_before_it() -> None:
-    now = NOW + timedelta(seconds=30)
+    now = live_now()
+    minute = utc_minute(now)
     services.messages_append(
         key="edges",
         messages=[
-            {"role": "assistant", "content": "out", "usage": used("1"), "created_at": at}
-            for at in ("2026-11-21T10:59:59Z", "2026-11-21T11:00:59Z")
+            {"role": "assistant", "content": "out", "usage": used("1"), "created_at": iso(at)}
+            for at in (
+                minute - timedelta(minutes=60, seconds=1),
+                minute - timedelta(minutes=59, seconds=1),
+            )
         ]
         + [
-            {"role": "assistant", "content": "in", "usage": used("0.5"), "created_at": at}
-            for at in ("2026-11-21T11:01:00Z", "2026-11-21T12:00:29Z")
+            {"role": "assistant", "content": "in", "usage": used("0.5"), "created_at": iso(at)}
+            for at in (minute - timedelta(minutes=59), now - timedelta(seconds=1))
         ],
         now=now,
     )
@@ -149,6 +165,7 @@ def test_the_burn_window_is_the_current_minute_and_the_59_before_it() -> None:
 
 
 def test_the_burn_rate_follows_corrections_and_counts_unpriced_calls() -> None:
+    now = live_now()
     services.messages_append(
         key="s",
         messages=[
@@ -156,19 +173,29 @@ def test_the_burn_rate_follows_corrections_and_counts_unpriced_calls() -> None:
             {"role": "assistant", "content": "b", "model": "no-such-model", "usage": used(None)},
             {"role": "assistant", "content": "c", "usage": used("2")},
         ],
-        now=NOW,
+        now=now,
     )
-    assert fleet_totals(now=NOW)["burn_rate"]["cost_usd"] == Decimal("2.5")
+    assert fleet_totals(now=now)["burn_rate"]["cost_usd"] == Decimal("2.5")
 
-    services.message_update_last(key="s", message={"usage": used("0.25")}, now=NOW)
-    burn = fleet_totals(now=NOW)["burn_rate"]
+    services.message_update_last(key="s", message={"usage": used("0.25")}, now=now)
+    burn = fleet_totals(now=now)["burn_rate"]
     assert burn["cost_usd"] == Decimal("0.75")
     assert burn["api_calls"] == 3
     assert burn["unpriced_calls"] == 1
 
-    services.message_remove_last(key="s", now=NOW)
-    burn = fleet_totals(now=NOW)["burn_rate"]
+    services.message_remove_last(key="s", now=now)
+    burn = fleet_totals(now=now)["burn_rate"]
     assert (burn["cost_usd"], burn["api_calls"], burn["total_tokens"]) == (Decimal("0.5"), 2, 30)
+
+
+def test_writes_dated_in_the_past_leave_the_minute_rollup_alone() -> None:
+    # The demo generator and imports write history "as of" its own time.
+    services.messages_append(
+        key="demo", messages=[{"role": "assistant", "content": "a", "usage": used("1")}], now=NOW
+    )
+
+    assert not MinuteUsage.objects.exists()
+    assert fleet_totals(now=NOW)["burn_rate"]["cost_usd"] == Decimal(0)
 
 
 def test_importing_history_leaves_the_minute_rollup_alone() -> None:
