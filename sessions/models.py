@@ -342,30 +342,42 @@ class ModelPrice(models.Model):
         return f"{self.model_pattern} from {self.valid_from:%Y-%m-%d}"
 
 
-class DailyUsage(models.Model):
-    """Usage per UTC day × agent × model × channel, kept with ingest and by purge.
+class UsageBucket(models.Model):
+    """Counters of one agent × model × channel over a period (the subclass's key).
 
-    Charts and period totals read this table, so cost history survives
-    deleting old conversations. Counters are signed: corrections (update-last,
-    remove-last, admin edits) move them by differences.
+    Written only by ``sessions.rollups.Rollup``, with signed deltas:
+    corrections (update-last, remove-last, admin edits) move them by
+    differences.
     """
 
-    day = models.DateField()
     agent = models.CharField(max_length=255, blank=True)
     model = models.CharField(max_length=255, blank=True)
     channel = models.CharField(max_length=16, blank=True)
-    sessions_started = models.BigIntegerField(default=0)
-    messages = models.BigIntegerField(default=0)
-    turns = models.BigIntegerField(default=0)
-    tool_calls = models.BigIntegerField(default=0)
     api_calls = models.BigIntegerField(default=0)
     unpriced_calls = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
+    cost_usd = MoneyField(default=Decimal(0))
+
+    class Meta:
+        abstract = True
+
+
+class DailyUsage(UsageBucket):
+    """Usage per UTC day × agent × model × channel, kept with ingest and by purge.
+
+    Charts and period totals read this table, so cost history survives
+    deleting old conversations.
+    """
+
+    day = models.DateField()
+    sessions_started = models.BigIntegerField(default=0)
+    messages = models.BigIntegerField(default=0)
+    turns = models.BigIntegerField(default=0)
+    tool_calls = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     cache_read_tokens = models.BigIntegerField(default=0)
     cache_creation_tokens = models.BigIntegerField(default=0)
-    cost_usd = MoneyField(default=Decimal(0))
 
     class Meta:
         ordering = ["-day", "agent", "model", "channel"]
@@ -380,28 +392,20 @@ class DailyUsage(models.Model):
         return f"{self.day} {self.agent or '-'} {self.model or '-'} {self.channel or '-'}"
 
 
-class MinuteUsage(models.Model):
+class MinuteUsage(UsageBucket):
     """Recent usage per UTC minute × agent × model × channel: the burn rate's source.
 
     Kept with ingest like ``DailyUsage`` (same deltas, same transaction), but
-    only for usage dated within ``RECENT`` of the write, so importing history
-    never fills it; ``purge`` deletes rows older than ``RECENT``. The burn
-    rate then sums at most 60 minutes of buckets instead of the last hour's
-    messages.
+    only for usage dated within ``RECENT`` of the moment of the write (the
+    real clock), so importing history never fills it; ``purge`` deletes rows
+    older than ``RECENT``. The burn rate then sums at most 60 minutes of
+    buckets instead of the last hour's messages.
     """
 
     RECENT = timedelta(hours=2)
     COUNTERS = ("api_calls", "unpriced_calls", "prompt_tokens", "completion_tokens", "cost_usd")
 
     minute = models.DateTimeField()
-    agent = models.CharField(max_length=255, blank=True)
-    model = models.CharField(max_length=255, blank=True)
-    channel = models.CharField(max_length=16, blank=True)
-    api_calls = models.BigIntegerField(default=0)
-    unpriced_calls = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cost_usd = MoneyField(default=Decimal(0))
 
     class Meta:
         ordering = ["-minute", "agent", "model", "channel"]
