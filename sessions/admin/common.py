@@ -1,0 +1,107 @@
+"""Shared pieces of the admin: money and choice display, list filters, forms.
+
+Rows imported or written long ago may hold values the domain no longer
+accepts (an unknown status, metadata that is a list): these helpers show them
+as they are, marked invalid, and never crash on them.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, Model, Q, QuerySet
+from django.http import HttpRequest
+
+from sessions.errors import FleetError
+
+TOP_VALUES = 50
+
+
+def usd(value: Decimal | None) -> str:
+    """``$0.012345``: every significant digit, at least two decimals, never a float."""
+    if value is None:
+        return "—"
+    text = f"{value.normalize():f}"
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
+def choice_label(obj: Model, name: str) -> str:
+    """The label of a choice field; a stored value outside the choices is shown, marked."""
+    value = getattr(obj, name)
+    if value in (None, ""):
+        return "—"
+    labels = {str(key): label for key, label in obj._meta.get_field(name).flatchoices}
+    if value in labels:
+        return str(labels[value])
+    return f"{value} (invalid)"
+
+
+def top_values_filter(field: str, title: str) -> type[admin.SimpleListFilter]:
+    """A list filter offering the most used values of ``field``.
+
+    Agent and model names are open-ended: listing every distinct value would
+    grow without bound, so the filter offers the ``TOP_VALUES`` most used (one
+    grouped query per page) plus the value currently chosen.
+    """
+
+    class TopValuesFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+            rows = (
+                model_admin.model._default_manager.exclude(**{field: ""})
+                .values_list(field)
+                .annotate(uses=Count("pk"))
+                .order_by("-uses", field)[:TOP_VALUES]
+            )
+            values = [value for value, _ in rows]
+            chosen = self.value()
+            if chosen and chosen not in values:
+                values.append(chosen)
+            return [(value, value) for value in values]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+            if self.value():
+                return queryset.filter(**{field: self.value()})
+            return queryset
+
+        def get_facet_counts(self, pk_attname: str, filtered_qs: QuerySet) -> dict[str, Count]:
+            # One conditional count per value in a single scan, not a subquery each.
+            return {
+                f"{index}__c": Count(pk_attname, filter=Q(**{field: value}))
+                for index, (value, _) in enumerate(self.lookup_choices)
+            }
+
+    TopValuesFilter.title = title
+    TopValuesFilter.__name__ = f"Top{field.title()}Filter"
+    return TopValuesFilter
+
+
+class StoredChoicesForm(forms.ModelForm):
+    """Keeps a stored value that is not a valid choice visible instead of silently replaced.
+
+    A select without the stored value would show (and save) its first option;
+    here the value is offered, labelled invalid, and saving it is refused by
+    the model's choices check until another value is chosen.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if not isinstance(field, forms.TypedChoiceField):
+                continue
+            value = self.initial.get(name)
+            known = {str(key) for key, _ in field.choices}
+            if isinstance(value, str) and value and value not in known:
+                field.choices = [
+                    *field.choices,
+                    (value, f"{value} (stored value, not valid: choose another)"),
+                ]
+
+    def add_fleet_error(self, error: FleetError) -> None:
+        name = (error.field or "").split(".")[0].split("[")[0]
+        self.add_error(name if name in self.fields else None, error.message)

@@ -1,0 +1,170 @@
+"""The message admin: browse messages, correct one (totals move by the difference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.text import Truncator
+
+from sessions import inputs, services
+from sessions.admin.common import StoredChoicesForm, choice_label, usd
+from sessions.errors import FleetError
+from sessions.models import TOKEN_FIELDS, CostSource, Message, Role
+
+PREVIEW_CHARS = 80
+
+
+class MessageAdminForm(StoredChoicesForm):
+    """Checks an edited message with the API's rules before the correction is saved."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        stored_calls = self.initial.get("tool_calls")
+        if "tool_calls" in self.changed_data and "tool_calls" in cleaned:
+            try:
+                cleaned["tool_calls"] = inputs.clean_tool_calls(cleaned["tool_calls"], "tool_calls")
+            except FleetError as exc:
+                self.add_fleet_error(exc)
+        elif stored_calls is not None and not isinstance(stored_calls, list | str | dict):
+            # Totals count len(tool_calls): a stored number cannot be corrected from.
+            self.add_error("tool_calls", "The stored value is not a list: enter a list, e.g. [].")
+        if cleaned.get("role") == Role.TOOL and not cleaned.get("tool_call_id"):
+            self.add_error("tool_call_id", "A tool message must say which call it answers.")
+        cost = cleaned.get("cost_usd")
+        source = cleaned.get("cost_source")
+        if cost is not None and cost < 0:
+            self.add_error("cost_usd", "Must not be negative.")
+        has_tokens = any(cleaned.get(name) for name in TOKEN_FIELDS)
+        if not source and (has_tokens or cost is not None):
+            self.add_error(
+                "cost_source", "Usage needs a cost source: reported, computed or unpriced."
+            )
+        if source == CostSource.UNPRICED and cost is not None:
+            self.add_error(
+                "cost_usd", "An unpriced message has no cost: clear it, or choose reported."
+            )
+        return cleaned
+
+
+class ArchivedFilter(admin.SimpleListFilter):
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "Archived (compacted)"), ("no", "In context")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(compacted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(compacted_at__isnull=True)
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    form = MessageAdminForm
+    list_display = [
+        "session_key",
+        "seq",
+        "role_display",
+        "agent_name",
+        "preview",
+        "tokens",
+        "cost",
+        "cost_source",
+        "archived",
+        "created_at",
+    ]
+    list_display_links = ["session_key", "seq"]
+    list_filter = ["role", ArchivedFilter, "cost_source"]
+    # A contains-scan of every message: slow on a large store, and still useful.
+    search_fields = ["content"]
+    search_help_text = "Message content (contains)."
+    list_select_related = ["session"]
+    # Counting every message ("N total", filter counts) is a full scan on a big table.
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    raw_id_fields = ["session"]
+    # Served by the (session, seq) unique index, filtered or not.
+    ordering = ["session_id", "seq"]
+    # created_at is read-only: the admin's split date/time widget would drop
+    # its microseconds on every save.
+    readonly_fields = ["session", "seq", "message_id", "is_summary", "created_at", "compacted_at"]
+    fieldsets = [
+        (
+            None,
+            {
+                "description": (
+                    "Saving a change moves the session's totals and the daily usage by the "
+                    "difference. Messages cannot be deleted here (counts and seq would break): "
+                    "use compaction, clear, or manage.py purge. Editing tokens does not reprice "
+                    "a computed cost: run manage.py reprice, or enter a reported cost."
+                ),
+                "fields": [
+                    ("session", "seq", "message_id"),
+                    ("role", "is_summary"),
+                    "content",
+                    ("name", "agent_name"),
+                    "tool_calls",
+                    "tool_call_id",
+                    "reasoning",
+                    ("model", "provider_response_id", "status"),
+                    ("created_at", "compacted_at"),
+                ],
+            },
+        ),
+        (
+            "Usage",
+            {
+                "fields": [
+                    ("prompt_tokens", "cache_read_tokens", "cache_creation_tokens"),
+                    ("completion_tokens", "reasoning_tokens"),
+                    ("cost_usd", "cost_source"),
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="session")
+    def session_key(self, obj: Message) -> str:
+        return obj.session.key
+
+    @admin.display(description="role", ordering="role")
+    def role_display(self, obj: Message) -> str:
+        return choice_label(obj, "role")
+
+    @admin.display(description="content")
+    def preview(self, obj: Message) -> str:
+        # Returned as plain text: the admin escapes it (agent text is untrusted).
+        if obj.content is None:
+            return "—"
+        return Truncator(" ".join(obj.content.split())).chars(PREVIEW_CHARS)
+
+    @admin.display(description="tokens")
+    def tokens(self, obj: Message) -> int:
+        return obj.total_tokens
+
+    @admin.display(description="cost")
+    def cost(self, obj: Message) -> str:
+        if obj.cost_source == CostSource.UNPRICED:
+            return "unpriced"
+        return usd(obj.cost_usd)
+
+    @admin.display(description="archived", boolean=True, ordering="compacted_at")
+    def archived(self, obj: Message) -> bool:
+        return obj.compacted_at is not None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
+
+    def save_model(
+        self, request: HttpRequest, obj: Message, form: MessageAdminForm, change: bool
+    ) -> None:
+        services.message_save_correction(message=obj)
