@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python bench/append.py`` (about a minute; ``--quick`` for a
 smoke run). It builds its own throwaway SQLite databases (all migrations, so
-the FTS5 triggers are in), writes demo-shaped messages (``sessions.demo``) and
-prints:
+the FTS5 triggers are in), writes demo-shaped messages
+(``sessions.demo.transcript``) and prints:
 
 (a) the median time of appending one message to a session that already holds
     10 000 messages, divided by the same on an empty session — target ≤ 1.2;
@@ -75,7 +75,7 @@ def median_ms(samples: list[float]) -> float:
 
 def bench_long_session(*, history: int, samples: int, seed: int) -> dict[str, float]:
     from sessions import services
-    from sessions.demo import iter_messages
+    from sessions.demo.transcript import iter_messages
 
     long_key = f"long-{seed}"
     services.session_upsert(key=long_key, fields={"agent": "koda", "model": "claude-sonnet-4-5"})
@@ -133,7 +133,7 @@ def bench_batches(
     seed: int,
 ) -> dict[str, float]:
     from sessions import services
-    from sessions.demo import iter_messages
+    from sessions.demo.transcript import iter_messages
     from sessions.models import Session
 
     key = f"batches-{seed}"

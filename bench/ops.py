@@ -17,10 +17,11 @@ search triggers are in), fills them with demo-shaped rows and prints:
 
 The store is built with raw ``executemany`` (the demo generator writes ~140
 sessions a second through the services, far too slow for 200 000 sessions);
-message texts come from the demo generator (``sessions.demo.iter_messages``),
-so the search index holds what a real store holds. The service figures are
-the ``seconds`` of the command's ``--json`` summary (the job, not Python's
-start-up). See bench/README.md for the figures measured.
+message texts come from the demo generator
+(``sessions.demo.transcript.iter_messages``), so the search index holds what
+a real store holds. The service figures are the ``seconds`` of the command's
+``--json`` summary (the job, not Python's start-up). See bench/README.md for
+the figures measured.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def message_pool(size: int) -> list[tuple[Any, ...]]:
     import django
 
     django.setup()
-    from sessions.demo import iter_messages
+    from sessions.demo.transcript import iter_messages
 
     pool = []
     for message in iter_messages(size, seed=5):

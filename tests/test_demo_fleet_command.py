@@ -11,7 +11,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from sessions import services
-from sessions.demo import HOSTILE, plan_session
+from sessions.demo.fleet import plan_session
+from sessions.demo.text import HOSTILE
 from sessions.models import (
     TOKEN_FIELDS,
     Channel,
@@ -261,7 +262,7 @@ def test_it_refuses_bad_flags(option: str, value: int) -> None:
 def test_todays_sessions_start_after_midnight_at_any_time_of_day(clock: str) -> None:
     from datetime import datetime
 
-    from sessions.demo import SHOWCASE, session_head
+    from sessions.demo.heads import SHOWCASE, session_head
 
     now = datetime.fromisoformat(f"2026-11-22T{clock}+00:00")
     midnight = now.replace(hour=0, minute=0, second=0)

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from sessions.demo import FleetLoaded, write_fleet
+from sessions.demo.fleet import FleetLoaded, write_fleet
 from sessions.models import Session
 
 
