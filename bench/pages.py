@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 from types import ModuleType
@@ -64,7 +65,7 @@ def build(sessions: int, per_session: int) -> None:
     from django.core.management import call_command
 
     from sessions import services
-    from sessions.demo import iter_messages
+    from sessions.demo.transcript import iter_messages
     from sessions.models import Session
 
     call_command("migrate", verbosity=0)
@@ -165,7 +166,7 @@ def run(iterations: int) -> None:
 
     from fleet.views.session import session_version
     from fleet.views.stats import fleet_version
-    from sessions.models import Message, Session
+    from sessions.models import Message, MinuteUsage, Session
 
     user_model = get_user_model()
     user = user_model.objects.filter(username="bench").first()
@@ -199,6 +200,11 @@ def run(iterations: int) -> None:
     ]
     counts = (Session.objects.count(), Message.objects.count())
     print(f"fleet: {counts[0]:,} sessions, {counts[1]:,} messages; {iterations} requests each")
+    # The burn rate's load: a fleet built hours ago has an empty last hour.
+    hour_ago = timezone.now() - timedelta(hours=1)
+    recent = Message.objects.filter(created_at__gte=hour_ago, session__last_active_at__gte=hour_ago)
+    buckets = MinuteUsage.objects.filter(minute__gte=hour_ago).count()
+    print(f"last hour: {recent.count():,} messages, {buckets:,} minute usage buckets")
     print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}  status  target")
     with override_settings(ROOT_URLCONF=urlconf()):
         for name, url, headers, fresh in cases:
