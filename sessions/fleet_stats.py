@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db.models import Case, DateField, F, Sum, When
 from django.utils import timezone
 
-from sessions.models import TOKEN_FIELDS, DailyUsage, MinuteUsage, State, Status
+from sessions.models import DailyUsage, MinuteUsage, State, Status
 from sessions.models import Session as SessionModel
+from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import utc_minute
 from sessions.sql import count_of, scalars
 
@@ -29,16 +30,6 @@ PERIODS: dict[str, int | None] = {
     "last_30_days": 29,
     "all_time": None,
 }
-ROLLUP_COUNTERS = (
-    "sessions_started",
-    "messages",
-    "turns",
-    "tool_calls",
-    "api_calls",
-    "unpriced_calls",
-    *TOKEN_FIELDS,
-    "cost_usd",
-)
 
 
 def _session_counts(now: datetime) -> dict[str, Any]:
