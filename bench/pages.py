@@ -7,7 +7,8 @@ a few minutes). ``--db PATH`` reuses an SQLite database made before
 (``FLEET_SQLITE_PATH=PATH manage.py demo_fleet --sessions 100000
 --messages-per-session 10``); the script adds the 10 000-message session if it
 is missing. Without ``--db`` it builds a throwaway database in a temporary
-directory.
+directory. ``--database-url postgres://…`` runs against PostgreSQL instead
+(the database must exist; the fleet is built in it if it holds none, and kept).
 
 It requests each page in-process through Django's test client (middleware,
 log-in, view, template: everything but the network) and prints p50 and p95 of
@@ -42,9 +43,12 @@ TARGETS = {"fleet page": 100, "unchanged poll": 10, "session page": 100, "search
 MAX_QUERIES = 15
 
 
-def setup(db: Path) -> None:
+def setup(db: Path, database_url: str | None = None) -> None:
     os.environ["FLEET_SQLITE_PATH"] = str(db)
-    os.environ.pop("DATABASE_URL", None)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production-use-0")
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ["DJANGO_SETTINGS_MODULE"] = "fleet.settings"
@@ -92,7 +96,7 @@ def build(sessions: int, per_session: int) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("ANALYZE")  # both databases: fresh planner statistics
 
 
 def constant_view(request: Any) -> Any:
@@ -144,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 000 sessions, fewer requests")
     parser.add_argument("--db", type=Path, help="reuse this SQLite database (kept)")
+    parser.add_argument("--database-url", help="use this PostgreSQL database instead (kept)")
     parser.add_argument("--sessions", type=int, default=None)
     parser.add_argument("--messages-per-session", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=None)
@@ -153,13 +158,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fleet-bench-pages-") as work:
         db = args.db or Path(work) / "pages.sqlite3"
-        setup(db)
+        setup(db, args.database_url)
         build(sessions, args.messages_per_session)
         run(iterations)
 
 
 def run(iterations: int) -> None:
     from django.contrib.auth import get_user_model
+    from django.db import connection
     from django.test import Client
     from django.test.utils import override_settings
     from django.utils import timezone
@@ -199,7 +205,10 @@ def run(iterations: int) -> None:
         ("search", "/search?q=failing+tests+retry", {}, None),
     ]
     counts = (Session.objects.count(), Message.objects.count())
-    print(f"fleet: {counts[0]:,} sessions, {counts[1]:,} messages; {iterations} requests each")
+    print(
+        f"fleet ({connection.vendor}): {counts[0]:,} sessions, {counts[1]:,} messages; "
+        f"{iterations} requests each"
+    )
     # The burn rate's load: a fleet built hours ago has an empty last hour.
     hour_ago = timezone.now() - timedelta(hours=1)
     recent = Message.objects.filter(created_at__gte=hour_ago, session__last_active_at__gte=hour_ago)
