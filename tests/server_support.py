@@ -1,7 +1,7 @@
 """Helpers for the production tests: real app servers (``scripts/serve.sh`` or
 gunicorn with ``gunicorn.conf.py``) started in subprocesses on free loopback
-ports against the test database, a small HTTP client, and consistency checks
-of what the servers stored."""
+ports against the test database, one-off commands run in the checkout, a small
+HTTP client, and consistency checks of what the servers stored."""
 
 from __future__ import annotations
 
@@ -93,6 +93,20 @@ def server_env(**extra: str) -> dict[str, str]:
             **extra,
         }
     )
+
+
+def run_in_checkout(
+    command: list[str], env: dict[str, str], *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end in the checkout with exactly ``env``; its output is
+    captured as text and a failing exit is left to the caller to assert on."""
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_in_checkout([sys.executable, "manage.py", *args], env)
 
 
 class Server:

@@ -12,51 +12,16 @@ from sessions import services
 from sessions.errors import InvalidInput, SessionGone
 from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session, Tombstone
 from sessions.pricing import library_rates
+from tests.totals_support import message_sums, rollup_totals, usage
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-ROLLUP_COUNTERS = (
-    "sessions_started",
-    "messages",
-    "turns",
-    "tool_calls",
-    "api_calls",
-    "unpriced_calls",
-    *TOKEN_FIELDS,
-    "cost_usd",
-)
-
-
-def usage(prompt: int = 0, completion: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, **extra}
-
-
-def message_sums(session: Session) -> dict[str, Any]:
-    """Totals recomputed from the stored messages, the way DESIGN defines them."""
-    messages = list(Message.objects.filter(session=session))
-    with_usage = [m for m in messages if m.cost_source]
-    return {
-        "message_count": len(messages),
-        "turns": sum(1 for m in messages if m.role == "assistant" and m.content),
-        "tool_call_count": sum(len(m.tool_calls) for m in messages),
-        "api_calls": len(with_usage),
-        "unpriced_calls": sum(1 for m in messages if m.cost_source == CostSource.UNPRICED),
-        **{name: sum(getattr(m, name) for m in with_usage) for name in TOKEN_FIELDS},
-        "cost_usd": sum((m.cost_usd for m in messages if m.cost_usd is not None), Decimal(0)),
-    }
 
 
 def session_totals(session: Session) -> dict[str, Any]:
     session.refresh_from_db()
     return {name: getattr(session, name) for name in message_sums(session)}
-
-
-def rollup_totals() -> dict[str, Any]:
-    rows = list(DailyUsage.objects.all())
-    totals: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in ROLLUP_COUNTERS}
-    totals["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
-    return totals
 
 
 def test_it_numbers_messages_one_two_three_across_batches() -> None:

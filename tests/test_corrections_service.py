@@ -15,19 +15,11 @@ from sessions import services
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
 from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, ModelPrice, Session
 from sessions.pricing import library_rates
+from tests.totals_support import message_sums, rollup_totals, usage
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-ROLLUP_COUNTERS = (
-    "messages",
-    "turns",
-    "tool_calls",
-    "api_calls",
-    "unpriced_calls",
-    *TOKEN_FIELDS,
-    "cost_usd",
-)
 SESSION_TO_ROLLUP = {
     "message_count": "messages",
     "turns": "turns",
@@ -39,34 +31,9 @@ SESSION_TO_ROLLUP = {
 }
 
 
-def usage(prompt: int = 0, completion: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, **extra}
-
-
-def message_sums(session: Session) -> dict[str, Any]:
-    messages = list(Message.objects.filter(session=session))
-    with_usage = [m for m in messages if m.cost_source]
-    return {
-        "message_count": len(messages),
-        "turns": sum(1 for m in messages if m.role == "assistant" and m.content),
-        "tool_call_count": sum(len(m.tool_calls) for m in messages),
-        "api_calls": len(with_usage),
-        "unpriced_calls": sum(1 for m in messages if m.cost_source == CostSource.UNPRICED),
-        **{name: sum(getattr(m, name) for m in with_usage) for name in TOKEN_FIELDS},
-        "cost_usd": sum((m.cost_usd for m in messages if m.cost_usd is not None), Decimal(0)),
-    }
-
-
 def session_totals(key: str) -> dict[str, Any]:
     session = Session.objects.get(key=key)
     return {name: getattr(session, name) for name in SESSION_TO_ROLLUP}
-
-
-def rollup_totals(**filters: Any) -> dict[str, Any]:
-    rows = list(DailyUsage.objects.filter(**filters))
-    totals: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in ROLLUP_COUNTERS}
-    totals["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
-    return totals
 
 
 def assert_totals_follow_messages(key: str) -> None:

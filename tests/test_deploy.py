@@ -3,12 +3,11 @@ a misconfigured one stops start-up with a message naming the variable."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
-from tests.server_support import ROOT, SERVE, database_env, production_env
+from tests.server_support import SERVE, database_env, manage, production_env, run_in_checkout
 
 # README "Production": the environment an operator sets behind a TLS proxy.
 DOCUMENTED = {
@@ -19,27 +18,9 @@ DOCUMENTED = {
 }
 
 
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def settings_value(env: dict[str, str], expression: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import fleet.settings as s; print({expression})"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_in_checkout(
+        [sys.executable, "-c", f"import fleet.settings as s; print({expression})"], env, timeout=60
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -107,14 +88,10 @@ def test_a_misconfigured_environment_stops_serve_naming_the_variable(
     if not started["DJANGO_SECRET_KEY"]:
         del started["DJANGO_SECRET_KEY"]  # unset, with DJANGO_DEBUG unset too
 
-    done = subprocess.run(
+    done = run_in_checkout(
         [str(SERVE)],
-        cwd=ROOT,
-        env={**started, "FLEET_PYTHON": sys.executable, "FLEET_BIND": "127.0.0.1:1"},
-        capture_output=True,
-        text=True,
+        {**started, "FLEET_PYTHON": sys.executable, "FLEET_BIND": "127.0.0.1:1"},
         timeout=60,
-        check=False,
     )
 
     assert done.returncode != 0
@@ -127,14 +104,10 @@ def test_gunicorn_alone_stops_when_the_configuration_is_broken(tmp_path) -> None
     env = production_env(FLEET_SQLITE_PATH=str(tmp_path / "db.sqlite3"), FLEET_WORKERS="1")
     del env["DJANGO_SECRET_KEY"]
 
-    done = subprocess.run(
+    done = run_in_checkout(
         [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", "127.0.0.1:0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+        env,
         timeout=60,
-        check=False,
     )
 
     assert done.returncode != 0

@@ -11,7 +11,6 @@ import json
 import re
 import shlex
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,9 +23,11 @@ from tests.server_support import (
     Server,
     clean_environ,
     database_env,
+    manage,
     messages_path,
     production_env,
     request,
+    run_in_checkout,
     server_env,
 )
 
@@ -112,15 +113,7 @@ def test_the_procfile_releases_and_serves_a_new_sqlite_database(tmp_path: Path) 
         FLEET_WORKERS="2",
         FLEET_PYTHON=sys.executable,
     )
-    release = subprocess.run(
-        ["sh", "-c", processes["release"].strip()],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    release = run_in_checkout(["sh", "-c", processes["release"].strip()], env)
     assert release.returncode == 0, release.stderr
     server = Server(env, tmp_path, command=["sh", "-c", processes["web"].strip()]).start()
     try:
@@ -141,15 +134,7 @@ def test_the_crontab_commands_run(tmp_path: Path) -> None:
             if connection.vendor != "sqlite":
                 continue
             command = ["backup", str(tmp_path / "fleet-backup.sqlite3")]
-        done = subprocess.run(
-            [sys.executable, "manage.py", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = manage(env, *command)
         assert done.returncode == 0, done.stderr
         if "--json" in command:
             json.loads(done.stdout.strip().splitlines()[-1])
@@ -159,18 +144,12 @@ def test_the_crontab_commands_run(tmp_path: Path) -> None:
 def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
     script = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['workers'], c['bind'])"
     env = {**clean_environ(), "WEB_CONCURRENCY": "3", "FLEET_BIND": "unix:/run/fleet.sock"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    done = run_in_checkout([sys.executable, "-c", script], env)
     assert done.stdout.split() == ["3", "['unix:/run/fleet.sock']"], done.stderr
     env["FLEET_WORKERS"] = "5"  # wins over WEB_CONCURRENCY
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    done = run_in_checkout([sys.executable, "-c", script], env)
     assert done.stdout.split()[0] == "5", done.stderr
     env["FLEET_WORKERS"] = "many"
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    done = run_in_checkout([sys.executable, "-c", script], env)
     assert done.returncode != 0
     assert "FLEET_WORKERS" in done.stderr

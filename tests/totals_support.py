@@ -1,0 +1,48 @@
+"""Helpers for the service tests that check totals (``messages_append`` and the
+corrections): usage blocks, and the totals recomputed from the stored messages
+and from the daily rollup, the way DESIGN defines them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session
+
+ROLLUP_COUNTERS = (
+    "sessions_started",
+    "messages",
+    "turns",
+    "tool_calls",
+    "api_calls",
+    "unpriced_calls",
+    *TOKEN_FIELDS,
+    "cost_usd",
+)
+
+
+def usage(prompt: int = 0, completion: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, **extra}
+
+
+def message_sums(session: Session) -> dict[str, Any]:
+    """The session's totals recomputed from its stored messages, by session field name."""
+    messages = list(Message.objects.filter(session=session))
+    with_usage = [m for m in messages if m.cost_source]
+    return {
+        "message_count": len(messages),
+        "turns": sum(1 for m in messages if m.role == "assistant" and m.content),
+        "tool_call_count": sum(len(m.tool_calls) for m in messages),
+        "api_calls": len(with_usage),
+        "unpriced_calls": sum(1 for m in messages if m.cost_source == CostSource.UNPRICED),
+        **{name: sum(getattr(m, name) for m in with_usage) for name in TOKEN_FIELDS},
+        "cost_usd": sum((m.cost_usd for m in messages if m.cost_usd is not None), Decimal(0)),
+    }
+
+
+def rollup_totals(**filters: Any) -> dict[str, Any]:
+    """Every rollup counter summed over the daily usage rows matching ``filters``."""
+    rows = list(DailyUsage.objects.filter(**filters))
+    totals: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in ROLLUP_COUNTERS}
+    totals["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
+    return totals
