@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import shutil
@@ -30,18 +29,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-MESSAGE_TABLE = "agent_sessions_message"
-SESSION_TABLE = "agent_sessions_session"
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA temp_store=MEMORY",
-    "PRAGMA cache_size=-20000",
+from raw_sqlite import (
+    MESSAGE_TABLE,
+    ROOT,
+    SESSION_TABLE,
+    columns,
+    connect,
+    insert_sql,
+    update_params,
+    write_batch,
 )
 
 
@@ -112,17 +112,6 @@ def bench_long_session(*, history: int, samples: int, seed: int) -> dict[str, fl
 # --- (b) service batches vs raw executemany ---------------------------------------
 
 
-def columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-
-
-def raw_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    return conn
-
-
 def bench_batches(
     *,
     service_path: Path,
@@ -140,42 +129,18 @@ def bench_batches(
     services.session_upsert(key=key, fields={"agent": "koda", "model": "claude-sonnet-4-5"})
     session_id = Session.objects.get(key=key).pk
 
-    reader = raw_connection(service_path)
-    raw = raw_connection(raw_path)
+    reader = connect(service_path)
+    raw = connect(raw_path)
     # For context only: the same raw insert without the FTS trigger.
-    bare = raw_connection(bare_path)
+    bare = connect(bare_path)
     session_columns = columns(reader, SESSION_TABLE)
     session_row = reader.execute(
         f"SELECT * FROM {SESSION_TABLE} WHERE id = ?", (session_id,)
     ).fetchone()
     for conn in (raw, bare):
-        conn.execute(
-            f"INSERT INTO {SESSION_TABLE} ({', '.join(session_columns)}) "
-            f"VALUES ({', '.join('?' * len(session_columns))})",
-            session_row,
-        )
+        conn.execute(insert_sql(SESSION_TABLE, session_columns), session_row)
     message_columns = [c for c in columns(reader, MESSAGE_TABLE) if c != "id"]
-    insert = (
-        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(message_columns)}) "
-        f"VALUES ({', '.join('?' * len(message_columns))})"
-    )
-    totals = (
-        "message_count",
-        "turns",
-        "tool_call_count",
-        "api_calls",
-        "prompt_tokens",
-        "completion_tokens",
-        "reasoning_tokens",
-        "cache_read_tokens",
-        "cache_creation_tokens",
-        "cost_usd",
-    )
-    update = (
-        f"UPDATE {SESSION_TABLE} SET last_seq = ?, last_active_at = ?, "
-        + ", ".join(f"{name} = {name} + ?" for name in totals)
-        + " WHERE id = ?"
-    )
+    insert = insert_sql(MESSAGE_TABLE, message_columns)
 
     messages = iter_messages(batches * batch_size, seed=seed)
     service_times: list[float] = []
@@ -192,32 +157,11 @@ def bench_batches(
             "WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
             (session_id, batch_size),
         ).fetchall()[::-1]
-        at = {name: message_columns.index(name) for name in message_columns}
-        last_seq, stamp = rows[-1][at["seq"]], rows[-1][at["created_at"]]
-        sums = [
-            len(rows),
-            sum(1 for r in rows if r[at["role"]] == "assistant" and r[at["content"]]),
-            sum(len(json.loads(r[at["tool_calls"]] or "[]")) for r in rows),
-            sum(1 for r in rows if r[at["cost_source"]]),
-            *(sum(r[at[name]] for r in rows) for name in totals[4:9]),
-            sum(r[at["cost_usd"]] or 0 for r in rows),
-        ]
-        params = (last_seq, stamp, *sums, session_id)
+        params = update_params(rows, message_columns, session_id)
 
         for conn, times in ((raw, raw_times), (bare, bare_times)):
-
-            def raw_append(
-                conn: sqlite3.Connection = conn,
-                rows: list[tuple[Any, ...]] = rows,
-                params: tuple = params,
-            ) -> None:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(insert, rows)
-                conn.execute(update, params)
-                conn.execute("COMMIT")
-
             gc.collect()
-            times.append(timed(raw_append))
+            times.append(timed(partial(write_batch, conn, insert, rows, params)))
     for conn in (reader, raw, bare):
         conn.close()
     return {

@@ -36,34 +36,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from raw_sqlite import (
+    MESSAGE_TABLE,
+    ROOT,
+    SESSION_TABLE,
+    TOTALS,
+    columns,
+    connect,
+    insert_sql,
+    update_params,
+    write_batch,
+)
+
 sys.path.insert(0, str(ROOT))
 
-from fleet.simulator import PROFILES, ApiClient, Conversation  # noqa: E402
-from fleet.simulator.client import session_path  # noqa: E402
-
-MESSAGE_TABLE = "agent_sessions_message"
-SESSION_TABLE = "agent_sessions_session"
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA temp_store=MEMORY",
-    "PRAGMA cache_size=-20000",
-)
-TOTALS = (
-    "message_count",
-    "turns",
-    "tool_call_count",
-    "api_calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-    "cost_usd",
-)
-
+from fleet.simulator import PROFILES, ApiClient, Conversation
+from fleet.simulator.client import session_path
 
 # --- the server -----------------------------------------------------------------
 
@@ -191,33 +179,13 @@ def send_all(url: str, token: str, work: list[tuple[str, list[bytes]]]) -> tuple
     return time.perf_counter() - began, errors
 
 
-def raw_connection(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    return conn
-
-
-def columns(conn: sqlite3.Connection, table: str) -> list[str]:
-    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-
-
 def raw_rate(served: Path, raw: Path, keys: list[str], size: int) -> float:
     """Write the rows the server stored for ``keys`` into ``raw``: messages per second."""
-    reader = raw_connection(served)
-    writer = raw_connection(raw)
+    reader = connect(served)
+    writer = connect(raw)
     session_columns = columns(reader, SESSION_TABLE)
     message_columns = [c for c in columns(reader, MESSAGE_TABLE) if c != "id"]
-    at = {name: n for n, name in enumerate(message_columns)}
-    insert = (
-        f"INSERT INTO {MESSAGE_TABLE} ({', '.join(message_columns)}) "
-        f"VALUES ({', '.join('?' * len(message_columns))})"
-    )
-    update = (
-        f"UPDATE {SESSION_TABLE} SET last_seq = ?, last_active_at = ?, "
-        + ", ".join(f"{name} = {name} + ?" for name in TOTALS)
-        + " WHERE id = ?"
-    )
+    insert = insert_sql(MESSAGE_TABLE, message_columns)
     work = []
     for key in keys:
         row = reader.execute(f"SELECT * FROM {SESSION_TABLE} WHERE key = ?", (key,)).fetchone()
@@ -225,10 +193,7 @@ def raw_rate(served: Path, raw: Path, keys: list[str], size: int) -> float:
         # The session as it was before its messages (the raw side adds them up again).
         fresh = dict(zip(session_columns, row, strict=True))
         fresh.update(dict.fromkeys((*TOTALS, "last_seq", "unpriced_calls"), 0))
-        names, marks = ", ".join(fresh), ", ".join("?" * len(fresh))
-        writer.execute(
-            f"INSERT INTO {SESSION_TABLE} ({names}) VALUES ({marks})", tuple(fresh.values())
-        )
+        writer.execute(insert_sql(SESSION_TABLE, fresh), tuple(fresh.values()))
         rows = reader.execute(
             f"SELECT {', '.join(message_columns)} FROM {MESSAGE_TABLE} "
             "WHERE session_id = ? ORDER BY seq",
@@ -236,23 +201,11 @@ def raw_rate(served: Path, raw: Path, keys: list[str], size: int) -> float:
         ).fetchall()
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
-            sums = [
-                len(batch),
-                sum(1 for r in batch if r[at["role"]] == "assistant" and r[at["content"]]),
-                sum(len(json.loads(r[at["tool_calls"]] or "[]")) for r in batch),
-                sum(1 for r in batch if r[at["cost_source"]]),
-                *(sum(r[at[name]] for r in batch) for name in TOTALS[4:9]),
-                sum(r[at["cost_usd"]] or 0 for r in batch),
-            ]
-            last = batch[-1]
-            work.append((batch, (last[at["seq"]], last[at["created_at"]], *sums, session_id)))
+            work.append((batch, update_params(batch, message_columns, session_id)))
     reader.close()
     began = time.perf_counter()
     for batch, params in work:
-        writer.execute("BEGIN IMMEDIATE")
-        writer.executemany(insert, batch)
-        writer.execute(update, params)
-        writer.execute("COMMIT")
+        write_batch(writer, insert, batch, params)
     seconds = time.perf_counter() - began
     writer.close()
     return sum(len(batch) for batch, _ in work) / seconds
