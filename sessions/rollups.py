@@ -118,9 +118,6 @@ class Rollup:
         if at >= self._recent_since:
             self._minutes.add(utc_minute(at), dimensions, sign, counts)
 
-    def __bool__(self) -> bool:
-        return bool(self._daily.rows())
-
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
         self._daily.apply()
