@@ -373,7 +373,7 @@ def test_the_postgres_query_uses_the_gin_index(postgres_only: None) -> None:
         cursor.execute("SET LOCAL enable_indexscan = off")
         cursor.execute(f"EXPLAIN {ranking_sql}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "message_content_search_idx" in plan, plan
+    assert "message_search_vector_idx" in plan, plan
 
 
 # --- rendering snippets -------------------------------------------------------

@@ -6,8 +6,8 @@ bulk deletes, raw SQL) keeps it right. Rows with NULL content are indexed as
 empty documents, exactly as FTS5's ``rebuild`` does, so the ``delete`` command
 in the triggers always sees the values that were indexed.
 
-PostgreSQL: a GIN expression index. ``sessions.search`` queries with the very
-same expression (``POSTGRES_VECTOR``), otherwise the planner cannot use it.
+PostgreSQL: a GIN expression index (migration 0006 replaced it with a stored
+column holding the same vector, indexed the same way).
 The expression turns ASCII punctuation into spaces before parsing, so that
 ``sessions/search.py`` or ``os.path.join`` are indexed as their words (the
 default parser would keep them as one file/host token and a search for
