@@ -105,6 +105,9 @@ class Rollup:
         # The real clock, not the write's ``now``: the demo generator and
         # imports write history "as of" past moments, and that is not recent.
         self._recent_since = timezone.now() - MinuteUsage.RECENT
+        self._at: datetime | None = None
+        self._day: date | None = None
+        self._minute: datetime | None = None
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
         self._minutes = _Buckets(
             MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value
@@ -113,10 +116,15 @@ class Rollup:
     def add(
         self, *, at: datetime, agent: str, model: str, channel: str, sign: int = 1, **counts: int
     ) -> None:
+        if at != self._at:
+            # The messages of a batch mostly share one timestamp: convert once.
+            self._at = at
+            self._day = utc_day(at)
+            self._minute = utc_minute(at) if at >= self._recent_since else None
         dimensions = (agent or "", model or "", channel or "")
-        self._daily.add(utc_day(at), dimensions, sign, counts)
-        if at >= self._recent_since:
-            self._minutes.add(utc_minute(at), dimensions, sign, counts)
+        self._daily.add(self._day, dimensions, sign, counts)
+        if self._minute is not None:
+            self._minutes.add(self._minute, dimensions, sign, counts)
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
