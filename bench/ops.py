@@ -41,16 +41,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SESSION_TABLE = "agent_sessions_session"
-MESSAGE_TABLE = "agent_sessions_message"
-PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA temp_store=MEMORY",
-    "PRAGMA cache_size=-20000",
-)
+from raw_sqlite import MESSAGE_TABLE, PRAGMAS, ROOT, SESSION_TABLE
+
 NOW = datetime.now(tz=UTC)
 OLD = NOW - timedelta(days=60)
 RECENT = NOW - timedelta(hours=1)

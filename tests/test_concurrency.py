@@ -15,8 +15,9 @@ import pytest
 
 from sessions import services
 from sessions.errors import Conflict
-from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session
+from sessions.models import TOKEN_FIELDS, DailyUsage, Message, Session
 from tests.processes import run_in_processes
+from tests.totals_support import sums_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,19 +65,6 @@ def append_batches(worker: int, key: str, models: tuple[str, ...] = ("gpt-4o-min
         )
 
 
-def message_sums(messages: list[Message]) -> dict[str, Any]:
-    with_usage = [m for m in messages if m.cost_source]
-    return {
-        "message_count": len(messages),
-        "turns": sum(1 for m in messages if m.role == "assistant" and m.content),
-        "tool_call_count": sum(len(m.tool_calls) for m in messages),
-        "api_calls": len(with_usage),
-        "unpriced_calls": sum(1 for m in messages if m.cost_source == CostSource.UNPRICED),
-        **{name: sum(getattr(m, name) for m in with_usage) for name in TOKEN_FIELDS},
-        "cost_usd": sum((m.cost_usd for m in messages if m.cost_usd is not None), Decimal(0)),
-    }
-
-
 def rollup_sums() -> dict[str, Any]:
     rows = list(DailyUsage.objects.all())
     names = ("sessions_started", "messages", "turns", "tool_calls", "api_calls", *TOKEN_FIELDS)
@@ -90,7 +78,7 @@ def assert_session_consistent(key: str) -> list[Message]:
     messages = list(Message.objects.filter(session=session).order_by("seq"))
     assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
     assert session.last_seq == len(messages)
-    sums = message_sums(messages)
+    sums = sums_of(messages)
     assert {name: getattr(session, name) for name in sums} == sums
     return messages
 
@@ -109,7 +97,7 @@ def test_two_processes_appending_to_one_new_session() -> None:
             for number in range(BATCHES)
             for index in range(PER_BATCH)
         ]
-    sums = message_sums(messages)
+    sums = sums_of(messages)
     rollup = rollup_sums()
     assert rollup["sessions_started"] == 1
     assert rollup["messages"] == sums["message_count"]
@@ -138,7 +126,7 @@ def test_processes_writing_buckets_in_opposite_orders_do_not_deadlock() -> None:
 
     first = assert_session_consistent("first")
     second = assert_session_consistent("second")
-    sums = message_sums(first + second)
+    sums = sums_of(first + second)
     rollup = rollup_sums()
     assert rollup["sessions_started"] == 2
     assert rollup["messages"] == sums["message_count"]
@@ -167,7 +155,7 @@ def test_corrections_racing_appends_keep_totals_equal_to_the_messages() -> None:
     run_in_processes((append_batches, (1, "shared")), (correct_repeatedly, ("shared",)))
 
     messages = assert_session_consistent("shared")
-    sums = message_sums(messages)
+    sums = sums_of(messages)
     rollup = rollup_sums()
     assert rollup["messages"] == sums["message_count"]
     for name in ("turns", "api_calls", *TOKEN_FIELDS, "cost_usd"):

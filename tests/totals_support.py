@@ -27,7 +27,11 @@ def usage(prompt: int = 0, completion: int = 0, **extra: Any) -> dict[str, Any]:
 
 def message_sums(session: Session) -> dict[str, Any]:
     """The session's totals recomputed from its stored messages, by session field name."""
-    messages = list(Message.objects.filter(session=session))
+    return sums_of(list(Message.objects.filter(session=session)))
+
+
+def sums_of(messages: list[Message]) -> dict[str, Any]:
+    """Session totals recomputed from ``messages``, by session field name."""
     with_usage = [m for m in messages if m.cost_source]
     return {
         "message_count": len(messages),
