@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sessions import services
@@ -247,6 +249,24 @@ def test_it_paginates_the_table(admin_client: Client) -> None:
         f"p{i:02d}" for i in range(4, -1, -1)
     ]
     assert 'href="/?page=2"' in first.content.decode()
+
+
+def test_the_full_page_counts_the_sessions_once(admin_client: Client) -> None:
+    for index in range(55):
+        add_session(f"p{index:02d}", status="completed" if index < 5 else "active")
+
+    def pager_counts(url: str) -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(url)
+        counts = sum('AS "__count"' in q["sql"] for q in queries.captured_queries)
+        return counts, response.context["page"].paginator.count
+
+    # Unfiltered, the pager reuses the header's count of every session.
+    assert pager_counts("/?page=2") == (0, 55)
+    assert "51–55 of 55" in admin_client.get("/?page=2").content.decode()
+    # Filtered (or the table alone), it counts what matches.
+    assert pager_counts("/?status=completed") == (1, 5)
+    assert pager_counts("/?sort=-cost") == (0, 55)
 
 
 def test_it_sorts_by_a_column_and_links_the_reverse_order(admin_client: Client) -> None:

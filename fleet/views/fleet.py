@@ -123,7 +123,10 @@ def _columns(query: Any, sort: str) -> list[Column]:
     return columns
 
 
-def sessions_table(request: HttpRequest, form: FleetFilterForm, now: datetime) -> dict[str, Any]:
+def sessions_table(
+    request: HttpRequest, form: FleetFilterForm, now: datetime, *, total: int | None = None
+) -> dict[str, Any]:
+    """The table's context. ``total``: every session, when the caller has counted them."""
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
     # Goals and todo lists can be long: the table needs only a preview.
@@ -131,6 +134,10 @@ def sessions_table(request: HttpRequest, form: FleetFilterForm, now: datetime) -
     rows = rows.annotate(goal_preview=Left("goal_text", GOAL_PREVIEW))
     qs = _apply_filters(rows, values, now)
     paginator = Paginator(_order(qs, sort), PAGE_SIZE)
+    if total is not None and not form.is_filtered:
+        # The header has just counted every session; counting them again for
+        # the pager is the fleet page's costliest query on PostgreSQL.
+        paginator.count = total
     page = paginator.get_page(request.GET.get("page"))
     query = form.canonical_query()
     columns = _columns(query, sort)
@@ -197,15 +204,17 @@ def fleet_page(request: HttpRequest) -> HttpResponse:
     }
     if fragment == "live":
         return render(request, f"{TEMPLATE}#live", {**context, **live_context(now)})
-    context.update(sessions_table(request, form, now))
     if fragment == "sessions":
+        context.update(sessions_table(request, form, now))
         # The filter form's hidden sort input follows the table (out of band).
         response = render(request, f"{TEMPLATE}#sessions", {**context, "oob": True})
         if "v" not in request.GET:
             # A filter, sort or page change (not a poll): the address bar follows.
             push_url(response, _page_url(context["page_query"]))
         return response
-    context.update(live_context(now))
+    live = live_context(now)
+    context.update(live)
+    context.update(sessions_table(request, form, now, total=live["counts"]["total"]))
     return render(request, TEMPLATE, context)
 
 
