@@ -5,6 +5,8 @@ import os
 import pytest
 from django.db import connection
 
+from tests.clock import Clock
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # No collectstatic runs in tests: swap WhiteNoise's manifest storage.
@@ -49,3 +51,13 @@ def admin_user(django_user_model):
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """``timezone.now`` stands still (early in a minute) until the test advances it."""
+    from django.utils import timezone
+
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from sessions import services
 from sessions.models import Session
+from tests.clock import Clock
 
 pytestmark = pytest.mark.django_db
 
@@ -37,27 +38,6 @@ def priced(cost: str, prompt: int = 100, completion: int = 50) -> dict[str, Any]
         "content": "done",
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost},
     }
-
-
-class Clock:
-    """A settable ``timezone.now``: the fleet version changes every minute by design."""
-
-    def __init__(self) -> None:
-        # Early in a minute, so a few seconds of steps stay inside it.
-        self.moment = timezone.now().replace(second=5, microsecond=0)
-
-    def __call__(self) -> Any:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 def test_it_shows_the_header_counts_the_database_holds(admin_client: Client) -> None:

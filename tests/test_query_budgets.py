@@ -119,13 +119,6 @@ def at_two_sizes(client: Client, urls: dict[str, tuple[str, int, dict[str, str]]
     assert small == large
 
 
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fleet version turns over each minute; keep it still between requests.
-    moment = timezone.now().replace(second=5, microsecond=0)
-    monkeypatch.setattr(timezone, "now", lambda: moment)
-
-
 def test_the_fleet_page_and_its_fragments_cost_the_same_at_any_size(admin_client: Client) -> None:
     at_two_sizes(
         admin_client,

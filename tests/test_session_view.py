@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
 
 from sessions import services
 from sessions.models import Session, Tombstone
+from tests.clock import Clock
 
 pytestmark = pytest.mark.django_db
 
@@ -58,24 +57,6 @@ def seqs(html: str) -> list[int]:
     import re
 
     return [int(n) for n in re.findall(r'<article class="msg[^"]*" id="m-(\d+)"', html)]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.moment = timezone.now().replace(second=5, microsecond=0)
-
-    def __call__(self) -> Any:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def frozen(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 # --- the page ------------------------------------------------------------------
