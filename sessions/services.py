@@ -30,6 +30,7 @@ from sessions.bulk import NewMessage, insert_messages
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import (
     MAX_COUNT,
+    MESSAGE_FIELDS,
     MessageIn,
     SessionIn,
     UsageIn,
@@ -557,20 +558,7 @@ def _last_message(session: Session) -> Message | None:
 
 
 def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Session) -> None:
-    for name in (
-        "role",
-        "content",
-        "name",
-        "agent_name",
-        "tool_calls",
-        "tool_call_id",
-        "reasoning",
-        "model",
-        "provider_response_id",
-        "status",
-        "created_at",
-        "message_id",
-    ):
+    for name in MESSAGE_FIELDS - {"usage"}:
         if name in patch.provided:
             value = getattr(patch, name)
             if name == "created_at" and value is None:
