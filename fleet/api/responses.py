@@ -35,19 +35,27 @@ class ErrorOut(Schema):
     error: ErrorDetail
 
 
-class TotalsOut(Schema):
-    turns: int
-    message_count: int
-    tool_call_count: int
-    api_calls: int
-    unpriced_calls: int
+class TokensOut(Schema):
+    """Token counts, OpenTelemetry convention: prompt includes cache, completion reasoning."""
+
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int
     cache_read_tokens: int
     cache_creation_tokens: int
     total_tokens: int
+
+
+class SpendOut(TokensOut):
+    api_calls: int
+    unpriced_calls: int = Field(..., description="calls with no known price: not in cost_usd")
     cost_usd: Money
+
+
+class TotalsOut(SpendOut):
+    turns: int
+    message_count: int
+    tool_call_count: int
 
 
 class SessionOut(TotalsOut):
@@ -74,13 +82,7 @@ class SessionOut(TotalsOut):
     last_seq: int
 
 
-class UsageOut(Schema):
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    total_tokens: int
+class UsageOut(TokensOut):
     cost_usd: Money | None
     cost_source: Literal[tuple(CostSource.values)]  # type: ignore[valid-type]
 
@@ -143,18 +145,9 @@ class MarkedOut(Schema):
     marked: int
 
 
-class AgentUsageOut(Schema):
+class AgentUsageOut(SpendOut):
     agent_name: str
     messages: int
-    api_calls: int
-    unpriced_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    total_tokens: int
-    cost_usd: Money
 
 
 class SessionUsageOut(Schema):
@@ -193,20 +186,11 @@ class FleetSessionsOut(Schema):
     today: int = Field(..., description="sessions created today (UTC)")
 
 
-class PeriodUsageOut(Schema):
+class PeriodUsageOut(SpendOut):
     sessions_started: int
     messages: int
     turns: int
     tool_calls: int
-    api_calls: int
-    unpriced_calls: int = Field(..., description="calls with no known price: not in cost_usd")
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    total_tokens: int
-    cost_usd: Money
 
 
 class FleetUsageOut(Schema):
