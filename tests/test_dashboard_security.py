@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -146,11 +147,17 @@ def test_htmx_is_served_from_our_own_static_files(pages: dict[str, Any]) -> None
     assert "https://" not in " ".join(re.findall(r"<(?:script|link)\b[^>]*>", html))
 
 
-def test_htmx_is_told_not_to_evaluate_code_or_inject_styles(pages: dict[str, Any]) -> None:
+def test_htmx_is_told_not_to_evaluate_code_or_apply_styles(pages: dict[str, Any]) -> None:
     html = pages["/"].content.decode()
+    meta = re.search(r'<meta name="htmx-config" content=\'([^\']*)\'>', html)
+    assert meta is not None
+    config = json.loads(meta.group(1))
 
-    assert '"allowEval": false' in html
-    assert '"includeIndicatorStyles": false' in html
+    assert config["allowEval"] is False
+    assert config["allowScriptTags"] is False
+    assert config["includeIndicatorStyles"] is False
+    # Settling would re-apply a style attribute with setAttribute: blocked by the CSP.
+    assert "style" not in config["attributesToSettle"]
 
 
 # --- agent text is escaped everywhere ----------------------------------------------

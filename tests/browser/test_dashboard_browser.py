@@ -189,6 +189,29 @@ def test_the_fleet_table_shows_a_new_session_without_reload(page: Any, operator:
     assert page.evaluate("window.__notReloaded") is True
 
 
+def test_a_poll_never_applies_an_inline_style_the_policy_blocks(page: Any, operator: Any) -> None:
+    """htmx "settles" the attributes of an element swapped in with the same id:
+    it copies the old ones on, then puts the new ones back with setAttribute.
+    A ``style`` attribute left by a browser extension, or by Playwright's own
+    screenshot (it sets caret-color on every input through CSSOM), would then be
+    applied as an inline style, which ``style-src 'self'`` blocks with a console
+    error. This was a flake in CI; the config keeps ``style`` out of settling."""
+    add("first")
+    log_in(page, operator)
+    page.evaluate(
+        "document.querySelectorAll('[id]').forEach((el) => {"
+        "  el.style.setProperty('caret-color', 'transparent', 'important');"
+        "  el.style.removeProperty('caret-color');"
+        "})"
+    )
+    assert page.locator("#sort-input[style]").count() == 1
+
+    add("arrived-later", name="Swapped in after the styles")
+
+    page.wait_for_selector("text=Swapped in after the styles")
+    page.wait_for_timeout(300)  # the settle step runs after the swap
+
+
 def test_polling_pauses_while_the_tab_is_hidden(page: Any, operator: Any) -> None:
     add("s1")
     log_in(page, operator)
