@@ -1,21 +1,25 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
+from fleet.converters import SessionKeyConverter
 from fleet.health import healthz, metrics
 from fleet.views.auth import login_view, logout_view
 from fleet.views.fleet import fleet_page
 from fleet.views.search import search_page
 from fleet.views.session import session_page
 
+register_converter(SessionKeyConverter, "session_key")
+
 admin.site.site_header = "Fleet administration"
 admin.site.site_title = "Fleet admin"
 
 urlpatterns = [
     path("", fleet_page, name="fleet"),
-    # Keys may contain "/": the session page and its actions share this one URL.
-    path("sessions/<path:key>/", session_page, name="session"),
+    # Keys may contain "/" (and "." segments, escaped: fleet/converters.py);
+    # the session page and its actions share this one URL.
+    path("sessions/<session_key:key>/", session_page, name="session"),
     path("search", search_page, name="search"),
     path("login/", login_view, name="login"),
     path("logout/", logout_view, name="logout"),

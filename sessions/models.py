@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from sessions.errors import Conflict, InvalidInput
@@ -186,6 +187,10 @@ class Session(Totals):
 
     def __str__(self) -> str:
         return self.name or self.key
+
+    def get_absolute_url(self) -> str:
+        """The dashboard's page of the session (the admin's "View on site")."""
+        return reverse("session", kwargs={"key": self.key})
 
     @property
     def is_active(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -133,6 +134,19 @@ def test_the_session_page_links_to_its_messages_instead_of_listing_them(
 
     messages = admin_client.get(MESSAGES_URL, {"session__id__exact": session.pk})
     assert [m.seq for m in messages.context["cl"].result_list] == [1, 2, 3, 4]
+
+
+def test_the_session_page_links_to_the_dashboard_transcript(
+    admin_client: Client, store: dict[str, Any]
+) -> None:
+    session = store["session"]
+    change = admin_client.get(f"{SESSIONS_URL}{session.pk}/change/")
+    view_on_site = re.search(r'href="([^"]+)" class="viewsitelink"', change.text)
+    assert view_on_site is not None
+
+    response = admin_client.get(view_on_site.group(1), follow=True)
+    assert response.redirect_chain[-1][0].endswith(f"/sessions/{session.key}/")
+    assert response.context["session"] == session
 
 
 def test_the_session_list_shows_unpriced_usage_beside_the_cost(admin_client: Client) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
+from django.urls import reverse
 
 from sessions import services
 from sessions.models import Session, Tombstone
@@ -239,6 +241,35 @@ def test_keys_with_odd_characters_resolve(admin_client: Client) -> None:
 
     assert response.status_code == 200
     assert response.context["session"].key == "a b?c#d%e/"
+
+
+DOT_KEYS = [".", "..", "a/./b", "a/../b", "x/..", "./x", "~.", "~~..", "a/~./b", ".../x", ".x/y."]
+
+
+@pytest.mark.parametrize("key", DOT_KEYS)
+def test_keys_with_dot_segments_survive_the_browser(admin_client: Client, key: str) -> None:
+    """A browser drops "." and ".." path segments before it sends a request;
+    the session URL escapes them, so every key opens its own page and its
+    actions post back to it."""
+    add(key)
+    url = reverse("session", kwargs={"key": key})
+    # What a browser would request for that link (RFC 3986 dot-segment removal).
+    sent = urlsplit(urljoin("http://fleet.test/", url)).path
+    assert sent == url
+
+    response = admin_client.get(sent)
+    assert response.status_code == 200
+    assert response.context["session"].key == key
+    assert f'action="{url}"' in response.content.decode()
+
+    response = admin_client.post(sent, {"action": "completed"})
+    assert response.status_code == 302
+    assert Session.objects.get(key=key).status == "completed"
+
+
+def test_keys_without_dot_segments_read_the_same_in_their_url() -> None:
+    for key in ("team/bot-1", "a.b", "v1.2/x", "~", "~x/.~", "a..b"):
+        assert reverse("session", kwargs={"key": key}) == f"/sessions/{key}/"
 
 
 # --- live tail -------------------------------------------------------------------
