@@ -171,11 +171,17 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+FLEET_LOG_LEVEL = env_str("FLEET_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("FLEET_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": FLEET_LOG_LEVEL},
+    # runserver's line per request (`make run`) follows the level too, so the
+    # simulator's API calls do not flood the terminal; 4xx and 5xx still show.
+    "loggers": {
+        "django.server": {"handlers": ["console"], "level": FLEET_LOG_LEVEL, "propagate": False}
+    },
 }
 
 # --- Fleet --------------------------------------------------------------------

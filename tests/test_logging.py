@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import ManagementUtility
@@ -137,3 +140,32 @@ def test_the_formatter_writes_one_json_object_with_the_extra_fields() -> None:
     assert data["status"] == 503
     assert "request" not in data  # objects (Django's request: its repr has the query) are dropped
     assert "ValueError: boom" in data["exception"]
+
+
+def test_runserver_request_lines_follow_the_log_level() -> None:
+    """`make run` sets FLEET_LOG_LEVEL=WARNING: the simulator's API calls must
+    not print a runserver line each, but a 404 or a 500 still does."""
+    probe = (
+        "import django, logging; django.setup();"
+        "log = logging.getLogger('django.server');"
+        "log.info('\"POST /api/v1/sessions/x/messages HTTP/1.1\" 200 1');"
+        "log.warning('\"GET /nope HTTP/1.1\" 404 1')"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        "DJANGO_DEBUG": "1",
+        "FLEET_LOG_LEVEL": "WARNING",
+        "FLEET_LOG_FORMAT": "text",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert "/nope" in result.stderr
+    assert "/api/v1/" not in result.stderr
