@@ -6,9 +6,11 @@ import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -23,14 +25,21 @@ pytestmark = pytest.mark.django_db
 # check; metrics behind their own bearer token).
 EXCLUDED_PREFIXES = ("admin/", "api/", "static/")
 OPEN_ROUTES = {"login/", "logout/", "healthz", "metrics"}
-SAMPLE_VALUES = {"path": "some/key", "str": "key", "slug": "key", "int": "1", "uuid": "0" * 32}
+SAMPLE_VALUES = {
+    "path": "some/key",
+    "session_key": "some/key",
+    "str": "key",
+    "slug": "key",
+    "int": "1",
+    "uuid": "0" * 32,
+}
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 JS_LINK = "javascript:alert(1)"
 
 
 def routes(patterns: list[Any] | None = None, prefix: str = "") -> Iterator[str]:
-    """Every route of the URLconf as text (``sessions/<path:key>/``)."""
+    """Every route of the URLconf as text (``sessions/<session_key:key>/``)."""
     for entry in patterns if patterns is not None else get_resolver().url_patterns:
         route = prefix + str(entry.pattern)
         if isinstance(entry, URLResolver):
@@ -57,7 +66,7 @@ def dashboard_routes() -> list[str]:
 def test_the_url_enumeration_finds_the_dashboard_pages() -> None:
     found = dashboard_routes()
 
-    assert {"", "sessions/<path:key>/", "search"} <= set(found)
+    assert {"", "sessions/<session_key:key>/", "search"} <= set(found)
     assert set(routes()) >= OPEN_ROUTES
 
 
@@ -125,6 +134,23 @@ def test_every_page_forbids_inline_script_and_framing(
         assert directives["frame-ancestors"] == "'none'", url
         assert directives["object-src"] == "'none'", url
         assert "unsafe" not in policy, url
+
+
+def test_no_template_syntax_leaks_into_a_page(pages: dict[str, Any], client: Client) -> None:
+    """Django's {# #} comment ends at the line's end: a comment spread over
+    lines is printed as page text (it once put an htmx note above the top bar)."""
+    pages["/login/"] = client.get("/login/")
+    for url, response in pages.items():
+        html = response.content.decode()
+        for syntax in ("{#", "#}", "{%", "%}", "{{", "}}"):
+            assert syntax not in html, (url, syntax)
+
+
+def test_every_template_comment_closes_on_its_line() -> None:
+    for template in sorted(Path(settings.BASE_DIR, "templates").rglob("*.html")):
+        for number, line in enumerate(template.read_text().splitlines(), 1):
+            opened = line.count("{#")
+            assert opened == line.count("#}"), f"{template}:{number}: use {{% comment %}}"
 
 
 def test_pages_hold_no_inline_script_style_or_handlers(pages: dict[str, Any]) -> None:
