@@ -43,7 +43,7 @@ class Result:
 def _results(query: str) -> list[Result]:
     results = []
     for result in search_messages(query, limit=RESULT_LIMIT):
-        url = reverse("session", kwargs={"key": result.session.key})
+        url = result.session.get_absolute_url()
         hits = [
             Hit(hit=hit, snippet=snippet_html(hit.snippet), url=f"{url}?at={hit.seq}#m-{hit.seq}")
             for hit in result.hits

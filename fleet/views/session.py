@@ -74,7 +74,7 @@ def _summary_context(request: HttpRequest, session: Session) -> dict[str, Any]:
         "token_fields": TOKEN_FIELDS,
         "version": session_version(session),
         "poll_seconds": settings.FLEET_POLL_SECONDS,
-        "session_url": reverse("session", kwargs={"key": session.key}),
+        "session_url": session.get_absolute_url(),
     }
 
 
@@ -105,7 +105,7 @@ def session_page(request: HttpRequest, key: str) -> HttpResponse:
         context = {
             "session": session,
             "chunk": transcript.before(session, before),
-            "session_url": reverse("session", kwargs={"key": session.key}),
+            "session_url": session.get_absolute_url(),
         }
         return render(request, f"{TEMPLATE}#earlier", context)
     if htmx and after is not None:
