@@ -26,7 +26,13 @@ from sessions.models import ApiKey
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_CODE = {"invalid": 422, "not_found": 404, "gone": 410, "conflict": 409}
+STATUS_BY_CODE = {
+    "invalid": 422,
+    "forbidden": 403,
+    "not_found": 404,
+    "gone": 410,
+    "conflict": 409,
+}
 CODE_BY_STATUS = {
     400: "malformed",
     401: "unauthorized",
