@@ -20,7 +20,7 @@ from fleet.api.responses import (
     UpdateLastOut,
 )
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
-from fleet.api.sessions import ERRORS, WRITE_ERRORS, key_scope, load_session
+from fleet.api.sessions import READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
 from sessions.errors import InvalidInput
 from sessions.inputs import MAX_COUNT, clean_choice
@@ -90,7 +90,7 @@ def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status
 
 @router.get(
     "/sessions/{path:key}/messages",
-    response={200: MessageListOut, **ERRORS},
+    response={200: MessageListOut, **READ_ERRORS},
     summary="A session's transcript, in order",
 )
 def list_messages(
@@ -199,7 +199,7 @@ def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
 
 @router.get(
     "/sessions/{path:key}/usage",
-    response={200: SessionUsageOut, **ERRORS},
+    response={200: SessionUsageOut, **READ_ERRORS},
     summary="A session's usage, in total and by agent",
 )
 def session_usage(request: HttpRequest, key: str) -> dict:

@@ -25,7 +25,9 @@ router = Router()
 MAX_LIMIT = 1000
 # Bounds a timedelta can take without overflowing (100 years).
 MAX_SECONDS = 100 * 365 * 24 * 3600
-ERRORS = {code: ErrorOut for code in (401, 403, 404, 410, 422)}
+ERRORS = {code: ErrorOut for code in (401, 404, 410, 422)}
+# One session's reads: 403 when it belongs to an agent outside the key's scope.
+READ_ERRORS = {**ERRORS, 403: ErrorOut}
 WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 410, 413, 422)}
 
 
@@ -172,7 +174,7 @@ def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> 
 
 @router.get(
     "/sessions/{path:key}",
-    response={200: SessionOut, **ERRORS},
+    response={200: SessionOut, **READ_ERRORS},
     summary="A session with its totals",
 )
 def get_session(request: HttpRequest, key: str) -> dict:
@@ -182,7 +184,7 @@ def get_session(request: HttpRequest, key: str) -> dict:
 
 @router.delete(
     "/sessions/{path:key}",
-    response={204: None, **ERRORS},
+    response={204: None, **READ_ERRORS},
     summary="Delete a session (leaves a tombstone)",
 )
 def delete_session(request: HttpRequest, key: str) -> HttpResponse:
