@@ -43,3 +43,9 @@ class Conflict(FleetError):
     """The operation does not apply to the session as it is (HTTP 409)."""
 
     code = "conflict"
+
+
+class Forbidden(FleetError):
+    """The API key's scope does not allow this (HTTP 403); nothing is written."""
+
+    code = "forbidden"

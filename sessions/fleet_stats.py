@@ -8,6 +8,7 @@ per-minute rollup of the last hour (the burn rate).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -32,11 +33,13 @@ PERIODS: dict[str, int | None] = {
 }
 
 
-def _session_counts(now: datetime) -> dict[str, Any]:
+def _session_counts(now: datetime, agents: Sequence[str] | None) -> dict[str, Any]:
     stuck_cutoff = now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
     stale_cutoff = now - timedelta(seconds=settings.FLEET_STALE_AFTER)
     midnight = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
     sessions = SessionModel.objects.all()
+    if agents is not None:
+        sessions = sessions.filter(agent__in=agents)
     running = sessions.filter(state=State.RUNNING, status=Status.ACTIVE)
     # One query of index range counts (session_status_idx, session_turn_idx,
     # session_created_idx): no count visits a table row, so the cost follows
@@ -67,13 +70,16 @@ def _session_counts(now: datetime) -> dict[str, Any]:
     }
 
 
-def _period_usage(now: datetime) -> dict[str, dict[str, Any]]:
+def _period_usage(now: datetime, agents: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
     # One pass over the rollup, grouped into the days of the longest period
     # and one "before" bucket (NULL): at most 31 rows, whatever the history.
+    daily = DailyUsage.objects.all()
+    if agents is not None:
+        daily = daily.filter(agent__in=agents)
     rows = (
-        DailyUsage.objects.annotate(
+        daily.annotate(
             bucket=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
         )
         .values("bucket")
@@ -96,11 +102,14 @@ def _period_usage(now: datetime) -> dict[str, dict[str, Any]]:
     return usage
 
 
-def _burn_rate(now: datetime) -> dict[str, Any]:
+def _burn_rate(now: datetime, agents: Sequence[str] | None) -> dict[str, Any]:
     # The current minute and the 59 before it, from the per-minute rollup: at
     # most 60 buckets per agent × model × channel, whatever the traffic.
     first = utc_minute(now) - BURN_WINDOW + timedelta(minutes=1)
-    row = MinuteUsage.objects.filter(minute__gte=first, minute__lte=now).aggregate(
+    minutes = MinuteUsage.objects.filter(minute__gte=first, minute__lte=now)
+    if agents is not None:
+        minutes = minutes.filter(agent__in=agents)
+    row = minutes.aggregate(
         cost_usd=Sum("cost_usd"),
         api_calls=Sum("api_calls"),
         unpriced_calls=Sum("unpriced_calls"),
@@ -116,7 +125,9 @@ def _burn_rate(now: datetime) -> dict[str, Any]:
     }
 
 
-def fleet_totals(now: datetime | None = None) -> dict[str, Any]:
+def fleet_totals(
+    now: datetime | None = None, *, agents: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The fleet's header numbers at ``now``.
 
     ``sessions``: counts by status, running, stuck (running longer than
@@ -125,14 +136,15 @@ def fleet_totals(now: datetime | None = None) -> dict[str, Any]:
     including today, all time; UTC days) the rollup counters, ``total_tokens``
     and ``cost_usd`` (Decimal; ``unpriced_calls`` says how many calls it
     leaves out). ``burn_rate``: cost and tokens of usage dated in the last
-    hour (the current UTC minute and the 59 before it).
+    hour (the current UTC minute and the 59 before it). ``agents``: count only
+    those agents' sessions and usage (an API key's scope); ``None``, every agent.
     """
     now = now or timezone.now()
     return {
         "generated_at": now,
         "stuck_after": settings.FLEET_STUCK_AFTER,
         "stale_after": settings.FLEET_STALE_AFTER,
-        "sessions": _session_counts(now),
-        "usage": _period_usage(now),
-        "burn_rate": _burn_rate(now),
+        "sessions": _session_counts(now, agents),
+        "usage": _period_usage(now, agents),
+        "burn_rate": _burn_rate(now, agents),
     }

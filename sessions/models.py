@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 from sessions.errors import Conflict, InvalidInput
 from sessions.money import MoneyField
 from sessions.querysets import MessageQuerySet, SessionQuerySet
+from sessions.scopes import KeyScope, clean_agents
 
 KEY_MAX_LENGTH = 255
 TOKEN_FIELDS = (
@@ -435,6 +437,9 @@ class ApiKey(models.Model):
     (a lookup by hash, one indexed query). ``prefix`` (the first characters)
     identifies a key in lists without revealing it. A revoked key stays, so
     the record of who wrote what stays readable.
+
+    ``agents`` and ``read_only`` are the key's scope (``sessions.scopes``): an
+    empty list is every agent, so keys made before scopes keep full access.
     """
 
     TOKEN_PREFIX = "fleet_"  # noqa: S105 - a marker, not a secret
@@ -448,6 +453,14 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    agents = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Agents whose sessions the key may read and write; empty = every agent.",
+    )
+    read_only = models.BooleanField(
+        default=False, help_text="The key may read but never write (every write answers 403)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -460,17 +473,30 @@ class ApiKey(models.Model):
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
+    @property
+    def scope(self) -> KeyScope:
+        """What this key may touch; a stored value that is not a list of names is no scope
+        at all, never full access."""
+        agents = self.agents if isinstance(self.agents, list) else ["\x00invalid"]
+        return KeyScope(
+            agents=tuple(str(agent) for agent in agents), read_only=bool(self.read_only)
+        )
+
     @staticmethod
     def hash_token(token: str) -> str:
         return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
     @classmethod
-    def generate(cls, *, name: str) -> tuple[ApiKey, str]:
+    def generate(
+        cls, *, name: str, agents: Iterable[str] = (), read_only: bool = False
+    ) -> tuple[ApiKey, str]:
         """Make a key named ``name``; returns ``(key, plaintext)``, the only time it is seen.
 
-        Raises ``InvalidInput`` for a blank or long name and ``Conflict`` when
-        a key of that name exists (revoked keys keep their names).
+        ``agents`` and ``read_only`` scope it (none: every agent, read and write).
+        Raises ``InvalidInput`` for a blank or long name or a bad agent name and
+        ``Conflict`` when a key of that name exists (revoked keys keep their names).
         """
+        agent_list = clean_agents(agents)
         name = (name or "").strip()
         if not name:
             raise InvalidInput("must not be empty", field="name")
@@ -478,7 +504,13 @@ class ApiKey(models.Model):
         if len(name) > max_length:
             raise InvalidInput(f"must be at most {max_length} characters", field="name")
         token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
-        key = cls(name=name, prefix=token[: cls.PREFIX_LENGTH], hashed_key=cls.hash_token(token))
+        key = cls(
+            name=name,
+            prefix=token[: cls.PREFIX_LENGTH],
+            hashed_key=cls.hash_token(token),
+            agents=agent_list,
+            read_only=read_only,
+        )
         try:
             with transaction.atomic():
                 key.save(force_insert=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -108,22 +109,27 @@ def search_terms(query: str | None) -> list[str]:
 
 
 def search_messages(
-    query: str | None, *, limit: int = 20, session: Session | None = None
+    query: str | None,
+    *,
+    limit: int = 20,
+    session: Session | None = None,
+    agents: Sequence[str] | None = None,
 ) -> list[SearchResult]:
     """Sessions whose messages contain any word of ``query``, best match first.
 
     At most ``limit`` sessions (capped at ``MAX_LIMIT``), each with up to
     ``HITS_PER_SESSION`` hits; ``session`` restricts the search to one
-    session. Archived messages are searched too. Never raises on the query.
+    session, ``agents`` to those agents' sessions (an API key's scope).
+    Archived messages are searched too. Never raises on the query.
     """
     terms = search_terms(query)
     limit = min(int(limit), MAX_LIMIT)
-    if not terms or limit < 1:
+    if not terms or limit < 1 or (agents is not None and not agents):
         return []
     if connection.vendor == "postgresql":
-        ranked = _postgres_ranked(terms, limit, session)
+        ranked = _postgres_ranked(terms, limit, session, agents)
     else:
-        ranked = _sqlite_ranked(terms, limit, session)
+        ranked = _sqlite_ranked(terms, limit, session, agents)
     if not ranked:
         return []
     ids = [message_pk for message_pk, _ in ranked]
@@ -137,7 +143,10 @@ def search_messages(
         fields = ("pk", "seq", "role", "created_at", "compacted_at")
         details = {row[0]: row for row in rows.values_list(*fields)}
         snippets = _sqlite_snippets(terms, ids)
-    sessions = Session.objects.in_bulk({session_pk for _, session_pk in ranked})
+    owners = Session.objects.all()
+    if agents is not None:
+        owners = owners.filter(agent__in=agents)
+    sessions = owners.in_bulk({session_pk for _, session_pk in ranked})
 
     results: list[SearchResult] = []
     by_session: dict[int, list[SearchHit]] = {}
@@ -171,12 +180,28 @@ def _fts_query(terms: list[str]) -> str:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
-def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> list[tuple[int, int]]:
+def _of_agents(agents: Sequence[str] | None) -> str:
+    """SQL testing that a session id belongs to one of ``agents``, or ``""``."""
+    if agents is None:
+        return ""
+    placeholders = ", ".join(["%s"] * len(agents))
+    # Only placeholders are formatted in; the names are parameters.
+    return f"IN (SELECT s.id FROM agent_sessions_session AS s WHERE s.agent IN ({placeholders}))"  # noqa: S608
+
+
+def _sqlite_ranked(
+    terms: list[str], limit: int, session: Session | None, agents: Sequence[str] | None = None
+) -> list[tuple[int, int]]:
     """(message pk, session pk) of the hits to show, best session first.
 
     bm25() is smaller for better matches.
     """
-    params: list[object] = [_fts_query(terms)]
+    params: list[object] = [_fts_query(terms), *(agents or ())]
+    only_agents = ""
+    if agents is not None:
+        # Among the candidates: the newest matches of these agents, not the fleet's.
+        of_agents = _of_agents(agents)
+        only_agents = f"AND rowid IN (SELECT m.id FROM agent_sessions_message AS m WHERE m.session_id {of_agents})"  # noqa: S608, E501 -- placeholders only
     only_session = ""
     if session is not None:
         only_session = "WHERE m.session_id = %s"
@@ -187,7 +212,7 @@ def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> lis
         WITH hits AS (
             SELECT rowid AS id, bm25({SQLITE_FTS_TABLE}) AS rank
             FROM {SQLITE_FTS_TABLE}
-            WHERE {SQLITE_FTS_TABLE} MATCH %s
+            WHERE {SQLITE_FTS_TABLE} MATCH %s {only_agents}
             {newest}
         ), ranked AS (
             SELECT h.id, m.session_id, h.rank,
@@ -226,7 +251,7 @@ def _sqlite_snippets(terms: list[str], ids: list[int]) -> dict[int, str]:
 
 
 def _postgres_ranked(
-    terms: list[str], limit: int, session: Session | None
+    terms: list[str], limit: int, session: Session | None, agents: Sequence[str] | None = None
 ) -> list[tuple[int, int]]:
     """(message pk, session pk) of the hits to show, best session first.
 
@@ -240,6 +265,10 @@ def _postgres_ranked(
     if session is not None:
         only_session = "AND m.session_id = %s"
         params.append(session.pk)
+    only_agents = ""
+    if agents is not None:
+        only_agents = f"AND m.session_id {_of_agents(agents)}"
+        params += agents
     params += [limit, HITS_PER_SESSION]
     newest = "" if session is not None else f"ORDER BY m.id DESC LIMIT {CANDIDATES}"
     # The tsquery is written out in the candidates' WHERE, not read from the
@@ -249,7 +278,7 @@ def _postgres_ranked(
     sql = f"""
         WITH q AS (SELECT {tsquery} AS query), candidates AS (
             SELECT m.id FROM agent_sessions_message AS m
-            WHERE {POSTGRES_VECTOR} @@ ({tsquery}) {only_session}
+            WHERE {POSTGRES_VECTOR} @@ ({tsquery}) {only_session} {only_agents}
             {newest}
         ), hits AS (
             SELECT m.id, m.session_id, ts_rank({POSTGRES_VECTOR}, q.query, 1) AS rank

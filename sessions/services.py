@@ -12,6 +12,10 @@ The rules these protect:
   lower them; update-last and remove-last move them by the difference.
 * An append costs the same on a long session as on an empty one: it never
   reads or rewrites the transcript (only the session row and the new rows).
+* A write through a scoped API key touches only sessions of the key's agents
+  and never moves a session to another agent; a read-only key writes nothing.
+  The scope (``sessions.scopes.KeyScope``, default: full) is checked on the
+  locked row, in the write's transaction.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from sessions.models import (
 from sessions.money import MAX_NANOS, NANOS_PER_USD, from_nanos, to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
+from sessions.scopes import FULL, KeyScope
 
 # Session routing context: a write never replaces a stored value with an empty one.
 CONTEXT_FIELDS = ("channel_ref", "room_id", "sender_id")
@@ -148,24 +153,38 @@ def _lock(key: str) -> Session | None:
     return Session.objects.select_for_update().filter(key=key).first()
 
 
-def _lock_existing(key: str) -> Session:
+def _lock_existing(key: str, scope: KeyScope = FULL) -> Session:
     session = _lock(key)
     if session is None:
         if Tombstone.objects.filter(key=key).exists():
             raise SessionGone(f"session {key!r} was deleted", field="key")
         raise SessionNotFound(f"no session {key!r}", field="key")
+    scope.check_write(session.agent, field="key")
+    return session
+
+
+def _claim(session: Session, fields: SessionIn, scope: KeyScope) -> Session:
+    """The locked ``session`` if ``scope`` may write it and the agent ``fields`` name."""
+    scope.check_write(session.agent, field="key")
+    if "agent" in fields.values:
+        scope.check_write(fields.values["agent"], field="agent")
     return session
 
 
 def _lock_or_create(
-    key: str, fields: SessionIn, now: datetime, rollup: Rollup
+    key: str, fields: SessionIn, now: datetime, rollup: Rollup, scope: KeyScope = FULL
 ) -> tuple[Session, bool]:
     session = _lock(key)
     if session is not None:
-        return session, False
+        return _claim(session, fields, scope), False
     if Tombstone.objects.filter(key=key).exists():
         raise SessionGone(
             f"session {key!r} was deleted; writes to a deleted key are refused", field="key"
+        )
+    agent = scope.agent_for_new_session(fields.values.get("agent"))
+    if agent is not None and fields.values.get("agent") != agent:
+        fields = SessionIn(
+            values={**fields.values, "agent": agent}, metadata=fields.metadata, totals=fields.totals
         )
     session = Session(key=key, created_at=now, last_active_at=now)
     _set_fields(session, fields, now)
@@ -177,7 +196,7 @@ def _lock_or_create(
         existing = _lock(key)
         if existing is None:
             raise
-        return existing, False
+        return _claim(existing, fields, scope), False
     rollup.add(
         at=session.created_at,
         agent=session.agent,
@@ -265,9 +284,11 @@ def _revive(session: Session, fields: SessionIn) -> bool:
 
 
 @transaction.atomic
-def _session_upsert(key: str, fields: SessionIn, now: datetime) -> tuple[Session, bool]:
+def _session_upsert(
+    key: str, fields: SessionIn, now: datetime, scope: KeyScope
+) -> tuple[Session, bool]:
     rollup = Rollup()
-    session, created = _lock_or_create(key, fields, now, rollup)
+    session, created = _lock_or_create(key, fields, now, rollup, scope)
     changed: set[str] = set()
     if not created:
         changed = _set_fields(session, fields, now)
@@ -323,17 +344,23 @@ def _session_upsert(key: str, fields: SessionIn, now: datetime) -> tuple[Session
 
 
 def session_upsert(
-    *, key: str, fields: Mapping[str, Any] | SessionIn | None = None, now: datetime | None = None
+    *,
+    key: str,
+    fields: Mapping[str, Any] | SessionIn | None = None,
+    now: datetime | None = None,
+    scope: KeyScope = FULL,
 ) -> tuple[Session, bool]:
     """Create the session or update the given fields (absent fields keep their values).
 
     Reported totals (``turns``, token fields, ``cost_usd`` …) set the session's
     totals, for agents that report totals instead of messages; the daily
-    rollup moves by the difference. Returns ``(session, created)``.
+    rollup moves by the difference. Returns ``(session, created)``. ``scope``:
+    the API key's (``Forbidden`` outside it).
     """
+    scope.check_writes()
     key = clean_key(key)
     parsed = clean_session_fields(fields, path="")
-    return _session_upsert(key, parsed, now or timezone.now())
+    return _session_upsert(key, parsed, now or timezone.now(), scope)
 
 
 @transaction.atomic
@@ -354,15 +381,20 @@ def session_set_status(*, key: str, status: str, now: datetime | None = None) ->
     return session
 
 
-def sessions_mark_unknown(*, agent: str, except_keys: Sequence[str] = ()) -> int:
+def sessions_mark_unknown(
+    *, agent: str, except_keys: Sequence[str] = (), scope: KeyScope = FULL
+) -> int:
     """Mark every active session of ``agent`` except ``except_keys`` as unknown.
 
     An agent calls this when it starts: sessions of its previous process died
     with it. A conditional update: idempotent and safe while agents write.
+    A scoped key reconciles only its own agents.
     """
+    scope.check_writes()
     agent = clean_text(agent, "agent")
     if not agent:
         raise InvalidInput("must name the agent", field="agent")
+    scope.check_write(agent)
     keys = [clean_key(key, f"except[{index}]") for index, key in enumerate(except_keys)]
     return (
         Session.objects.filter(agent=agent, status=Status.ACTIVE)
@@ -498,10 +530,10 @@ def _append_rows(
 
 @transaction.atomic
 def _messages_append(
-    key: str, items: list[MessageIn], fields: SessionIn, now: datetime
+    key: str, items: list[MessageIn], fields: SessionIn, now: datetime, scope: KeyScope
 ) -> AppendResult:
     rollup = Rollup()
-    session, created = _lock_or_create(key, fields, now, rollup)
+    session, created = _lock_or_create(key, fields, now, rollup, scope)
     changed: set[str] = set()
     if not created and fields:
         changed = _set_fields(session, fields, now)
@@ -528,6 +560,7 @@ def messages_append(
     session: Mapping[str, Any] | SessionIn | None = None,
     convention: str = "otel",
     now: datetime | None = None,
+    scope: KeyScope = FULL,
 ) -> AppendResult:
     """Append a batch of messages, all or nothing.
 
@@ -536,6 +569,7 @@ def messages_append(
     retries never duplicate), prices usage the agent did not price, and moves
     the session totals and daily rollup in the same transaction.
     """
+    scope.check_writes()
     key = clean_key(key)
     items = clean_messages(list(messages), convention=convention)
     fields = clean_session_fields(session)
@@ -545,7 +579,7 @@ def messages_append(
             "totals are reported with a session upsert, not with an append",
             field=f"session.{name}",
         )
-    return _messages_append(key, items, fields, now or timezone.now())
+    return _messages_append(key, items, fields, now or timezone.now(), scope)
 
 
 # --- corrections: update-last, remove-last, clear, admin edits ----------------
@@ -596,8 +630,8 @@ def _correct(
 
 
 @transaction.atomic
-def _message_update_last(key: str, patch: MessageIn, now: datetime) -> Message:
-    session = _lock_existing(key)
+def _message_update_last(key: str, patch: MessageIn, now: datetime, scope: KeyScope) -> Message:
+    session = _lock_existing(key, scope)
     message = _last_message(session)
     if message is None:
         raise Conflict(f"session {key!r} has no message to update")
@@ -628,6 +662,7 @@ def message_update_last(
     message: Mapping[str, Any],
     convention: str = "otel",
     now: datetime | None = None,
+    scope: KeyScope = FULL,
 ) -> Message:
     """Replace the fields given in ``message`` on the session's last message.
 
@@ -635,20 +670,22 @@ def message_update_last(
     Absent fields keep their values; totals and the rollup move by the
     difference. Raises ``Conflict`` on an empty session.
     """
+    scope.check_writes()
     key = clean_key(key)
     patch = clean_message(message, "message", convention=convention, partial=True)
-    return _message_update_last(key, patch, now or timezone.now())
+    return _message_update_last(key, patch, now or timezone.now(), scope)
 
 
 @transaction.atomic
-def message_remove_last(*, key: str, now: datetime | None = None) -> bool:
+def message_remove_last(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> bool:
     """Remove the session's last message, taking its usage out of the totals.
 
     Returns ``False`` when the session has no message.
     """
+    scope.check_writes()
     key = clean_key(key)
     now = now or timezone.now()
-    session = _lock_existing(key)
+    session = _lock_existing(key, scope)
     message = _last_message(session)
     if message is None:
         return False
@@ -666,11 +703,12 @@ def message_remove_last(*, key: str, now: datetime | None = None) -> bool:
 
 
 @transaction.atomic
-def messages_clear(*, key: str, now: datetime | None = None) -> int:
+def messages_clear(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> int:
     """Remove every message; the session and its totals (spending history) stay."""
+    scope.check_writes()
     key = clean_key(key)
     now = now or timezone.now()
-    session = _lock_existing(key)
+    session = _lock_existing(key, scope)
     removed, _ = Message.objects.filter(session=session).delete()
     session.message_count = 0
     session.last_seq = 0
@@ -707,8 +745,8 @@ def message_save_correction(*, message: Message) -> Message:
 
 
 @transaction.atomic
-def _session_compact(key: str, summary: str, keep: int, now: datetime) -> int:
-    session = _lock_existing(key)
+def _session_compact(key: str, summary: str, keep: int, now: datetime, scope: KeyScope) -> int:
+    session = _lock_existing(key, scope)
     active = Message.objects.filter(session=session, compacted_at__isnull=True)
     if keep > 0:
         # Summaries do not count towards `keep`: a retried compaction finds the
@@ -737,7 +775,9 @@ def _session_compact(key: str, summary: str, keep: int, now: datetime) -> int:
     return archived
 
 
-def session_compact(*, key: str, summary: str, keep: int, now: datetime | None = None) -> int:
+def session_compact(
+    *, key: str, summary: str, keep: int, now: datetime | None = None, scope: KeyScope = FULL
+) -> int:
     """Archive every active message except the newest ``keep`` and add ``summary``.
 
     The summary is stored as a ``system`` message that the context view places
@@ -745,6 +785,7 @@ def session_compact(*, key: str, summary: str, keep: int, now: datetime | None =
     purged. Returns how many were archived; with nothing to archive it writes
     nothing and returns 0, so a retried compaction adds no second summary.
     """
+    scope.check_writes()
     key = clean_key(key)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput(f"must be a non-negative integer, got {keep!r}"[:200], field="keep")
@@ -752,19 +793,20 @@ def session_compact(*, key: str, summary: str, keep: int, now: datetime | None =
     if not summary.strip():
         raise InvalidInput("must not be empty", field="summary")
     summary = clean_message({"role": "system", "content": summary}, "summary").content or ""
-    return _session_compact(key, summary, keep, now or timezone.now())
+    return _session_compact(key, summary, keep, now or timezone.now(), scope)
 
 
 @transaction.atomic
-def session_delete(*, key: str, now: datetime | None = None) -> None:
+def session_delete(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> None:
     """Delete the session with its messages and leave a tombstone for its key.
 
     Daily rollups are kept: the money was spent. Raises ``SessionGone`` when
     the key is already a tombstone and ``SessionNotFound`` when it never existed.
     """
+    scope.check_writes()
     key = clean_key(key)
     now = now or timezone.now()
-    session = _lock_existing(key)
+    session = _lock_existing(key, scope)
     Message.objects.filter(session=session).delete()
     Session.objects.filter(pk=session.pk).delete()
     Tombstone.objects.update_or_create(key=key, defaults={"deleted_at": now})

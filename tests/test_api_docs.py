@@ -36,6 +36,26 @@ def test_the_openapi_document_lists_every_endpoint_of_the_design(client: Client)
     assert any(s.get("scheme") == "bearer" for s in schemes.values())
 
 
+def test_the_openapi_document_lists_403_where_a_key_scope_can_refuse(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    forbidden = {
+        (path, method)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "403" in operation["responses"]
+    }
+
+    # Every write, and every read of one session; lists, search and totals filter.
+    expected = {
+        (path, method)
+        for path, methods in ENDPOINTS.items()
+        for method in methods
+        if method != "get" or path.startswith("/api/v1/sessions/{key}")
+    }
+    assert forbidden == expected
+    assert "forbidden (403" in str(schema["components"]["schemas"]["ErrorDetail"])
+
+
 def test_the_openapi_document_explains_the_anthropic_convention(client: Client) -> None:
     schema = client.get("/api/v1/openapi.json").json()
 

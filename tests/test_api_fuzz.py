@@ -44,6 +44,7 @@ schema.app = WSGIHandler()
 ERROR_CODES = {
     "malformed",
     "unauthorized",
+    "forbidden",
     "not_found",
     "method_not_allowed",
     "conflict",
@@ -300,3 +301,37 @@ def test_hostile_query_strings_never_crash(fuzz_api: ApiClient, params: dict[str
     fuzz_api.post("sessions/q/messages", {"messages": [{"role": "user", "content": "hello"}]})
     for path in ("sessions", "sessions/stuck", "sessions/running", "sessions/q/messages", "search"):
         check(fuzz_api.call("GET", f"/api/v1/{path}?{query}"))
+    for path in ("sessions", "sessions/stuck", "sessions/running", "sessions/q/messages", "search"):
+        check(fuzz_api.call("GET", f"/api/v1/{path}?{query}"))
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    key=st.one_of(st.sampled_from(["theirs", "new", "a/b"]), KEYS),
+    agent=st.one_of(st.none(), st.sampled_from(["bot-a", "bot-b", ""]), HOSTILE_TEXT),
+    messages=st.one_of(st.just([{"role": "user", "content": "x"}]), st.lists(MESSAGE, max_size=3)),
+    body=st.one_of(st.just({}), APPEND_BODY),
+)
+def test_a_scoped_key_never_writes_a_session_of_another_agent(
+    token: str, key: str, agent: Any, messages: Any, body: Any
+) -> None:
+    """Whatever the body says, a key scoped to bot-a leaves bot-b's session alone and
+    every session it makes is bot-a's."""
+    scoped, _ = ApiKey.objects.get_or_create(
+        name="fuzz-scoped", defaults={"hashed_key": ApiKey.hash_token(token + "-scoped")}
+    )
+    ApiKey.objects.filter(pk=scoped.pk).update(agents=["bot-a"])
+    theirs, _ = Session.objects.get_or_create(key="theirs", defaults={"agent": "bot-b"})
+    if isinstance(body, dict):
+        session = body.get("session") if isinstance(body.get("session"), dict) else {}
+        if agent is not None:
+            session = {**session, "agent": agent}
+        body = {**body, "messages": body.get("messages", messages), "session": session}
+    api = ApiClient(token + "-scoped", client=Client(raise_request_exception=False))
+
+    response = api.post(f"sessions/{quoted(key)}/messages", body)
+
+    check(response)
+    assert Session.objects.get(pk=theirs.pk).last_seq == 0
+    assert set(Session.objects.exclude(pk=theirs.pk).values_list("agent", flat=True)) <= {"bot-a"}

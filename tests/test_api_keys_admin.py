@@ -75,3 +75,63 @@ def test_the_list_shows_prefix_times_and_revocation(admin_client: Client) -> Non
     for column in ("Prefix", "Created at", "Last used at", "Revoked at"):
         assert column in page
     assert key.prefix in page
+
+
+def test_a_key_added_with_a_scope_is_limited_to_it(admin_client: Client) -> None:
+    response = admin_client.post(
+        f"{CHANGELIST}add/",
+        {"name": "bot", "agents": "bot-a\n\n bot-b \nbot-a", "read_only": "on"},
+        follow=True,
+    )
+
+    token = re.search(r"<code>(fleet_[^<]+)</code>", response.content.decode()).group(1)
+    key = ApiKey.objects.get(name="bot")
+    assert key.agents == ["bot-a", "bot-b"]
+    assert key.read_only is True
+    assert ApiClient(token).put("sessions/s", {"agent": "bot-a"}).status_code == 403
+
+
+def test_the_scope_is_editable_and_holds_on_the_next_request(admin_client: Client) -> None:
+    key, token = ApiKey.generate(name="bot", agents=["bot-a"])
+    api = ApiClient(token)
+    assert api.put("sessions/s", {"agent": "bot-b"}).status_code == 403
+    page = admin_client.get(f"{CHANGELIST}{key.pk}/change/").content.decode()
+    assert re.search(r"<textarea name=\"agents\"[^>]*>\s*bot-a</textarea>", page)
+
+    admin_client.post(f"{CHANGELIST}{key.pk}/change/", {"name": "bot", "agents": "bot-a\nbot-b"})
+
+    key.refresh_from_db()
+    assert key.agents == ["bot-a", "bot-b"]
+    assert api.put("sessions/s", {"agent": "bot-b"}).status_code == 201
+
+
+def test_clearing_the_agents_gives_the_key_every_agent(admin_client: Client) -> None:
+    key, _ = ApiKey.generate(name="bot", agents=["bot-a"], read_only=True)
+
+    admin_client.post(f"{CHANGELIST}{key.pk}/change/", {"name": "bot", "agents": ""})
+
+    key.refresh_from_db()
+    assert key.agents == []
+    assert key.read_only is False
+    assert key.scope.is_full
+
+
+def test_a_bad_agent_name_is_a_form_error(admin_client: Client) -> None:
+    response = admin_client.post(f"{CHANGELIST}add/", {"name": "bot", "agents": "x" * 300})
+
+    assert response.status_code == 200
+    assert "at most 255 characters" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_the_list_shows_each_keys_scope(admin_client: Client) -> None:
+    ApiKey.generate(name="full")
+    ApiKey.generate(name="scoped", agents=["bot-a", "bot-b"])
+    ApiKey.generate(name="reader", read_only=True)
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert "Scope" in page
+    assert "all agents</td>" in page
+    assert "bot-a, bot-b</td>" in page
+    assert "all agents (read-only)</td>" in page

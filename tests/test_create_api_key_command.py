@@ -51,3 +51,30 @@ def test_quiet_mode_prints_only_the_key() -> None:
 
     assert err.getvalue() == ""
     assert out.getvalue().strip().startswith("fleet_")
+
+
+def test_agent_and_read_only_flags_scope_the_key() -> None:
+    out, err = run("watcher", "--agent", "bot-a", "--agent", "bot-b", "--read-only")
+
+    key = ApiKey.objects.get(name="watcher")
+    assert key.agents == ["bot-a", "bot-b"]
+    assert key.read_only is True
+    assert "bot-a, bot-b (read-only)" in err
+    api = ApiClient(out.strip())
+    assert api.get("sessions").status_code == 200
+    assert api.put("sessions/s", {"agent": "bot-a"}).status_code == 403
+
+
+def test_without_flags_the_key_has_full_access() -> None:
+    _, err = run("coder-1")
+
+    key = ApiKey.objects.get(name="coder-1")
+    assert key.agents == []
+    assert key.read_only is False
+    assert "all agents" in err
+
+
+def test_a_bad_agent_name_is_a_command_error_and_makes_no_key() -> None:
+    with pytest.raises(CommandError, match="agents"):
+        run("coder-1", "--agent", "x" * 300)
+    assert ApiKey.objects.count() == 0

@@ -26,7 +26,13 @@ from sessions.models import ApiKey
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_CODE = {"invalid": 422, "not_found": 404, "gone": 410, "conflict": 409}
+STATUS_BY_CODE = {
+    "invalid": 422,
+    "forbidden": 403,
+    "not_found": 404,
+    "gone": 410,
+    "conflict": 409,
+}
 CODE_BY_STATUS = {
     400: "malformed",
     401: "unauthorized",
@@ -48,8 +54,14 @@ number or a string in requests; timestamps are RFC 3339.
 
 **Errors** have one shape, `{"error": {"code": ..., "message": ..., "field": ...}}`
 (`field` when one value is to blame, e.g. `messages[3].role`): 400 malformed
-JSON, 401 no/bad/revoked key, 404 unknown session, 409 conflict, 410 deleted
-session, 413 body too large, 422 invalid value. A refused request writes nothing.
+JSON, 401 no/bad/revoked key, 403 outside the key's scope, 404 unknown session,
+409 conflict, 410 deleted session, 413 body too large, 422 invalid value. A
+refused request writes nothing.
+
+**Scoped keys** may be limited to agents: they read and write only those
+agents' sessions (another agent's session answers 403; lists, search and
+`/fleet` leave them out; a new session without an `agent` gets the key's
+agent when it has exactly one) and/or read-only (every write answers 403).
 
 **Tokens** follow the OpenTelemetry GenAI convention: `prompt_tokens` is all
 input including cache reads and writes, `completion_tokens` all output

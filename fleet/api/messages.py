@@ -20,7 +20,7 @@ from fleet.api.responses import (
     UpdateLastOut,
 )
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
-from fleet.api.sessions import ERRORS, WRITE_ERRORS, load_session
+from fleet.api.sessions import READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
 from sessions.errors import InvalidInput
 from sessions.inputs import MAX_COUNT, clean_choice
@@ -70,7 +70,11 @@ def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status
             field="messages",
         )
     result = services.messages_append(
-        key=key, messages=messages, session=payload.session, convention=payload.convention
+        key=key,
+        messages=messages,
+        session=payload.session,
+        convention=payload.convention,
+        scope=key_scope(request),
     )
     return Status(
         201 if result.created else 200,
@@ -86,7 +90,7 @@ def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status
 
 @router.get(
     "/sessions/{path:key}/messages",
-    response={200: MessageListOut, **ERRORS},
+    response={200: MessageListOut, **READ_ERRORS},
     summary="A session's transcript, in order",
 )
 def list_messages(
@@ -105,7 +109,7 @@ def list_messages(
     limit: int = Query(500, ge=1, le=MAX_LIMIT),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
 ) -> dict:
-    session = load_session(key)
+    session = load_session(key, key_scope(request))
     role = clean_choice(role, "role", Role, blank=True)
     if view == "all":
         if cursor:
@@ -146,7 +150,9 @@ def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -
     if isinstance(patch, dict) and "created_at" in patch and patch["created_at"] is None:
         # A null time means "keep it" (services would store the missing value).
         patch = {name: value for name, value in patch.items() if name != "created_at"}
-    message = services.message_update_last(key=key, message=patch, convention=payload.convention)
+    message = services.message_update_last(
+        key=key, message=patch, convention=payload.convention, scope=key_scope(request)
+    )
     session = Session.objects.get(pk=message.session_id)
     return {"message": message_json(message), "session": session_json(session)}
 
@@ -159,7 +165,7 @@ def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -
 def remove_last_message(request: HttpRequest, key: str) -> dict:
     """Removes the session's last message and takes its usage out of the totals.
     `removed` is false when the session has no message."""
-    return {"removed": services.message_remove_last(key=key)}
+    return {"removed": services.message_remove_last(key=key, scope=key_scope(request))}
 
 
 @router.delete(
@@ -169,7 +175,7 @@ def remove_last_message(request: HttpRequest, key: str) -> dict:
 )
 def clear_messages(request: HttpRequest, key: str) -> dict:
     """Removes every message; the session and its totals (its spending history) stay."""
-    return {"removed": services.messages_clear(key=key)}
+    return {"removed": services.messages_clear(key=key, scope=key_scope(request))}
 
 
 @router.post(
@@ -185,19 +191,22 @@ def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
     keep = payload.keep
     if isinstance(keep, int) and not isinstance(keep, bool) and keep > MAX_COUNT:
         raise InvalidInput(f"must be at most {MAX_COUNT}", field="keep")
-    return {"archived": services.session_compact(key=key, summary=payload.summary, keep=keep)}
+    archived = services.session_compact(
+        key=key, summary=payload.summary, keep=keep, scope=key_scope(request)
+    )
+    return {"archived": archived}
 
 
 @router.get(
     "/sessions/{path:key}/usage",
-    response={200: SessionUsageOut, **ERRORS},
+    response={200: SessionUsageOut, **READ_ERRORS},
     summary="A session's usage, in total and by agent",
 )
 def session_usage(request: HttpRequest, key: str) -> dict:
     """`totals` are the session's spending history (clearing or compacting messages does
     not lower them); `by_agent` groups the stored messages by `agent_name` (empty =
     `main`), so sub-agents' cost shows apart."""
-    session = load_session(key)
+    session = load_session(key, key_scope(request))
     return {
         "totals": totals_json(selectors.session_usage(session)),
         "by_agent": [totals_json(row) for row in selectors.usage_by_agent(session)],

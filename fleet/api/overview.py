@@ -7,7 +7,7 @@ from ninja import Query, Router
 
 from fleet.api.responses import ErrorOut, FleetOut, MarkedOut, SearchOut
 from fleet.api.schemas import ReconcileIn
-from fleet.api.sessions import ERRORS, WRITE_ERRORS
+from fleet.api.sessions import ERRORS, WRITE_ERRORS, key_scope
 from sessions import services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
@@ -37,7 +37,10 @@ def reconcile(request: HttpRequest, payload: ReconcileIn) -> dict:
         raise InvalidInput("must be a list of session keys", field="except")
     if len(keys) > MAX_EXCEPT:
         raise InvalidInput(f"must list at most {MAX_EXCEPT} keys", field="except")
-    return {"marked": services.sessions_mark_unknown(agent=payload.agent, except_keys=keys)}
+    marked = services.sessions_mark_unknown(
+        agent=payload.agent, except_keys=keys, scope=key_scope(request)
+    )
+    return {"marked": marked}
 
 
 def _highlights(snippet: str) -> tuple[str, list[tuple[int, int]]]:
@@ -78,7 +81,8 @@ def search(
     if not query.strip():
         raise InvalidInput("must contain a word to search for", field="q")
     items = []
-    for result in message_search.search_messages(query, limit=limit):
+    agents = key_scope(request).agent_filter
+    for result in message_search.search_messages(query, limit=limit, agents=agents):
         hits = []
         for hit in result.hits:
             text, ranges = _highlights(hit.snippet)
@@ -115,5 +119,5 @@ def fleet(request: HttpRequest) -> dict:
     today, over the last 7 and 30 days and all time (UTC days, from the daily rollup, so
     purged sessions still count; `unpriced_calls` are calls with no known price, left
     out of `cost_usd`); and the burn rate: cost of the usage dated in the last hour (the
-    current UTC minute and the 59 before it)."""
-    return jsonable(fleet_totals())
+    current UTC minute and the 59 before it). A key scoped to agents sees only theirs."""
+    return jsonable(fleet_totals(agents=key_scope(request).agent_filter))

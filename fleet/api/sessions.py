@@ -15,8 +15,9 @@ from fleet.api.schemas import SessionFieldsIn
 from sessions import services
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.inputs import clean_choice, clean_key, clean_text
-from sessions.models import Channel, Kind, Session, State, Tombstone
+from sessions.models import ApiKey, Channel, Kind, Session, State, Tombstone
 from sessions.models import Status as SessionStatus
+from sessions.scopes import FULL, KeyScope
 from sessions.shapes import session_json
 
 router = Router()
@@ -25,14 +26,24 @@ MAX_LIMIT = 1000
 # Bounds a timedelta can take without overflowing (100 years).
 MAX_SECONDS = 100 * 365 * 24 * 3600
 ERRORS = {code: ErrorOut for code in (401, 404, 410, 422)}
-WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 404, 409, 410, 413, 422)}
+# One session's reads: 403 when it belongs to an agent outside the key's scope.
+READ_ERRORS = {**ERRORS, 403: ErrorOut}
+WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 410, 413, 422)}
 
 
-def load_session(key: str) -> Session:
-    """The session with ``key``: 404 if there never was one, 410 if it was deleted."""
+def key_scope(request: HttpRequest) -> KeyScope:
+    """The scope of the API key the request authenticated with."""
+    key = getattr(request, "auth", None)
+    return key.scope if isinstance(key, ApiKey) else FULL
+
+
+def load_session(key: str, scope: KeyScope) -> Session:
+    """The session with ``key``: 404 if there never was one, 410 if it was deleted,
+    403 if it belongs to an agent outside ``scope``."""
     key = clean_key(key)
     session = Session.objects.filter(key=key).first()
     if session is not None:
+        scope.check_read(session.agent, key)
         return session
     if Tombstone.objects.filter(key=key).exists():
         raise SessionGone(f"session {key!r} was deleted", field="key")
@@ -82,7 +93,7 @@ def list_sessions(
         "model": clean_text(model, "model", single_line=True),
         "project_root": clean_text(project_root, "project_root", max_length=1024),
     }
-    queryset = Session.objects.filtered(**filters)
+    queryset = key_scope(request).sessions(Session.objects.filtered(**filters))
     if cursor:
         moment, last_id = cursors.decode_keyset(cursor, "sessions")
         queryset = queryset.filter(
@@ -112,7 +123,8 @@ def running_sessions(
     cursor: str | None = None,
 ) -> dict:
     """Active sessions with a turn under way (state `running`), newest turn first."""
-    return _offset_page(Session.objects.running(), "running", limit, cursor)
+    queryset = key_scope(request).sessions(Session.objects.running())
+    return _offset_page(queryset, "running", limit, cursor)
 
 
 @router.get(
@@ -133,7 +145,9 @@ def stuck_sessions(
 ) -> dict:
     """Running turns that started more than `older_than` seconds ago, oldest first."""
     seconds = settings.FLEET_STUCK_AFTER if older_than is None else older_than
-    queryset = Session.objects.stuck(older_than=timedelta(seconds=seconds))
+    queryset = key_scope(request).sessions(
+        Session.objects.stuck(older_than=timedelta(seconds=seconds))
+    )
     return _offset_page(queryset, "stuck", limit, cursor)
 
 
@@ -152,28 +166,30 @@ def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> 
     `cost_usd`) are reported totals, for agents that do not send messages.
     Writing to a deleted key answers 410.
     """
-    session, created = services.session_upsert(key=key, fields=payload.sent())
+    session, created = services.session_upsert(
+        key=key, fields=payload.sent(), scope=key_scope(request)
+    )
     return Status(201 if created else 200, session_json(session))
 
 
 @router.get(
     "/sessions/{path:key}",
-    response={200: SessionOut, **ERRORS},
+    response={200: SessionOut, **READ_ERRORS},
     summary="A session with its totals",
 )
 def get_session(request: HttpRequest, key: str) -> dict:
     """The session: fields, state, routing context, metadata, todo and totals."""
-    return session_json(load_session(key))
+    return session_json(load_session(key, key_scope(request)))
 
 
 @router.delete(
     "/sessions/{path:key}",
-    response={204: None, **ERRORS},
+    response={204: None, **READ_ERRORS},
     summary="Delete a session (leaves a tombstone)",
 )
 def delete_session(request: HttpRequest, key: str) -> HttpResponse:
     """Delete the session and its messages (204). Its key becomes a tombstone:
     later writes to it answer 410 instead of creating a new session. Daily usage
     totals keep the money it spent."""
-    services.session_delete(key=key)
+    services.session_delete(key=key, scope=key_scope(request))
     return HttpResponse(status=204)
