@@ -120,8 +120,14 @@ class _Buckets:
             try:
                 cursor.execute(sql, params)
             except DataError:
-                # PostgreSQL: a stored counter plus the delta left BIGINT.
-                self._refuse(next(c for c in self.counters if any(d[c] for _, d in rows)))
+                # PostgreSQL: a stored counter plus the delta left BIGINT. The
+                # error names no column: blame the largest change for its bound.
+                self._refuse(
+                    max(
+                        self.counters,
+                        key=lambda c: max(abs(d[c]) / limit_of(c) for _, d in rows),
+                    )
+                )
             produced = cursor.fetchall()
         deltas = [counts for _, counts in rows]
         for values in produced:

@@ -591,3 +591,15 @@ def test_fleet_sums_of_rollups_at_their_bound_read_exactly(api: ApiClient) -> No
 
     assert usage["prompt_tokens"] == 20 * MAX_TOTAL
     assert usage["cost_usd"] == f"{Decimal(20 * MAX_COST_NANOS).scaleb(-9):f}"
+
+
+def test_a_write_onto_a_rollup_an_older_version_left_full_is_refused(api: ApiClient) -> None:
+    append(api, spend("1"), key="one")
+    full = Value(2**63 - 1, output_field=BigIntegerField())
+    DailyUsage.objects.update(cost_usd=full)
+    MinuteUsage.objects.update(cost_usd=0)
+
+    # SQLite would turn the sum into a float, PostgreSQL fail with "out of range".
+    assert_error(append(api, spend("1"), key="one"), 422, "invalid", "cost_usd")
+    assert Message.objects.count() == 1
+    assert api.get("fleet").status_code == 200
