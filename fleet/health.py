@@ -29,6 +29,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from sessions.models import TOKEN_FIELDS, DailyUsage, Session, State, Status
+from sessions.money import from_nanos
+from sessions.sql import exact_sums, exact_totals
 
 logger = logging.getLogger(__name__)
 
@@ -139,16 +141,18 @@ class FleetCollector(Collector):
         )
 
     def _usage(self) -> Iterator[Metric]:
-        rows = (
+        counters = (
+            "sessions_started",
+            "messages",
+            "api_calls",
+            "unpriced_calls",
+            "cost_usd",
+            *TOKEN_FIELDS,
+        )
+        # Exact sums: the rollup's rows can add up past 64 bits.
+        found = (
             DailyUsage.objects.values("agent", "model")
-            .annotate(
-                sessions_started=Sum("sessions_started"),
-                messages=Sum("messages"),
-                api_calls=Sum("api_calls"),
-                unpriced_calls=Sum("unpriced_calls"),
-                cost_usd=Sum("cost_usd"),
-                **{name: Sum(name) for name in TOKEN_FIELDS},
-            )
+            .annotate(**exact_sums(*counters))
             .order_by("agent", "model")
         )
         labels = ["agent", "model"]
@@ -173,8 +177,9 @@ class FleetCollector(Collector):
             labels=["kind", *labels],
         )
         cost = CounterMetricFamily("fleet_cost_usd", "Cost in USD.", labels=labels)
-        for row in rows:
-            key = [row["agent"], row["model"]]
+        for group in found:
+            key = [group["agent"], group["model"]]
+            row = exact_totals(group, counters)
             sessions.add_metric(key, row["sessions_started"] or 0)
             messages.add_metric(key, row["messages"] or 0)
             api_calls.add_metric(key, row["api_calls"] or 0)
@@ -182,7 +187,7 @@ class FleetCollector(Collector):
             for name in TOKEN_FIELDS:
                 tokens.add_metric([name.removesuffix("_tokens"), *key], row[name] or 0)
             # Exact Decimal in the database; Prometheus samples are floats.
-            cost.add_metric(key, float(row["cost_usd"] or 0))
+            cost.add_metric(key, float(from_nanos(row["cost_usd"])))
         yield from (sessions, messages, api_calls, unpriced, tokens, cost)
 
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, DateField, F, Sum, When
+from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
 from sessions.models import DailyUsage, MinuteUsage, State, Status
 from sessions.models import Session as SessionModel
+from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import utc_minute
-from sessions.sql import count_of, scalars
+from sessions.sql import count_of, exact_sums, exact_totals, scalars
 
 BURN_WINDOW = timedelta(hours=1)
 # Name → first day included, as days before today (None = all time).
@@ -83,21 +83,22 @@ def _period_usage(now: datetime, agents: Sequence[str] | None) -> dict[str, dict
             bucket=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
         )
         .values("bucket")
-        .annotate(**{counter: Sum(counter) for counter in ROLLUP_COUNTERS})
+        .annotate(**exact_sums(*ROLLUP_COUNTERS))
         .order_by()
     )
     usage = {period: dict.fromkeys(ROLLUP_COUNTERS, 0) for period in PERIODS}
-    for row in rows:
+    for found in rows:
+        # Exact sums: the rollup's rows can add up past 64 bits.
+        row = exact_totals(found, ROLLUP_COUNTERS)
         for period, days_back in PERIODS.items():
             if days_back is None or (
-                row["bucket"] is not None and row["bucket"] >= today - timedelta(days=days_back)
+                found["bucket"] is not None and found["bucket"] >= today - timedelta(days=days_back)
             ):
                 values = usage[period]
                 for counter in ROLLUP_COUNTERS:
-                    values[counter] += row[counter] or 0
+                    values[counter] += row[counter]
     for values in usage.values():
-        # Sums over a MoneyField read back as Decimal; keep the type when empty.
-        values["cost_usd"] = values["cost_usd"] or Decimal("0E-9")
+        values["cost_usd"] = from_nanos(values["cost_usd"])
         values["total_tokens"] = values["prompt_tokens"] + values["completion_tokens"]
     return usage
 
@@ -106,22 +107,18 @@ def _burn_rate(now: datetime, agents: Sequence[str] | None) -> dict[str, Any]:
     # The current minute and the 59 before it, from the per-minute rollup: at
     # most 60 buckets per agent × model × channel, whatever the traffic.
     first = utc_minute(now) - BURN_WINDOW + timedelta(minutes=1)
+    counters = ("cost_usd", "api_calls", "unpriced_calls", "prompt_tokens", "completion_tokens")
     minutes = MinuteUsage.objects.filter(minute__gte=first, minute__lte=now)
     if agents is not None:
         minutes = minutes.filter(agent__in=agents)
-    row = minutes.aggregate(
-        cost_usd=Sum("cost_usd"),
-        api_calls=Sum("api_calls"),
-        unpriced_calls=Sum("unpriced_calls"),
-        prompt_tokens=Sum("prompt_tokens"),
-        completion_tokens=Sum("completion_tokens"),
-    )
+    found = minutes.aggregate(**exact_sums(*counters))
+    row = exact_totals(found, counters)
     return {
         "window_seconds": int(BURN_WINDOW.total_seconds()),
-        "cost_usd": row["cost_usd"] or Decimal("0E-9"),
-        "api_calls": row["api_calls"] or 0,
-        "unpriced_calls": row["unpriced_calls"] or 0,
-        "total_tokens": (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0),
+        "cost_usd": from_nanos(row["cost_usd"]),
+        "api_calls": row["api_calls"],
+        "unpriced_calls": row["unpriced_calls"],
+        "total_tokens": row["prompt_tokens"] + row["completion_tokens"],
     }
 
 

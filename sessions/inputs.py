@@ -20,12 +20,11 @@ from typing import Any
 
 from django.conf import settings
 
+from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
 from sessions.errors import InvalidInput
 from sessions.models import KEY_MAX_LENGTH, Channel, CostSource, Kind, Role, State, Status
 from sessions.money import to_decimal
 
-MAX_TOKENS = 10**15  # per message or reported total: far above any real call
-MAX_COUNT = 2**31 - 1
 SHORT_TEXT = 255
 LONG_TEXT_DEFAULT = 1_000_000
 CONVENTIONS = ("otel", "anthropic")
@@ -152,7 +151,15 @@ _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _check_json_text(value: Any, path: str) -> None:
-    dumped = json.dumps(value, ensure_ascii=False)  # NUL is written as the escape \u0000
+    try:
+        # NUL is written as the escape \u0000. allow_nan=False: a number past
+        # a float (1e400 parses as inf) is not JSON either database accepts.
+        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(
+            "must hold only finite numbers (no NaN, Infinity or numbers beyond ±1.8e308)",
+            field=path,
+        ) from None
     if "u0000" in dumped and _JSON_NUL.search(dumped):
         raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
     try:
@@ -454,7 +461,7 @@ def clean_session_fields(value: Any, path: str = "session") -> SessionIn:
         elif name in TOTAL_COUNTS:
             totals[name] = clean_int(raw, where, maximum=MAX_COUNT)
         elif name in TOKEN_KEYS:
-            totals[name] = clean_int(raw, where)
+            totals[name] = clean_int(raw, where, maximum=MAX_TOTAL)
         elif name == "cost_usd":
             totals[name] = clean_money(raw, where)
         elif name in READ_ONLY_SESSION_FIELDS:

@@ -8,26 +8,34 @@ reads back as a ``Decimal`` with nine places.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from sessions.bounds import MAX_USD
+
 PLACES = 9
 QUANTUM = Decimal(1).scaleb(-PLACES)
 NANOS_PER_USD = 10**PLACES
-# A BIGINT holds 9.2e18 nanos; refuse amounts that would not fit, with room
-# for totals to grow.
-MAX_USD = Decimal(10**9)
+# The largest BIGINT, what the column holds. The bounds a write must keep
+# (MAX_USD for any amount or total) are in sessions.bounds; values past them
+# written by older versions still convert, so reading never fails.
+MAX_NANOS = 2**63 - 1
+# Exact arithmetic for any amount a column or a sum of columns can hold: the
+# default context (28 digits) cannot quantize a sum of rollups to 9 places.
+_WIDE = Context(prec=80)
 
 
 def to_decimal(value: Any) -> Decimal:
     """Parse a money amount (Decimal, int, str or float) into a quantized Decimal.
 
     Floats go through ``repr`` so ``0.1`` means 0.1, not its binary expansion.
-    Raises ``ValueError`` for anything that is not a finite amount.
+    The bound is checked on the rounded amount (``999999999.9999999999``
+    rounds to the bound and is refused). Raises ``ValueError`` for anything
+    that is not a finite amount below ``MAX_USD``.
     """
     if isinstance(value, bool):
         raise ValueError("must be a number, not a boolean")
@@ -36,30 +44,43 @@ def to_decimal(value: Any) -> Decimal:
     try:
         amount = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
-        raise ValueError(f"must be a decimal number, got {value!r}") from None
+        raise ValueError(f"must be a decimal number, got {str(value)[:50]!r}") from None
     if not amount.is_finite():
         raise ValueError("must be a finite number")
-    if abs(amount) >= MAX_USD:
+    # copy_abs and compare are exact: abs() would apply the context and
+    # overflow on an exponent such as 1e999999999.
+    if amount.copy_abs() >= MAX_USD:
         raise ValueError(f"must be below {MAX_USD} USD")
-    return amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    amount = amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+    if amount.copy_abs() >= MAX_USD:
+        raise ValueError(f"must be below {MAX_USD} USD once rounded to {PLACES} places")
+    return amount
 
 
-# The largest BIGINT: totals (a session's cost, a day's cost) may grow past
-# MAX_USD, the limit of one amount, up to what the column holds.
-MAX_NANOS = 2**63 - 1
+def to_nanos(value: Any) -> int:
+    """Integer nano-dollars of an amount; raises ``ValueError`` beyond a BIGINT.
+
+    A ``Decimal`` is converted whatever its size up to the column (a stored
+    total past the bound must still save unchanged); other types are parsed
+    with ``to_decimal``. Bounds are the callers' (``sessions.bounds``).
+    """
+    if not isinstance(value, Decimal):
+        value = to_decimal(value)
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value.copy_abs() > MAX_NANOS / Decimal(NANOS_PER_USD):
+        raise ValueError(f"must be at most {MAX_NANOS // NANOS_PER_USD} USD")
+    return int(value.scaleb(PLACES, context=_WIDE).to_integral_value(ROUND_HALF_EVEN, _WIDE))
 
 
-def to_nanos(value: Decimal) -> int:
-    """Integer nano-dollars of an amount; raises ``ValueError`` beyond a BIGINT."""
-    if isinstance(value, Decimal) and value.is_finite() and abs(value) >= MAX_USD:
-        if abs(value) > MAX_NANOS // NANOS_PER_USD:
-            raise ValueError(f"must be at most {MAX_NANOS // NANOS_PER_USD} USD")
-        return int(value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN) * NANOS_PER_USD)
-    return int(to_decimal(value) * NANOS_PER_USD)
+def from_nanos(nanos: Any) -> Decimal:
+    """The amount of a count of nano-dollars (an int, or the Decimal or float of a sum)."""
+    return Decimal(int(nanos)).scaleb(-PLACES, context=_WIDE)
 
 
-def from_nanos(nanos: int) -> Decimal:
-    return (Decimal(int(nanos)) / NANOS_PER_USD).quantize(QUANTUM)
+def display(value: Decimal) -> Decimal:
+    """A stored or summed amount with nine places, whatever its size: never raises."""
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
 
 
 class MoneyField(models.BigIntegerField):
@@ -105,5 +126,5 @@ class MoneyField(models.BigIntegerField):
     @property
     def validators(self) -> list:
         # BigIntegerField's range validators compare the Decimal against the
-        # integer range; the range check lives in to_decimal instead.
+        # integer range; the bound lives in to_decimal (sessions.bounds) instead.
         return []

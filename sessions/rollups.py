@@ -6,8 +6,16 @@ read; kept by purge) and ``MinuteUsage`` (per UTC minute, only for usage dated
 within ``MinuteUsage.RECENT``: the burn rate's source).
 
 The upsert (``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x``) is
-the same SQL on SQLite (≥ 3.24) and PostgreSQL, and adds to the counters
-under the row lock, so concurrent writers never lose an increment.
+the same SQL on SQLite (≥ 3.35 for ``RETURNING``) and PostgreSQL, and adds
+to the counters under the row lock, so concurrent writers never lose an
+increment.
+
+Bounds (``sessions.bounds``): a bucket's counter never passes its bound. A
+delta past the bound is refused before the SQL; the upsert returns the
+counters it produced and a write that took one past its bound is refused
+(``InvalidInput``, 422), so the caller's transaction rolls back and nothing
+is written. PostgreSQL's own "bigint out of range" (possible only on a row
+an older version left past the bound) is refused the same way.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.db import connection, models
+from django.db import DataError, connection, models
 from django.utils import timezone
 
+from sessions.bounds import limit_of
+from sessions.errors import InvalidInput
 from sessions.models import DailyUsage, MinuteUsage
 
 COUNTERS = (
@@ -75,10 +85,21 @@ class _Buckets:
             key=lambda row: row[0],
         )
 
+    def _refuse(self, name: str) -> None:
+        what = "cost" if name == "cost_usd" else name
+        raise InvalidInput(
+            f"the {self.table._meta.verbose_name} {what} total would exceed its limit",
+            field=name,
+        )
+
     def apply(self) -> None:
         rows = self.rows()
         if not rows:
             return
+        for _, counts in rows:
+            for name, value in counts.items():
+                if abs(value) > limit_of(name):
+                    self._refuse(name)
         quote = connection.ops.quote_name
         table = quote(self.table._meta.db_table)
         columns = [quote(c) for c in (self.period, "agent", "model", "channel", *self.counters)]
@@ -89,13 +110,32 @@ class _Buckets:
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names are ours
             f"{', '.join([placeholders] * len(rows))} "
-            f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET {updates}"
+            f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET {updates} "
+            f"RETURNING {', '.join(columns[4:])}"
         )
         params: list[Any] = []
         for (at, *dimensions), counts in rows:
             params.extend([self.adapt(at), *dimensions, *(counts[c] for c in self.counters)])
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            try:
+                cursor.execute(sql, params)
+            except DataError:
+                # PostgreSQL: a stored counter plus the delta left BIGINT. The
+                # error names no column: blame the largest change for its bound.
+                self._refuse(
+                    max(
+                        self.counters,
+                        key=lambda c: max(abs(d[c]) / limit_of(c) for _, d in rows),
+                    )
+                )
+            produced = cursor.fetchall()
+        deltas = [counts for _, counts in rows]
+        for values in produced:
+            for name, value in zip(self.counters, values, strict=True):
+                # SQLite turns an integer overflow into a float: also past the bound.
+                # Refused when this write moved a counter further past its bound.
+                if abs(value) > limit_of(name) and any(d[name] * value > 0 for d in deltas):
+                    self._refuse(name)
 
 
 class Rollup:

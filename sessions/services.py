@@ -30,6 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
 from sessions.bulk import NewMessage, insert_messages
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import (
@@ -39,6 +40,7 @@ from sessions.inputs import (
     SessionIn,
     UsageIn,
     clean_choice,
+    clean_int,
     clean_key,
     clean_message,
     clean_messages,
@@ -56,7 +58,7 @@ from sessions.models import (
     Status,
     Tombstone,
 )
-from sessions.money import MAX_NANOS, NANOS_PER_USD, from_nanos, to_nanos
+from sessions.money import NANOS_PER_USD, from_nanos, to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
@@ -102,19 +104,31 @@ def _apply_to_session(session: Session, delta: Mapping[str, int]) -> None:
     for name in SESSION_COUNTERS:
         if delta.get(name):
             value = max(0, getattr(session, name) + delta[name])
-            _check_total(name, value)
+            _check_total(name, value, delta[name])
             setattr(session, name, value)
     if delta.get("cost_usd"):
         nanos = max(0, to_nanos(session.cost_usd) + delta["cost_usd"])
-        _check_total("cost_usd", nanos)
+        _check_total("cost_usd", nanos, delta["cost_usd"])
         session.cost_usd = from_nanos(nanos)
 
 
-def _check_total(name: str, value: int) -> None:
-    """A total the column cannot hold is refused as input, never a database error."""
-    limit = MAX_NANOS if name == "cost_usd" or name in TOKEN_FIELDS else MAX_COUNT
-    if value > limit:
-        raise InvalidInput(f"the session's {name} total would exceed its limit", field=name)
+def _check_total(name: str, value: int, delta: int) -> None:
+    """A write that takes a total past its bound (``sessions.bounds``) is refused as input.
+
+    Only a write that raises the total is refused: a total past the bound
+    (stored by an older version) can still be corrected downwards.
+    """
+    if name == "cost_usd":
+        limit = MAX_COST_NANOS
+    elif name in TOKEN_FIELDS:
+        limit = MAX_TOTAL
+    else:
+        limit = MAX_COUNT
+    if value > limit and delta > 0:
+        shown = from_nanos(limit) if name == "cost_usd" else limit
+        raise InvalidInput(
+            f"the session's {name} total would exceed its limit of {shown}", field=name
+        )
 
 
 def _rollup_add(
@@ -417,7 +431,12 @@ class AppendResult:
 
 
 def _build_message(
-    session: Session, item: MessageIn, seq: int, now: datetime, prices: PriceBook | None
+    session: Session,
+    item: MessageIn,
+    seq: int,
+    now: datetime,
+    prices: PriceBook | None,
+    path: str = "message",
 ) -> tuple[NewMessage, PriceBook | None]:
     message = NewMessage(
         session_id=session.pk,
@@ -437,14 +456,22 @@ def _build_message(
         created_at=item.created_at or now,
         compacted_at=item.compacted_at,
     )
-    prices = _set_usage(message, item.usage, session, prices)
+    prices = _set_usage(message, item.usage, session, prices, f"{path}.usage")
     return message, prices
 
 
 def _set_usage(
-    message: Message | NewMessage, usage: UsageIn | None, session: Session, prices: PriceBook | None
+    message: Message | NewMessage,
+    usage: UsageIn | None,
+    session: Session,
+    prices: PriceBook | None,
+    path: str = "usage",
 ) -> PriceBook | None:
-    """Store usage on the message, pricing it unless the agent reported the cost."""
+    """Store usage on the message, pricing it unless the agent reported the cost.
+
+    A cost that the price makes past the bound of money is refused (422 naming
+    ``path``), never stored nor a crash.
+    """
     if usage is None:
         for name in TOKEN_FIELDS:
             setattr(message, name, 0)
@@ -465,14 +492,21 @@ def _set_usage(
     else:
         if prices is None:
             prices = PriceBook.load()
-        message.cost_usd, message.cost_source = prices.price(
-            model=message.model or session.model,
-            at=message.created_at,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_creation_tokens=usage.cache_creation_tokens,
-        )
+        model = message.model or session.model
+        try:
+            message.cost_usd, message.cost_source = prices.price(
+                model=model,
+                at=message.created_at,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_creation_tokens=usage.cache_creation_tokens,
+            )
+        except ValueError as exc:
+            raise InvalidInput(
+                f"priced at {model[:100]}'s rates this usage would cost too much: {exc}",
+                field=path,
+            ) from None
     return prices
 
 
@@ -500,7 +534,7 @@ def _append_rows(
     skipped = 0
     seq = session.last_seq
     totals = dict.fromkeys((*SESSION_COUNTERS, "cost_usd"), 0)
-    for item in items:
+    for index, item in enumerate(items):
         if item.message_id:
             if item.message_id in seen:
                 skipped += 1
@@ -514,7 +548,7 @@ def _append_rows(
             seq = item.seq
         else:
             seq += 1
-        message, prices = _build_message(session, item, seq, now, prices)
+        message, prices = _build_message(session, item, seq, now, prices, f"messages[{index}]")
         counts = contribution(message)
         for name, value in counts.items():
             totals[name] += value
@@ -603,7 +637,7 @@ def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Sessi
         if "usage" not in patch.provided:
             # The model changed: price the stored usage again at the new model.
             usage = _usage_of(message)
-        _set_usage(message, usage, session, None)
+        _set_usage(message, usage, session, None, "message.usage")
 
 
 def _usage_of(message: Message) -> UsageIn | None:
@@ -725,6 +759,10 @@ def message_save_correction(*, message: Message) -> Message:
     """
     session = Session.objects.select_for_update().get(pk=message.session_id)
     before = Message.objects.get(pk=message.pk)
+    for name in TOKEN_FIELDS:
+        if getattr(message, name) != getattr(before, name):
+            # The bound of one message's tokens, as for an append (sessions.bounds).
+            clean_int(getattr(message, name), name)
     if message.cost_source == CostSource.UNPRICED:
         message.cost_usd = None
     elif not message.cost_source:

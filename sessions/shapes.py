@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sessions.models import TOKEN_FIELDS, Message, Session
-from sessions.money import to_decimal
+from sessions.money import display
 
 SESSION_TEXT_FIELDS = (
     "key",
@@ -54,7 +54,8 @@ MESSAGE_TEXT_FIELDS = (
 
 def money(value: Decimal | None) -> str | None:
     # Always nine places; format(..., "f") because str(Decimal) writes zero as "0E-9".
-    return None if value is None else format(to_decimal(value), "f")
+    # ``display``, not the input parser: a stored value past today's bound still reads.
+    return None if value is None else format(display(Decimal(value)), "f")
 
 
 def timestamp(value: datetime | None) -> str | None:

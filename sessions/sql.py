@@ -8,10 +8,11 @@ in a single query.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connections
-from django.db.models import Func, IntegerField, QuerySet
+from django.db.models import BigIntegerField, F, Func, IntegerField, QuerySet, Sum
 
 
 def scalars(*querysets: QuerySet) -> tuple[Any, ...]:
@@ -40,3 +41,35 @@ def count_of(qs: QuerySet) -> QuerySet:
     at 100 000 sessions).
     """
     return qs.order_by().values(n=Func(template="COUNT(*)", output_field=IntegerField()))
+
+
+# Each row's value is split into (value / 2**32) and the remainder, summed
+# apart and joined in Python: SUM over 64-bit columns overflows on SQLite
+# ("integer overflow") once the rows add up past 9.2e18, which rows within
+# their bounds (sessions.bounds) can do. Both halves' sums stay far inside
+# 64 bits for any number of rows a store can hold (2**31 rows at the bound).
+_SPLIT = 2**32
+
+
+def exact_sums(*names: str) -> dict[str, Sum]:
+    """Aggregates for ``annotate``/``aggregate``: an exact sum of each column, in halves.
+
+    Integer division and its remainder truncate alike on SQLite and
+    PostgreSQL, so ``high * 2**32 + low`` is the exact sum (negative rows too).
+    Read the result with ``exact_totals``.
+    """
+    aggregates = {}
+    for name in names:
+        high = Func(F(name), template=f"(%(expressions)s / {_SPLIT})")
+        low = Func(F(name), template=f"(%(expressions)s - (%(expressions)s / {_SPLIT}) * {_SPLIT})")
+        aggregates[f"{name}__high"] = Sum(high, output_field=BigIntegerField())
+        aggregates[f"{name}__low"] = Sum(low, output_field=BigIntegerField())
+    return aggregates
+
+
+def exact_totals(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, int]:
+    """The sums ``exact_sums`` asked for, as Python ints (0 where there were no rows)."""
+    return {
+        name: int(row[f"{name}__high"] or 0) * _SPLIT + int(row[f"{name}__low"] or 0)
+        for name in names
+    }

@@ -542,3 +542,34 @@ def test_the_message_list_costs_the_same_queries_at_any_size(admin_client: Clien
         make_session(f"big-{index}", messages=5)
     big = count_queries(admin_client, MESSAGES_URL, 60)
     assert small == big
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("prompt_tokens", str(2**62)), ("cost_usd", "999999999.5")],
+)
+def test_a_correction_past_a_bound_is_a_form_error_and_writes_nothing(
+    admin_client: Client, field: str, value: str
+) -> None:
+    services.session_upsert(key="s", fields={"cost_usd": "999999999"})
+    services.messages_append(
+        key="s",
+        messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "0.5"}}],
+    )
+    message = Message.objects.get()
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    data = form_data(admin_client.get(url))
+    data.update({"prompt_tokens": "1", "completion_tokens": "1"})
+    data[field] = value
+    rollup = list(DailyUsage.objects.values())
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert Message.objects.get().cost_usd == Decimal("0.5")
+    assert Message.objects.get().prompt_tokens == 0
+    assert list(DailyUsage.objects.values()) == rollup

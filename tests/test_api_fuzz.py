@@ -132,12 +132,36 @@ HOSTILE_TEXT = st.one_of(
         ]
     ),
 )
+# Amounts and counts at, just under and past the bounds (sessions.bounds), and
+# exponents no decimal context holds: each is stored or refused, never a 500.
+BOUND_NUMBERS = st.sampled_from(
+    [
+        "999999999.999999999",
+        "999999999.9999999999",
+        "999999999.5",
+        "600000000",
+        "1e999999999",
+        "1E+1000000",
+        "-1e999999999",
+        "1e-999999999",
+        "0E+999999",
+        10**12,
+        10**12 + 1,
+        10**15,
+        10**18,
+        10**18 + 1,
+        2**63,
+        1e308,
+        999999999.9999999,
+    ]
+)
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
     HOSTILE_TEXT,
+    BOUND_NUMBERS,
 )
 JSON_VALUES = st.recursive(
     SCALARS,
@@ -170,7 +194,9 @@ USAGE_KEYS = [
     "cost_usd",
     "convention",
 ]
-USAGE = st.dictionaries(st.sampled_from(USAGE_KEYS), SCALARS | st.integers(0, 10**6), max_size=6)
+USAGE = st.dictionaries(
+    st.sampled_from(USAGE_KEYS), SCALARS | st.integers(0, 10**6) | BOUND_NUMBERS, max_size=6
+)
 MESSAGE = st.dictionaries(
     st.sampled_from(MESSAGE_KEYS),
     st.one_of(
@@ -301,8 +327,45 @@ def test_hostile_query_strings_never_crash(fuzz_api: ApiClient, params: dict[str
     fuzz_api.post("sessions/q/messages", {"messages": [{"role": "user", "content": "hello"}]})
     for path in ("sessions", "sessions/stuck", "sessions/running", "sessions/q/messages", "search"):
         check(fuzz_api.call("GET", f"/api/v1/{path}?{query}"))
-    for path in ("sessions", "sessions/stuck", "sessions/running", "sessions/q/messages", "search"):
-        check(fuzz_api.call("GET", f"/api/v1/{path}?{query}"))
+
+
+# --- numbers past what the parsers, columns and totals hold -------------------------
+
+# JSON number literals that Python parses to inf (1e400) or that no decimal
+# context holds, placed where any JSON value may go; sent as raw text, since
+# json.dumps would write them as the non-JSON Infinity.
+WILD_LITERALS = st.sampled_from(["1e400", "-1e400", "1E999999999", "1e-400", "9" * 400, "0.0"])
+PLACES = st.sampled_from(
+    [
+        '{"messages": [{"role": "assistant", "content": null, '
+        '"tool_calls": [{"id": "a", "name": "f", "arguments": [N]}]}]}',
+        '{"messages": [{"role": "assistant", "content": null, '
+        '"tool_calls": [{"id": "a", "name": "f", "arguments": {"x": {"y": N}}}]}]}',
+        '{"messages": [{"role": "assistant", "content": "x", "usage": {"cost_usd": N}}]}',
+        '{"messages": [{"role": "assistant", "content": "x", "usage": {"prompt_tokens": N}}]}',
+        '{"messages": [{"role": "user", "content": "x"}], "session": {"metadata": {"a": N}}}',
+    ]
+)
+SESSION_PLACES = st.sampled_from(
+    ['{"cost_usd": N}', '{"prompt_tokens": N}', '{"metadata": {"a": N}}', '{"turns": N}']
+)
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(place=PLACES, session_place=SESSION_PLACES, literal=WILD_LITERALS)
+def test_numbers_no_column_holds_never_crash(
+    fuzz_api: ApiClient, place: str, session_place: str, literal: str
+) -> None:
+    fuzz_api.post("sessions/n/messages", {"messages": [{"role": "user", "content": "hi"}]})
+
+    check(fuzz_api.post("sessions/n/messages", raw=place.replace("N", literal)))
+    patch = json.loads(place.replace("N", "0"))["messages"][0]
+    raw_patch = json.dumps({"message": patch}).replace(": 0", ": " + literal, 1)
+    check(fuzz_api.put("sessions/n/messages/last", raw=raw_patch))
+    check(fuzz_api.put("sessions/n", raw=session_place.replace("N", literal)))
+    for path in ("sessions/n", "sessions", "sessions/n/messages", "sessions/n/usage", "fleet"):
+        check(fuzz_api.get(path))
 
 
 @pytest.mark.django_db
@@ -335,3 +398,40 @@ def test_a_scoped_key_never_writes_a_session_of_another_agent(
     check(response)
     assert Session.objects.get(pk=theirs.pk).last_seq == 0
     assert set(Session.objects.exclude(pk=theirs.pk).values_list("agent", flat=True)) <= {"bot-a"}
+
+
+@pytest.mark.django_db
+@FUZZ
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["append", "put", "update-last"]),
+            st.one_of(BOUND_NUMBERS, st.sampled_from(["0.5", "499999999.999999999"])),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_totals_driven_to_their_bounds_never_crash_a_read(
+    fuzz_api: ApiClient, writes: list[tuple[str, str, Any]]
+) -> None:
+    session = {"agent": "x", "model": "gpt-4o"}
+    for key, how, number in writes:
+        is_tokens = isinstance(number, int)
+        usage = {"prompt_tokens": number} if is_tokens else {"cost_usd": number}
+        message = {"role": "assistant", "content": "x", "usage": usage}
+        if how == "append":
+            body = {"messages": [message], "session": session}
+            check(fuzz_api.post(f"sessions/{key}/messages", body))
+        elif how == "put":
+            check(fuzz_api.put(f"sessions/{key}", {**session, **usage}))
+        else:
+            check(fuzz_api.put(f"sessions/{key}/messages/last", {"message": message}))
+    for key in ("a", "b"):
+        for path in (f"sessions/{key}", f"sessions/{key}/messages", f"sessions/{key}/usage"):
+            check(fuzz_api.get(path))
+    for path in ("sessions", "fleet", "search?q=x"):
+        response = fuzz_api.get(path)
+        check(response)
+        assert response.status_code == 200

@@ -8,13 +8,16 @@ body encoding and size, query parameters, unknown routes and methods.
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db.models import BigIntegerField, Value
 from django.test import override_settings
 
 from sessions import services
-from sessions.models import Session
+from sessions.models import DailyUsage, Message, MinuteUsage, ModelPrice, Session
 from tests.api_client import ApiClient, assert_error, make_key, store_counts
 
 
@@ -390,3 +393,213 @@ def test_an_empty_body_where_one_is_needed_is_422(api: ApiClient) -> None:
 
     assert "body" in error["message"]
     assert store_counts() == (0, 0, 0)
+
+
+# --- bounds: money, tokens and the totals they feed ---------------------------------
+
+JUST_UNDER = "999999999.999999999"  # the largest amount of money the store holds
+
+
+def spend(cost: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": "x", "usage": {"cost_usd": cost}, **extra}
+
+
+def reads(api: ApiClient, key: str = "s1") -> list[int]:
+    paths = [
+        f"sessions/{key}",
+        "sessions",
+        f"sessions/{key}/messages",
+        f"sessions/{key}/usage",
+        "search?q=kept",
+        "fleet",
+    ]
+    return [api.get(path).status_code for path in paths]
+
+
+def test_a_cost_that_rounds_to_the_bound_is_refused(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    rounds_up = "999999999.9999999999"
+
+    assert_error(api.put("sessions/s1", {"cost_usd": rounds_up}), 422, "invalid", "cost_usd")
+    assert_error(append(api, spend(rounds_up)), 422, "invalid", "messages[0].usage.cost_usd")
+    assert store_counts() == existing
+    assert reads(api) == [200] * 6
+
+
+def test_a_cost_just_under_the_bound_is_stored_and_reads(api: ApiClient) -> None:
+    assert api.put("sessions/s1", {"cost_usd": JUST_UNDER}).status_code == 201
+
+    assert api.get("sessions/s1").json()["cost_usd"] == JUST_UNDER
+    assert api.get("fleet").json()["usage"]["all_time"]["cost_usd"] == JUST_UNDER
+
+
+def test_appends_that_take_the_session_total_past_the_bound_are_refused(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    assert append(api, spend("600000000")).status_code == 200
+    counts = store_counts()
+    rollup = list(DailyUsage.objects.values())
+
+    assert_error(append(api, spend("600000000")), 422, "invalid")
+    assert_error(api.put("sessions/s1", {"cost_usd": "1000000000"}), 422, "invalid", "cost_usd")
+
+    assert store_counts() == counts
+    assert list(DailyUsage.objects.values()) == rollup
+    assert reads(api) == [200] * 6
+
+
+def test_a_days_rollup_past_its_bound_is_refused_and_writes_nothing(api: ApiClient) -> None:
+    fields = {"agent": "a", "model": "m", "cost_usd": "600000000"}
+    assert api.put("sessions/one", fields).status_code == 201
+
+    assert_error(api.put("sessions/two", fields), 422, "invalid", "cost_usd")
+
+    assert list(Session.objects.values_list("key", flat=True)) == ["one"]
+    assert api.get("fleet").json()["usage"]["all_time"]["cost_usd"] == "600000000.000000000"
+
+
+def test_a_days_token_rollup_past_its_bound_is_refused(api: ApiClient) -> None:
+    tokens = {"agent": "a", "prompt_tokens": 6 * 10**17}
+    assert api.put("sessions/one", tokens).status_code == 201
+
+    assert_error(api.put("sessions/two", tokens), 422, "invalid", "prompt_tokens")
+
+    assert api.get("fleet").json()["usage"]["all_time"]["prompt_tokens"] == 6 * 10**17
+
+
+def test_minute_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
+    from sessions.bounds import MAX_COST_NANOS
+
+    append(api, spend("1"), key="one")
+    # A past day's rollup has room; the minute bucket is the one at its bound.
+    MinuteUsage.objects.update(cost_usd=Value(MAX_COST_NANOS, output_field=BigIntegerField()))
+    DailyUsage.objects.update(cost_usd=0)
+
+    assert_error(append(api, spend("1"), key="one"), 422, "invalid")
+
+
+def test_token_counts_inside_the_limit_never_crash_pricing(api: ApiClient) -> None:
+    from sessions.bounds import MAX_TOKENS
+
+    ModelPrice.objects.create(
+        model_pattern="dear", input_per_mtok=Decimal(10**6), output_per_mtok=Decimal(10**6)
+    )
+    big = {"prompt_tokens": 10**15, "completion_tokens": 10**15}
+    assert_error(
+        append(api, usage(**big), session={"model": "dear"}),
+        422,
+        "invalid",
+        "messages[0].usage.prompt_tokens",
+    )
+    at_limit = {"prompt_tokens": MAX_TOKENS, "completion_tokens": MAX_TOKENS}
+    assert_error(
+        append(api, usage(**at_limit), session={"model": "dear"}),
+        422,
+        "invalid",
+        "messages[0].usage",
+    )
+    assert not Session.objects.exists()
+    assert append(api, usage(**at_limit), session={"model": "gpt-4o"}).status_code == 201
+
+
+@pytest.mark.parametrize("cost", ["1e999999999", "1E+1000000", "-1e999999999", 1e308])
+def test_a_cost_with_a_huge_exponent_is_422_naming_the_field(
+    api: ApiClient, existing: tuple[int, int, int], cost: Any
+) -> None:
+    assert_error(append(api, spend(cost)), 422, "invalid", "messages[0].usage.cost_usd")
+    assert_error(api.put("sessions/s1", {"cost_usd": cost}), 422, "invalid", "cost_usd")
+    assert_error(
+        api.put("sessions/s1/messages/last", {"message": {"usage": {"cost_usd": cost}}}),
+        422,
+        "invalid",
+        "message.usage.cost_usd",
+    )
+    assert store_counts() == existing
+
+
+@pytest.mark.parametrize("cost", ["1e-999999999", "-0", "0E+999999"])
+def test_a_tiny_cost_with_a_huge_exponent_is_zero(api: ApiClient, cost: str) -> None:
+    assert append(api, spend(cost)).status_code == 201
+
+    assert api.get("sessions/s1").json()["cost_usd"] == "0.000000000"
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E999999999"])
+def test_non_finite_numbers_inside_json_fields_are_422_naming_the_field(
+    api: ApiClient, existing: tuple[int, int, int], number: str
+) -> None:
+    call = '{"id": "a", "name": "f", "arguments": [' + number + "]}"
+    body = '{"messages": [{"role": "assistant", "content": null, "tool_calls": [' + call + "]}]}"
+    assert_error(
+        api.post("sessions/s1/messages", raw=body), 422, "invalid", "messages[0].tool_calls"
+    )
+    patch = '{"message": {"tool_calls": [' + call + "]}}"
+    assert_error(
+        api.put("sessions/s1/messages/last", raw=patch), 422, "invalid", "message.tool_calls"
+    )
+    metadata = '{"metadata": {"a": ' + number + "}}"
+    assert_error(api.put("sessions/s1", raw=metadata), 422, "invalid", "metadata.a")
+    assert store_counts() == existing
+    assert reads(api) == [200] * 6
+
+
+def test_clients_cannot_choose_the_cost_source(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    forged = {"cost_usd": "1", "cost_source": "computed"}
+
+    assert_error(
+        append(api, {"role": "assistant", "content": "x", "usage": forged}),
+        422,
+        "invalid",
+        "messages[0].usage.cost_source",
+    )
+    assert_error(
+        api.put("sessions/s1/messages/last", {"message": {"usage": forged}}),
+        422,
+        "invalid",
+        "message.usage.cost_source",
+    )
+    assert store_counts() == existing
+    assert not Message.objects.exclude(cost_source="").exists()
+
+
+def test_stored_values_past_a_bound_still_read(
+    api: ApiClient, existing: tuple[int, int, int]
+) -> None:
+    huge = Value(2**63 - 1, output_field=BigIntegerField())
+    append(api, spend("1"))
+    Session.objects.update(cost_usd=huge, prompt_tokens=huge)
+    Message.objects.exclude(cost_source="").update(cost_usd=huge, prompt_tokens=huge)
+    DailyUsage.objects.update(cost_usd=huge, prompt_tokens=huge)
+    MinuteUsage.objects.update(cost_usd=huge, prompt_tokens=huge)
+
+    assert reads(api) == [200] * 6
+    assert api.get("sessions/s1").json()["cost_usd"] == "9223372036.854775807"
+
+
+def test_fleet_sums_of_rollups_at_their_bound_read_exactly(api: ApiClient) -> None:
+    from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
+
+    days = [date(2026, 1, 1) + timedelta(days=n) for n in range(20)]
+    DailyUsage.objects.bulk_create(
+        DailyUsage(day=day, cost_usd=Decimal(JUST_UNDER), prompt_tokens=MAX_TOTAL) for day in days
+    )
+
+    usage = api.get("fleet").json()["usage"]["all_time"]
+
+    assert usage["prompt_tokens"] == 20 * MAX_TOTAL
+    assert usage["cost_usd"] == f"{Decimal(20 * MAX_COST_NANOS).scaleb(-9):f}"
+
+
+def test_a_write_onto_a_rollup_an_older_version_left_full_is_refused(api: ApiClient) -> None:
+    append(api, spend("1"), key="one")
+    full = Value(2**63 - 1, output_field=BigIntegerField())
+    DailyUsage.objects.update(cost_usd=full)
+    MinuteUsage.objects.update(cost_usd=0)
+
+    # SQLite would turn the sum into a float, PostgreSQL fail with "out of range".
+    assert_error(append(api, spend("1"), key="one"), 422, "invalid", "cost_usd")
+    assert Message.objects.count() == 1
+    assert api.get("fleet").status_code == 200

@@ -416,25 +416,30 @@ def test_a_refused_session_field_in_an_append_creates_no_session() -> None:
     assert DailyUsage.objects.count() == 0
 
 
-def test_a_session_cost_may_grow_past_the_limit_of_one_amount() -> None:
-    for _ in range(3):
-        services.messages_append(
-            key="k", messages=[{"role": "assistant", "usage": {"cost_usd": "999999999.5"}}]
-        )
+def test_a_session_cost_may_not_grow_past_the_bound_of_money() -> None:
+    spend = [{"role": "assistant", "usage": {"cost_usd": "999999999.5"}}]
+    services.messages_append(key="k", messages=spend)
 
-    assert Session.objects.get().cost_usd == Decimal("2999999998.5")
-    assert DailyUsage.objects.get().cost_usd == Decimal("2999999998.5")
+    with pytest.raises(InvalidInput) as refused:
+        services.messages_append(key="k", messages=spend)
+
+    assert refused.value.field == "cost_usd"
+    assert Session.objects.get().cost_usd == Decimal("999999999.5")
+    assert DailyUsage.objects.get().cost_usd == Decimal("999999999.5")
+    assert Message.objects.count() == 1
 
 
 def test_a_total_the_database_cannot_hold_is_refused_as_input() -> None:
     services.messages_append(key="k", messages=[])
-    Session.objects.filter(key="k").update(prompt_tokens=2**63 - 10, cost_usd=Decimal("9223372036"))
+    services.messages_append(key="c", messages=[])
+    Session.objects.filter(key="k").update(prompt_tokens=2**63 - 10)
+    Session.objects.filter(key="c").update(cost_usd=Decimal("9223372036"))
 
     with pytest.raises(InvalidInput) as tokens:
         services.messages_append(key="k", messages=[{"role": "user", "usage": usage(11)}])
     with pytest.raises(InvalidInput) as cost:
         services.messages_append(
-            key="k", messages=[{"role": "user", "usage": usage(1, cost_usd="1")}]
+            key="c", messages=[{"role": "user", "usage": usage(1, cost_usd="1")}]
         )
 
     assert (tokens.value.field, cost.value.field) == ("prompt_tokens", "cost_usd")

@@ -44,6 +44,21 @@ refused (422) rather than silently mis-counted.
 """
 
 
+def _refuse_cost_source(message: object, path: str) -> None:
+    """The server decides ``cost_source``: a client's usage block may not set it.
+
+    (Our own export carries it; ``import_sessions fleet`` keeps it, through
+    ``sessions.inputs`` directly, not through the API.)
+    """
+    usage = message.get("usage") if isinstance(message, dict) else None
+    if isinstance(usage, dict) and "cost_source" in usage:
+        raise InvalidInput(
+            "is decided by the server (reported when cost_usd is sent, else computed or "
+            "unpriced); leave it out",
+            field=f"{path}.usage.cost_source",
+        )
+
+
 @router.post(
     "/sessions/{path:key}/messages",
     response={200: AppendOut, 201: AppendOut, **WRITE_ERRORS},
@@ -63,6 +78,8 @@ def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status
     messages = payload.messages
     if not isinstance(messages, list):
         raise InvalidInput("must be a list of messages", field="messages")
+    for index, message in enumerate(messages):
+        _refuse_cost_source(message, f"messages[{index}]")
     limit = settings.FLEET_API_MAX_BATCH
     if len(messages) > limit:
         raise InvalidInput(
@@ -147,6 +164,7 @@ def list_messages(
 )
 def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:
     patch = payload.message
+    _refuse_cost_source(patch, "message")
     if isinstance(patch, dict) and "created_at" in patch and patch["created_at"] is None:
         # A null time means "keep it" (services would store the missing value).
         patch = {name: value for name, value in patch.items() if name != "created_at"}

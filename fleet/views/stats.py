@@ -14,10 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
-
 from sessions.models import TOKEN_FIELDS, Channel, DailyUsage, Message, Session, Tombstone
-from sessions.sql import scalars
+from sessions.money import from_nanos
+from sessions.sql import exact_sums, exact_totals, scalars
 
 USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "messages", *TOKEN_FIELDS)
 BREAKDOWN_LIMIT = 10
@@ -100,12 +99,13 @@ def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
     """
     start = utc_today(now) - timedelta(days=days - 1)
     fields = (*USAGE_FIELDS, "sessions_started")
-    rows = list(
-        DailyUsage.objects.filter(day__gte=start)
+    rows = [
+        _exact(row, BREAKDOWN_DIMENSIONS, fields)
+        for row in DailyUsage.objects.filter(day__gte=start)
         .values(*BREAKDOWN_DIMENSIONS)
-        .annotate(**{name: Sum(name) for name in fields})
+        .annotate(**exact_sums(*fields))
         .order_by()
-    )
+    ]
     channel_names = dict(Channel.choices)
     result = []
     for dimension in BREAKDOWN_DIMENSIONS:
@@ -136,14 +136,28 @@ def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
 def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, Any]]]:
     """Rollup rows of the last ``days`` per day and model, for the charts."""
     start = utc_today(now) - timedelta(days=days - 1)
-    rows = list(
+    fields = ("cost_usd", "unpriced_calls", *TOKEN_FIELDS)
+    rows = []
+    for found in (
         DailyUsage.objects.filter(day__gte=start)
         .values("day", "model")
-        .annotate(
-            cost=Sum("cost_usd"),
-            unpriced=Sum("unpriced_calls"),
-            **{name: Sum(name) for name in TOKEN_FIELDS},
-        )
+        .annotate(**exact_sums(*fields))
         .order_by("day", "model")
-    )
+    ):
+        row = _exact(found, ("day", "model"), fields)
+        row["cost"] = row.pop("cost_usd")
+        row["unpriced"] = row.pop("unpriced_calls")
+        rows.append(row)
     return start, rows
+
+
+def _exact(found: dict[str, Any], keys: tuple[str, ...], fields: tuple[str, ...]) -> dict[str, Any]:
+    """A row of ``exact_sums``: its group keys and exact sums (cost as a Decimal).
+
+    Exact sums because the rollup's rows can add up past 64 bits.
+    """
+    row: dict[str, Any] = {key: found[key] for key in keys}
+    row.update(exact_totals(found, fields))
+    if "cost_usd" in row:
+        row["cost_usd"] = from_nanos(row["cost_usd"])
+    return row

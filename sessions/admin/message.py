@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.text import Truncator
@@ -47,6 +49,26 @@ class MessageAdminForm(StoredChoicesForm):
                 "cost_usd", "An unpriced message has no cost: clear it, or choose reported."
             )
         return cleaned
+
+    def _post_clean(self) -> None:
+        """Try the correction (rolled back) so a total it would take past its bound
+        (``sessions.bounds``) is a form error, not a failure on save."""
+        super()._post_clean()
+        if self.errors or self.instance.pk is None:
+            return
+        trial = copy.copy(self.instance)
+        try:
+            with transaction.atomic():
+                services.message_save_correction(message=trial)
+                raise _TrialOnly
+        except _TrialOnly:
+            pass
+        except FleetError as exc:
+            self.add_fleet_error(exc)
+
+
+class _TrialOnly(Exception):
+    """Rolls back the correction ``MessageAdminForm`` tries before saving."""
 
 
 class ArchivedFilter(admin.SimpleListFilter):

@@ -172,14 +172,17 @@ def _reprice_batch(
                 continue
             result.checked += 1
             model = values["model"] or session.model
-            cost, source = prices.price(
-                model=model,
-                at=values["created_at"],
-                prompt_tokens=values["prompt_tokens"],
-                completion_tokens=values["completion_tokens"],
-                cache_read_tokens=values["cache_read_tokens"],
-                cache_creation_tokens=values["cache_creation_tokens"],
-            )
+            try:
+                cost, source = prices.price(
+                    model=model,
+                    at=values["created_at"],
+                    prompt_tokens=values["prompt_tokens"],
+                    completion_tokens=values["completion_tokens"],
+                    cache_read_tokens=values["cache_read_tokens"],
+                    cache_creation_tokens=values["cache_creation_tokens"],
+                )
+            except ValueError:
+                continue  # a cost past the bound of money (sessions.bounds): left as it is
             old = to_nanos(values["cost_usd"]) if values["cost_usd"] is not None else None
             new = to_nanos(cost) if cost is not None else None
             if old == new and source == values["cost_source"]:
