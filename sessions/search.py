@@ -137,7 +137,10 @@ def search_messages(
         fields = ("pk", "seq", "role", "created_at", "compacted_at")
         details = {row[0]: row for row in rows.values_list(*fields)}
         snippets = _sqlite_snippets(terms, ids)
-    sessions = Session.objects.in_bulk({session_pk for _, session_pk in ranked})
+    # Results list sessions: their large fields (metadata, todo) are not read.
+    sessions = Session.objects.without_large_fields().in_bulk(
+        {session_pk for _, session_pk in ranked}
+    )
 
     results: list[SearchResult] = []
     by_session: dict[int, list[SearchHit]] = {}
