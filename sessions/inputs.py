@@ -200,14 +200,15 @@ def metadata_size(value: Mapping[str, Any]) -> int:
     return len(dumped.encode("utf-8", "surrogatepass"))
 
 
-def check_metadata_size(value: Mapping[str, Any], path: str = "metadata") -> None:
-    """Refuse metadata over ``FLEET_MAX_METADATA_BYTES`` (the session's merged result)."""
+def check_metadata_size(value: Mapping[str, Any], path: str, *, merged: bool = False) -> None:
+    """Refuse metadata over ``FLEET_MAX_METADATA_BYTES`` (``merged``: the session's result)."""
     limit = settings.FLEET_MAX_METADATA_BYTES
     size = metadata_size(value)
     if size > limit:
+        what = "merged with the stored metadata, would be" if merged else "is"
         raise InvalidInput(
-            f"must be at most {limit} bytes of JSON (UTF-8) once merged into the stored "
-            f"metadata, got {size}; send null for a key to remove it",
+            f"must be at most {limit} bytes of JSON in UTF-8 (the server's "
+            f"FLEET_MAX_METADATA_BYTES); {what} {size}; a null value removes a key",
             field=path,
         )
 
@@ -470,6 +471,12 @@ def clean_session_fields(value: Any, path: str = "session") -> SessionIn:
             values[name] = clean_text(raw, where, max_length=_SESSION_TEXT[name], single_line=True)
         elif name in _SESSION_LONG_TEXT:
             limit = getattr(settings, _SESSION_LONG_TEXT[name])
+            if isinstance(raw, str) and len(raw) > limit:
+                raise InvalidInput(
+                    f"must be at most {limit} characters (the server's "
+                    f"{_SESSION_LONG_TEXT[name]}), got {len(raw)}",
+                    field=where,
+                )
             values[name] = clean_text(raw, where, max_length=limit)
         elif name in _SESSION_CHOICES:
             values[name] = clean_choice(raw, where, _SESSION_CHOICES[name], blank=name == "channel")

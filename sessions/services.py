@@ -248,7 +248,7 @@ def _set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
         # it without bound. A write that only removes keys always passes, so
         # metadata stored over the cap (before it existed) can be shrunk.
         if any(value is not None for value in fields.metadata.values()):
-            check_metadata_size(merged, "metadata")
+            check_metadata_size(merged, "metadata", merged=True)
         if merged != session.metadata:
             session.metadata = merged
             changed.add("metadata")
