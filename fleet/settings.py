@@ -192,6 +192,12 @@ FLEET_STUCK_AFTER = env_int("FLEET_STUCK_AFTER", 15 * 60, minimum=1)
 # Largest content (or reasoning) of one message, in characters. A long tool
 # result can be hundreds of KB.
 FLEET_MAX_MESSAGE_CHARS = env_int("FLEET_MAX_MESSAGE_CHARS", 2_000_000, minimum=1)
+# Size caps of a session's large fields, on the stored result (a PUT merges
+# metadata): past one the write is refused (422). Metadata is measured in
+# UTF-8 bytes of its compact JSON; todo and goal text in characters.
+FLEET_MAX_METADATA_BYTES = env_int("FLEET_MAX_METADATA_BYTES", 64 * 1024, minimum=2)
+FLEET_MAX_TODO_CHARS = env_int("FLEET_MAX_TODO_CHARS", 256 * 1024, minimum=0)
+FLEET_MAX_GOAL_CHARS = env_int("FLEET_MAX_GOAL_CHARS", 16 * 1024, minimum=0)
 
 # --- JSON API -----------------------------------------------------------------
 # django-ninja serves the API; as an installed app its docs page uses the

@@ -200,8 +200,32 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
     return calls
 
 
+def metadata_size(value: Mapping[str, Any]) -> int:
+    """What the metadata cap measures: UTF-8 bytes of ``value`` as compact JSON."""
+    dumped = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # surrogatepass: a value stored before validation must not make this raise.
+    return len(dumped.encode("utf-8", "surrogatepass"))
+
+
+def check_metadata_size(value: Mapping[str, Any], path: str, *, merged: bool = False) -> None:
+    """Refuse metadata over ``FLEET_MAX_METADATA_BYTES`` (``merged``: the session's result)."""
+    limit = settings.FLEET_MAX_METADATA_BYTES
+    size = metadata_size(value)
+    if size > limit:
+        what = "merged with the stored metadata, would be" if merged else "is"
+        raise InvalidInput(
+            f"must be at most {limit} bytes of JSON in UTF-8 (the server's "
+            f"FLEET_MAX_METADATA_BYTES); {what} {size}; a null value removes a key",
+            field=path,
+        )
+
+
 def clean_metadata(value: Any, path: str) -> dict[str, str | None]:
-    """Key → string values; ``null`` as a value removes the key on merge."""
+    """Key → string values; ``null`` as a value removes the key on merge.
+
+    The values set already refuse past the metadata cap here; the merged
+    result is checked again where it is stored (``services``).
+    """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -212,6 +236,7 @@ def clean_metadata(value: Any, path: str) -> dict[str, str | None]:
         if item is not None:
             clean_text(item, f"{path}.{name[:50]}", max_length=_max_chars())
         cleaned[name] = item
+    check_metadata_size({name: item for name, item in cleaned.items() if item is not None}, path)
     return cleaned
 
 
@@ -401,7 +426,8 @@ _SESSION_TEXT = {
     "model": SHORT_TEXT,
     "project_root": 1024,
 }
-_SESSION_LONG_TEXT = ("goal_text", "todo")
+# Long text and the setting that caps it, in characters.
+_SESSION_LONG_TEXT = {"goal_text": "FLEET_MAX_GOAL_CHARS", "todo": "FLEET_MAX_TODO_CHARS"}
 _SESSION_CHOICES = {"kind": Kind, "status": Status, "state": State, "channel": Channel}
 _SESSION_TIMES = ("created_at", "last_active_at", "ended_at", "turn_started_at")
 TOTAL_COUNTS = ("turns", "tool_call_count", "api_calls")
@@ -451,7 +477,14 @@ def clean_session_fields(value: Any, path: str = "session") -> SessionIn:
         if name in _SESSION_TEXT:
             values[name] = clean_text(raw, where, max_length=_SESSION_TEXT[name], single_line=True)
         elif name in _SESSION_LONG_TEXT:
-            values[name] = clean_text(raw, where, max_length=_max_chars())
+            limit = getattr(settings, _SESSION_LONG_TEXT[name])
+            if isinstance(raw, str) and len(raw) > limit:
+                raise InvalidInput(
+                    f"must be at most {limit} characters (the server's "
+                    f"{_SESSION_LONG_TEXT[name]}), got {len(raw)}",
+                    field=where,
+                )
+            values[name] = clean_text(raw, where, max_length=limit)
         elif name in _SESSION_CHOICES:
             values[name] = clean_choice(raw, where, _SESSION_CHOICES[name], blank=name == "channel")
         elif name in _SESSION_TIMES:

@@ -13,11 +13,18 @@ if TYPE_CHECKING:
     from sessions.models import Session
 
 SESSION_FILTERS = ("status", "kind", "channel", "agent", "model", "project_root", "state")
+# Session fields that can be large (capped, but up to hundreds of KB): lists,
+# search results and tables leave them out; the single-session view has them.
+SESSION_LARGE_FIELDS = ("metadata", "todo")
 
 
 class SessionQuerySet(models.QuerySet):
     def newest_first(self) -> SessionQuerySet:
         return self.order_by("-last_active_at", "-id")
+
+    def without_large_fields(self) -> SessionQuerySet:
+        """Rows for a list: the large fields are not read (``SESSION_LARGE_FIELDS``)."""
+        return self.defer(*SESSION_LARGE_FIELDS)
 
     def active(self) -> SessionQuerySet:
         return self.filter(status="active")

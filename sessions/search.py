@@ -143,7 +143,8 @@ def search_messages(
         fields = ("pk", "seq", "role", "created_at", "compacted_at")
         details = {row[0]: row for row in rows.values_list(*fields)}
         snippets = _sqlite_snippets(terms, ids)
-    owners = Session.objects.all()
+    # Results list sessions: their large fields (metadata, todo) are not read.
+    owners = Session.objects.without_large_fields()
     if agents is not None:
         owners = owners.filter(agent__in=agents)
     sessions = owners.in_bulk({session_pk for _, session_pk in ranked})

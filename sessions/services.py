@@ -39,6 +39,7 @@ from sessions.inputs import (
     MessageIn,
     SessionIn,
     UsageIn,
+    check_metadata_size,
     clean_choice,
     clean_int,
     clean_key,
@@ -276,6 +277,11 @@ def _set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
                 merged.pop(name, None)
             else:
                 merged[name] = value
+        # The cap holds for the merged result: many small writes cannot grow
+        # it without bound. A write that only removes keys always passes, so
+        # metadata stored over the cap (before it existed) can be shrunk.
+        if any(value is not None for value in fields.metadata.values()):
+            check_metadata_size(merged, "metadata", merged=True)
         if merged != session.metadata:
             session.metadata = merged
             changed.add("metadata")

@@ -29,7 +29,6 @@ SESSION_TEXT_FIELDS = (
     "model",
     "goal_text",
     "project_root",
-    "todo",
 )
 SESSION_TIME_FIELDS = ("turn_started_at", "created_at", "last_active_at", "ended_at")
 SESSION_COUNT_FIELDS = (
@@ -65,8 +64,20 @@ def timestamp(value: datetime | None) -> str | None:
 
 
 def session_json(session: Session) -> dict[str, Any]:
-    data: dict[str, Any] = {name: getattr(session, name) for name in SESSION_TEXT_FIELDS}
+    """The whole session: the single-session view, write answers and export lines."""
+    data = session_summary_json(session)
     data["metadata"] = dict(session.metadata or {})
+    data["todo"] = session.todo
+    return data
+
+
+def session_summary_json(session: Session) -> dict[str, Any]:
+    """A session in a list or search result: without the large fields (metadata, todo).
+
+    It never reads them, so rows loaded with ``without_large_fields()`` cost
+    no query per row.
+    """
+    data: dict[str, Any] = {name: getattr(session, name) for name in SESSION_TEXT_FIELDS}
     for name in SESSION_TIME_FIELDS:
         data[name] = timestamp(getattr(session, name))
     for name in SESSION_COUNT_FIELDS:

@@ -422,6 +422,43 @@ def test_editing_a_session_goes_through_the_upsert(admin_client: Client) -> None
     assert after.turns == session.turns == 1
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("metadata", json.dumps({"keep": "1", "big": "x" * 200})), ("todo", "x" * 201)],
+)
+def test_an_edit_over_a_size_cap_is_a_form_error_and_writes_nothing(
+    admin_client: Client, settings: Any, name: str, value: str
+) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 200
+    settings.FLEET_MAX_TODO_CHARS = 200
+    session = make_session("s", metadata={"keep": "1"}, todo="- [ ] x")
+    url = f"{SESSIONS_URL}{session.pk}/change/"
+    data = form_data(admin_client.get(url))
+    data.update(name="renamed", metadata=json.dumps({"keep": "1"}))
+    data[name] = value
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert name in errors
+    assert "at most 200" in str(errors[name])
+    after = Session.objects.get(pk=session.pk)
+    assert (after.name, after.metadata, after.todo) == ("", {"keep": "1"}, "- [ ] x")
+
+
+def test_the_session_list_never_reads_metadata_or_todo(admin_client: Client) -> None:
+    make_session("s", metadata={"team": "core"}, todo="- [ ] x")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(SESSIONS_URL)
+
+    assert changelist_keys(response) == ["s"]
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert '."metadata"' not in sql
+    assert '."todo"' not in sql
+
+
 def test_editing_a_session_refuses_a_turn_on_an_ended_session(admin_client: Client) -> None:
     session = make_session("s")
     services.session_set_status(key="s", status="completed")

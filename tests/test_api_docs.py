@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import pytest
 from django.contrib.staticfiles import finders
@@ -63,6 +65,23 @@ def test_the_openapi_document_explains_the_anthropic_convention(client: Client) 
     assert '"convention": "anthropic"' in append["description"]
     assert "cache" in append["description"]
     assert "convention" in schema["components"]["schemas"]["AppendIn"]["properties"]
+
+
+def test_the_openapi_document_states_the_size_caps_and_lists_leave_large_fields_out(
+    client: Client, settings: Any
+) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    text = json.dumps(schema)
+    for setting in ("FLEET_MAX_METADATA_BYTES", "FLEET_MAX_TODO_CHARS", "FLEET_MAX_GOAL_CHARS"):
+        assert f"{setting} " in text
+        assert f"(default {getattr(settings, setting)})" in text
+    components = schema["components"]["schemas"]
+    assert {"metadata", "todo"} <= components["SessionOut"]["properties"].keys()
+    summary = components["SessionSummaryOut"]["properties"]
+    assert not {"metadata", "todo"} & summary.keys()
+    assert "goal_text" in summary
+    items = components["SessionListOut"]["properties"]["items"]["items"]
+    assert items["$ref"].endswith("/SessionSummaryOut")
 
 
 def test_the_docs_page_uses_bundled_assets_and_no_cdn(client: Client) -> None:

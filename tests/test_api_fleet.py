@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from sessions import services
 from sessions.models import Session
@@ -98,6 +100,26 @@ def test_search_answers_sessions_with_marked_snippets_and_hit_ranges(api: ApiCli
     assert hit["archived"] is False
     assert "\x02" not in hit["text"]
     assert [hit["text"][start:end].lower() for start, end in hit["highlights"]] == ["kraken"]
+
+
+def test_search_items_leave_out_metadata_and_todo_and_never_read_them(api: ApiClient) -> None:
+    services.messages_append(
+        key="s1",
+        messages=[{"role": "user", "content": "deploy the kraken"}],
+        session={"goal_text": "ship it", "metadata": {"team": "core"}, "todo": "- [ ] tests"},
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("search", q="kraken").json()
+
+    [item] = body["items"]
+    assert (item["session"]["key"], item["session"]["goal_text"]) == ("s1", "ship it")
+    assert "metadata" not in item["session"]
+    assert "todo" not in item["session"]
+    sql = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "agent_sessions_session" in sql
+    assert '."metadata"' not in sql
+    assert '."todo"' not in sql
 
 
 def test_search_without_words_finds_nothing(api: ApiClient) -> None:

@@ -164,6 +164,38 @@ def test_a_long_tool_result_is_accepted(api: ApiClient) -> None:
     assert len(api.get("sessions/s1/messages").json()["items"][1]["content"]) == len(result)
 
 
+def test_six_big_puts_cannot_grow_a_session_without_bound(api: ApiClient) -> None:
+    """Issue 10: metadata merged on each PUT grew one session to 159 MB, then every list."""
+    statuses = []
+    for index in range(6):
+        body = {"metadata": {f"part{index}": "x" * 20_000}, "todo": "t" * 200_000}
+        statuses.append(api.put("sessions/big", body).status_code)
+    one_huge = api.put("sessions/big", {"metadata": {"huge": "x" * 1_000_000}})
+    for index in range(20):
+        api.put(f"sessions/other{index}", {"agent": "a"})
+
+    # Three 20 KB parts fit the 64 KiB default; each later one is refused whole.
+    assert statuses == [201, 200, 200, 422, 422, 422]
+    assert_error(one_huge, 422, "invalid", "metadata")
+    session = Session.objects.get(key="big")
+    assert sorted(session.metadata) == ["part0", "part1", "part2"]
+    assert len(json.dumps(session.metadata)) <= 64 * 1024
+    listing = api.get("sessions", limit=50)
+    assert len(listing.json()["items"]) == 21
+    assert len(listing.content) < 50_000
+    assert len(api.get("sessions/big").content) < 300 * 1024
+
+
+def test_a_todo_over_its_cap_is_422_and_writes_nothing(api: ApiClient) -> None:
+    api.put("sessions/s1", {"todo": "- [ ] keep"})
+
+    response = api.put("sessions/s1", {"name": "n", "todo": "x" * (256 * 1024 + 1)})
+
+    assert_error(response, 422, "invalid", "todo")
+    session = Session.objects.get(key="s1")
+    assert (session.todo, session.name) == ("- [ ] keep", "")
+
+
 # --- values (422 naming the field) ----------------------------------------------
 
 

@@ -6,6 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sessions import services
@@ -256,6 +258,40 @@ def test_stuck_lists_turns_older_than_the_threshold_oldest_first(api: ApiClient)
 
     assert [item["key"] for item in response.json()["items"]] == ["old", "mid"]
     assert [item["key"] for item in default.json()["items"]] == ["old", "mid"]
+
+
+LARGE_COLUMNS = ('."metadata"', '."todo"')
+
+
+@pytest.mark.parametrize(
+    "path", ["sessions", "sessions/running", "sessions/stuck?older_than=0", "sessions?agent=coder"]
+)
+def test_lists_leave_out_metadata_and_todo_and_never_read_them(api: ApiClient, path: str) -> None:
+    services.session_upsert(
+        key="s1",
+        fields={
+            "agent": "coder",
+            "state": "running",
+            "goal_text": "ship it",
+            "metadata": {"team": "core"},
+            "todo": "- [ ] tests",
+        },
+        now=timezone.now() - timedelta(hours=1),
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api.call("GET", f"/api/v1/{path}")
+
+    assert response.status_code == 200
+    [item] = response.json()["items"]
+    assert (item["key"], item["goal_text"]) == ("s1", "ship it")
+    assert "metadata" not in item
+    assert "todo" not in item
+    sql = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "agent_sessions_session" in sql
+    assert not [column for column in LARGE_COLUMNS if column in sql]
+    single = api.get("sessions/s1").json()
+    assert (single["metadata"], single["todo"]) == ({"team": "core"}, "- [ ] tests")
 
 
 @pytest.mark.parametrize("older_than", ["-1", "abc", str(10**12), "1e3"])

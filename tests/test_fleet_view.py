@@ -249,6 +249,22 @@ def test_the_full_page_counts_the_sessions_once(admin_client: Client) -> None:
     assert pager_counts("/?sort=-cost") == (0, 55)
 
 
+@pytest.mark.parametrize("headers", [{}, TABLE], ids=["page", "table"])
+def test_the_table_never_reads_metadata_or_todo(
+    admin_client: Client, headers: dict[str, str]
+) -> None:
+    add_session("big", goal_text="ship it", metadata={"team": "core"}, todo="- [ ] tests")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/?q=ship", **headers)
+
+    assert 'href="/sessions/big/"' in response.content.decode()
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "agent_sessions_session" in sql
+    assert '."metadata"' not in sql
+    assert '."todo"' not in sql
+
+
 def test_it_sorts_by_a_column_and_links_the_reverse_order(admin_client: Client) -> None:
     add_session("cheap", messages=[priced("0.01")])
     add_session("dear", messages=[priced("5.00")])

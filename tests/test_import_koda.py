@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -188,6 +189,32 @@ def test_corrupt_rows_are_reported_with_their_id_and_skipped(tmp_path: Path) -> 
     assert "koda.db: messages id=9: created_at is not a timestamp: 'tuesday'" in err
     assert "koda.db: messages session_id='gone': 2 message(s) of a session" in err
     assert "5 errors." in out
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "setting"),
+    [("todo", "- [ ] " + "x" * 100, "FLEET_MAX_TODO_CHARS"), ("notes", "x" * 200, None)],
+)
+def test_a_session_whose_todo_or_metadata_is_over_its_cap_is_reported_and_skipped(
+    tmp_path: Path, settings: Any, key: str, value: str, setting: str | None
+) -> None:
+    settings.FLEET_MAX_TODO_CHARS = 100
+    settings.FLEET_MAX_METADATA_BYTES = 100
+    store = build(tmp_path / "koda.db")
+    with sqlite3.connect(store) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO session_metadata (session_id, key, value) VALUES ('s-1', ?, ?)",
+            (key, value),
+        )
+
+    out, err = run_import("koda", str(store), expect_errors=True)
+
+    assert list(Session.objects.values_list("key", flat=True)) == ["s-2"]
+    assert not messages_of("s-1")
+    field = "todo" if setting else "metadata"
+    assert f"koda.db: sessions id='s-1': session.{field}: must be at most 100" in err
+    assert (setting or "FLEET_MAX_METADATA_BYTES") in err
+    assert "1 error." in out
 
 
 def test_a_second_import_adds_nothing_and_changes_nothing(store: Path) -> None:

@@ -156,6 +156,20 @@ def test_corrupt_rows_are_reported_with_their_place_and_skipped(tmp_path: Path) 
     assert out.strip().endswith("0 skipped as already stored, 4 errors.")
 
 
+def test_a_goal_over_its_cap_is_reported_and_the_session_skipped(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.FLEET_MAX_GOAL_CHARS = 50
+    store = zeph_store(tmp_path / "zeph.db", [row(id="good"), row(id="long", goal_text="g" * 51)])
+
+    out, err = run_import("zeph", str(store), expect_errors=True)
+
+    assert list(Session.objects.values_list("key", flat=True)) == ["good"]
+    assert "id='long': goal_text: must be at most 50 characters" in err
+    assert "FLEET_MAX_GOAL_CHARS" in err
+    assert out.strip().endswith("1 error.")
+
+
 def test_a_second_import_adds_nothing_and_changes_nothing(store: Path) -> None:
     run_import("zeph", str(store))
     before = snapshot()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from fleet.forms import SEARCH_MAX_LENGTH
 from sessions import services
@@ -32,6 +34,23 @@ def test_it_finds_sessions_and_highlights_the_words(admin_client: Client) -> Non
     assert "Deploy bot" in html
     assert "the <mark>deploy</mark> failed on staging" in html
     assert 'href="/sessions/k2/"' not in html
+
+
+def test_results_never_read_the_sessions_metadata_or_todo(admin_client: Client) -> None:
+    services.messages_append(
+        key="k1",
+        messages=[{"role": "user", "content": "deploy it"}],
+        session={"metadata": {"team": "core"}, "todo": "- [ ] tests"},
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/search?q=deploy")
+
+    assert 'href="/sessions/k1/' in response.content.decode()
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "agent_sessions_session" in sql
+    assert '."metadata"' not in sql
+    assert '."todo"' not in sql
 
 
 def test_each_hit_links_to_its_message_in_the_transcript(admin_client: Client) -> None:

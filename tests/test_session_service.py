@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -101,6 +102,104 @@ def test_metadata_null_on_create_is_not_stored() -> None:
     upsert(metadata={"a": "1", "b": None})
 
     assert stored().metadata == {"a": "1"}
+
+
+# --- size caps (merged metadata, todo, goal_text) ---------------------------------
+
+
+def json_bytes(value: dict[str, Any]) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def test_metadata_merged_past_its_cap_is_refused_and_nothing_is_written(settings: Any) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 80  # either object fits, both do not
+    upsert(metadata={"a": "x" * 40}, now=T0)
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(name="renamed", metadata={"b": "y" * 40}, now=T1)
+
+    assert caught.value.field == "metadata"
+    assert "80 bytes" in caught.value.message
+    row = stored()
+    assert (row.metadata, row.name, row.last_active_at) == ({"a": "x" * 40}, "", T0)
+
+
+def test_the_metadata_cap_counts_utf8_bytes_of_the_merged_json(settings: Any) -> None:
+    exact = {"k": "é" * 10}  # 10 characters, 20 bytes
+    settings.FLEET_MAX_METADATA_BYTES = json_bytes(exact)
+    upsert(metadata=exact)
+    assert stored().metadata == exact
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(metadata={"k": "é" * 10 + "e"})
+
+    assert caught.value.field == "metadata"
+    assert stored().metadata == exact
+
+
+def test_one_metadata_object_over_the_cap_is_refused_before_the_merge(settings: Any) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 50
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(metadata={"a": "x" * 60})
+
+    assert caught.value.field == "metadata"
+    assert not Session.objects.exists()
+
+
+def test_session_metadata_sent_with_an_append_is_capped_too(settings: Any) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 100
+    upsert(metadata={"a": "x" * 60})
+
+    with pytest.raises(InvalidInput) as caught:
+        services.messages_append(
+            key="k",
+            messages=[{"role": "user", "content": "hi"}],
+            session={"metadata": {"b": "y" * 60}},
+        )
+
+    assert caught.value.field == "metadata"
+    assert stored().metadata == {"a": "x" * 60}
+    assert not Message.objects.exists()
+
+
+def test_metadata_stored_over_the_cap_stays_usable(settings: Any) -> None:
+    """Data from before the cap: it reads, other fields update, removals shrink it."""
+    upsert(metadata={"small": "1"})
+    Session.objects.update(metadata={"small": "1", "big": "x" * 500, "more": "y" * 500})
+    settings.FLEET_MAX_METADATA_BYTES = 100
+
+    upsert(name="still writable", now=T1)
+    with pytest.raises(InvalidInput):
+        upsert(metadata={"more": None, "new": "v"}, now=T1)
+    upsert(metadata={"more": None}, now=T1)
+
+    row = stored()
+    assert row.name == "still writable"
+    assert row.metadata == {"small": "1", "big": "x" * 500}
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"), [("todo", "FLEET_MAX_TODO_CHARS"), ("goal_text", "FLEET_MAX_GOAL_CHARS")]
+)
+def test_todo_and_goal_text_past_their_caps_are_refused(
+    settings: Any, name: str, setting: str
+) -> None:
+    setattr(settings, setting, 20)
+    upsert(**{name: "é" * 20})  # the cap is in characters
+
+    with pytest.raises(InvalidInput) as caught:
+        upsert(**{name: "x" * 21}, now=T1)
+
+    assert caught.value.field == name
+    assert "at most 20 characters" in caught.value.message
+    assert getattr(stored(), name) == "é" * 20
+
+
+def test_the_default_caps_are_documented_sizes(settings: Any) -> None:
+    assert settings.FLEET_MAX_METADATA_BYTES == 64 * 1024
+    assert settings.FLEET_MAX_TODO_CHARS == 256 * 1024
+    assert settings.FLEET_MAX_GOAL_CHARS == 16 * 1024
 
 
 def test_running_sets_the_turn_start_and_idle_clears_the_turn() -> None:

@@ -12,7 +12,7 @@ from sessions import services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
 from sessions.inputs import clean_text
-from sessions.shapes import jsonable, session_json, timestamp
+from sessions.shapes import jsonable, session_summary_json, timestamp
 
 router = Router()
 
@@ -98,7 +98,7 @@ def search(
             )
         items.append(
             {
-                "session": session_json(result.session),
+                "session": session_summary_json(result.session),
                 "snippets": [
                     message_search.snippet_text(hit.snippet, "**", "**") for hit in result.hits
                 ],

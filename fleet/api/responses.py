@@ -59,7 +59,9 @@ class TotalsOut(SpendOut):
     tool_call_count: int
 
 
-class SessionOut(TotalsOut):
+class SessionSummaryOut(TotalsOut):
+    """A session in a list or search result: every field but `metadata` and `todo`."""
+
     key: str
     name: str
     agent: str
@@ -75,12 +77,17 @@ class SessionOut(TotalsOut):
     model: str
     goal_text: str
     project_root: str
-    metadata: dict[str, Any]
-    todo: str
     created_at: Timestamp
     last_active_at: Timestamp
     ended_at: Timestamp
     last_seq: int
+
+
+class SessionOut(SessionSummaryOut):
+    """A whole session, with its large fields (the single-session GET and write answers)."""
+
+    metadata: dict[str, Any]
+    todo: str
 
 
 class UsageOut(TokensOut):
@@ -108,7 +115,7 @@ class MessageOut(Schema):
 
 
 class SessionListOut(Schema):
-    items: list[SessionOut]
+    items: list[SessionSummaryOut]
     next: str | None = Field(None, description="pass as cursor= for the next page; null at the end")
 
 
@@ -168,7 +175,7 @@ class SearchHitOut(Schema):
 
 
 class SearchItemOut(Schema):
-    session: SessionOut
+    session: SessionSummaryOut
     snippets: list[str] = Field(..., description="snippets with the matches wrapped in **…**")
     hits: list[SearchHitOut]
 

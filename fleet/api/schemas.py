@@ -110,14 +110,24 @@ SESSION_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "room_id": _TEXT,
     "sender_id": _TEXT,
     "model": _TEXT,
-    "goal_text": _LONG_TEXT,
+    "goal_text": {
+        **_LONG_TEXT,
+        "description": "at most FLEET_MAX_GOAL_CHARS characters (default 16384); 422 above",
+    },
     "project_root": {"type": "string", "maxLength": 1024},
     "metadata": {
         "type": "object",
         "additionalProperties": {"type": ["string", "null"]},
-        "description": "merged into the stored metadata; a null value removes the key",
+        "description": (
+            "merged into the stored metadata; a null value removes the key. The merged "
+            "object is at most FLEET_MAX_METADATA_BYTES bytes of compact JSON in UTF-8 "
+            "(default 65536); a write past it is 422 and changes nothing"
+        ),
     },
-    "todo": _LONG_TEXT,
+    "todo": {
+        **_LONG_TEXT,
+        "description": "at most FLEET_MAX_TODO_CHARS characters (default 262144); 422 above",
+    },
     "created_at": _TIME,
     "last_active_at": _TIME,
     "ended_at": _TIME,

@@ -18,7 +18,7 @@ from sessions.inputs import clean_choice, clean_key, clean_text
 from sessions.models import ApiKey, Channel, Kind, Session, State, Tombstone
 from sessions.models import Status as SessionStatus
 from sessions.scopes import FULL, KeyScope
-from sessions.shapes import session_json
+from sessions.shapes import session_json, session_summary_json
 
 router = Router()
 
@@ -52,10 +52,12 @@ def load_session(key: str, scope: KeyScope) -> Session:
 
 def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) -> dict:
     offset = cursors.decode_offset(cursor, kind) if cursor else 0
-    rows = list(queryset[offset : offset + limit + 1])  # type: ignore[index]
+    # A list leaves out the large fields (metadata, todo) and never reads them.
+    narrow = queryset.without_large_fields()  # type: ignore[attr-defined] -- a SessionQuerySet
+    rows = list(narrow[offset : offset + limit + 1])
     more = len(rows) > limit
     return {
-        "items": [session_json(session) for session in rows[:limit]],
+        "items": [session_summary_json(session) for session in rows[:limit]],
         "next": cursors.encode(kind, o=offset + limit) if more else None,
     }
 
@@ -99,11 +101,11 @@ def list_sessions(
         queryset = queryset.filter(
             Q(last_active_at__lt=moment) | Q(last_active_at=moment, id__lt=last_id)
         )
-    rows = list(queryset[: limit + 1])
+    rows = list(queryset.without_large_fields()[: limit + 1])
     page = rows[:limit]
     after = page[-1] if len(rows) > limit else None
     return {
-        "items": [session_json(session) for session in page],
+        "items": [session_summary_json(session) for session in page],
         "next": (
             cursors.encode("sessions", t=after.last_active_at.isoformat(), i=after.id)
             if after

@@ -130,7 +130,7 @@ def sessions_table(
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
     # Goals and todo lists can be long: the table needs only a preview.
-    rows = Session.objects.defer("metadata", "todo", "goal_text")
+    rows = Session.objects.without_large_fields().defer("goal_text")
     rows = rows.annotate(goal_preview=Left("goal_text", GOAL_PREVIEW))
     qs = _apply_filters(rows, values, now)
     paginator = Paginator(_order(qs, sort), PAGE_SIZE)

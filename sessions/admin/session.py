@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -106,6 +107,13 @@ class CompactForm(forms.Form):
         return summary
 
 
+class SessionChangeList(ChangeList):
+    """The list reads no large field (metadata, todo): a page of big sessions stays small."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        return super().get_queryset(request, exclude_parameters).without_large_fields()
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
     form = SessionAdminForm
@@ -185,6 +193,9 @@ class SessionAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return SessionChangeList
 
     # -- columns --
 
