@@ -542,3 +542,12 @@ def test_the_message_list_costs_the_same_queries_at_any_size(admin_client: Clien
         make_session(f"big-{index}", messages=5)
     big = count_queries(admin_client, MESSAGES_URL, 60)
     assert small == big
+
+
+def test_failed_log_ins_and_lockouts_are_listed_for_the_admin(admin_client: Client) -> None:
+    Client().post("/login/", {"username": "mallory", "password": "guess"})
+
+    response = admin_client.get("/admin/axes/accessattempt/")
+
+    assert response.status_code == 200
+    assert "mallory" in response.content.decode()
