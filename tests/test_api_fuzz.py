@@ -50,6 +50,7 @@ ERROR_CODES = {
     "gone",
     "too_large",
     "invalid",
+    "throttled",
 }
 
 

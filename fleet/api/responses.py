@@ -24,7 +24,8 @@ class ErrorDetail(Schema):
         ...,
         description=(
             "malformed (400), unauthorized (401), not_found (404), method_not_allowed "
-            "(405), conflict (409), gone (410), too_large (413), invalid (422)"
+            "(405), conflict (409), gone (410), too_large (413), invalid (422), "
+            "throttled (429)"
         ),
     )
     message: str

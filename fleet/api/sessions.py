@@ -24,8 +24,8 @@ router = Router()
 MAX_LIMIT = 1000
 # Bounds a timedelta can take without overflowing (100 years).
 MAX_SECONDS = 100 * 365 * 24 * 3600
-ERRORS = {code: ErrorOut for code in (401, 404, 410, 422)}
-WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 404, 409, 410, 413, 422)}
+ERRORS = {code: ErrorOut for code in (401, 404, 410, 422, 429)}
+WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 404, 409, 410, 413, 422, 429)}
 
 
 def load_session(key: str) -> Session:
