@@ -227,3 +227,20 @@ def test_behind_a_proxy_the_address_it_saw_is_the_client(
 
     assert log_in("203.0.113.9, 198.51.100.1") == 429  # the client's own claim is ignored
     assert log_in("198.51.100.2") == 302
+
+
+def test_a_forwarded_for_that_is_not_an_address_falls_back_to_the_peer(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.FLEET_PROXY_COUNT = 1
+
+    response = client.post(
+        "/login/",
+        {"username": "op", "password": "x"},
+        headers={"X-Forwarded-For": "not-an-address"},
+    )
+
+    assert response.status_code == 200
+    from axes.models import AccessAttempt
+
+    assert AccessAttempt.objects.get().ip_address == "127.0.0.1"
