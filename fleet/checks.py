@@ -43,3 +43,23 @@ def check_fleet_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 )
             )
     return problems
+
+
+@register(deploy=True)
+def check_client_address(app_configs: Any = None, **kwargs: Any) -> list:
+    """Behind a proxy, the client's address must come from X-Forwarded-For (fleet.client_ip)."""
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None) and not settings.FLEET_PROXY_COUNT:
+        return [
+            Warning(
+                "FLEET_BEHIND_TLS_PROXY is on but FLEET_PROXY_COUNT is 0: every client has "
+                "the proxy's address, so one client's wrong passwords lock a username out "
+                "for everyone and one agent's wrong API keys throttle the whole fleet.",
+                hint=(
+                    "Have the proxy append the client to X-Forwarded-For (nginx: "
+                    "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for) and set "
+                    "FLEET_PROXY_COUNT to the number of proxies in front (usually 1)."
+                ),
+                id="fleet.W002",
+            )
+        ]
+    return []

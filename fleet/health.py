@@ -22,7 +22,7 @@ from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -63,7 +63,7 @@ def _migrations_ok() -> bool:
 
 
 @never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 ``{"status": "ok", "database": "ok", "migrations": "ok"}``, else 503 naming the failure.
 
@@ -199,7 +199,7 @@ def _authorized(request: HttpRequest, token: str) -> bool:
 
 
 @never_cache
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus text (or OpenMetrics when asked for in ``Accept``);
     ``Authorization: Bearer <FLEET_METRICS_TOKEN>``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -258,6 +259,37 @@ if not SECURE_HSTS_PRELOAD:
 if env_bool("FLEET_BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 STATIC_ROOT = Path(env_str("FLEET_STATIC_ROOT", str(STATIC_ROOT)))
+
+# --- Throttling: dashboard/admin log-ins and bad API keys ---------------------
+# Who the client is: REMOTE_ADDR, unless FLEET_PROXY_COUNT reverse proxies
+# append to X-Forwarded-For; then the address the outermost of them saw (the
+# N-th from the right). Never the client's own left-most claim (fleet/client_ip.py).
+FLEET_PROXY_COUNT = env_int("FLEET_PROXY_COUNT", 0, minimum=0)
+# django-axes: after FLEET_LOGIN_FAILURE_LIMIT failed log-ins for one username
+# from one address, that pair is refused (429) until FLEET_LOGIN_COOLOFF_MINUTES
+# pass without another try. Attempts live in the database (shared by every
+# worker and server; the admin lists them and can delete a lockout).
+FLEET_LOGIN_FAILURE_LIMIT = env_int("FLEET_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+FLEET_LOGIN_COOLOFF_MINUTES = env_int("FLEET_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+INSTALLED_APPS = [*INSTALLED_APPS, "axes"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+MIDDLEWARE = [*MIDDLEWARE, "axes.middleware.AxesMiddleware"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = FLEET_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=FLEET_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "fleet.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "fleet.views.auth.locked_out"
+# The JSON API: FLEET_API_BAD_KEY_LIMIT wrong keys from one address within
+# FLEET_API_BAD_KEY_WINDOW seconds, and every request from it is refused (429)
+# until the window ends; 0 turns it off. Counted in the default cache, which is
+# per worker process (LocMemCache): a cheap check, no query.
+FLEET_API_BAD_KEY_LIMIT = env_int("FLEET_API_BAD_KEY_LIMIT", 20, minimum=0)
+FLEET_API_BAD_KEY_WINDOW = env_int("FLEET_API_BAD_KEY_WINDOW", 300, minimum=1)
 
 # PostgreSQL: a connection pool per app-server process (psycopg_pool), instead
 # of one persistent connection per process. Pooled connections are health

@@ -61,3 +61,11 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(timezone, "now", clock)
     return clock
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """The API's bad-key counts live in the (per-process) cache: no test inherits them."""
+    from django.core.cache import cache
+
+    cache.clear()

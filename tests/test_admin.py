@@ -610,3 +610,12 @@ def test_a_correction_past_a_bound_is_a_form_error_and_writes_nothing(
     assert Message.objects.get().cost_usd == Decimal("0.5")
     assert Message.objects.get().prompt_tokens == 0
     assert list(DailyUsage.objects.values()) == rollup
+
+
+def test_failed_log_ins_and_lockouts_are_listed_for_the_admin(admin_client: Client) -> None:
+    Client().post("/login/", {"username": "mallory", "password": "guess"})
+
+    response = admin_client.get("/admin/axes/accessattempt/")
+
+    assert response.status_code == 200
+    assert "mallory" in response.content.decode()

@@ -96,3 +96,14 @@ def test_the_docs_page_uses_bundled_assets_and_no_cdn(client: Client) -> None:
     assert '"validatorUrl": null' in page
     for asset in re.findall(r"""(?:src|href)="/static/([^"]+)""", page):
         assert finders.find(asset), asset
+
+
+def test_every_operation_documents_the_throttle_and_its_error_code(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert "429" in operation["responses"], (method, path)
+    detail = schema["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
+    assert "throttled (429)" in detail["description"]
+    assert "429 too many wrong keys" in schema["info"]["description"]

@@ -51,6 +51,7 @@ ERROR_CODES = {
     "gone",
     "too_large",
     "invalid",
+    "throttled",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 
 import pytest
@@ -175,3 +176,79 @@ def test_bearer_calls_need_no_csrf_token() -> None:
     assert api.post("sessions/s1/messages", BODY).status_code == 201
     assert api.put("sessions/s1", {"name": "n"}).status_code == 200
     assert api.delete("sessions/s1").status_code == 204
+
+
+# --- Bad-key throttle: FLEET_API_BAD_KEY_LIMIT wrong keys per address and window ---
+
+WRONG = {"Authorization": "Bearer fleet_wrong"}
+
+
+def send_wrong_keys(count: int, **extra: str) -> None:
+    client = Client(**extra)
+    for _ in range(count):
+        assert_error(
+            ApiClient(None, client=client).call("GET", "sessions", headers=WRONG),
+            401,
+            "unauthorized",
+        )
+
+
+def test_many_wrong_keys_from_one_address_are_answered_429(settings) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 5
+    send_wrong_keys(5)
+
+    response = ApiClient(None).call("GET", "sessions", headers=WRONG)
+
+    error = assert_error(response, 429, "throttled")
+    assert "too many wrong API keys" in error["message"]
+    assert response["Retry-After"] == str(settings.FLEET_API_BAD_KEY_WINDOW)
+
+
+def test_a_throttled_address_is_refused_even_with_a_valid_key_and_costs_no_query(
+    settings, django_assert_num_queries
+) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 5
+    api = ApiClient(make_key())
+    send_wrong_keys(5)
+
+    with django_assert_num_queries(0):
+        response = api.post("sessions/s1/messages", BODY)
+
+    assert_error(response, 429, "throttled")
+    assert not Session.objects.exists()
+
+
+def test_the_throttle_holds_one_address_only(settings) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 5
+    send_wrong_keys(5)
+
+    response = ApiClient(make_key(), client=Client(REMOTE_ADDR="192.0.2.8")).get("sessions")
+
+    assert response.status_code == 200
+
+
+def test_the_throttle_ends_after_its_window(settings) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 2
+    settings.FLEET_API_BAD_KEY_WINDOW = 1
+    api = ApiClient(make_key())
+    send_wrong_keys(2)
+    assert api.get("sessions").status_code == 429
+
+    time.sleep(1.2)
+
+    assert api.get("sessions").status_code == 200
+
+
+def test_requests_without_a_key_and_valid_keys_do_not_count(settings) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 3
+    api = ApiClient(make_key())
+    for _ in range(10):
+        assert_error(ApiClient(None).get("sessions"), 401, "unauthorized")
+        assert api.get("sessions").status_code == 200
+
+
+def test_the_throttle_can_be_turned_off(settings) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 0
+    send_wrong_keys(30)
+
+    assert ApiClient(make_key()).get("sessions").status_code == 200

@@ -306,3 +306,42 @@ def test_money_stays_exact_through_the_api(api: ApiClient) -> None:
 
     assert api.get("sessions/m").json()["cost_usd"] == "0.123456789"
     assert Session.objects.get(key="m").cost_usd == Decimal("0.123456789")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sessions",
+        "sessions/running",
+        "sessions/stuck",
+        "sessions/s1",
+        "sessions/s1/messages",
+        "sessions/s1/usage",
+        "search?q=hi",
+        "fleet",
+        "sessions/unknown",
+    ],
+)
+def test_head_answers_like_get_without_a_body(api: ApiClient, path: str) -> None:
+    api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "hi"}]})
+    get = api.call("GET", path)
+
+    head = api.call("HEAD", path)
+
+    assert head.status_code == get.status_code
+    assert head["Content-Type"] == get["Content-Type"]
+    assert head.content == b""
+
+
+def test_head_needs_a_key_like_get() -> None:
+    response = ApiClient(None).call("HEAD", "sessions")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_head_is_refused_where_get_is_not_allowed(api: ApiClient) -> None:
+    response = api.call("HEAD", "reconcile")
+
+    assert response.status_code == 405
+    assert "HEAD" not in response.get("Allow", "")

@@ -15,6 +15,7 @@ DOCUMENTED = {
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://fleet.example.com",
     "FLEET_HTTPS": "1",
     "FLEET_BEHIND_TLS_PROXY": "1",
+    "FLEET_PROXY_COUNT": "1",
 }
 
 
@@ -34,6 +35,16 @@ def test_the_documented_production_environment_passes_check_deploy() -> None:
     assert done.returncode == 0, done.stderr
     assert "System check identified no issues" in done.stdout
     assert "WARNINGS" not in done.stderr
+
+
+def test_behind_a_proxy_without_the_client_address_check_deploy_warns() -> None:
+    env = production_env(**database_env(), **{**DOCUMENTED, "FLEET_PROXY_COUNT": "0"})
+
+    done = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert done.returncode != 0
+    assert "fleet.W002" in done.stderr
+    assert "FLEET_PROXY_COUNT" in done.stderr
 
 
 def test_without_https_settings_check_deploy_warns() -> None:

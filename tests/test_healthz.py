@@ -75,3 +75,10 @@ def test_an_unreachable_database_answers_503_not_500(
     # No driver message, path or host leaks out.
     assert b"missing-dir" not in response.content
     assert b"socket" not in response.content
+
+
+def test_head_answers_like_get_for_load_balancers(client: Client) -> None:
+    response = client.head("/healthz")
+
+    assert response.status_code == 200
+    assert response.content == b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -90,3 +91,156 @@ def test_every_page_offers_the_log_out_button(client: Client, user: Any) -> None
     html = client.get("/").content.decode()
 
     assert '<form class="logout" method="post" action="/logout/">' in html
+
+
+# --- Throttling (django-axes): FLEET_LOGIN_FAILURE_LIMIT per username + address ---
+
+
+def fail_until_locked(client: Client, username: str = "op", path: str = "/login/") -> None:
+    from django.conf import settings
+
+    for _ in range(settings.FLEET_LOGIN_FAILURE_LIMIT):
+        client.post(path, {"username": username, "password": "wrong"})
+
+
+def test_repeated_wrong_passwords_lock_out_even_the_right_one(client: Client, user: Any) -> None:
+    fail_until_locked(client)
+
+    response = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert response.status_code == 429
+    html = response.content.decode()
+    assert "Too many failed log-ins" in html
+    assert "try again in 15 minutes" in html
+    assert 'class="login-card"' in html
+    assert client.get("/").status_code == 302
+
+
+def test_the_failures_before_the_limit_do_not_lock_out(client: Client, user: Any) -> None:
+    from django.conf import settings
+
+    for _ in range(settings.FLEET_LOGIN_FAILURE_LIMIT - 1):
+        assert client.post("/login/", {"username": "op", "password": "x"}).status_code == 200
+
+    response = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert response.status_code == 302
+
+
+def test_a_lockout_holds_one_username_from_one_address(
+    client: Client, user: Any, django_user_model: Any
+) -> None:
+    django_user_model.objects.create_user("other", password="pw-other-123", is_staff=True)
+    fail_until_locked(client)
+
+    other_user = Client().post("/login/", {"username": "other", "password": "pw-other-123"})
+    other_address = Client(REMOTE_ADDR="192.0.2.7").post(
+        "/login/", {"username": "op", "password": "pw-operator-123"}
+    )
+
+    assert other_user.status_code == 302
+    assert other_address.status_code == 302
+
+
+def test_a_lockout_ends_after_the_cool_off(client: Client, user: Any) -> None:
+    from axes.models import AccessAttempt
+    from django.utils import timezone
+
+    fail_until_locked(client)
+    assert client.post("/login/", {"username": "op", "password": "pw-operator-123"}).status_code
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+
+    response = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert response.status_code == 302
+
+
+def test_the_admin_log_in_is_throttled_too(client: Client, user: Any) -> None:
+    fail_until_locked(client, path="/admin/login/")
+
+    response = client.post("/admin/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert response.status_code == 429
+    assert "Too many failed log-ins" in response.content.decode()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_a_lockout_on_the_admin_also_holds_on_the_dashboard(client: Client, user: Any) -> None:
+    fail_until_locked(client, path="/admin/login/")
+
+    response = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert response.status_code == 429
+
+
+def test_a_try_during_the_lockout_restarts_the_cool_off(client: Client, user: Any) -> None:
+    from axes.models import AccessAttempt
+    from django.db.models import F
+    from django.utils import timezone
+
+    fail_until_locked(client)
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=14))
+    locked = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+    # 16 minutes after the last failure, 2 after the try during the lockout.
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - timedelta(minutes=2))
+
+    response = client.post("/login/", {"username": "op", "password": "pw-operator-123"})
+
+    assert locked.status_code == 429
+    assert locked["Retry-After"] == "900"
+    assert response.status_code == 429
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_a_lockout(client: Client, user: Any) -> None:
+    fail_until_locked(client)
+
+    response = client.post(
+        "/login/",
+        {"username": "op", "password": "pw-operator-123"},
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+
+    assert response.status_code == 429
+
+
+def test_behind_a_proxy_the_address_it_saw_is_the_client(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.FLEET_PROXY_COUNT = 1
+    for _ in range(settings.FLEET_LOGIN_FAILURE_LIMIT):
+        client.post(
+            "/login/",
+            {"username": "op", "password": "x"},
+            headers={"X-Forwarded-For": "198.51.100.1"},
+        )
+
+    def log_in(forwarded_for: str) -> int:
+        return (
+            Client()
+            .post(
+                "/login/",
+                {"username": "op", "password": "pw-operator-123"},
+                headers={"X-Forwarded-For": forwarded_for},
+            )
+            .status_code
+        )
+
+    assert log_in("203.0.113.9, 198.51.100.1") == 429  # the client's own claim is ignored
+    assert log_in("198.51.100.2") == 302
+
+
+def test_a_forwarded_for_that_is_not_an_address_falls_back_to_the_peer(
+    client: Client, user: Any, settings: Any
+) -> None:
+    settings.FLEET_PROXY_COUNT = 1
+
+    response = client.post(
+        "/login/",
+        {"username": "op", "password": "x"},
+        headers={"X-Forwarded-For": "not-an-address"},
+    )
+
+    assert response.status_code == 200
+    from axes.models import AccessAttempt
+
+    assert AccessAttempt.objects.get().ip_address == "127.0.0.1"

@@ -7,12 +7,14 @@ Procfile's ``web``) is started on a free loopback port, probed through
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shlex
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -153,3 +155,77 @@ def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
     done = run_in_checkout([sys.executable, "-c", script], env)
     assert done.returncode != 0
     assert "FLEET_WORKERS" in done.stderr
+
+
+def chunked_request(
+    url: str, path: str, chunks: list[bytes], *, method: str = "POST", token: str
+) -> tuple[int, Any, dict[str, str]]:
+    """A request whose body is sent chunked (no Content-Length), as streaming clients do."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(
+            method,
+            path,
+            body=iter(chunks),
+            headers={
+                "Host": "127.0.0.1",
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+            },
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+    body = (
+        json.loads(raw) if headers.get("content-type", "").startswith("application/json") else raw
+    )
+    return response.status, body, headers
+
+
+def test_gunicorn_reads_chunked_bodies_and_answers_head_like_get(tmp_path: Path) -> None:
+    env = server_env(
+        FLEET_SERVE_COLLECTSTATIC="0",
+        FLEET_STATIC_ROOT=str(tmp_path / "static"),
+        FLEET_API_MAX_BODY_BYTES="4096",
+    )
+    server = Server(env, tmp_path).start()
+    try:
+        server.wait_healthy(timeout=90)
+        token = ApiKey.generate(name="chunked")[1]
+        body = json.dumps({"messages": [{"role": "user", "content": "streamed in pieces"}]})
+        encoded = body.encode()
+
+        status, data, _ = chunked_request(
+            server.url, messages_path("chunked/1"), [encoded[:10], encoded[10:]], token=token
+        )
+        assert (status, data.get("appended")) == (201, 1), data
+
+        big = json.dumps({"messages": [{"role": "user", "content": "x" * 5000}]}).encode()
+        status, data, _ = chunked_request(
+            server.url, messages_path("chunked/2"), [big[:3000], big[3000:]], token=token
+        )
+        assert status == 413, data
+        assert data["error"]["code"] == "too_large"
+
+        get_status, _, get_headers = request(
+            server.url, "GET", "/api/v1/sessions/chunked/1", token=token
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request(
+                "HEAD",
+                "/api/v1/sessions/chunked/1",
+                headers={"Host": "127.0.0.1", "Authorization": f"Bearer {token}"},
+            )
+            head = conn.getresponse()
+            head_body = head.read()
+        finally:
+            conn.close()
+        assert (head.status, head_body) == (get_status, b"")
+        assert head.getheader("Content-Type") == get_headers["content-type"]
+    finally:
+        server.stop()

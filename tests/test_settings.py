@@ -89,3 +89,28 @@ def test_a_stuck_threshold_longer_than_the_stale_one_is_a_warning():
 
 def test_the_default_thresholds_pass_the_checks():
     assert [m.id for m in run_checks() if m.id.startswith("fleet.")] == []
+
+
+def test_login_throttling_is_tuned_from_the_environment():
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FLEET_"))},
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "FLEET_LOGIN_FAILURE_LIMIT": "3",
+        "FLEET_LOGIN_COOLOFF_MINUTES": "45",
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import fleet.settings as s; print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, "
+            "s.AXES_LOCKOUT_PARAMETERS)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3 0:45:00 [['username', 'ip_address']]"

@@ -17,10 +17,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Swagger
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
+from fleet.api import throttle
 from sessions.errors import FleetError
 from sessions.models import ApiKey
 
@@ -55,8 +56,9 @@ number or a string in requests; timestamps are RFC 3339.
 **Errors** have one shape, `{"error": {"code": ..., "message": ..., "field": ...}}`
 (`field` when one value is to blame, e.g. `messages[3].role`): 400 malformed
 JSON, 401 no/bad/revoked key, 403 outside the key's scope, 404 unknown session,
-409 conflict, 410 deleted session, 413 body too large, 422 invalid value. A
-refused request writes nothing.
+409 conflict, 410 deleted session, 413 body too large, 422 invalid value,
+429 too many wrong keys from this address (every request from it waits
+`Retry-After` seconds, valid key or not). A refused request writes nothing.
 
 **Scoped keys** may be limited to agents: they read and write only those
 agents' sessions (another agent's session answers 403; lists, search and
@@ -76,10 +78,20 @@ through this API.
 
 
 class ApiKeyAuth(HttpBearer):
-    """``Authorization: Bearer <key>`` against the stored hashes; never a login session."""
+    """``Authorization: Bearer <key>`` against the stored hashes; never a login session.
+
+    An address that sent too many wrong keys is refused first (fleet/api/throttle.py).
+    """
+
+    def __call__(self, request: HttpRequest) -> ApiKey | None:
+        throttle.check(request)
+        return super().__call__(request)
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiKey | None:
-        return ApiKey.authenticate(token.strip())
+        key = ApiKey.authenticate(token.strip())
+        if key is None:
+            throttle.record_bad_key(request)
+        return key
 
 
 class BodyError(Exception):
@@ -178,6 +190,15 @@ def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> Htt
         message = "send an API key: Authorization: Bearer <key>"
     response = error_response(401, message)
     response["WWW-Authenticate"] = 'Bearer realm="fleet"'
+    return response
+
+
+@api.exception_handler(Throttled)
+def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    response = error_response(
+        429, f"too many wrong API keys from this address; retry in {exc.wait} seconds"
+    )
+    response["Retry-After"] = str(exc.wait)
     return response
 
 

@@ -110,7 +110,7 @@ def search(
 
 @router.get(
     "/fleet",
-    response={200: FleetOut, 401: ErrorOut},
+    response={200: FleetOut, 401: ErrorOut, 429: ErrorOut},
     summary="Fleet totals (the dashboard's header numbers)",
 )
 def fleet(request: HttpRequest) -> dict:

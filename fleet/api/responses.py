@@ -24,8 +24,8 @@ class ErrorDetail(Schema):
         ...,
         description=(
             "malformed (400), unauthorized (401), forbidden (403: outside the API key's "
-            "scope), not_found (404), method_not_allowed "
-            "(405), conflict (409), gone (410), too_large (413), invalid (422)"
+            "scope), not_found (404), method_not_allowed (405), conflict (409), gone (410), "
+            "too_large (413), invalid (422), throttled (429)"
         ),
     )
     message: str

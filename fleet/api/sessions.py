@@ -25,10 +25,10 @@ router = Router()
 MAX_LIMIT = 1000
 # Bounds a timedelta can take without overflowing (100 years).
 MAX_SECONDS = 100 * 365 * 24 * 3600
-ERRORS = {code: ErrorOut for code in (401, 404, 410, 422)}
+ERRORS = {code: ErrorOut for code in (401, 404, 410, 422, 429)}
 # One session's reads: 403 when it belongs to an agent outside the key's scope.
 READ_ERRORS = {**ERRORS, 403: ErrorOut}
-WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 410, 413, 422)}
+WRITE_ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 410, 413, 422, 429)}
 
 
 def key_scope(request: HttpRequest) -> KeyScope:

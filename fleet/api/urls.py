@@ -2,7 +2,8 @@
 
 The API's views are wrapped so that what happens outside an endpoint answers in
 the API's error shape too: a body over the limit (refused before it is read),
-a method a route does not have (405), a path no route has (404).
+a method a route does not have (405), a path no route has (404). HEAD is
+answered wherever GET is, as the GET without its body.
 """
 
 from __future__ import annotations
@@ -33,10 +34,20 @@ def json_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if _content_length(request) > settings.FLEET_API_MAX_BODY_BYTES:
             return too_large()
+        # HEAD wherever GET is allowed: ninja routes GET only, so a HEAD runs
+        # as the GET (same status and headers) and its body is dropped.
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
         try:
             response = view(request, *args, **kwargs)
         except Http404:
-            return error_response(404, "no such API resource")
+            response = error_response(404, "no such API resource")
+        finally:
+            if head:
+                request.method = "HEAD"
+        if head:
+            response.content = b""
         if response.status_code == 405 and "json" not in response.get("Content-Type", ""):
             allowed = response.get("Allow", "")
             refused = error_response(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.views import LoginView, redirect_to_login
@@ -69,6 +70,16 @@ class FleetLoginView(LoginView):
 
 
 login_view = FleetLoginView.as_view()
+
+
+def locked_out(
+    request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None
+) -> HttpResponse:
+    """django-axes' answer to a locked-out log-in (dashboard or admin): 429 with the wait."""
+    minutes = settings.FLEET_LOGIN_COOLOFF_MINUTES
+    response = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(minutes * 60)
+    return response
 
 
 @require_POST

@@ -1,0 +1,70 @@
+"""Request bodies sent chunked (``Transfer-Encoding: chunked``, no ``Content-Length``).
+
+Django reads exactly ``CONTENT_LENGTH`` bytes of a body, so a chunked body
+looked empty and an append was refused as "the body is required". gunicorn
+de-chunks the body and marks the stream ``wsgi.input_terminated`` (it ends
+where the body ends): this WSGI wrapper reads it, up to
+``FLEET_API_MAX_BODY_BYTES`` (413 above), and hands Django the bytes with
+their length. A server that does not de-chunk (``runserver``) gets 411: the
+client must send a ``Content-Length``. Both refusals are the API's error shape.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.conf import settings
+
+READ_SIZE = 64 * 1024
+
+
+class ChunkedBodyMiddleware:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            if not environ.get("wsgi.input_terminated"):
+                return _refuse(
+                    start_response,
+                    411,
+                    "this server cannot read a chunked body: send a Content-Length header",
+                    code="length_required",
+                )
+            limit = settings.FLEET_API_MAX_BODY_BYTES
+            body = _read_at_most(environ["wsgi.input"], limit + 1)
+            if len(body) > limit:
+                return _refuse(
+                    start_response, 413, f"the body is larger than the limit of {limit} bytes"
+                )
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        return self.app(environ, start_response)
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = stream.read(min(READ_SIZE, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _refuse(
+    start_response: Callable[..., Any], status: int, message: str, *, code: str | None = None
+) -> Iterable[bytes]:
+    from fleet.api.api import error_response
+
+    response = error_response(status, message, code=code)
+    response["Connection"] = "close"  # the rest of the body was not read
+    start_response(f"{status} {response.reason_phrase}", [(k, v) for k, v in response.items()])
+    return [response.content]
