@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from sessions import services
+from sessions import errors, services
 from sessions.models import Session, Tombstone
 from tests.clock import Clock
 
@@ -410,6 +410,75 @@ def test_the_page_carries_the_csrf_token_for_htmx(admin_client: Client) -> None:
 
     token = response.context["csrf_token"]
     assert f'hx-headers=\'{{"X-CSRFToken": "{token}"}}\'' in response.content.decode()
+
+
+# --- keys no session can have: a 400 page, never a server error -------------------
+
+# As the URL carries them; the domain refuses each (sessions.inputs.clean_key).
+INVALID_KEYS = {
+    "blank": "%20",
+    "too long": "a" * 300,
+    "control character": "a%01b",
+    "NUL": "%00",
+}
+
+
+@pytest.mark.parametrize("action", ["delete", "completed", "cancelled"])
+@pytest.mark.parametrize("key", INVALID_KEYS.values(), ids=INVALID_KEYS.keys())
+def test_an_action_on_an_invalid_key_is_a_400_page(
+    admin_client: Client, key: str, action: str
+) -> None:
+    many(1)
+
+    plain = admin_client.post(f"/sessions/{key}/", {"action": action})
+    htmx = admin_client.post(f"/sessions/{key}/", {"action": action}, **HX)
+
+    for response in (plain, htmx):
+        assert response.status_code == 400
+        assert "Not a session key" in response.content.decode()
+    assert not Tombstone.objects.exists()
+    assert Session.objects.get(key=KEY).status == "active"
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?tail=1&v=x", "?before=3", "?after=0", "?at=1"], ids=["page", *"tbaa"]
+)
+@pytest.mark.parametrize("key", INVALID_KEYS.values(), ids=INVALID_KEYS.keys())
+def test_the_page_of_an_invalid_key_is_a_400_page(
+    admin_client: Client, key: str, query: str
+) -> None:
+    for headers in ({}, HX):
+        response = admin_client.get(f"/sessions/{key}/{query}", **headers)
+
+        assert response.status_code == 400
+        assert "Not a session key" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidInput("status: not today", field="status"), 400),
+        (errors.Conflict("the session is busy"), 409),
+    ],
+)
+def test_a_domain_error_from_an_action_is_a_page_with_its_status(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int
+) -> None:
+    """Whatever the services refuse is shown as a page, not a server error."""
+    many(1)
+
+    def refuse(**kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(services, "session_set_status", refuse)
+    monkeypatch.setattr(services, "session_delete", refuse)
+
+    for action in ("completed", "delete"):
+        response = admin_client.post(URL, {"action": action})
+
+        assert response.status_code == status
+        assert 'class="notice-page"' in response.content.decode()
+        assert str(error) in response.content.decode()
 
 
 # --- who may act: exactly the admin's permissions -------------------------------

@@ -23,6 +23,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from fleet.views.errors import domain_error_page
+from sessions.errors import FleetError
+
 VIEW_PERMISSION = "agent_sessions.view_session"
 CHANGE_PERMISSION = "agent_sessions.change_session"
 DELETE_PERMISSION = "agent_sessions.delete_session"
@@ -48,6 +51,9 @@ def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
 def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Log-in required; then a permission to view sessions (``can_view``).
 
+    A domain error escaping the view (``FleetError``: bad input, unknown or
+    deleted session, conflict) becomes a 4xx page (``fleet/views/errors.py``).
+
     An htmx request (a poll after the log-in expired) is told to load the
     log-in page as a whole page, instead of having it swapped into a fragment.
     """
@@ -61,7 +67,10 @@ def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             return redirect_to_login(request.get_full_path())
         if not can_view(request.user):
             return forbidden(request, "Your account may not see the fleet dashboard.")
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except FleetError as error:
+            return domain_error_page(request, error)
 
     return wrapped
 
