@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
@@ -105,6 +106,59 @@ def test_htmx_requests_from_anonymous_visitors_load_the_login_page(
     assert response.status_code == 200
     assert response["HX-Redirect"] == "/login/?next=/%3Fstatus%3Dactive"
     assert response.content == b""
+
+
+# --- who may see the dashboard: whoever the admin lets see sessions ----------------
+
+# Session permissions per user; ``None`` is a superuser.
+VIEWERS: dict[str, tuple[bool, list[str] | None]] = {
+    "superuser": (True, None),
+    "staff_with_view": (True, ["view_session"]),
+    "staff_with_change": (True, ["change_session"]),
+    "staff_without_permissions": (True, []),
+    "staff_with_delete_only": (True, ["delete_session"]),
+    "viewer_not_staff": (False, ["view_session"]),
+    "user_without_permissions": (False, []),
+}
+SEES_THE_DASHBOARD = {"superuser", "staff_with_view", "staff_with_change", "viewer_not_staff"}
+
+
+def login_as(client: Client, django_user_model: Any, who: str) -> None:
+    staff, perms = VIEWERS[who]
+    if perms is None:
+        user = django_user_model.objects.create_superuser(who, password="pw-superuser-123")
+    else:
+        user = django_user_model.objects.create_user(who, password=f"pw-{who}-1", is_staff=staff)
+        user.user_permissions.add(
+            *Permission.objects.filter(content_type__app_label="agent_sessions", codename__in=perms)
+        )
+    client.force_login(user)
+
+
+@pytest.mark.parametrize("who", VIEWERS)
+@pytest.mark.parametrize("route", dashboard_routes())
+def test_the_dashboard_shows_itself_to_users_who_may_view_sessions(
+    client: Client, django_user_model: Any, route: str, who: str
+) -> None:
+    services.messages_append(key="some/key", messages=[{"role": "user", "content": "x"}])
+    login_as(client, django_user_model, who)
+
+    response = client.get(concrete(route))
+
+    assert response.status_code == (200 if who in SEES_THE_DASHBOARD else 403)
+
+
+@pytest.mark.parametrize("who", [w for w, (staff, _) in VIEWERS.items() if staff])
+def test_a_staff_user_sees_the_dashboard_exactly_when_the_admin_shows_them_sessions(
+    client: Client, django_user_model: Any, who: str
+) -> None:
+    login_as(client, django_user_model, who)
+
+    admin = client.get("/admin/agent_sessions/session/")
+    dashboard = client.get("/")
+
+    assert admin.status_code in (200, 403)
+    assert dashboard.status_code == admin.status_code
 
 
 # --- content security policy --------------------------------------------------

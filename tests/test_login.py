@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 pytestmark = pytest.mark.django_db
@@ -13,7 +14,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("op", password="pw-operator-123", is_staff=True)
+    """An operator: not staff; the dashboard needs only the permission to view sessions."""
+    user = django_user_model.objects.create_user("op", password="pw-operator-123")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="agent_sessions", codename="view_session")
+    )
+    return user
 
 
 def test_the_login_page_is_styled_and_open_to_anonymous_visitors(client: Client) -> None:

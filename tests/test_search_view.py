@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from fleet.forms import SEARCH_MAX_LENGTH
 from sessions import services
+from sessions.errors import Conflict, FleetError, InvalidInput, SessionGone, SessionNotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +131,29 @@ def test_hostile_searches_never_fail(admin_client: Client, query: str) -> None:
 
     assert response.status_code == 200
     assert b"<script>alert(1)</script>" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidInput("too many words", field="q"), 400),
+        (Conflict("the index is rebuilding"), 409),
+        (SessionNotFound("no such session"), 404),
+        (SessionGone("the session was deleted"), 410),
+    ],
+)
+def test_a_domain_error_from_the_search_is_a_page_with_its_status(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, error: FleetError, status: int
+) -> None:
+    """A refusal from the search (a bound it enforces) is a page, not a server error."""
+
+    def refuse(query: str, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("fleet.views.search.search_messages", refuse)
+
+    for headers in ({}, HX):
+        response = admin_client.get("/search?q=needle", **headers)
+
+        assert response.status_code == status
+        assert error.message in response.content.decode()

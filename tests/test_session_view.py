@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from sessions import services
+from sessions import errors, services
 from sessions.models import Session, Tombstone
 from tests.clock import Clock
 
@@ -412,38 +412,159 @@ def test_the_page_carries_the_csrf_token_for_htmx(admin_client: Client) -> None:
     assert f'hx-headers=\'{{"X-CSRFToken": "{token}"}}\'' in response.content.decode()
 
 
-def test_a_viewer_sees_no_actions_and_may_not_post_them(
-    client: Client, django_user_model: Any
+# --- keys no session can have: a 400 page, never a server error -------------------
+
+# As the URL carries them; the domain refuses each (sessions.inputs.clean_key).
+INVALID_KEYS = {
+    "blank": "%20",
+    "too long": "a" * 300,
+    "control character": "a%01b",
+    "NUL": "%00",
+}
+
+
+@pytest.mark.parametrize("action", ["delete", "completed", "cancelled"])
+@pytest.mark.parametrize("key", INVALID_KEYS.values(), ids=INVALID_KEYS.keys())
+def test_an_action_on_an_invalid_key_is_a_400_page(
+    admin_client: Client, key: str, action: str
 ) -> None:
     many(1)
-    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123")
-    viewer.user_permissions.add(
-        Permission.objects.get(content_type__app_label="agent_sessions", codename="view_session")
-    )
-    client.force_login(viewer)
 
-    page = client.get(URL).content.decode()
-    status = client.post(URL, {"action": "completed"})
-    delete = client.post(URL, {"action": "delete"})
+    plain = admin_client.post(f"/sessions/{key}/", {"action": action})
+    htmx = admin_client.post(f"/sessions/{key}/", {"action": action}, **HX)
 
-    assert 'name="action"' not in page
-    assert (status.status_code, delete.status_code) == (403, 403)
+    for response in (plain, htmx):
+        assert response.status_code == 400
+        assert "Not a session key" in response.content.decode()
+    assert not Tombstone.objects.exists()
     assert Session.objects.get(key=KEY).status == "active"
 
 
-def test_the_change_permission_allows_status_but_not_delete(
-    client: Client, django_user_model: Any
+@pytest.mark.parametrize(
+    "query", ["", "?tail=1&v=x", "?before=3", "?after=0", "?at=1"], ids=["page", *"tbaa"]
+)
+@pytest.mark.parametrize("key", INVALID_KEYS.values(), ids=INVALID_KEYS.keys())
+def test_the_page_of_an_invalid_key_is_a_400_page(
+    admin_client: Client, key: str, query: str
+) -> None:
+    for headers in ({}, HX):
+        response = admin_client.get(f"/sessions/{key}/{query}", **headers)
+
+        assert response.status_code == 400
+        assert "Not a session key" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidInput("status: not today", field="status"), 400),
+        (errors.Conflict("the session is busy"), 409),
+    ],
+)
+def test_a_domain_error_from_an_action_is_a_page_with_its_status(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, error: Exception, status: int
+) -> None:
+    """Whatever the services refuse is shown as a page, not a server error."""
+    many(1)
+
+    def refuse(**kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(services, "session_set_status", refuse)
+    monkeypatch.setattr(services, "session_delete", refuse)
+
+    for action in ("completed", "delete"):
+        response = admin_client.post(URL, {"action": action})
+
+        assert response.status_code == status
+        assert 'class="notice-page"' in response.content.decode()
+        assert str(error) in response.content.decode()
+
+
+# --- who may act: exactly the admin's permissions -------------------------------
+
+# Each user's permissions on sessions, and what the admin lets them do.
+USERS = {
+    "superuser": {"superuser": True},
+    "staff_with_change": {"staff": True, "perms": ["view_session", "change_session"]},
+    "staff_with_delete": {"staff": True, "perms": ["view_session", "delete_session"]},
+    "staff_view_only": {"staff": True, "perms": ["view_session"]},
+    "viewer_not_staff": {"staff": False, "perms": ["view_session"]},
+}
+MAY_CHANGE = {"superuser", "staff_with_change"}
+MAY_DELETE = {"superuser", "staff_with_delete"}
+STATUS_ACTIONS = {"completed": "completed", "cancelled": "cancelled", "failed": "failed"}
+
+
+def login_as(client: Client, django_user_model: Any, who: str) -> Any:
+    spec = USERS[who]
+    if spec.get("superuser"):
+        user = django_user_model.objects.create_superuser(who, password="pw-superuser-123")
+    else:
+        user = django_user_model.objects.create_user(
+            who, password=f"pw-{who}-123", is_staff=spec["staff"]
+        )
+        user.user_permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="agent_sessions", codename__in=spec["perms"]
+            )
+        )
+    client.force_login(user)
+    return user
+
+
+@pytest.mark.parametrize("who", USERS)
+@pytest.mark.parametrize("action", [*STATUS_ACTIONS, "delete"])
+def test_an_action_needs_the_permission_the_admin_needs(
+    client: Client, django_user_model: Any, who: str, action: str
 ) -> None:
     many(1)
-    user = django_user_model.objects.create_user("changer", password="pw-changer-123")
-    user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="agent_sessions",
-            codename__in=["view_session", "change_session"],
-        )
-    )
-    client.force_login(user)
+    login_as(client, django_user_model, who)
+    allowed = who in (MAY_DELETE if action == "delete" else MAY_CHANGE)
 
-    assert client.post(URL, {"action": "cancelled"}).status_code == 302
-    assert client.post(URL, {"action": "delete"}).status_code == 403
-    assert Session.objects.get(key=KEY).status == "cancelled"
+    plain = client.post(URL, {"action": action})
+
+    session = Session.objects.filter(key=KEY).first()
+    if not allowed:
+        assert plain.status_code == 403
+        assert session is not None
+        assert session.status == "active"
+    elif action == "delete":
+        assert plain.status_code == 302
+        assert session is None
+        assert Tombstone.objects.filter(key=KEY).exists()
+    else:
+        assert plain.status_code == 302
+        assert session is not None
+        assert session.status == STATUS_ACTIONS[action]
+
+
+@pytest.mark.parametrize("who", USERS)
+def test_an_htmx_action_is_refused_without_the_permission(
+    client: Client, django_user_model: Any, who: str
+) -> None:
+    many(1)
+    login_as(client, django_user_model, who)
+
+    status = client.post(URL, {"action": "failed"}, **HX)
+    delete = client.post(URL, {"action": "delete"}, **HX)
+
+    assert (status.status_code == 403) == (who not in MAY_CHANGE)
+    assert (delete.status_code == 403) == (who not in MAY_DELETE)
+
+
+@pytest.mark.parametrize("who", USERS)
+def test_only_the_buttons_the_user_may_use_are_shown(
+    client: Client, django_user_model: Any, who: str
+) -> None:
+    many(1)
+    login_as(client, django_user_model, who)
+
+    html = client.get(URL).content.decode()
+
+    for action in STATUS_ACTIONS:
+        assert (f'name="action" value="{action}"' in html) == (who in MAY_CHANGE), action
+    assert ('name="action" value="delete"' in html) == (who in MAY_DELETE)
+    assert ("Delete…" in html) == (who in MAY_DELETE)
+    if who not in MAY_CHANGE | MAY_DELETE:
+        assert 'name="action"' not in html

@@ -1,9 +1,11 @@
 """Who may see the dashboard and act on sessions; log-in and log-out.
 
-Staff users, or users granted ``agent_sessions.view_session``, see the
-dashboard; changing a session's status needs ``change_session`` and deleting
-it ``delete_session`` (staff may do both). Anonymous visitors are sent to the
-log-in page; a logged-in user without the permission gets a 403 page.
+The dashboard asks for exactly the permissions the admin asks for: seeing it
+needs ``agent_sessions.view_session`` or ``change_session`` (the admin shows
+sessions to either), changing a session's status ``change_session``, deleting
+it ``delete_session``. Being staff grants nothing by itself (a superuser has
+every permission). Anonymous visitors are sent to the log-in page; a logged-in
+user without the permission gets a 403 page.
 """
 
 from __future__ import annotations
@@ -22,21 +24,25 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from fleet.views.errors import domain_error_page
+from sessions.errors import FleetError
+
 VIEW_PERMISSION = "agent_sessions.view_session"
 CHANGE_PERMISSION = "agent_sessions.change_session"
 DELETE_PERMISSION = "agent_sessions.delete_session"
 
 
 def can_view(user: Any) -> bool:
-    return user.is_active and (user.is_staff or user.has_perm(VIEW_PERMISSION))
+    # As ModelAdmin.has_view_permission: the change permission implies viewing.
+    return user.is_active and (user.has_perm(VIEW_PERMISSION) or user.has_perm(CHANGE_PERMISSION))
 
 
 def can_change(user: Any) -> bool:
-    return user.is_active and (user.is_staff or user.has_perm(CHANGE_PERMISSION))
+    return user.is_active and user.has_perm(CHANGE_PERMISSION)
 
 
 def can_delete(user: Any) -> bool:
-    return user.is_active and (user.is_staff or user.has_perm(DELETE_PERMISSION))
+    return user.is_active and user.has_perm(DELETE_PERMISSION)
 
 
 def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
@@ -44,7 +50,10 @@ def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
 
 
 def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Log-in required; then staff or the session view permission.
+    """Log-in required; then a permission to view sessions (``can_view``).
+
+    A domain error escaping the view (``FleetError``: bad input, unknown or
+    deleted session, conflict) becomes a 4xx page (``fleet/views/errors.py``).
 
     An htmx request (a poll after the log-in expired) is told to load the
     log-in page as a whole page, instead of having it swapped into a fragment.
@@ -59,7 +68,10 @@ def dashboard_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
             return redirect_to_login(request.get_full_path())
         if not can_view(request.user):
             return forbidden(request, "Your account may not see the fleet dashboard.")
-        return view(request, *args, **kwargs)
+        try:
+            return view(request, *args, **kwargs)
+        except FleetError as error:
+            return domain_error_page(request, error)
 
     return wrapped
 

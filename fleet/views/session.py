@@ -26,7 +26,8 @@ from fleet.forms import SESSION_ACTIONS, SessionActionForm, TranscriptForm
 from fleet.views import transcript
 from fleet.views.auth import can_change, can_delete, dashboard_view, forbidden
 from sessions import services
-from sessions.errors import FleetError, SessionGone, SessionNotFound
+from sessions.errors import InvalidInput, SessionGone, SessionNotFound
+from sessions.inputs import clean_key
 from sessions.models import TOKEN_FIELDS, Session, Status, Tombstone
 from sessions.selectors import usage_by_agent
 
@@ -50,6 +51,16 @@ def session_version(session: Session) -> str:
         )
     )
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
+def _check_key(key: str) -> None:
+    """Refuse a key no session can have (blank, too long, control characters)
+    before it reaches a query: PostgreSQL cannot even compare one holding NUL.
+    ``dashboard_view`` shows the refusal as a 400 page."""
+    try:
+        clean_key(key)
+    except InvalidInput as error:
+        raise InvalidInput(f"Not a session key: it {error.message}.", field="key") from None
 
 
 def _missing(request: HttpRequest, key: str) -> HttpResponse:
@@ -82,6 +93,7 @@ def _summary_context(request: HttpRequest, session: Session) -> dict[str, Any]:
 @dashboard_view
 @vary_on_headers("HX-Request")
 def session_page(request: HttpRequest, key: str) -> HttpResponse:
+    _check_key(key)
     if request.method == "POST":
         return _action(request, key)
     session = Session.objects.filter(key=key).first()
@@ -154,8 +166,6 @@ def _action(request: HttpRequest, key: str) -> HttpResponse:
         session = services.session_set_status(key=key, status=SESSION_ACTIONS[action])
     except (SessionNotFound, SessionGone):
         return _missing(request, key)
-    except FleetError as exc:
-        return HttpResponse(exc.message, status=400, content_type="text/plain")
     if request.htmx:
         return render(request, f"{TEMPLATE}#summary", _summary_context(request, session))
     label = Status(session.status).label.lower()
