@@ -65,6 +65,9 @@ def _refuse(
     from fleet.api.api import error_response
 
     response = error_response(status, message, code=code)
-    response["Connection"] = "close"  # the rest of the body was not read
+    # The rest of the body was not read, yet no "Connection: close" here: WSGI
+    # forbids hop-by-hop headers from applications (wsgiref, under runserver,
+    # fails on one). The answer carries no Content-Length, which makes
+    # runserver close the connection; gunicorn drains the unread body itself.
     start_response(f"{status} {response.reason_phrase}", [(k, v) for k, v in response.items()])
     return [response.content]

@@ -85,3 +85,34 @@ def test_the_production_entry_point_is_wrapped() -> None:
     from fleet.wsgi import application
 
     assert isinstance(application, ChunkedBodyMiddleware)
+
+
+def test_a_wsgiref_server_like_runserver_answers_411_not_500() -> None:
+    """runserver is wsgiref, which refuses hop-by-hop headers from the application."""
+    import http.client
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, ChunkedBodyMiddleware(echo_app), handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        connection.request(
+            "POST",
+            "/api/v1/sessions/s/messages",
+            body=iter([b'{"messages": []}']),
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        thread.join(10)
+        server.server_close()
+
+    assert response.status == 411, body
+    assert json.loads(body)["error"]["code"] == "length_required"
