@@ -16,6 +16,10 @@ Rules this module protects:
   The number of queries does not grow with the number of results.
 * Snippets are plain text with matched words between ``MARK_START`` and
   ``MARK_END``; ``snippet_html`` escapes the text before it adds ``<mark>``.
+  Marker characters in the stored text are removed, never read as marks.
+* One search's work is bounded, whatever the messages hold (issue 10): at
+  most ``MAX_TERMS`` words, the newest ``CANDIDATES`` matches ranked
+  fleet-wide, snippets cut from the first ``SNIPPET_SCAN_CHARS`` characters.
 
 Differences between the databases (tokenisers): SQLite folds diacritics
 (``naive`` finds ``naïve``), PostgreSQL does not; PostgreSQL indexes the first
@@ -26,12 +30,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
 from django.db.models import Value
-from django.db.models.functions import Coalesce, Left
+from django.db.models.functions import Coalesce, Substr
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -43,12 +48,22 @@ ELLIPSIS = "…"
 
 MAX_LIMIT = 100
 HITS_PER_SESSION = 3
-MAX_TERMS = 32
+# Each word costs ranking work on every matching message; a query with more
+# different words than this is refused by the API and cut by the dashboard.
+MAX_TERMS = 16
 # Longer "words" (a pasted blob) are not searched for.
 MAX_TERM_CHARS = 100
 # Only the start of a very long query is read for words.
 MAX_QUERY_CHARS = 4000
 SNIPPET_TOKENS = 20
+# A snippet is cut from the first this-many characters of its message, by
+# ``_snippet`` on both databases: FTS5's snippet() (and ts_headline) re-read
+# the whole message, which made a search over 90 messages of 1.9 M characters
+# take 3 s. A message whose first match lies further in shows its start,
+# unmarked.
+SNIPPET_SCAN_CHARS = 10_000
+# The best window is chosen among this many matches at most.
+SNIPPET_MATCHES = 50
 # Fleet-wide searches rank the newest this-many matching messages. Ranking
 # every match of a common word costs time in proportion to the whole store;
 # the newest matches are what an operator looks for, and finding them walks
@@ -89,22 +104,31 @@ class SearchResult:
     hits: list[SearchHit]
 
 
-def search_terms(query: str | None) -> list[str]:
-    """The words of a query typed by a person, lower-cased, deduplicated, capped.
-
-    Never raises; a query without letters or digits gives ``[]``.
-    """
+def _query_words(query: str | None) -> list[str]:
+    """Every different word of a query, lower-cased, in order (not capped)."""
     if not isinstance(query, str):
         return []
     text = unicodedata.normalize("NFC", query[:MAX_QUERY_CHARS])
-    terms: list[str] = []
+    words: dict[str, None] = {}
     for match in _WORD.finditer(text):
-        term = match.group().lower()
-        if len(term) <= MAX_TERM_CHARS and term not in terms:
-            terms.append(term)
-            if len(terms) == MAX_TERMS:
-                break
-    return terms
+        word = match.group().lower()
+        if len(word) <= MAX_TERM_CHARS:
+            words[word] = None
+    return list(words)
+
+
+def search_terms(query: str | None) -> list[str]:
+    """The words of a query typed by a person, lower-cased, deduplicated, capped.
+
+    At most ``MAX_TERMS`` (the first ones). Never raises; a query without
+    letters or digits gives ``[]``.
+    """
+    return _query_words(query)[:MAX_TERMS]
+
+
+def query_word_count(query: str | None) -> int:
+    """How many different words ``search_terms`` sees in ``query`` before capping."""
+    return len(_query_words(query))
 
 
 def search_messages(
@@ -127,16 +151,14 @@ def search_messages(
     if not ranked:
         return []
     ids = [message_pk for message_pk, _ in ranked]
-    rows = Message.objects.filter(pk__in=ids).order_by()
-    if connection.vendor == "postgresql":
-        rows = rows.annotate(text=Left(Coalesce("content", Value("")), POSTGRES_INDEXED_CHARS))
-        fields = ("pk", "seq", "role", "created_at", "compacted_at", "text")
-        details = {row[0]: row for row in rows.values_list(*fields)}
-        snippets = {pk: _snippet(row[5], terms) for pk, row in details.items()}
-    else:
-        fields = ("pk", "seq", "role", "created_at", "compacted_at")
-        details = {row[0]: row for row in rows.values_list(*fields)}
-        snippets = _sqlite_snippets(terms, ids)
+    # One bounded slice of each message: PostgreSQL detoasts only that much;
+    # SQLite reads the row but never tokenizes more than the slice.
+    start = Substr(Coalesce("content", Value("")), 1, SNIPPET_SCAN_CHARS + 1)
+    rows = Message.objects.filter(pk__in=ids).order_by().annotate(start=start)
+    fields = ("pk", "seq", "role", "created_at", "compacted_at", "start")
+    details = {row[0]: row for row in rows.values_list(*fields)}
+    fold = connection.vendor == "sqlite"
+    snippets = {pk: _snippet(row[5], terms, fold=fold) for pk, row in details.items()}
     sessions = Session.objects.in_bulk({session_pk for _, session_pk in ranked})
 
     results: list[SearchResult] = []
@@ -210,18 +232,6 @@ def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> lis
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
-def _sqlite_snippets(terms: list[str], ids: list[int]) -> dict[int, str]:
-    placeholders = ", ".join(["%s"] * len(ids))
-    sql = f"""
-        SELECT rowid, snippet({SQLITE_FTS_TABLE}, 0, %s, %s, %s, {SNIPPET_TOKENS})
-        FROM {SQLITE_FTS_TABLE}
-        WHERE {SQLITE_FTS_TABLE} MATCH %s AND rowid IN ({placeholders})
-    """  # noqa: S608 -- only constants are formatted in; values are parameters
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [MARK_START, MARK_END, ELLIPSIS, _fts_query(terms), *ids])
-        return {row[0]: row[1] or "" for row in cursor.fetchall()}
-
-
 # --- PostgreSQL: tsvector + GIN -----------------------------------------------
 
 
@@ -272,26 +282,43 @@ def _postgres_ranked(
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
-def _snippet(text: str, terms: list[str]) -> str:
+def _fold(word: str) -> str:
+    """``word`` as FTS5's ``unicode61 remove_diacritics 2`` compares it."""
+    if word.isascii():
+        return word.lower()
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return unicodedata.normalize(
+        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+    )
+
+
+def _snippet(text: str, terms: list[str], *, fold: bool = False) -> str:
     """About ``SNIPPET_TOKENS`` words of ``text`` around its best matches, marked.
 
-    The PostgreSQL counterpart of FTS5's snippet(): ts_headline() would use
-    the default parser, which does not see ``search`` in ``search.py``.
+    Only the first ``SNIPPET_SCAN_CHARS`` characters of ``text`` are read, so
+    the cost does not grow with the message. ``fold`` compares words without
+    their diacritics, as SQLite's index does. Used on both databases instead
+    of FTS5's snippet() or ts_headline(): both re-read the whole message, and
+    ts_headline's default parser does not see ``search`` in ``search.py``.
     """
+    truncated = len(text) > SNIPPET_SCAN_CHARS
     # Agent text may hold the marker characters: they must not fake a match.
-    text = text.replace(MARK_START, "").replace(MARK_END, "")
+    text = text[:SNIPPET_SCAN_CHARS].replace(MARK_START, "").replace(MARK_END, "")
     words = list(_WORD.finditer(text))
+    if truncated and words and words[-1].end() == len(text):
+        words.pop()  # perhaps cut in the middle
     if not words:
         return text[:200]
-    wanted = set(terms)
-    matched = [i for i, word in enumerate(words) if word.group().lower() in wanted]
+    key = _fold if fold else str.lower
+    wanted = {key(term) for term in terms}
+    matched = [i for i, word in enumerate(words) if key(word.group()) in wanted]
     start = 0
     best_score = (-1, -1)
-    for index in matched[:200]:
+    for index in matched[:SNIPPET_MATCHES]:
         # A few words of context before the match, unless that runs past the end.
         first = max(0, min(index - 3, len(words) - SNIPPET_TOKENS))
-        window = [words[i].group().lower() for i in matched if first <= i < first + SNIPPET_TOKENS]
-        score = (len(set(window)), len(window))
+        inside = matched[bisect_left(matched, first) : bisect_left(matched, first + SNIPPET_TOKENS)]
+        score = (len({key(words[i].group()) for i in inside}), len(inside))
         if score > best_score:
             best_score, start = score, first
     end = min(len(words), start + SNIPPET_TOKENS)
@@ -306,7 +333,7 @@ def _snippet(text: str, terms: list[str]) -> str:
         else:
             parts.append(word.group())
         position = word.end()
-    if end < len(words):
+    if end < len(words) or truncated:
         parts.append(ELLIPSIS)
     else:
         parts.append(text[position:])
