@@ -56,6 +56,12 @@ MAX_TERM_CHARS = 100
 # Only the start of a very long query is read for words.
 MAX_QUERY_CHARS = 4000
 SNIPPET_TOKENS = 20
+# Messages of at least this many words are not ranked by relevance: they come
+# after the others, newest first. bm25() walks every occurrence of every query
+# word in a message (90 messages of 1.9 M characters took 0.6 s with 16 words,
+# 3.6 s with 32). PostgreSQL has its own bound: its vectors hold the first
+# 100 000 characters, at most 256 positions per word.
+RANK_MAX_TOKENS = 4096
 # A snippet is cut from the first this-many characters of its message, by
 # ``_snippet`` on both databases: FTS5's snippet() (and ts_headline) re-read
 # the whole message, which made a search over 90 messages of 1.9 M characters
@@ -193,12 +199,23 @@ def _fts_query(terms: list[str]) -> str:
     return " OR ".join(f'"{term}"' for term in terms)
 
 
+def _varint(value: int) -> bytes:
+    """``value`` as SQLite's two-byte varint. Two-byte varints compare as blobs
+    in numeric order; one-byte ones are smaller, longer ones larger."""
+    if not 128 <= value < 16384:
+        raise ValueError("only two-byte varints")
+    return bytes([0x80 | (value >> 7), value & 0x7F])
+
+
 def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> list[tuple[int, int]]:
     """(message pk, session pk) of the hits to show, best session first.
 
-    bm25() is smaller for better matches.
+    bm25() is smaller (more negative) for better matches; a message of
+    ``RANK_MAX_TOKENS`` words or more gets 0, after every ranked match. Its
+    size comes from FTS5's ``_docsize`` table: one varint per row (a single
+    indexed column), the number of tokens.
     """
-    params: list[object] = [_fts_query(terms)]
+    params: list[object] = [_varint(RANK_MAX_TOKENS), _fts_query(terms)]
     only_session = ""
     if session is not None:
         only_session = "WHERE m.session_id = %s"
@@ -207,7 +224,10 @@ def _sqlite_ranked(terms: list[str], limit: int, session: Session | None) -> lis
     newest = "" if session is not None else f"ORDER BY rowid DESC LIMIT {CANDIDATES}"
     sql = f"""
         WITH hits AS (
-            SELECT rowid AS id, bm25({SQLITE_FTS_TABLE}) AS rank
+            SELECT rowid AS id, CASE WHEN (
+                SELECT length(sz) = 1 OR (length(sz) = 2 AND sz < %s)
+                FROM {SQLITE_FTS_TABLE}_docsize WHERE id = {SQLITE_FTS_TABLE}.rowid
+            ) THEN bm25({SQLITE_FTS_TABLE}) ELSE 0.0 END AS rank
             FROM {SQLITE_FTS_TABLE}
             WHERE {SQLITE_FTS_TABLE} MATCH %s
             {newest}

@@ -14,6 +14,7 @@ from sessions.search import (
     MARK_END,
     MARK_START,
     MAX_TERMS,
+    RANK_MAX_TOKENS,
     SNIPPET_SCAN_CHARS,
     SearchHit,
     SearchResult,
@@ -96,6 +97,18 @@ def test_it_ranks_a_message_with_more_of_the_words_first() -> None:
     append("both-words", "apple banana is on the table today")
 
     assert keys(search_messages("apple banana")) == ["both-words", "one-word"]
+
+
+def test_a_message_of_more_than_rank_max_tokens_words_ranks_after_the_others() -> None:
+    # Issue 10: bm25() walks every occurrence of every word in a message;
+    # over 90 messages of 1.9 M characters that took seconds.
+    for index in range(5):
+        append(f"other{index}", "nothing relevant here")
+    append("huge", "alpha bravo " * (RANK_MAX_TOKENS // 2 + 1))
+    append("short", "alpha and some other words")
+
+    assert keys(search_messages("alpha bravo")) == ["short", "huge"]
+    assert keys(search_messages("bravo")) == ["huge"]
 
 
 def test_it_orders_sessions_by_their_best_message() -> None:
