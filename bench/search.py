@@ -21,8 +21,9 @@ network), p50 and p95 of:
 
 and, in the same run, the physical limit: the raw database doing the same
 ranking (SQLite: ``sqlite3`` running the FTS5 ``MATCH`` with ``bm25`` over the
-newest ``CANDIDATES`` matches; PostgreSQL: ``psycopg`` running the same
-tsquery ranking) without snippets, sessions or JSON. Target (issue 10):
+newest ``CANDIDATES`` matches, skipping messages of ``RANK_MAX_TOKENS`` words
+or more as the app does; PostgreSQL: ``psycopg`` running the same tsquery
+ranking) with the ``MAX_TERMS`` words, without snippets, sessions or JSON. Target (issue 10):
 p95 ≤ 250 ms for the attacker's searches.
 """
 
@@ -147,22 +148,28 @@ def raw_ranking(words: list[str]) -> Any:
     from django.conf import settings
     from django.db import connection
 
-    from sessions.search import CANDIDATES, SQLITE_FTS_TABLE
+    from sessions.search import CANDIDATES, RANK_MAX_TOKENS, SQLITE_FTS_TABLE
 
     if connection.vendor == "sqlite":
         import sqlite3
 
         raw = sqlite3.connect(settings.DATABASES["default"]["NAME"])
         match = " OR ".join(f'"{word}"' for word in words)
+        # The app's rule: messages of RANK_MAX_TOKENS words or more are not ranked.
         sql = f"""
             SELECT id FROM (
-                SELECT rowid AS id, bm25({SQLITE_FTS_TABLE}) AS rank FROM {SQLITE_FTS_TABLE}
+                SELECT rowid AS id, CASE WHEN (
+                    SELECT length(sz) = 1 OR (length(sz) = 2 AND sz < ?)
+                    FROM {SQLITE_FTS_TABLE}_docsize WHERE id = {SQLITE_FTS_TABLE}.rowid
+                ) THEN bm25({SQLITE_FTS_TABLE}) ELSE 0.0 END AS rank
+                FROM {SQLITE_FTS_TABLE}
                 WHERE {SQLITE_FTS_TABLE} MATCH ? ORDER BY rowid DESC LIMIT {CANDIDATES}
             ) ORDER BY rank LIMIT 90
         """
+        size = bytes([0x80 | (RANK_MAX_TOKENS >> 7), RANK_MAX_TOKENS & 0x7F])
 
         def run() -> None:
-            raw.execute(sql, [match]).fetchall()
+            raw.execute(sql, [size, match]).fetchall()
 
         return run
     # A psycopg connection of its own, outside Django's wrappers.
