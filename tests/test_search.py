@@ -182,6 +182,16 @@ def test_snippets_read_a_bounded_start_of_each_message(monkeypatch) -> None:
     assert result.hits[0].snippet.startswith(f"{marked('needle')} filler words")
 
 
+def test_a_snippet_window_cut_inside_a_character_reads_cleanly() -> None:
+    # SQLite reads the start as UTF-8 bytes: the read may end inside an "é".
+    append("s", "needle" + " é" * SNIPPET_SCAN_CHARS)
+
+    snippet = search_messages("needle")[0].hits[0].snippet
+
+    assert snippet == marked("needle") + " é" * 19 + "…"
+    assert snippet.endswith("…")
+
+
 def test_a_match_past_the_snippet_window_shows_the_start_unmarked() -> None:
     append("s", "opening words " + "filler " * SNIPPET_SCAN_CHARS + "needle")
 
