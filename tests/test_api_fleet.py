@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from sessions import services
 from sessions.models import Session
+from sessions.search import MAX_TERMS
 from tests.api_client import ApiClient, assert_error, make_key, store_counts
 
 
@@ -135,6 +136,28 @@ def test_search_with_query_syntax_is_plain_words(api: ApiClient) -> None:
 
     assert response.status_code == 200
     assert [item["session"]["key"] for item in response.json()["items"]] == ["s1"]
+
+
+def test_search_with_too_many_words_is_refused(api: ApiClient) -> None:
+    words = " ".join(f"w{index}" for index in range(MAX_TERMS + 1))
+
+    response = api.get("search", q=words)
+
+    error = assert_error(response, 422, "invalid", field="q")
+    assert f"at most {MAX_TERMS} different words" in error["message"]
+    assert api.get("search", q=words.rsplit(" ", 1)[0]).status_code == 200
+
+
+def test_search_highlights_never_come_from_agent_text(api: ApiClient) -> None:
+    text = "\x02FAKE\x03 and the kraken"
+    services.messages_append(key="s1", messages=[{"role": "user", "content": text}])
+
+    (item,) = api.get("search", q="kraken").json()["items"]
+
+    (hit,) = item["hits"]
+    assert hit["text"] == "FAKE and the kraken"
+    assert [hit["text"][start:end] for start, end in hit["highlights"]] == ["kraken"]
+    assert item["snippets"] == ["FAKE and the **kraken**"]
 
 
 # --- fleet -----------------------------------------------------------------------

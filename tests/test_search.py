@@ -7,14 +7,18 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from sessions import search as search_module
 from sessions import services
 from sessions.models import Message, Session
 from sessions.search import (
     MARK_END,
     MARK_START,
     MAX_TERMS,
+    RANK_MAX_TOKENS,
+    SNIPPET_SCAN_CHARS,
     SearchHit,
     SearchResult,
+    query_word_count,
     search_messages,
     search_terms,
     snippet_html,
@@ -95,6 +99,18 @@ def test_it_ranks_a_message_with_more_of_the_words_first() -> None:
     assert keys(search_messages("apple banana")) == ["both-words", "one-word"]
 
 
+def test_a_message_of_more_than_rank_max_tokens_words_ranks_after_the_others() -> None:
+    # Issue 10: bm25() walks every occurrence of every word in a message;
+    # over 90 messages of 1.9 M characters that took seconds.
+    for index in range(5):
+        append(f"other{index}", "nothing relevant here")
+    append("huge", "alpha bravo " * (RANK_MAX_TOKENS // 2 + 1))
+    append("short", "alpha and some other words")
+
+    assert keys(search_messages("alpha bravo")) == ["short", "huge"]
+    assert keys(search_messages("bravo")) == ["huge"]
+
+
 def test_it_orders_sessions_by_their_best_message() -> None:
     append("weak", "apple and many other unrelated words in this long rambling sentence here")
     append("strong", "unrelated", "apple banana")
@@ -144,6 +160,64 @@ def test_it_shortens_long_messages_around_the_match() -> None:
     assert snippet.startswith("…")
     assert snippet.endswith("…")
     assert 10 <= len(snippet.split()) <= 25
+
+
+def test_snippets_read_a_bounded_start_of_each_message(monkeypatch) -> None:
+    # Issue 10: snippet() over 90 messages of 1.9 M characters took 3 s. Only
+    # the start of a message is read for its snippet, whatever its size.
+    read: list[int] = []
+    real = search_module._snippet
+
+    def spy(text: str, terms: list[str], **options: bool) -> str:
+        read.append(len(text))
+        return real(text, terms, **options)
+
+    monkeypatch.setattr(search_module, "_snippet", spy)
+    append("huge", "needle " + "filler words " * 50_000)
+
+    (result,) = search_messages("needle")
+
+    assert read
+    assert max(read) <= SNIPPET_SCAN_CHARS + 1
+    assert result.hits[0].snippet.startswith(f"{marked('needle')} filler words")
+
+
+def test_a_snippet_window_cut_inside_a_character_reads_cleanly() -> None:
+    # SQLite reads the start as UTF-8 bytes: the read may end inside an "é".
+    append("s", "needle" + " é" * SNIPPET_SCAN_CHARS)
+
+    snippet = search_messages("needle")[0].hits[0].snippet
+
+    assert snippet == marked("needle") + " é" * 19 + "…"
+    assert snippet.endswith("…")
+
+
+def test_a_match_past_the_snippet_window_shows_the_start_unmarked() -> None:
+    append("s", "opening words " + "filler " * SNIPPET_SCAN_CHARS + "needle")
+
+    (result,) = search_messages("needle")
+
+    snippet = result.hits[0].snippet
+    assert snippet.startswith("opening words filler")
+    assert snippet.endswith("…")
+    assert MARK_START not in snippet
+
+
+def test_snippets_highlight_words_folded_as_the_index_folds_them() -> None:
+    append("s", "a Naïve approach")
+
+    (result,) = search_messages("naïve")
+
+    assert result.hits[0].snippet == f"a {marked('Naïve')} approach"
+
+
+def test_marker_characters_in_agent_text_never_fake_a_match() -> None:
+    # Issue 10: on SQLite \x02FAKE\x03 in content came out as a highlight.
+    append("s", f"{MARK_START}FAKE{MARK_END} and the needle {MARK_START}x")
+
+    (result,) = search_messages("needle")
+
+    assert result.hits[0].snippet == f"FAKE and the {marked('needle')} x"
 
 
 def test_it_returns_at_most_limit_sessions() -> None:
@@ -282,6 +356,12 @@ def test_search_terms_are_lowercased_deduplicated_and_capped() -> None:
         f"w{index}" for index in range(MAX_TERMS)
     ]
     assert search_terms("x" * 101 + " ok") == ["ok"]
+
+
+def test_a_query_has_at_most_sixteen_words() -> None:
+    # Issue 10: each word costs ranking and snippet work; 32 were too many.
+    assert MAX_TERMS == 16
+    assert query_word_count("a b A c " + " ".join(f"w{i}" for i in range(40))) == 43
 
 
 # --- the index follows every write -------------------------------------------

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from fleet.forms import SEARCH_MAX_LENGTH
 from sessions import services
 from sessions.errors import Conflict, FleetError, InvalidInput, SessionGone, SessionNotFound
+from sessions.search import MAX_TERMS
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +107,21 @@ def test_an_over_long_search_is_a_form_error(admin_client: Client) -> None:
     assert response.status_code == 200
     assert response.context["results"] == []
     assert "at most 200 characters" in response.content.decode()
+
+
+def test_a_search_with_too_many_words_uses_the_first_ones_and_says_so(
+    admin_client: Client,
+) -> None:
+    add("k1", "first word here")
+    add("k2", "last word here")
+    words = ["first", *(f"w{index}" for index in range(MAX_TERMS - 1)), "last"]
+
+    response = admin_client.get("/search", {"q": " ".join(words)})
+
+    html = response.content.decode()
+    assert f"Only the first {MAX_TERMS} different words were searched for" in html
+    assert "<mark>first</mark>" in html
+    assert "<mark>last</mark>" not in html
 
 
 @pytest.mark.parametrize(

@@ -72,14 +72,21 @@ def search(
     q: str = Query(..., description="words to find (any of them)"),
     limit: int = Query(20, ge=1, le=100, description="most sessions to answer"),
 ) -> dict:
-    """Sessions whose messages contain any of the words, best match first, each with
-    snippets of the matching messages (`snippets`: matches wrapped in `**`; `hits`:
-    plain text with the matched character ranges, and the message's seq)."""
+    """Sessions whose messages contain any of the words (at most 16 different words),
+    best match first, each with snippets of the matching messages (`snippets`: matches
+    wrapped in `**`; `hits`: plain text with the matched character ranges, and the
+    message's seq). A snippet comes from the first 10 000 characters of its message."""
     from sessions import search as message_search
 
     query = clean_text(q, "q", max_length=MAX_QUERY_CHARS)
     if not query.strip():
         raise InvalidInput("must contain a word to search for", field="q")
+    words = message_search.query_word_count(query)
+    if words > message_search.MAX_TERMS:
+        raise InvalidInput(
+            f"must have at most {message_search.MAX_TERMS} different words, got {words}",
+            field="q",
+        )
     items = []
     agents = key_scope(request).agent_filter
     for result in message_search.search_messages(query, limit=limit, agents=agents):

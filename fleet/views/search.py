@@ -20,7 +20,13 @@ from django_htmx.http import push_url
 from fleet.forms import SearchForm
 from fleet.views.auth import dashboard_view
 from sessions.models import Session
-from sessions.search import SearchHit, search_messages, snippet_html
+from sessions.search import (
+    MAX_TERMS,
+    SearchHit,
+    query_word_count,
+    search_messages,
+    snippet_html,
+)
 
 TEMPLATE = "fleet/search.html"
 RESULT_LIMIT = 30
@@ -63,6 +69,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "query": query,
         "results": _results(query) if query else [],
         "limit": RESULT_LIMIT,
+        # More words are cut, not refused: a pasted error message still finds.
+        "words_cut": MAX_TERMS if query and query_word_count(query) > MAX_TERMS else None,
     }
     if request.htmx and not request.htmx.history_restore_request:
         response = render(request, f"{TEMPLATE}#results", context)
