@@ -24,6 +24,7 @@ session page and search p95 ≤ 100 ms, at most 15 queries per page.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -51,10 +52,13 @@ def setup(db: Path, database_url: str | None = None) -> None:
         os.environ.pop("DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production-use-0")
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ["FLEET_LOG_LEVEL"] = "WARNING"
     os.environ["DJANGO_SETTINGS_MODULE"] = "fleet.settings"
     import django
 
     django.setup()
+    # No log line per refused request (the search bench sends many on purpose).
+    logging.getLogger("django.request").setLevel(logging.ERROR)
     from django.conf import settings
 
     settings.ALLOWED_HOSTS = ["testserver"]

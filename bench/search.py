@@ -30,7 +30,6 @@ p95 ≤ 250 ms for the attacker's searches.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -41,6 +40,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from pages import setup  # noqa: E402 -- the page benchmark's Django set-up
+
 TARGET_MS = 250
 PREFIX = "bench-search/"
 # Words of the attacker's query: all of them are in every huge message.
@@ -51,28 +52,6 @@ QUERY_WORDS = [
     "error", "fail", "stack", "trace", "token", "model", "agent", "tool",
 ]  # fmt: skip
 FILLER = [f"filler{index}" for index in range(64)]
-
-
-def setup(db: Path, database_url: str | None) -> None:
-    os.environ["FLEET_SQLITE_PATH"] = str(db)
-    if database_url:
-        os.environ["DATABASE_URL"] = database_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key-not-for-production-use-0")
-    os.environ["DJANGO_DEBUG"] = "0"
-    os.environ["FLEET_LOG_LEVEL"] = "WARNING"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "fleet.settings"
-    import django
-
-    django.setup()
-    from django.conf import settings
-
-    settings.ALLOWED_HOSTS = ["testserver"]
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def huge_text(rng: random.Random, chars: int) -> str:
