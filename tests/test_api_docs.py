@@ -67,6 +67,21 @@ def test_the_openapi_document_explains_the_anthropic_convention(client: Client) 
     assert "convention" in schema["components"]["schemas"]["AppendIn"]["properties"]
 
 
+def test_the_openapi_document_states_the_bounds_of_numbers(client: Client) -> None:
+    from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
+
+    schema = client.get("/api/v1/openapi.json").json()
+    append = schema["components"]["schemas"]["AppendIn"]["properties"]["messages"]
+    usage = append["items"]["properties"]["usage"]["anyOf"][0]["properties"]
+    session = schema["components"]["schemas"]["SessionFieldsIn"]["properties"]
+
+    assert usage["prompt_tokens"]["maximum"] == MAX_TOKENS
+    assert usage["cost_usd"]["anyOf"][0]["exclusiveMaximum"] == int(MAX_USD)
+    assert session["prompt_tokens"]["maximum"] == MAX_TOTAL
+    assert session["turns"]["maximum"] == MAX_COUNT
+    assert "below 1000000000 once rounded" in session["cost_usd"]["description"]
+
+
 def test_the_openapi_document_states_the_size_caps_and_lists_leave_large_fields_out(
     client: Client, settings: Any
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
+from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
 from sessions.models import Channel, Kind, Role, State, Status
 
 
@@ -31,10 +32,18 @@ def _enum(choices: type, *, blank: bool = False) -> dict[str, Any]:
 _TEXT = {"type": "string", "maxLength": 255}
 _LONG_TEXT = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time", "example": "2026-11-21T10:00:00Z"}
-_TOKENS = {"type": "integer", "minimum": 0}
+# The bounds of sessions.bounds, so clients (and the fuzzer) see them.
+_TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
+_TOTAL_TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_TOTAL}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
 _MONEY_IN = {
-    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "example": "0.0123"}],
-    "description": "USD; a number or a decimal string",
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": int(MAX_USD)},
+        {"type": "string", "example": "0.0123"},
+    ],
+    "description": (
+        f"USD; a number or a decimal string, below {int(MAX_USD)} once rounded to 9 places"
+    ),
 }
 
 USAGE_SCHEMA: dict[str, Any] = {
@@ -131,11 +140,11 @@ SESSION_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "created_at": _TIME,
     "last_active_at": _TIME,
     "ended_at": _TIME,
-    "turns": _TOKENS,
-    "tool_call_count": _TOKENS,
-    "api_calls": _TOKENS,
+    "turns": _COUNT,
+    "tool_call_count": _COUNT,
+    "api_calls": _COUNT,
     **{
-        name: _TOKENS
+        name: _TOTAL_TOKENS
         for name in (
             "prompt_tokens",
             "completion_tokens",
