@@ -549,7 +549,18 @@ def assert_fits(page: Any, width: int, name: str) -> None:
         "({scroll: document.documentElement.scrollWidth, inner: innerWidth,"
         "  client: document.documentElement.clientWidth})"
     )
-    screenshot(page, f"phone-{width}-{name}.png", full_page=True)
+    screenshot(page, f"phone-{width}-{name}.png")
+    screenshot(page, f"phone-{width}-{name}-full.png", full_page=True)
+    # The elements that stick out, to say what to fix.
+    widths["wide"] = page.evaluate(
+        "(width) => [...document.querySelectorAll('body *')]"
+        "  .filter((el) => el.getBoundingClientRect().right > width + 1)"
+        "  .filter((el) => !el.parentElement.closest('.table-wrap, .scroll-x'))"
+        "  .slice(0, 8)"
+        "  .map((el) => `${el.tagName.toLowerCase()}.${el.classList[0] || ''}"
+        " ${Math.round(el.getBoundingClientRect().right)}`)",
+        width,
+    )
     # On a mobile viewport an overflowing page zooms out (innerWidth grows):
     # the layout width must stay the phone's.
     assert widths["inner"] == width, f"{name}: zoomed out to {widths}"
@@ -590,10 +601,14 @@ def test_every_page_fits_a_phone(phone: Any, operator: Any) -> None:
     assert_fits(phone, width, "login")
     log_in(phone, operator)
     assert_fits(phone, width, "fleet")
+    phone.locator("#filters").evaluate("(el) => el.scrollIntoView()")
+    screenshot(phone, f"phone-{width}-sessions.png")
 
     phone.goto("/sessions/team/fix-ci/")
     phone.locator("details.reasoning summary").click()
     assert_fits(phone, width, "session")
+    phone.locator(".transcript-head").evaluate("(el) => el.scrollIntoView()")
+    screenshot(phone, f"phone-{width}-transcript.png")
     transcript = phone.locator(".msg .text").first
     assert float(transcript.evaluate("(el) => parseFloat(getComputedStyle(el).fontSize)")) >= 13
 
