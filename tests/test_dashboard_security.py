@@ -110,7 +110,7 @@ def test_htmx_requests_from_anonymous_visitors_load_the_login_page(
 
 
 def test_the_default_icon_path_leads_anyone_to_the_fleet_icon(client: Client) -> None:
-    """Browsers ask /favicon.ico of a page that names no icon (the API docs)."""
+    """Browsers ask /favicon.ico of a response that names no icon (JSON: /healthz)."""
     response = client.get("/favicon.ico")
 
     assert response.status_code == 302
