@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, register_converter
+from django.utils.functional import lazy
+from django.views.generic import RedirectView
 
 from fleet.converters import SessionKeyConverter
 from fleet.health import healthz, metrics
@@ -28,4 +31,6 @@ urlpatterns = [
     # Ops: no dashboard log-in (/metrics has its own bearer token).
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    # The browser's default icon request, from pages that name none (JSON: /healthz).
+    path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("fleet/favicon.svg"))),
 ]

@@ -619,3 +619,14 @@ def test_failed_log_ins_and_lockouts_are_listed_for_the_admin(admin_client: Clie
 
     assert response.status_code == 200
     assert "mallory" in response.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/admin/", SESSIONS_URL, "/admin/auth/user/add/"])
+def test_every_admin_page_names_the_fleet_icon(admin_client: Client, url: str) -> None:
+    """Else the browser asks /favicon.ico of each admin page."""
+    response = admin_client.get(url)
+
+    assert response.status_code == 200
+    icons = re.findall(r'<link rel="icon" href="([^"]+)"', response.content.decode())
+    assert len(icons) == 1
+    assert re.fullmatch(r"/static/fleet/favicon(\.\w+)?\.svg", icons[0])

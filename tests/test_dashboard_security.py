@@ -23,9 +23,10 @@ pytestmark = pytest.mark.django_db
 # static files are public. Open on purpose, each listed by name so that a new
 # route is protected unless someone decides otherwise here: the log-in page,
 # log-out (it only ends a session), and the ops endpoints (a public health
-# check; metrics behind their own bearer token).
+# check; metrics behind their own bearer token), and the browser's default icon
+# path (a redirect to a public static file).
 EXCLUDED_PREFIXES = ("admin/", "api/", "static/")
-OPEN_ROUTES = {"login/", "logout/", "healthz", "metrics"}
+OPEN_ROUTES = {"login/", "logout/", "healthz", "metrics", "favicon.ico"}
 SAMPLE_VALUES = {
     "path": "some/key",
     "session_key": "some/key",
@@ -106,6 +107,14 @@ def test_htmx_requests_from_anonymous_visitors_load_the_login_page(
     assert response.status_code == 200
     assert response["HX-Redirect"] == "/login/?next=/%3Fstatus%3Dactive"
     assert response.content == b""
+
+
+def test_the_default_icon_path_leads_anyone_to_the_fleet_icon(client: Client) -> None:
+    """Browsers ask /favicon.ico of a response that names no icon (JSON: /healthz)."""
+    response = client.get("/favicon.ico")
+
+    assert response.status_code == 302
+    assert re.fullmatch(r"/static/fleet/favicon(\.\w+)?\.svg", response["Location"])
 
 
 # --- who may see the dashboard: whoever the admin lets see sessions ----------------

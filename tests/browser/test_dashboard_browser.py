@@ -3,22 +3,26 @@
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and the
 ``playwright`` package; Playwright's own browser downloads are not used.
 Without them the tests skip with the reason, except in CI (``CI=true``),
-where that is a failure. Screenshots of the fleet and a session page are
-saved to ``var/screenshots/``.
+where that is a failure. Screenshots of the fleet and a session page, and
+of every page at phone widths, are saved to ``var/screenshots/``. A test
+fails on any dialog, script error or failed load (see ``_watched_page``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.signals import request_started
 
 from sessions import services
 from sessions.models import Session, Status
@@ -57,18 +61,62 @@ def browser() -> Iterator[Any]:
 
 
 class Problems(list):
-    """Dialogs, script errors, console errors and failed requests seen by a page."""
+    """Dialogs, script errors, console errors and failed loads seen by a page."""
+
+
+def _expected_failure(status: int, path: str) -> bool:
+    # A deleted session's page answers 410 (a missing one 404) to the poll
+    # still in flight when the browser leaves it.
+    return status in (404, 410) and "/sessions/" in path
+
+
+class _ServerFailures(logging.Handler):
+    """Every 4xx/5xx the live server answers, as Django logs it (django.request).
+
+    The browser's own requests (the icon: /favicon.ico, or the one a page
+    names) are made by Chromium's browser process, which Playwright's page and
+    context events never see; the server sees them all.
+    """
+
+    def __init__(self, problems: Problems) -> None:
+        super().__init__(logging.WARNING)
+        self.problems = problems
+
+    def emit(self, record: logging.LogRecord) -> None:
+        response = getattr(record, "response", None)
+        request = getattr(record, "request", None)
+        status = getattr(response, "status_code", 0)
+        path = getattr(request, "path", "")
+        if not _expected_failure(status, path):
+            self.problems.append(f"server: {record.getMessage()}")
 
 
 @pytest.fixture
-def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
-    settings.FLEET_POLL_SECONDS = 1
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 1000}, base_url=live_server.url
-    )
+def served() -> Iterator[list[str]]:
+    """The paths the live server received, in order (the browser's own included)."""
+    paths: list[str] = []
+
+    def on_request(sender: Any, environ: dict[str, Any], **kwargs: Any) -> None:
+        paths.append(environ.get("PATH_INFO", ""))
+
+    request_started.connect(on_request, dispatch_uid="browser-served")
+    yield paths
+    request_started.disconnect(dispatch_uid="browser-served")
+
+
+def _watched_page(browser: Any, base_url: str, **context_options: Any) -> Iterator[Any]:
+    """A tab whose teardown fails on any dialog, script or console error, and
+    any failed load: refused by the server (the browser's own icon request
+    included), answered >= 400, or not completed at all."""
+    context = browser.new_context(base_url=base_url, **context_options)
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     problems = Problems()
+    server = _ServerFailures(problems)
+    django_request = logging.getLogger("django.request")
+    level = django_request.level
+    django_request.setLevel(logging.WARNING)
+    django_request.addHandler(server)
 
     def on_dialog(dialog: Any) -> None:
         problems.append(f"dialog: {dialog.type} {dialog.message}")
@@ -80,18 +128,41 @@ def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
             problems.append(f"console: {message.text}")
 
     def on_response(response: Any) -> None:
-        expected = response.status in (404, 410) and "/sessions/" in response.url
-        if response.status >= 400 and not response.url.endswith("/favicon.ico") and not expected:
+        path = urlsplit(response.url).path
+        if response.status >= 400 and not _expected_failure(response.status, path):
             problems.append(f"HTTP {response.status}: {response.url}")
+
+    def on_request_failed(request: Any) -> None:
+        # htmx cancels its own requests (hx-sync replace/drop) and leaving a
+        # page cancels the polls in flight: an abort of a script's request is
+        # not a failed load. Any other failure is (a page's style, script or
+        # image that did not arrive).
+        aborted = request.failure == "net::ERR_ABORTED"
+        if not (aborted and request.resource_type in ("xhr", "fetch")):
+            problems.append(f"failed {request.resource_type}: {request.url} ({request.failure})")
 
     tab.on("dialog", on_dialog)
     tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     tab.on("console", on_console)
     tab.on("response", on_response)
+    tab.on("requestfailed", on_request_failed)
     tab.problems = problems
-    yield tab
-    context.close()
+    try:
+        yield tab
+        # The browser asks for the page's icon once the page has loaded: give
+        # a request the last page started the time to be answered.
+        tab.wait_for_timeout(300)
+        context.close()
+    finally:
+        django_request.removeHandler(server)
+        django_request.setLevel(level)
     assert problems == []
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
+    settings.FLEET_POLL_SECONDS = 1
+    yield from _watched_page(browser, live_server.url, viewport={"width": 1440, "height": 1000})
 
 
 @pytest.fixture
@@ -424,3 +495,108 @@ def test_the_admin_works_under_the_content_security_policy(page: Any, operator: 
     page.wait_for_selector("#content form")
     page.goto("/admin/auth/user/add/")
     page.wait_for_selector("#content form")
+
+
+def wait_for_icon(page: Any, served: list[str], since: int) -> str:
+    """The icon path the browser asked for after request number ``since``."""
+    page.wait_for_function("document.readyState === 'complete'")
+    for _ in range(WAIT_MS // 100):
+        icons = [p for p in served[since:] if p == "/favicon.ico" or "favicon" in p]
+        if icons:
+            return icons[0]
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the browser asked for no icon; it asked for {served[since:]}")
+
+
+def test_the_browser_gets_its_icon_from_every_kind_of_page(
+    page: Any, operator: Any, served: list[str]
+) -> None:
+    """Chromium asks for an icon once a page has loaded: the one the page
+    names, else /favicon.ico. The fixture fails the test if the server
+    refuses either."""
+    page.goto("/admin/login/")  # the first page of a fresh browser: no icon cached yet
+    page.wait_for_selector("#login-form")
+
+    assert "fleet/favicon" in page.locator("link[rel=icon]").get_attribute("href")
+    assert "/static/fleet/favicon" in wait_for_icon(page, served, 0)
+
+    since = len(served)
+    page.goto("/healthz")  # a JSON answer names no icon
+    assert wait_for_icon(page, served, since) == "/favicon.ico"
+    assert "/favicon.ico" not in served[:since]
+
+
+# --- a phone --------------------------------------------------------------------------
+
+PHONE_WIDTHS = (360, 390, 430)
+LONG_WORD = "build-artifact-" + "0123456789abcdef" * 8
+
+
+def assert_fits(page: Any, width: int, name: str) -> None:
+    """Screenshots of the page, then: it does not scroll sideways itself."""
+    page.wait_for_timeout(200)
+    widths = page.evaluate(
+        "({scroll: document.documentElement.scrollWidth, inner: innerWidth,"
+        "  client: document.documentElement.clientWidth})"
+    )
+    screenshot(page, f"phone-{width}-{name}.png")
+    screenshot(page, f"phone-{width}-{name}-full.png", full_page=True)
+    # The elements that stick out, to say what to fix.
+    widths["wide"] = page.evaluate(
+        "(width) => [...document.querySelectorAll('body *')]"
+        "  .filter((el) => el.getBoundingClientRect().right > width + 1)"
+        "  .filter((el) => !el.parentElement.closest('.table-wrap, .scroll-x'))"
+        "  .slice(0, 8)"
+        "  .map((el) => `${el.tagName.toLowerCase()}.${el.classList[0] || ''}"
+        " ${Math.round(el.getBoundingClientRect().right)}`)",
+        width,
+    )
+    # On a mobile viewport an overflowing page zooms out (innerWidth grows):
+    # the layout width must stay the phone's.
+    assert widths["inner"] == width, f"{name}: zoomed out to {widths}"
+    assert widths["scroll"] <= widths["inner"], f"{name} overflows: {widths}"
+    assert widths["scroll"] <= widths["client"], f"{name} overflows: {widths}"
+
+
+@pytest.fixture(params=PHONE_WIDTHS, ids=lambda width: f"{width}px")
+def phone(request: Any, browser: Any, live_server: Any, settings: Any) -> Iterator[Any]:
+    settings.FLEET_POLL_SECONDS = 1
+    yield from _watched_page(
+        browser,
+        live_server.url,
+        viewport={"width": request.param, "height": 800},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
+
+
+def test_every_page_fits_a_phone(phone: Any, operator: Any) -> None:
+    width = phone.viewport_size["width"]
+    call_command("demo_fleet", sessions=30, messages_per_session=8, seed=7, stdout=StringIO())
+    conversation("team/fix-ci")
+    add(
+        "team/fix-ci",
+        {"role": "user", "content": f"The flamingo build left {LONG_WORD} in /tmp/{LONG_WORD}"},
+        {"role": "tool", "tool_call_id": "call-2", "content": f"{LONG_WORD} " * 3},
+    )
+
+    phone.goto("/")
+    phone.wait_for_url(re.compile(r"/login/"))
+    assert_fits(phone, width, "login")
+    log_in(phone, operator)
+    assert_fits(phone, width, "fleet")
+    phone.locator("#filters").evaluate("(el) => el.scrollIntoView()")
+    screenshot(phone, f"phone-{width}-sessions.png")
+
+    phone.goto("/sessions/team/fix-ci/")
+    phone.locator("details.reasoning summary").click()
+    assert_fits(phone, width, "session")
+    phone.locator(".transcript-head").evaluate("(el) => el.scrollIntoView()")
+    screenshot(phone, f"phone-{width}-transcript.png")
+    transcript = phone.locator(".msg .text").first
+    assert float(transcript.evaluate("(el) => parseFloat(getComputedStyle(el).fontSize)")) >= 13
+
+    phone.goto("/search?q=flamingo")
+    phone.wait_for_selector(".snippet mark")
+    assert_fits(phone, width, "search")
