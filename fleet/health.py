@@ -28,7 +28,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from sessions.models import TOKEN_FIELDS, DailyUsage, Session, State, Status
+from sessions.choices import TOKEN_FIELDS, State, Status
+from sessions.models import DailyUsage, Session
 from sessions.money import from_nanos
 from sessions.sql import exact_sums, exact_totals
 

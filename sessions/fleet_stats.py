@@ -16,7 +16,8 @@ from django.conf import settings
 from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
-from sessions.models import DailyUsage, MinuteUsage, State, Status
+from sessions.choices import State, Status
+from sessions.models import DailyUsage, MinuteUsage
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from sessions.models import Session
+from sessions.choices import Role, State, Status
 
 SESSION_FILTERS = ("status", "kind", "channel", "agent", "model", "project_root", "state")
 # Session fields that can be large (capped, but up to hundreds of KB): lists,
@@ -27,7 +26,7 @@ class SessionQuerySet(models.QuerySet):
         return self.defer(*SESSION_LARGE_FIELDS)
 
     def active(self) -> SessionQuerySet:
-        return self.filter(status="active")
+        return self.filter(status=Status.ACTIVE)
 
     def filtered(self, **filters: Any) -> SessionQuerySet:
         """Sessions matching the given listing filters, newest activity first.
@@ -45,19 +44,21 @@ class SessionQuerySet(models.QuerySet):
 
     def running(self) -> SessionQuerySet:
         """Active sessions with a turn under way, newest turn first."""
-        return self.filter(status="active", state="running").order_by("-turn_started_at", "-id")
+        return self.filter(status=Status.ACTIVE, state=State.RUNNING).order_by(
+            "-turn_started_at", "-id"
+        )
 
     def stuck(self, *, older_than: timedelta, now: datetime | None = None) -> SessionQuerySet:
         """Running turns that started longer than ``older_than`` ago, oldest first."""
         cutoff = (now or timezone.now()) - older_than
-        return self.filter(status="active", state="running", turn_started_at__lte=cutoff).order_by(
-            "turn_started_at", "id"
-        )
+        return self.filter(
+            status=Status.ACTIVE, state=State.RUNNING, turn_started_at__lte=cutoff
+        ).order_by("turn_started_at", "id")
 
     def stale(self, *, older_than: timedelta, now: datetime | None = None) -> SessionQuerySet:
         """Active sessions with no activity for ``older_than``, least recent first."""
         cutoff = (now or timezone.now()) - older_than
-        return self.filter(status="active", last_active_at__lte=cutoff).order_by(
+        return self.filter(status=Status.ACTIVE, last_active_at__lte=cutoff).order_by(
             "last_active_at", "id"
         )
 
@@ -72,7 +73,8 @@ class MessageQuerySet(models.QuerySet):
     def not_archived(self) -> MessageQuerySet:
         return self.filter(compacted_at__isnull=True)
 
-    def for_session(self, session: Session | int) -> MessageQuerySet:
+    def for_session(self, session: models.Model | int) -> MessageQuerySet:
+        """Messages of ``session`` (a ``Session`` or its id)."""
         return self.filter(session=session)
 
     def context(self) -> MessageQuerySet:
@@ -84,7 +86,9 @@ class MessageQuerySet(models.QuerySet):
 
     def recent_user(self) -> MessageQuerySet:
         """User messages across sessions, newest first."""
-        return self.filter(role="user").order_by("-created_at", "-id")
+        return self.filter(role=Role.USER).order_by("-created_at", "-id")
 
     def with_tool_calls(self) -> MessageQuerySet:
-        return self.filter(role="assistant").exclude(Q(tool_calls=[]) | Q(tool_calls__isnull=True))
+        return self.filter(role=Role.ASSISTANT).exclude(
+            Q(tool_calls=[]) | Q(tool_calls__isnull=True)
+        )

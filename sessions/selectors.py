@@ -10,7 +10,8 @@ from django.db import models
 from django.db.models import Count, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 
-from sessions.models import TOKEN_FIELDS, CostSource, Message, Role, Session
+from sessions.choices import TOKEN_FIELDS, CostSource, Role
+from sessions.models import Message, Session
 
 
 def messages_context(session: Session) -> list[Message]:

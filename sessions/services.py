@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
 from sessions.bulk import NewMessage, insert_messages
+from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, CostSource, Role, State, Status
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import (
     MAX_COUNT,
@@ -48,17 +49,7 @@ from sessions.inputs import (
     clean_session_fields,
     clean_text,
 )
-from sessions.models import (
-    ENDED_STATUSES,
-    TOKEN_FIELDS,
-    CostSource,
-    Message,
-    Role,
-    Session,
-    State,
-    Status,
-    Tombstone,
-)
+from sessions.models import Message, Session, Tombstone
 from sessions.money import NANOS_PER_USD, from_nanos, to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import Rollup

@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from sessions import services
-from sessions.models import Session, State
+from sessions.choices import State
+from sessions.models import Session
 from tests.ops_support import ago, make_session
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from django.test import override_settings
 
 from sessions import services
-from sessions.models import Session, State, Status
+from sessions.choices import State, Status
+from sessions.models import Session
 from sessions.ops.reconcile import reconcile_agent, reconcile_sessions
 from tests.ops_support import ago, make_session, run, run_in_processes, run_json
 

@@ -13,10 +13,11 @@ from fleet.api import cursors
 from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
 from fleet.api.schemas import SessionFieldsIn
 from sessions import services
+from sessions.choices import Channel, Kind, State
+from sessions.choices import Status as SessionStatus
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.inputs import clean_choice, clean_key, clean_text
-from sessions.models import ApiKey, Channel, Kind, Session, State, Tombstone
-from sessions.models import Status as SessionStatus
+from sessions.models import ApiKey, Session, Tombstone
 from sessions.scopes import FULL, KeyScope
 from sessions.shapes import session_json, session_summary_json
 

@@ -28,8 +28,9 @@ from fleet.charts import cost_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
 from fleet.views import stats
 from fleet.views.auth import dashboard_view
+from sessions.choices import State, Status
 from sessions.fleet_stats import fleet_totals
-from sessions.models import Session, State, Status
+from sessions.models import Session
 
 PAGE_SIZE = 50
 GOAL_PREVIEW = 500

@@ -26,9 +26,10 @@ from fleet.forms import SESSION_ACTIONS, SessionActionForm, TranscriptForm
 from fleet.views import transcript
 from fleet.views.auth import can_change, can_delete, dashboard_view, forbidden
 from sessions import services
+from sessions.choices import TOKEN_FIELDS, Status
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import clean_key
-from sessions.models import TOKEN_FIELDS, Session, Status, Tombstone
+from sessions.models import Session, Tombstone
 from sessions.selectors import usage_by_agent
 
 TEMPLATE = "fleet/session.html"

@@ -34,8 +34,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import QuerySet
 
+from sessions.choices import State, Status
 from sessions.inputs import clean_key, clean_text
-from sessions.models import Session, State, Status
+from sessions.models import Session
 from sessions.ops.batches import (
     Clock,
     ItemCallback,
