@@ -138,6 +138,14 @@ def test_gauges_count_sessions_by_status_state_stuck_and_stale(client: Client) -
     assert value(samples, "fleet_messages_stored") == 3
 
 
+@override_settings(FLEET_METRICS_TOKEN=TOKEN, FLEET_STUCK_AFTER=900)
+def test_a_long_turn_that_keeps_writing_is_a_stuck_gauge(client: Client) -> None:
+    # The dashboard's rule, not reconcile's narrower "stuck and silent".
+    make_session("busy", at=ago(minutes=1), state=State.RUNNING, turn_started_at=ago(hours=1))
+
+    assert value(scrape(client), "fleet_sessions_stuck") == 1
+
+
 @override_settings(FLEET_METRICS_TOKEN=TOKEN)
 def test_counters_give_tokens_by_kind_and_cost_by_model_and_agent(client: Client) -> None:
     fleet()

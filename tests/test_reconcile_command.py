@@ -80,6 +80,17 @@ def test_a_long_turn_whose_agent_keeps_writing_is_not_stuck() -> None:
     assert states()["busy"][:2] == (Status.ACTIVE, State.RUNNING)
 
 
+def test_reconcile_marks_the_silent_part_of_the_shared_stuck_set() -> None:
+    running("busy", last_active=ago(minutes=1), turn_started=ago(hours=1))
+    running("hung", last_active=ago(minutes=20), turn_started=ago(minutes=20))
+    stuck = Session.objects.stuck(older_than=timedelta(minutes=15))
+    assert sorted(stuck.values_list("key", flat=True)) == ["busy", "hung"]
+
+    result = run_json("reconcile", "--dry-run")
+
+    assert result["stuck"] == 1
+
+
 def test_durations_come_from_the_flags() -> None:
     make_session("a", at=ago(seconds=100))
     make_session("b", at=ago(seconds=80))

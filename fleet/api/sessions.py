@@ -96,7 +96,7 @@ def list_sessions(
         "model": clean_text(model, "model", single_line=True),
         "project_root": clean_text(project_root, "project_root", max_length=1024),
     }
-    queryset = key_scope(request).sessions(Session.objects.filtered(**filters))
+    queryset = key_scope(request).sessions(Session.objects.listing(**filters))
     if cursor:
         moment, last_id = cursors.decode_keyset(cursor, "sessions")
         queryset = queryset.filter(
