@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sessions import selectors, services
+from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import Message, Session
 
 pytestmark = pytest.mark.django_db
@@ -386,3 +387,24 @@ def test_message_querysets() -> None:
     assert [m.seq for m in messages.context()] == [4, 2, 3]
     assert [m.seq for m in messages.with_usage()] == [1]
     assert [m.seq for m in messages.with_tool_calls()] == [2]
+
+
+# --- one session by key ----------------------------------------------------------------
+
+
+def test_session_get_reads_the_session_by_key() -> None:
+    upsert("here")
+
+    assert selectors.session_get("here").key == "here"
+
+
+def test_session_get_tells_a_deleted_key_from_one_that_never_existed() -> None:
+    upsert("gone")
+    services.session_delete(key="gone", now=T0)
+
+    with pytest.raises(SessionGone) as gone:
+        selectors.session_get("gone")
+    with pytest.raises(SessionNotFound):
+        selectors.session_get("never")
+
+    assert gone.value.deleted_at == T0

@@ -166,9 +166,6 @@ def list_messages(
 def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:
     patch = payload.message
     _refuse_cost_source(patch, "message")
-    if isinstance(patch, dict) and "created_at" in patch and patch["created_at"] is None:
-        # A null time means "keep it" (services would store the missing value).
-        patch = {name: value for name, value in patch.items() if name != "created_at"}
     message = services.message_update_last(
         key=key, message=patch, convention=payload.convention, scope=key_scope(request)
     )

@@ -12,12 +12,11 @@ from ninja import Query, Router, Status
 from fleet.api import cursors
 from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
 from fleet.api.schemas import SessionFieldsIn
-from sessions import services
+from sessions import selectors, services
 from sessions.choices import Channel, Kind, State
 from sessions.choices import Status as SessionStatus
-from sessions.errors import SessionGone, SessionNotFound
 from sessions.inputs import clean_choice, clean_key, clean_text
-from sessions.models import ApiKey, Session, Tombstone
+from sessions.models import ApiKey, Session
 from sessions.scopes import FULL, KeyScope
 from sessions.shapes import session_json, session_summary_json
 
@@ -42,13 +41,9 @@ def load_session(key: str, scope: KeyScope) -> Session:
     """The session with ``key``: 404 if there never was one, 410 if it was deleted,
     403 if it belongs to an agent outside ``scope``."""
     key = clean_key(key)
-    session = Session.objects.filter(key=key).first()
-    if session is not None:
-        scope.check_read(session.agent, key)
-        return session
-    if Tombstone.objects.filter(key=key).exists():
-        raise SessionGone(f"session {key!r} was deleted", field="key")
-    raise SessionNotFound(f"no session {key!r}", field="key")
+    session = selectors.session_get(key)
+    scope.check_read(session.agent, key)
+    return session
 
 
 def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) -> dict:
