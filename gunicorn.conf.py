@@ -10,7 +10,7 @@ collecting static files. Read from the environment:
 - ``FLEET_WORKER_TIMEOUT`` (default 60): seconds a request may take before
   its worker is killed and replaced (a 1 000-message append takes well under 1 s).
 - ``FLEET_ACCESS_LOG=1``: gunicorn's access log on stdout. Off by default:
-  the app logs one structured line per API request itself (``fleet.logging``).
+  the app logs one structured line per API request itself (``fleet.log``).
 - ``FLEET_LOG_LEVEL`` (default ``info``), ``FLEET_LOG_FORMAT`` (``json``/``text``).
 
 Sync workers expect a reverse proxy (nginx, a load balancer) in front that
@@ -92,5 +92,5 @@ if os.environ.get("FLEET_LOG_FORMAT", "json") == "json":
             },
             "null": {"class": "logging.NullHandler"},
         },
-        "formatters": {"json": {"()": "fleet.logging.JsonFormatter"}},
+        "formatters": {"json": {"()": "fleet.log.JsonFormatter"}},
     }

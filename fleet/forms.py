@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.http import QueryDict
 
-from sessions.models import Channel, Kind, State, Status
+from sessions.choices import Channel, Kind, State, Status
 
 SEARCH_MAX_LENGTH = 200
 

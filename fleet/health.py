@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -28,8 +28,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from sessions.models import TOKEN_FIELDS, DailyUsage, Session, State, Status
+from sessions.choices import TOKEN_FIELDS, State, Status
+from sessions.models import DailyUsage, Session
 from sessions.money import from_nanos
+from sessions.querysets import stale_rule, stuck_rule
 from sessions.sql import exact_sums, exact_totals
 
 logger = logging.getLogger(__name__)
@@ -99,15 +101,11 @@ class FleetCollector(Collector):
         yield from self._usage()
 
     def _sessions(self) -> Iterator[Metric]:
-        stale_cutoff = self.now - timedelta(seconds=settings.FLEET_STALE_AFTER)
-        stuck_cutoff = self.now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
         active = Q(status=Status.ACTIVE)
+        # The rules of SessionQuerySet.stale/stuck, counted in one aggregate.
         row = Session.objects.aggregate(
-            stale=Count("id", filter=active & Q(last_active_at__lte=stale_cutoff)),
-            stuck=Count(
-                "id",
-                filter=active & Q(state=State.RUNNING, turn_started_at__lte=stuck_cutoff),
-            ),
+            stale=Count("id", filter=stale_rule(self.now)),
+            stuck=Count("id", filter=stuck_rule(self.now)),
             messages=Sum("message_count"),
             **{f"status_{s}": Count("id", filter=Q(status=s)) for s in Status.values},
             **{f"state_{s}": Count("id", filter=active & Q(state=s)) for s in State.values},

@@ -317,17 +317,17 @@ if FLEET_DB_POOL:
     DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "pool": _pool}
 
 # Logs: one JSON object a line (FLEET_LOG_FORMAT=text for plain lines); one
-# line per API request and per manage.py command (fleet.logging).
+# line per API request and per manage.py command (fleet.log).
 FLEET_LOG_FORMAT = env_str("FLEET_LOG_FORMAT", "json")
 if FLEET_LOG_FORMAT not in ("json", "text"):
     raise ImproperlyConfigured(f"FLEET_LOG_FORMAT must be json or text, got {FLEET_LOG_FORMAT!r}")
 LOGGING["formatters"] = {
-    "json": {"()": "fleet.logging.JsonFormatter"},
+    "json": {"()": "fleet.log.JsonFormatter"},
     "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
 }
 LOGGING["handlers"]["console"]["formatter"] = FLEET_LOG_FORMAT
 MIDDLEWARE = [
-    "fleet.logging.RequestLogMiddleware",
+    "fleet.log.RequestLogMiddleware",
     *MIDDLEWARE,
     "fleet.unavailable.DatabaseUnavailableMiddleware",
 ]

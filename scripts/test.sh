@@ -13,6 +13,7 @@ PY=.venv/bin/python
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports  # the layering contracts in pyproject.toml
 
 # run_pytest LABEL COMMAND...: run the pytest COMMAND; no tests collected is a failure.
 run_pytest() {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class FleetError(Exception):
     """Base of all domain errors: a code, a message and, when one field is to blame, its path.
@@ -34,9 +36,18 @@ class SessionNotFound(FleetError):
 
 
 class SessionGone(FleetError):
-    """The key belongs to a deleted session (a tombstone); writes are refused (HTTP 410)."""
+    """The key belongs to a deleted session (a tombstone); writes are refused (HTTP 410).
+
+    ``deleted_at``: when, if the raiser read the tombstone.
+    """
 
     code = "gone"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, deleted_at: datetime | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.deleted_at = deleted_at
 
 
 class Conflict(FleetError):

@@ -9,14 +9,15 @@ per-minute rollup of the last hour (the burn rate).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
-from sessions.models import DailyUsage, MinuteUsage, State, Status
+from sessions.choices import Status
+from sessions.models import DailyUsage, MinuteUsage
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -34,13 +35,9 @@ PERIODS: dict[str, int | None] = {
 
 
 def _session_counts(now: datetime, agents: Sequence[str] | None) -> dict[str, Any]:
-    stuck_cutoff = now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
-    stale_cutoff = now - timedelta(seconds=settings.FLEET_STALE_AFTER)
-    midnight = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
     sessions = SessionModel.objects.all()
     if agents is not None:
         sessions = sessions.filter(agent__in=agents)
-    running = sessions.filter(state=State.RUNNING, status=Status.ACTIVE)
     # One query of index range counts (session_status_idx, session_turn_idx,
     # session_created_idx): no count visits a table row, so the cost follows
     # the index entries counted, not the width of the sessions table. The
@@ -50,10 +47,10 @@ def _session_counts(now: datetime, agents: Sequence[str] | None) -> dict[str, An
     total, *values = scalars(
         count_of(sessions),
         *(count_of(sessions.filter(status=status)) for status in counted),
-        count_of(running),
-        count_of(running.filter(turn_started_at__lte=stuck_cutoff)),
-        count_of(sessions.filter(status=Status.ACTIVE, last_active_at__lte=stale_cutoff)),
-        count_of(sessions.filter(created_at__gte=midnight)),
+        count_of(sessions.running()),
+        count_of(sessions.stuck(now)),
+        count_of(sessions.stale(now)),
+        count_of(sessions.started_today(now)),
     )
     found = dict(zip(counted, values, strict=False))
     found[Status.COMPLETED] = total - sum(found.values())

@@ -21,8 +21,9 @@ from typing import Any
 from django.conf import settings
 
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
+from sessions.choices import Channel, CostSource, Kind, Role, State, Status
 from sessions.errors import InvalidInput
-from sessions.models import KEY_MAX_LENGTH, Channel, CostSource, Kind, Role, State, Status
+from sessions.models import KEY_MAX_LENGTH
 from sessions.money import to_decimal
 
 SHORT_TEXT = 255

@@ -17,68 +17,20 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from sessions.choices import (
+    Channel,
+    CostSource,
+    Kind,
+    Role,
+    State,
+    Status,
+)
 from sessions.errors import Conflict, InvalidInput
 from sessions.money import MoneyField
 from sessions.querysets import MessageQuerySet, SessionQuerySet
 from sessions.scopes import KeyScope, clean_agents
 
 KEY_MAX_LENGTH = 255
-TOKEN_FIELDS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
-
-
-class Kind(models.TextChoices):
-    INTERACTIVE = "interactive"
-    AUTONOMOUS = "autonomous"
-    ACP = "acp", "ACP"
-
-
-class Status(models.TextChoices):
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    # Presumed crashed: was active, no clean end was ever recorded.
-    UNKNOWN = "unknown"
-
-
-ENDED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
-
-
-class State(models.TextChoices):
-    IDLE = "idle"
-    RUNNING = "running"
-    ERROR = "error"
-
-
-class Channel(models.TextChoices):
-    CLI = "cli", "CLI"
-    TUI = "tui", "TUI"
-    TELEGRAM = "telegram"
-    DISCORD = "discord"
-    SLACK = "slack"
-    ACP = "acp", "ACP"
-
-
-class Role(models.TextChoices):
-    SYSTEM = "system"
-    USER = "user"
-    ASSISTANT = "assistant"
-    TOOL = "tool"
-
-
-class CostSource(models.TextChoices):
-    # The agent sent cost_usd: it always wins.
-    REPORTED = "reported"
-    # Priced by the server from an override or the genai-prices table.
-    COMPUTED = "computed"
-    # No price known for the model: shown as unpriced, never as $0.
-    UNPRICED = "unpriced"
 
 
 def _token_checks(prefix: str) -> list[models.CheckConstraint]:

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sessions.models import CostSource, ModelPrice
+from sessions.choices import CostSource
+from sessions.models import ModelPrice
 from sessions.money import to_decimal
 
 MTOK = Decimal(1_000_000)

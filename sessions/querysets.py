@@ -2,20 +2,67 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from sessions.models import Session
+from sessions.choices import Role, State, Status
 
 SESSION_FILTERS = ("status", "kind", "channel", "agent", "model", "project_root", "state")
 # Session fields that can be large (capped, but up to hundreds of KB): lists,
 # search results and tables leave them out; the single-session view has them.
 SESSION_LARGE_FIELDS = ("metadata", "todo")
+
+
+# The session health rules, each written once. The queryset methods below
+# filter on them; aggregates that count several at once (``/metrics``) use
+# them as ``Count(filter=…)`` conditions. See docs/DECISIONS.md "One rule each".
+HEALTH = ("running", "stuck", "stale", "today")
+
+
+def stuck_after() -> timedelta:
+    """How long a turn runs before it is stuck: ``FLEET_STUCK_AFTER``."""
+    return timedelta(seconds=settings.FLEET_STUCK_AFTER)
+
+
+def stale_after() -> timedelta:
+    """How long an active session is silent before it is stale: ``FLEET_STALE_AFTER``."""
+    return timedelta(seconds=settings.FLEET_STALE_AFTER)
+
+
+def utc_midnight(now: datetime) -> datetime:
+    """The start of ``now``'s UTC day (the dashboard's "today")."""
+    return datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+
+
+def running_rule() -> Q:
+    """Running: an active session with a turn under way."""
+    return Q(status=Status.ACTIVE, state=State.RUNNING)
+
+
+def stuck_rule(now: datetime, older_than: timedelta | None = None) -> Q:
+    """Stuck: running, the turn started at or before ``now - older_than``.
+
+    Whatever the session wrote since: reconcile marks only the silent ones
+    (``SessionQuerySet.silent_since`` on top of this rule).
+    """
+    cutoff = now - (stuck_after() if older_than is None else older_than)
+    return running_rule() & Q(turn_started_at__lte=cutoff)
+
+
+def stale_rule(now: datetime, older_than: timedelta | None = None) -> Q:
+    """Stale: active, no activity at or after ``now - older_than``."""
+    cutoff = now - (stale_after() if older_than is None else older_than)
+    return Q(status=Status.ACTIVE, last_active_at__lte=cutoff)
+
+
+def started_today_rule(now: datetime) -> Q:
+    """Started today: created at or after the start of ``now``'s UTC day."""
+    return Q(created_at__gte=utc_midnight(now))
 
 
 class SessionQuerySet(models.QuerySet):
@@ -27,12 +74,22 @@ class SessionQuerySet(models.QuerySet):
         return self.defer(*SESSION_LARGE_FIELDS)
 
     def active(self) -> SessionQuerySet:
-        return self.filter(status="active")
+        return self.filter(status=Status.ACTIVE)
 
-    def filtered(self, **filters: Any) -> SessionQuerySet:
-        """Sessions matching the given listing filters, newest activity first.
+    def listing(
+        self,
+        *,
+        health: str | None = None,
+        q: str | None = None,
+        now: datetime | None = None,
+        **filters: Any,
+    ) -> SessionQuerySet:
+        """Sessions matching the listing filters, newest activity first.
 
-        Empty values are ignored; unknown filter names raise ``TypeError``.
+        The API's list and the dashboard's table both read through here.
+        ``filters``: field values (``SESSION_FILTERS``); ``health``: one of
+        ``HEALTH`` (at ``now``); ``q``: text in the key, name or goal. Empty
+        values are ignored; unknown filter names or health raise ``TypeError``.
         """
         unknown = set(filters) - set(SESSION_FILTERS)
         if unknown:
@@ -41,25 +98,50 @@ class SessionQuerySet(models.QuerySet):
         for name, value in filters.items():
             if value not in (None, ""):
                 qs = qs.filter(**{name: value})
+        if health:
+            qs = qs._health(health, now or timezone.now())
+        if q:
+            qs = qs.filter(Q(key__icontains=q) | Q(name__icontains=q) | Q(goal_text__icontains=q))
         return qs.newest_first()
+
+    def _health(self, health: str, now: datetime) -> SessionQuerySet:
+        if health == "running":
+            return self.filter(running_rule())
+        if health == "stuck":
+            return self.filter(stuck_rule(now))
+        if health == "stale":
+            return self.filter(stale_rule(now))
+        if health == "today":
+            return self.filter(started_today_rule(now))
+        raise TypeError(f"unknown session health: {health!r}")
 
     def running(self) -> SessionQuerySet:
         """Active sessions with a turn under way, newest turn first."""
-        return self.filter(status="active", state="running").order_by("-turn_started_at", "-id")
+        return self.filter(running_rule()).order_by("-turn_started_at", "-id")
 
-    def stuck(self, *, older_than: timedelta, now: datetime | None = None) -> SessionQuerySet:
-        """Running turns that started longer than ``older_than`` ago, oldest first."""
-        cutoff = (now or timezone.now()) - older_than
-        return self.filter(status="active", state="running", turn_started_at__lte=cutoff).order_by(
-            "turn_started_at", "id"
-        )
+    def stuck(
+        self, now: datetime | None = None, *, older_than: timedelta | None = None
+    ) -> SessionQuerySet:
+        """Running turns started ``older_than`` (default ``FLEET_STUCK_AFTER``) ago,
+        oldest first."""
+        now = now or timezone.now()
+        return self.filter(stuck_rule(now, older_than)).order_by("turn_started_at", "id")
 
-    def stale(self, *, older_than: timedelta, now: datetime | None = None) -> SessionQuerySet:
-        """Active sessions with no activity for ``older_than``, least recent first."""
-        cutoff = (now or timezone.now()) - older_than
-        return self.filter(status="active", last_active_at__lte=cutoff).order_by(
-            "last_active_at", "id"
-        )
+    def stale(
+        self, now: datetime | None = None, *, older_than: timedelta | None = None
+    ) -> SessionQuerySet:
+        """Active sessions silent for ``older_than`` (default ``FLEET_STALE_AFTER``), least
+        recent first."""
+        now = now or timezone.now()
+        return self.filter(stale_rule(now, older_than)).order_by("last_active_at", "id")
+
+    def started_today(self, now: datetime | None = None) -> SessionQuerySet:
+        """Sessions created since the start of ``now``'s UTC day."""
+        return self.filter(started_today_rule(now or timezone.now()))
+
+    def silent_since(self, cutoff: datetime) -> SessionQuerySet:
+        """Sessions that wrote nothing after ``cutoff`` (reconcile's extra condition)."""
+        return self.filter(last_active_at__lte=cutoff)
 
 
 class MessageQuerySet(models.QuerySet):
@@ -72,7 +154,8 @@ class MessageQuerySet(models.QuerySet):
     def not_archived(self) -> MessageQuerySet:
         return self.filter(compacted_at__isnull=True)
 
-    def for_session(self, session: Session | int) -> MessageQuerySet:
+    def for_session(self, session: models.Model | int) -> MessageQuerySet:
+        """Messages of ``session`` (a ``Session`` or its id)."""
         return self.filter(session=session)
 
     def context(self) -> MessageQuerySet:
@@ -84,7 +167,9 @@ class MessageQuerySet(models.QuerySet):
 
     def recent_user(self) -> MessageQuerySet:
         """User messages across sessions, newest first."""
-        return self.filter(role="user").order_by("-created_at", "-id")
+        return self.filter(role=Role.USER).order_by("-created_at", "-id")
 
     def with_tool_calls(self) -> MessageQuerySet:
-        return self.filter(role="assistant").exclude(Q(tool_calls=[]) | Q(tool_calls__isnull=True))
+        return self.filter(role=Role.ASSISTANT).exclude(
+            Q(tool_calls=[]) | Q(tool_calls__isnull=True)
+        )

@@ -10,7 +10,27 @@ from django.db import models
 from django.db.models import Count, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 
-from sessions.models import TOKEN_FIELDS, CostSource, Message, Role, Session
+from sessions.choices import TOKEN_FIELDS, CostSource, Role
+from sessions.errors import SessionGone, SessionNotFound
+from sessions.models import Message, Session, Tombstone
+
+
+def session_get(key: str, *, for_update: bool = False) -> Session:
+    """The session with ``key``: ``SessionNotFound`` if there never was one,
+    ``SessionGone`` (with ``deleted_at``) if it was deleted.
+
+    The one "deleted or never existed" lookup: the API, the dashboard and the
+    services read a session by key through here; a key's scope is checked by
+    the caller. ``for_update``: lock the row (inside a transaction).
+    """
+    sessions = Session.objects.select_for_update() if for_update else Session.objects
+    session = sessions.filter(key=key).first()
+    if session is not None:
+        return session
+    deleted_at = Tombstone.objects.filter(key=key).values_list("deleted_at", flat=True).first()
+    if deleted_at is not None:
+        raise SessionGone(f"session {key!r} was deleted", field="key", deleted_at=deleted_at)
+    raise SessionNotFound(f"no session {key!r}", field="key")
 
 
 def messages_context(session: Session) -> list[Message]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -32,7 +31,8 @@ from django.utils import timezone
 
 from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
 from sessions.bulk import NewMessage, insert_messages
-from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
+from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, CostSource, Role, State, Status
+from sessions.errors import Conflict, InvalidInput, SessionGone
 from sessions.inputs import (
     MAX_COUNT,
     MESSAGE_FIELDS,
@@ -48,21 +48,12 @@ from sessions.inputs import (
     clean_session_fields,
     clean_text,
 )
-from sessions.models import (
-    ENDED_STATUSES,
-    TOKEN_FIELDS,
-    CostSource,
-    Message,
-    Role,
-    Session,
-    State,
-    Status,
-    Tombstone,
-)
-from sessions.money import NANOS_PER_USD, from_nanos, to_nanos
+from sessions.models import Message, Session, Tombstone
+from sessions.money import from_nanos, to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
+from sessions.selectors import session_get
 
 # Session routing context: a write never replaces a stored value with an empty one.
 CONTEXT_FIELDS = ("channel_ref", "room_id", "sender_id")
@@ -169,11 +160,7 @@ def _lock(key: str) -> Session | None:
 
 
 def _lock_existing(key: str, scope: KeyScope = FULL) -> Session:
-    session = _lock(key)
-    if session is None:
-        if Tombstone.objects.filter(key=key).exists():
-            raise SessionGone(f"session {key!r} was deleted", field="key")
-        raise SessionNotFound(f"no session {key!r}", field="key")
+    session = session_get(key, for_update=True)
     scope.check_write(session.agent, field="key")
     return session
 
@@ -856,12 +843,7 @@ def session_delete(*, key: str, now: datetime | None = None, scope: KeyScope = F
     Tombstone.objects.update_or_create(key=key, defaults={"deleted_at": now})
 
 
-def cost_from_nanos(nanos: int | None) -> Decimal:
-    return from_nanos(nanos or 0)
-
-
 __all__ = [
-    "NANOS_PER_USD",
     "AppendResult",
     "contribution",
     "message_remove_last",

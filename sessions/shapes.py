@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sessions.models import TOKEN_FIELDS, Message, Session
+from sessions.choices import TOKEN_FIELDS
+from sessions.models import Message, Session
 from sessions.money import display
 
 SESSION_TEXT_FIELDS = (

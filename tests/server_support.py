@@ -24,7 +24,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
-from sessions.models import TOKEN_FIELDS, DailyUsage, Message, Session
+from sessions.choices import TOKEN_FIELDS
+from sessions.models import DailyUsage, Message, Session
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "scripts" / "serve.sh"

@@ -321,6 +321,18 @@ def test_update_last_replaces_the_placeholder_and_moves_totals_by_the_difference
     assert Message.objects.filter(session__key="s1").count() == 2
 
 
+def test_update_last_with_a_null_time_keeps_the_stored_time(api: ApiClient) -> None:
+    append(api, "s1", user("q", created_at="2026-11-21T10:00:00Z"))
+
+    response = api.put(
+        "sessions/s1/messages/last", {"message": {"content": "edited", "created_at": None}}
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["message"]["created_at"] == "2026-11-21T10:00:00Z"
+    assert response.json()["message"]["content"] == "edited"
+
+
 def test_update_last_takes_the_anthropic_convention(api: ApiClient) -> None:
     append(api, "s1", assistant("x"))
 

@@ -260,6 +260,16 @@ def test_stuck_lists_turns_older_than_the_threshold_oldest_first(api: ApiClient)
     assert [item["key"] for item in default.json()["items"]] == ["old", "mid"]
 
 
+def test_stuck_lists_a_long_turn_whose_session_keeps_writing(api: ApiClient) -> None:
+    now = timezone.now()
+    services.session_upsert(key="busy", fields={"state": "running"}, now=now - timedelta(hours=1))
+    Session.objects.filter(key="busy").update(last_active_at=now)
+
+    response = api.get("sessions/stuck", older_than=1800)
+
+    assert [item["key"] for item in response.json()["items"]] == ["busy"]
+
+
 LARGE_COLUMNS = ('."metadata"', '."todo"')
 
 

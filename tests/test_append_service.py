@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from sessions import services
+from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import InvalidInput, SessionGone
-from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session, Tombstone
+from sessions.models import DailyUsage, Message, Session, Tombstone
 from sessions.pricing import library_rates
 from tests.totals_support import message_sums, rollup_totals, usage
 

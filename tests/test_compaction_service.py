@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from sessions import selectors, services
+from sessions.choices import TOKEN_FIELDS
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
-from sessions.models import TOKEN_FIELDS, DailyUsage, Message, Session
+from sessions.models import DailyUsage, Message, Session
 
 pytestmark = pytest.mark.django_db
 

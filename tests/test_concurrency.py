@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from sessions import services
+from sessions.choices import TOKEN_FIELDS
 from sessions.errors import Conflict
-from sessions.models import TOKEN_FIELDS, DailyUsage, Message, Session
+from sessions.models import DailyUsage, Message, Session
 from tests.processes import run_in_processes
 from tests.totals_support import sums_of
 

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessions import services
+from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
-from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, ModelPrice, Session
+from sessions.models import DailyUsage, Message, ModelPrice, Session
 from sessions.pricing import library_rates
 from tests.totals_support import message_sums, rollup_totals, usage
 

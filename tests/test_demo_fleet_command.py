@@ -11,19 +11,10 @@ from django.db.models import Count
 from django.utils import timezone
 
 from sessions import services
+from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
 from sessions.demo.fleet import plan_session
 from sessions.demo.text import HOSTILE
-from sessions.models import (
-    TOKEN_FIELDS,
-    Channel,
-    CostSource,
-    Kind,
-    Message,
-    Role,
-    Session,
-    State,
-    Status,
-)
+from sessions.models import Message, Session
 
 pytestmark = pytest.mark.django_db
 

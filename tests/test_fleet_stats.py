@@ -232,3 +232,14 @@ def test_the_query_count_does_not_grow_with_the_data(django_assert_max_num_queri
     with django_assert_max_num_queries(3):
         totals = fleet_totals()
     assert totals["sessions"]["running"] == 32
+
+
+def test_a_long_turn_that_keeps_writing_counts_as_stuck(settings) -> None:
+    # One stuck rule (docs/DECISIONS.md): reconcile marks only the silent ones.
+    settings.FLEET_STUCK_AFTER = 600
+    services.session_upsert(
+        key="busy", fields={"state": "running"}, now=NOW - timedelta(minutes=20)
+    )
+    Session.objects.filter(key="busy").update(last_active_at=NOW)
+
+    assert fleet_totals(now=NOW)["sessions"]["stuck"] == 1

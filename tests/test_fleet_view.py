@@ -395,3 +395,16 @@ def test_it_lists_only_sessions_that_exist(admin_client: Client) -> None:
 
     assert keys == ["kept"]
     assert Session.objects.count() == 1
+
+
+def test_a_long_turn_that_keeps_writing_shows_as_stuck(admin_client: Client, settings: Any) -> None:
+    settings.FLEET_STUCK_AFTER = 60
+    old = timezone.now() - timedelta(minutes=10)
+    services.session_upsert(
+        key="busy", fields={"state": "running", "turn_started_at": old.isoformat()}, now=old
+    )
+    Session.objects.filter(key="busy").update(last_active_at=timezone.now())
+
+    assert admin_client.get("/").context["counts"]["stuck"] == 1
+    stuck = admin_client.get("/?health=stuck").context["page"].object_list
+    assert [s.key for s in stuck] == ["busy"]

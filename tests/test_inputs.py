@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from sessions import inputs, services
+from sessions.choices import Channel, Kind, Role, State, Status
 from sessions.errors import FleetError, InvalidInput
-from sessions.models import Channel, Kind, Message, Role, Session, State, Status
+from sessions.models import Message, Session
 
 # --- choices ---------------------------------------------------------------------
 

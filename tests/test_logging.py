@@ -14,7 +14,7 @@ import pytest
 from django.core.management import ManagementUtility
 from django.test import Client
 
-from fleet.logging import JsonFormatter
+from fleet.log import JsonFormatter
 from tests.api_client import ApiClient, make_key
 
 FORMATTER = JsonFormatter()

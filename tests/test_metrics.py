@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from sessions import services
-from sessions.models import Session, State
+from sessions.choices import State
+from sessions.models import Session
 from tests.ops_support import ago, make_session
 
 pytestmark = pytest.mark.django_db
@@ -135,6 +136,14 @@ def test_gauges_count_sessions_by_status_state_stuck_and_stale(client: Client) -
     assert value(samples, "fleet_sessions_stuck") == 1
     assert value(samples, "fleet_sessions_stale") == 1
     assert value(samples, "fleet_messages_stored") == 3
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN, FLEET_STUCK_AFTER=900)
+def test_a_long_turn_that_keeps_writing_is_a_stuck_gauge(client: Client) -> None:
+    # The dashboard's rule, not reconcile's narrower "stuck and silent".
+    make_session("busy", at=ago(minutes=1), state=State.RUNNING, turn_started_at=ago(hours=1))
+
+    assert value(scrape(client), "fleet_sessions_stuck") == 1
 
 
 @override_settings(FLEET_METRICS_TOKEN=TOKEN)

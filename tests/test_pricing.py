@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessions import services
-from sessions.models import CostSource, Message, ModelPrice, Session
+from sessions.choices import CostSource
+from sessions.models import Message, ModelPrice, Session
 from sessions.money import QUANTUM
 from sessions.pricing import PriceBook, Rates, library_rates
 

@@ -17,8 +17,9 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from sessions import services
+from sessions.choices import TOKEN_FIELDS
 from sessions.errors import SessionGone
-from sessions.models import TOKEN_FIELDS, Message, MinuteUsage, Session, Tombstone
+from sessions.models import Message, MinuteUsage, Session, Tombstone
 from sessions.ops.purge import purge
 from sessions.search import search_messages
 from tests.ops_support import (

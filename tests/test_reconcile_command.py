@@ -12,7 +12,8 @@ from django.db.models import QuerySet
 from django.test import override_settings
 
 from sessions import services
-from sessions.models import Session, State, Status
+from sessions.choices import State, Status
+from sessions.models import Session
 from sessions.ops.reconcile import reconcile_agent, reconcile_sessions
 from tests.ops_support import ago, make_session, run, run_in_processes, run_json
 
@@ -77,6 +78,17 @@ def test_a_long_turn_whose_agent_keeps_writing_is_not_stuck() -> None:
     run("reconcile")
 
     assert states()["busy"][:2] == (Status.ACTIVE, State.RUNNING)
+
+
+def test_reconcile_marks_the_silent_part_of_the_shared_stuck_set() -> None:
+    running("busy", last_active=ago(minutes=1), turn_started=ago(hours=1))
+    running("hung", last_active=ago(minutes=20), turn_started=ago(minutes=20))
+    stuck = Session.objects.stuck(older_than=timedelta(minutes=15))
+    assert sorted(stuck.values_list("key", flat=True)) == ["busy", "hung"]
+
+    result = run_json("reconcile", "--dry-run")
+
+    assert result["stuck"] == 1
 
 
 def test_durations_come_from_the_flags() -> None:

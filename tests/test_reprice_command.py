@@ -13,7 +13,8 @@ from django.core.management.base import CommandError
 from django.db.models import Sum
 
 from sessions import services
-from sessions.models import CostSource, DailyUsage, Message, ModelPrice, Session
+from sessions.choices import CostSource
+from sessions.models import DailyUsage, Message, ModelPrice, Session
 from sessions.pricing import PriceBook
 from tests.ops_support import ago, rollup_rows, run, run_in_processes, run_json
 

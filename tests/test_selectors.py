@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sessions import selectors, services
+from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import Message, Session
 
 pytestmark = pytest.mark.django_db
@@ -287,6 +288,37 @@ def test_stuck_sessions_are_running_longer_than_the_threshold_oldest_first() -> 
     assert keys(Session.objects.stuck(older_than=timedelta(minutes=16), now=now)) == ["b"]
 
 
+def test_a_long_turn_is_stuck_even_while_its_session_keeps_writing() -> None:
+    upsert("busy", state="running", now=T0 - timedelta(hours=1))
+    append("busy", {"role": "user", "content": "still here"}, now=T0)
+    upsert("silent", state="running", now=T0 - timedelta(hours=1))
+
+    stuck = Session.objects.stuck(T0, older_than=timedelta(minutes=15))
+
+    assert sorted(keys(stuck)) == ["busy", "silent"]
+    # Reconcile's extra condition narrows the shared rule to the silent ones.
+    assert keys(stuck.silent_since(T0 - timedelta(minutes=15))) == ["silent"]
+
+
+def test_stuck_and_stale_default_to_the_settings(settings: Any) -> None:
+    settings.FLEET_STUCK_AFTER = 600
+    settings.FLEET_STALE_AFTER = 1200
+    upsert("a", state="running", now=T0)
+
+    assert keys(Session.objects.stuck(T0 + timedelta(seconds=599))) == []
+    assert keys(Session.objects.stuck(T0 + timedelta(seconds=600))) == ["a"]
+    assert keys(Session.objects.stale(T0 + timedelta(seconds=1199))) == []
+    assert keys(Session.objects.stale(T0 + timedelta(seconds=1200))) == ["a"]
+
+
+def test_started_today_counts_from_utc_midnight() -> None:
+    midnight = datetime(2026, 3, 1, tzinfo=UTC)
+    upsert("late", now=midnight - timedelta(microseconds=1))
+    upsert("early", now=midnight)
+
+    assert keys(Session.objects.started_today(midnight + timedelta(hours=23))) == ["early"]
+
+
 def test_stale_sessions_are_active_without_activity_least_recent_first() -> None:
     upsert("a", now=T0)
     upsert("b", now=T0 - timedelta(hours=1))
@@ -312,18 +344,32 @@ def test_filtered_sessions_newest_activity_first() -> None:
     upsert("c", agent="other", kind="autonomous", now=T0 + timedelta(minutes=2))
     upsert("d", agent="bot", status="failed", state="idle", now=T0 + timedelta(minutes=3))
 
-    assert keys(Session.objects.filtered()) == ["d", "c", "b", "a"]
-    assert keys(Session.objects.filtered(agent="bot")) == ["d", "b", "a"]
-    assert keys(Session.objects.filtered(agent="bot", status="active")) == ["b", "a"]
-    assert keys(Session.objects.filtered(channel="cli")) == ["a"]
-    assert keys(Session.objects.filtered(model="m1", channel="")) == ["b", "a"]
-    assert keys(Session.objects.filtered(kind="autonomous", state="idle")) == ["c"]
-    assert keys(Session.objects.filtered(project_root="/p", agent=None)) == ["a"]
+    assert keys(Session.objects.listing()) == ["d", "c", "b", "a"]
+    assert keys(Session.objects.listing(agent="bot")) == ["d", "b", "a"]
+    assert keys(Session.objects.listing(agent="bot", status="active")) == ["b", "a"]
+    assert keys(Session.objects.listing(channel="cli")) == ["a"]
+    assert keys(Session.objects.listing(model="m1", channel="")) == ["b", "a"]
+    assert keys(Session.objects.listing(kind="autonomous", state="idle")) == ["c"]
+    assert keys(Session.objects.listing(project_root="/p", agent=None)) == ["a"]
 
 
 def test_filtered_refuses_unknown_filters() -> None:
     with pytest.raises(TypeError, match="colour"):
-        Session.objects.filtered(colour="red")
+        Session.objects.listing(colour="red")
+
+
+def test_listing_filters_by_health_and_text() -> None:
+    upsert("run", state="running", name="deploy bot", now=T0)
+    upsert("hung", state="running", now=T0 - timedelta(hours=2))
+    upsert("quiet", now=T0 - timedelta(hours=2))
+    now = T0 + timedelta(minutes=1)
+
+    assert keys(Session.objects.listing(health="running", now=now)) == ["run", "hung"]
+    assert keys(Session.objects.listing(health="stuck", now=now)) == ["hung"]
+    assert keys(Session.objects.listing(health="stale", now=now)) == ["quiet", "hung"]
+    assert keys(Session.objects.listing(health="running", q="DEPLOY", now=now)) == ["run"]
+    with pytest.raises(TypeError, match="sleepy"):
+        Session.objects.listing(health="sleepy")
 
 
 def test_message_querysets() -> None:
@@ -341,3 +387,24 @@ def test_message_querysets() -> None:
     assert [m.seq for m in messages.context()] == [4, 2, 3]
     assert [m.seq for m in messages.with_usage()] == [1]
     assert [m.seq for m in messages.with_tool_calls()] == [2]
+
+
+# --- one session by key ----------------------------------------------------------------
+
+
+def test_session_get_reads_the_session_by_key() -> None:
+    upsert("here")
+
+    assert selectors.session_get("here").key == "here"
+
+
+def test_session_get_tells_a_deleted_key_from_one_that_never_existed() -> None:
+    upsert("gone")
+    services.session_delete(key="gone", now=T0)
+
+    with pytest.raises(SessionGone) as gone:
+        selectors.session_get("gone")
+    with pytest.raises(SessionNotFound):
+        selectors.session_get("never")
+
+    assert gone.value.deleted_at == T0

@@ -12,7 +12,8 @@ from django.db import connection
 from pytest_django.live_server_helper import LiveServer
 
 from fleet.simulator import Behaviour, run_fleet
-from sessions.models import TOKEN_FIELDS, ApiKey, Message, Session
+from sessions.choices import TOKEN_FIELDS
+from sessions.models import ApiKey, Message, Session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

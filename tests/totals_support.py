@@ -7,7 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sessions.models import TOKEN_FIELDS, CostSource, DailyUsage, Message, Session
+from sessions.choices import TOKEN_FIELDS, CostSource
+from sessions.models import DailyUsage, Message, Session
 
 ROLLUP_COUNTERS = (
     "sessions_started",

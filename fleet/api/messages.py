@@ -22,9 +22,10 @@ from fleet.api.responses import (
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
 from fleet.api.sessions import READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
+from sessions.choices import Role
 from sessions.errors import InvalidInput
 from sessions.inputs import MAX_COUNT, clean_choice
-from sessions.models import Role, Session
+from sessions.models import Session
 from sessions.shapes import message_json, session_json, totals_json
 
 router = Router()
@@ -165,9 +166,6 @@ def list_messages(
 def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:
     patch = payload.message
     _refuse_cost_source(patch, "message")
-    if isinstance(patch, dict) and "created_at" in patch and patch["created_at"] is None:
-        # A null time means "keep it" (services would store the missing value).
-        patch = {name: value for name, value in patch.items() if name != "created_at"}
     message = services.message_update_last(
         key=key, message=patch, convention=payload.convention, scope=key_scope(request)
     )

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import WithJsonSchema
 
-from sessions.models import CostSource, Kind, State, Status
+from sessions.choices import CostSource, Kind, State, Status
 
 Money = Annotated[str, WithJsonSchema({"type": "string", "example": "0.012345000"})]
 Timestamp = Annotated[

@@ -16,7 +16,7 @@ from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
-from sessions.models import Channel, Kind, Role, State, Status
+from sessions.choices import Channel, Kind, Role, State, Status
 
 
 def documented(schema: dict[str, Any]) -> Any:

@@ -12,11 +12,11 @@ from ninja import Query, Router, Status
 from fleet.api import cursors
 from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
 from fleet.api.schemas import SessionFieldsIn
-from sessions import services
-from sessions.errors import SessionGone, SessionNotFound
+from sessions import selectors, services
+from sessions.choices import Channel, Kind, State
+from sessions.choices import Status as SessionStatus
 from sessions.inputs import clean_choice, clean_key, clean_text
-from sessions.models import ApiKey, Channel, Kind, Session, State, Tombstone
-from sessions.models import Status as SessionStatus
+from sessions.models import ApiKey, Session
 from sessions.scopes import FULL, KeyScope
 from sessions.shapes import session_json, session_summary_json
 
@@ -41,13 +41,9 @@ def load_session(key: str, scope: KeyScope) -> Session:
     """The session with ``key``: 404 if there never was one, 410 if it was deleted,
     403 if it belongs to an agent outside ``scope``."""
     key = clean_key(key)
-    session = Session.objects.filter(key=key).first()
-    if session is not None:
-        scope.check_read(session.agent, key)
-        return session
-    if Tombstone.objects.filter(key=key).exists():
-        raise SessionGone(f"session {key!r} was deleted", field="key")
-    raise SessionNotFound(f"no session {key!r}", field="key")
+    session = selectors.session_get(key)
+    scope.check_read(session.agent, key)
+    return session
 
 
 def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) -> dict:
@@ -95,7 +91,7 @@ def list_sessions(
         "model": clean_text(model, "model", single_line=True),
         "project_root": clean_text(project_root, "project_root", max_length=1024),
     }
-    queryset = key_scope(request).sessions(Session.objects.filtered(**filters))
+    queryset = key_scope(request).sessions(Session.objects.listing(**filters))
     if cursor:
         moment, last_id = cursors.decode_keyset(cursor, "sessions")
         queryset = queryset.filter(

@@ -9,12 +9,12 @@ answer is an empty ``204`` after one cheap query and htmx swaps nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.functions import Left
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -29,7 +29,7 @@ from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
 from fleet.views import stats
 from fleet.views.auth import dashboard_view
 from sessions.fleet_stats import fleet_totals
-from sessions.models import Session, State, Status
+from sessions.models import Session
 
 PAGE_SIZE = 50
 GOAL_PREVIEW = 500
@@ -63,29 +63,13 @@ ASCENDING_FIRST = {"status", "agent", "model", "name"}
 
 
 def _apply_filters(qs: QuerySet, values: dict[str, Any], now: datetime) -> QuerySet:
-    for name in ("status", "state", "kind", "channel", "agent", "model"):
-        if name in values:
-            qs = qs.filter(**{name: values[name]})
+    """The form's valid values as ``SessionQuerySet.listing`` filters (the API's list reads
+    through the same method)."""
+    fields = ("status", "state", "kind", "channel", "agent", "model")
+    filters = {name: values[name] for name in fields if name in values}
     if "project" in values:
-        qs = qs.filter(project_root=values["project"])
-    health = values.get("health")
-    if health == "running":
-        qs = qs.filter(status=Status.ACTIVE, state=State.RUNNING)
-    elif health == "stuck":
-        cutoff = now - timedelta(seconds=settings.FLEET_STUCK_AFTER)
-        qs = qs.filter(status=Status.ACTIVE, state=State.RUNNING, turn_started_at__lte=cutoff)
-    elif health == "stale":
-        cutoff = now - timedelta(seconds=settings.FLEET_STALE_AFTER)
-        qs = qs.filter(status=Status.ACTIVE, last_active_at__lte=cutoff)
-    elif health == "today":
-        midnight = datetime.combine(stats.utc_today(now), datetime.min.time(), tzinfo=UTC)
-        qs = qs.filter(created_at__gte=midnight)
-    if values.get("q"):
-        text = values["q"]
-        qs = qs.filter(
-            Q(key__icontains=text) | Q(name__icontains=text) | Q(goal_text__icontains=text)
-        )
-    return qs
+        filters["project_root"] = values["project"]
+    return qs.listing(health=values.get("health"), q=values.get("q"), now=now, **filters)
 
 
 def _order(qs: QuerySet, sort: str) -> QuerySet:

@@ -26,10 +26,11 @@ from fleet.forms import SESSION_ACTIONS, SessionActionForm, TranscriptForm
 from fleet.views import transcript
 from fleet.views.auth import can_change, can_delete, dashboard_view, forbidden
 from sessions import services
+from sessions.choices import TOKEN_FIELDS, Status
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import clean_key
-from sessions.models import TOKEN_FIELDS, Session, Status, Tombstone
-from sessions.selectors import usage_by_agent
+from sessions.models import Session
+from sessions.selectors import session_get, usage_by_agent
 
 TEMPLATE = "fleet/session.html"
 
@@ -63,8 +64,9 @@ def _check_key(key: str) -> None:
         raise InvalidInput(f"Not a session key: it {error.message}.", field="key") from None
 
 
-def _missing(request: HttpRequest, key: str) -> HttpResponse:
-    tombstone = Tombstone.objects.filter(key=key).first()
+def _missing(request: HttpRequest, key: str, error: SessionNotFound | SessionGone) -> HttpResponse:
+    gone = isinstance(error, SessionGone)
+    tombstone = {"deleted_at": error.deleted_at} if gone else None
     context = {"key": key, "tombstone": tombstone}
     return render(request, "fleet/session_missing.html", context, status=410 if tombstone else 404)
 
@@ -96,13 +98,14 @@ def session_page(request: HttpRequest, key: str) -> HttpResponse:
     _check_key(key)
     if request.method == "POST":
         return _action(request, key)
-    session = Session.objects.filter(key=key).first()
     htmx = request.htmx and not request.htmx.history_restore_request
-    if session is None:
+    try:
+        session = session_get(key)
+    except (SessionNotFound, SessionGone) as error:
         if htmx and "tail" in request.GET:
             # Deleted while the page was open: reload to show what happened.
             return HttpResponseClientRefresh()
-        return _missing(request, key)
+        return _missing(request, key, error)
 
     form = TranscriptForm(request.GET)
     before, after, at, tail = (form.value(n) for n in ("before", "after", "at", "tail"))
@@ -153,8 +156,8 @@ def _action(request: HttpRequest, key: str) -> HttpResponse:
             return forbidden(request, "Your account may not delete sessions.")
         try:
             services.session_delete(key=key)
-        except (SessionNotFound, SessionGone):
-            return _missing(request, key)
+        except (SessionNotFound, SessionGone) as error:
+            return _missing(request, key, error)
         messages.success(request, f"Deleted session {key}. Its key is tombstoned.")
         if request.htmx:
             return HttpResponseClientRedirect(reverse("fleet"))
@@ -164,8 +167,8 @@ def _action(request: HttpRequest, key: str) -> HttpResponse:
         return forbidden(request, "Your account may not change sessions.")
     try:
         session = services.session_set_status(key=key, status=SESSION_ACTIONS[action])
-    except (SessionNotFound, SessionGone):
-        return _missing(request, key)
+    except (SessionNotFound, SessionGone) as error:
+        return _missing(request, key, error)
     if request.htmx:
         return render(request, f"{TEMPLATE}#summary", _summary_context(request, session))
     label = Status(session.status).label.lower()

@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sessions.models import TOKEN_FIELDS, Channel, DailyUsage, Message, Session, Tombstone
+from sessions.choices import TOKEN_FIELDS, Channel
+from sessions.models import DailyUsage, Message, Session, Tombstone
 from sessions.money import from_nanos
 from sessions.sql import exact_sums, exact_totals, scalars
 

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from fleet.templatetags.fleet_tags import pretty_json_text
-from sessions.models import Message, Role, Session
+from sessions.choices import Role
+from sessions.models import Message, Session
 
 PAGE_SIZE = 50
 # Most messages a live tail re-renders in one poll.

@@ -13,8 +13,9 @@ from django.utils.text import Truncator
 
 from sessions import inputs, services
 from sessions.admin.common import StoredChoicesForm, choice_label, usd
+from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import FleetError
-from sessions.models import TOKEN_FIELDS, CostSource, Message, Role
+from sessions.models import Message
 
 PREVIEW_CHARS = 80
 

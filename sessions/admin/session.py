@@ -17,8 +17,9 @@ from django.utils.html import format_html
 
 from sessions import inputs, services
 from sessions.admin.common import StoredChoicesForm, choice_label, top_values_filter, usd
+from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import FleetError, SessionGone, SessionNotFound
-from sessions.models import ENDED_STATUSES, TOKEN_FIELDS, Session, State, Status
+from sessions.models import Session
 
 SESSION_TOTALS = (
     "turns",

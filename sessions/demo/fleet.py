@@ -12,9 +12,10 @@ from typing import Any
 from django.utils import timezone
 
 from sessions import services
+from sessions.choices import Status
 from sessions.demo.heads import SessionHead, session_head
 from sessions.demo.transcript import build_messages
-from sessions.models import Session, Status, Tombstone
+from sessions.models import Session, Tombstone
 
 
 class FleetLoaded(Exception):

@@ -47,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sessions.choices import Kind, Status
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
@@ -64,7 +65,6 @@ from sessions.importers.base import (
     to_usd,
 )
 from sessions.inputs import MessageIn
-from sessions.models import Kind, Status
 
 TABLE = "session_history"
 REQUIRED = ("id", "messages", "started_at")

@@ -28,6 +28,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from sessions.choices import ENDED_STATUSES
 from sessions.importers.base import (
     BadRecord,
     Problem,
@@ -40,7 +41,6 @@ from sessions.importers.base import (
     to_text,
     to_usd,
 )
-from sessions.models import ENDED_STATUSES
 
 TABLE = "agent_sessions"
 REQUIRED = ("id", "created_at", "last_active_at")

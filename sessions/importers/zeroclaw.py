@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sessions.choices import Channel, Role, State
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
@@ -63,7 +64,6 @@ from sessions.importers.base import (
     to_text,
 )
 from sessions.inputs import MessageIn
-from sessions.models import Channel, Role, State
 
 UNPAIRED_CALL_ID = "unknown"
 META_COLUMNS = (

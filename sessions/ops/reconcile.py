@@ -6,10 +6,12 @@ Rules (``manage.py reconcile``):
   (``last_active_at`` at or before ``now - stale_after``) becomes ``unknown``
   (presumed crashed), its turn closed (state ``idle``), as the start-up rule
   does;
-* **stuck** — an active session whose running turn started at or before
-  ``now - stuck_after`` *and* that has written nothing since then gets state
-  ``error`` and its turn cleared. A long turn whose agent keeps writing is
-  alive, so it is not marked; a session that is stale as well is counted as
+* **stuck** — of the stuck sessions (``SessionQuerySet.stuck``: a running
+  turn started at or before ``now - stuck_after``, the rule the dashboard,
+  ``/metrics`` and the API count), only those that have written nothing since
+  the cut-off (``silent_since``) get state ``error`` and their turn cleared. A
+  long turn whose agent keeps writing is alive, so it is not marked (though the
+  dashboard counts it as stuck); a session that is stale as well is counted as
   stale only;
 * **agent** — the start-up rule of the stores Fleet replaces: every active
   session of one agent except the keys it names becomes ``unknown``
@@ -34,8 +36,9 @@ from typing import Any
 from django.db import connection
 from django.db.models import QuerySet
 
+from sessions.choices import State, Status
 from sessions.inputs import clean_key, clean_text
-from sessions.models import Session, State, Status
+from sessions.models import Session
 from sessions.ops.batches import (
     Clock,
     ItemCallback,
@@ -94,21 +97,14 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _stale(cutoff: datetime) -> QuerySet[Session]:
-    return Session.objects.filter(status=Status.ACTIVE, last_active_at__lte=cutoff)
-
-
-def _stuck(cutoff: datetime, stale_cutoff: datetime | None) -> QuerySet[Session]:
-    qs = Session.objects.filter(
-        status=Status.ACTIVE,
-        state=State.RUNNING,
-        turn_started_at__lte=cutoff,
-        last_active_at__lte=cutoff,
-    )
-    if stale_cutoff is not None:
+def _stuck(now: datetime, stuck_after: timedelta, stale_cutoff: datetime) -> QuerySet[Session]:
+    """The shared stuck rule, narrowed to the silent turns reconcile marks."""
+    return (
+        Session.objects.stuck(now, older_than=stuck_after)
+        .silent_since(now - stuck_after)
         # Stale sessions are marked unknown first; a dry run must not count them twice.
-        qs = qs.filter(last_active_at__gt=stale_cutoff)
-    return qs
+        .filter(last_active_at__gt=stale_cutoff)
+    )
 
 
 def _mark(
@@ -203,8 +199,8 @@ def reconcile_sessions(
     )
     stale_cutoff = now - stale_after
     stuck_cutoff = now - stuck_after
-    stale_qs = _stale(stale_cutoff)
-    stuck_qs = _stuck(stuck_cutoff, stale_cutoff)
+    stale_qs = Session.objects.stale(now, older_than=stale_after)
+    stuck_qs = _stuck(now, stuck_after, stale_cutoff)
     if dry_run:
         result.stale = _count_or_list(stale_qs, STALE, on_item)
         result.stuck = _count_or_list(stuck_qs, STUCK, on_item)

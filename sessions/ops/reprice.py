@@ -28,8 +28,9 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Q
 
+from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import InvalidInput
-from sessions.models import TOKEN_FIELDS, CostSource, Message, Session
+from sessions.models import Message, Session
 from sessions.money import from_nanos, to_nanos
 from sessions.ops.batches import (
     Clock,
