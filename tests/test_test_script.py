@@ -20,6 +20,9 @@ import pytest
 
 from tests.server_support import ROOT, clean_environ, free_port
 
+# The cluster script needs PostgreSQL's binaries, not the PostgreSQL pass.
+pytestmark = pytest.mark.once
+
 SCRIPT = ROOT / "scripts" / "pg-throwaway.sh"
 # Connects to the database DATABASE_URL names and prints the socket directory.
 PROBE = (

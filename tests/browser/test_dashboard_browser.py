@@ -33,7 +33,7 @@ SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 PASSWORD = "pw-browser-123"
 WAIT_MS = 10_000
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.once]  # the browser's side
 
 
 def _unavailable(reason: str) -> None:
