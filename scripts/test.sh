@@ -45,17 +45,23 @@ run_pytest() {
 
 mkdir -p var
 
+# Two pytest-xdist workers by default: much of the suite waits on servers,
+# subprocesses and the browser, so two workers overlap those waits even on two
+# cores. Each worker has its own test database (pytest-django suffixes the name:
+# var/test.sqlite3_gw0, test_fleet_gw1). FLEET_TEST_WORKERS=0 runs in one process.
+WORKERS=(-n "${FLEET_TEST_WORKERS:-2}")
+
 # Tests marked `once` (they spawn processes or drive a browser, and the database
 # engine is not their subject) run in the SQLite pass only.
 PG_MARKS=(-m "not once")
 SELECTED=$(( $# > 0 ))  # pytest arguments given: a subset, maybe of `once` tests only
 
 # --- SQLite -------------------------------------------------------------------
-(unset DATABASE_URL; export FLEET_TEST_SQLITE_PATH="${FLEET_TEST_SQLITE_PATH:-$PWD/var/test.sqlite3}"; run_pytest SQLite "$PY" -m pytest "$@")
+(unset DATABASE_URL; export FLEET_TEST_SQLITE_PATH="${FLEET_TEST_SQLITE_PATH:-$PWD/var/test.sqlite3}"; run_pytest SQLite "$PY" -m pytest "${WORKERS[@]}" "$@")
 
 # --- PostgreSQL ---------------------------------------------------------------
 if [ -n "${FLEET_TEST_DATABASE_URL:-}" ]; then
-    (export DATABASE_URL=$FLEET_TEST_DATABASE_URL; run_pytest PostgreSQL "$PY" -m pytest "${PG_MARKS[@]}" "$@")
+    (export DATABASE_URL=$FLEET_TEST_DATABASE_URL; run_pytest PostgreSQL "$PY" -m pytest "${WORKERS[@]}" "${PG_MARKS[@]}" "$@")
     exit 0
 fi
 
@@ -68,4 +74,4 @@ if ! scripts/pg-throwaway.sh --find >/dev/null; then
          "(apt-get install postgresql, or set FLEET_TEST_DATABASE_URL)" >&2
     exit 0
 fi
-run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest "${PG_MARKS[@]}" "$@"
+run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest "${WORKERS[@]}" "${PG_MARKS[@]}" "$@"

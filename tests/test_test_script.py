@@ -84,4 +84,14 @@ def test_the_throwaway_cluster_starts_from_a_private_checkout_and_is_removed(
 def test_make_test_runs_the_postgresql_pass_through_the_throwaway_cluster() -> None:
     script = (ROOT / "scripts" / "test.sh").read_text()
 
-    assert 'run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest "$@"' in script
+    assert (
+        'run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest'
+        ' "${WORKERS[@]}" "${PG_MARKS[@]}" "$@"'
+    ) in script
+
+
+def test_make_test_checks_for_missing_migrations_and_runs_once_tests_once() -> None:
+    script = (ROOT / "scripts" / "test.sh").read_text()
+
+    assert "manage.py makemigrations --check --dry-run" in script
+    assert 'PG_MARKS=(-m "not once")' in script
