@@ -16,6 +16,11 @@ def pytest_configure(config: pytest.Config) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # A slow hasher is the point in production and only a cost here: hashing the
+    # password of every user a fixture creates (and of every log-in) with PBKDF2
+    # took ~40 s of each pass. Production settings keep Django's list; servers the
+    # tests spawn never check these passwords (they log in with force_login cookies).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -9,6 +9,9 @@ import pytest
 
 from tests.server_support import SERVE, database_env, manage, production_env, run_in_checkout
 
+# Settings checks in subprocesses: no database engine involved (runs in the SQLite pass).
+pytestmark = pytest.mark.once
+
 # README "Production": the environment an operator sets behind a TLS proxy.
 DOCUMENTED = {
     "DJANGO_ALLOWED_HOSTS": "fleet.example.com",

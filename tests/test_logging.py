@@ -17,6 +17,9 @@ from django.test import Client
 from fleet.log import JsonFormatter
 from tests.api_client import ApiClient, make_key
 
+# Log lines, not storage: runs in the SQLite pass only.
+pytestmark = pytest.mark.once
+
 FORMATTER = JsonFormatter()
 
 

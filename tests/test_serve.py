@@ -143,6 +143,7 @@ def test_the_crontab_commands_run(tmp_path: Path) -> None:
         assert json.loads(done.stderr.strip().splitlines()[-1])["command"] == command[0]
 
 
+@pytest.mark.once  # gunicorn's configuration, not the database's
 def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
     script = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['workers'], c['bind'])"
     env = {**clean_environ(), "WEB_CONCURRENCY": "3", "FLEET_BIND": "unix:/run/fleet.sock"}
@@ -186,6 +187,7 @@ def chunked_request(
     return response.status, body, headers
 
 
+@pytest.mark.once  # gunicorn's HTTP parsing, not the database's
 def test_gunicorn_reads_chunked_bodies_and_answers_head_like_get(tmp_path: Path) -> None:
     env = server_env(
         FLEET_SERVE_COLLECTSTATIC="0",

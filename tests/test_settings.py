@@ -11,6 +11,9 @@ from django.core.checks import run_checks
 from django.db import connection
 from django.test import override_settings
 
+# Settings read in subprocesses: no database engine involved (runs in the SQLite pass).
+pytestmark = pytest.mark.once
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

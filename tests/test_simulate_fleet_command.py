@@ -15,7 +15,9 @@ from fleet.simulator import Behaviour, run_fleet
 from sessions.choices import TOKEN_FIELDS
 from sessions.models import ApiKey, Message, Session
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The simulator is an HTTP client: the store's behaviour under it is covered on both
+# databases by test_concurrency, test_multi_server and test_crash_safety.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.once]
 
 KeyPair = tuple[ApiKey, str]  # the stored key and its plaintext
 

@@ -20,6 +20,9 @@ import pytest
 
 from tests.server_support import ROOT, clean_environ, free_port
 
+# The cluster script needs PostgreSQL's binaries, not the PostgreSQL pass.
+pytestmark = pytest.mark.once
+
 SCRIPT = ROOT / "scripts" / "pg-throwaway.sh"
 # Connects to the database DATABASE_URL names and prints the socket directory.
 PROBE = (
@@ -81,4 +84,14 @@ def test_the_throwaway_cluster_starts_from_a_private_checkout_and_is_removed(
 def test_make_test_runs_the_postgresql_pass_through_the_throwaway_cluster() -> None:
     script = (ROOT / "scripts" / "test.sh").read_text()
 
-    assert 'run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest "$@"' in script
+    assert (
+        'run_pytest PostgreSQL scripts/pg-throwaway.sh "$PY" -m pytest'
+        ' "${WORKERS[@]}" "${PG_MARKS[@]}" "$@"'
+    ) in script
+
+
+def test_make_test_checks_for_missing_migrations_and_runs_once_tests_once() -> None:
+    script = (ROOT / "scripts" / "test.sh").read_text()
+
+    assert "manage.py makemigrations --check --dry-run" in script
+    assert 'PG_MARKS=(-m "not once")' in script

@@ -37,7 +37,7 @@ SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 PASSWORD = "pw-browser-123"
 WAIT_MS = 10_000
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.once]  # the browser's side
 
 
 def _unavailable(reason: str) -> None:
@@ -172,6 +172,20 @@ def operator(django_user_model: Any) -> Any:
     )
 
 
+def wait_for_a_poll(page: Any) -> None:
+    """Until a live poll of this page has answered and its swap (if any) has settled."""
+    # Selectors, not wait_for_function: the page's CSP refuses the eval it needs.
+    page.evaluate(
+        "document.documentElement.removeAttribute('data-polled');"
+        "document.addEventListener('htmx:afterRequest', (event) => {"
+        "  if (event.detail.elt.hasAttribute('data-poll'))"
+        "    document.documentElement.setAttribute('data-polled', '');"
+        "})"
+    )
+    page.wait_for_selector("html[data-polled]", state="attached")
+    page.wait_for_selector(".htmx-request, .htmx-swapping, .htmx-settling", state="detached")
+
+
 def log_in(page: Any, operator: Any, next_url: str = "/") -> None:
     page.goto(next_url)
     page.wait_for_url(re.compile(r"/login/"))
@@ -216,7 +230,10 @@ def test_the_fleet_page_shows_the_totals_the_database_holds(page: Any, operator:
     assert page.locator(".chart-svg rect").count() > 0
     page.wait_for_selector("[data-freshness]:not([hidden])")
     assert "updated" in page.locator("[data-freshness]").inner_text()
-    page.wait_for_timeout(300)  # let the chart hover styles settle
+    page.evaluate(  # the chart's hover transitions have settled
+        "Promise.all(document.getAnimations()"
+        ".filter((a) => a.effect.getTiming().iterations !== Infinity).map((a) => a.finished))"
+    )
     screenshot(page, "fleet.png")
     screenshot(page, "fleet-full.png", full_page=True)
 
@@ -280,31 +297,33 @@ def test_a_poll_never_applies_an_inline_style_the_policy_blocks(page: Any, opera
     add("arrived-later", name="Swapped in after the styles")
 
     page.wait_for_selector("text=Swapped in after the styles")
-    page.wait_for_timeout(300)  # the settle step runs after the swap
+    page.wait_for_selector(".htmx-swapping, .htmx-settling", state="detached")
 
 
 def test_polling_pauses_while_the_tab_is_hidden(page: Any, operator: Any) -> None:
     add("s1")
+    page.clock.install()  # the page's timers run when the test says, not on the wall clock
     log_in(page, operator)
     polls: list[str] = []
     page.on("request", lambda request: polls.append(request.url) if "v=" in request.url else None)
-    page.wait_for_timeout(2500)
+    with page.expect_request(lambda request: "v=" in request.url):
+        page.clock.run_for(2500)
     assert polls, "the page should poll while visible"
 
     page.evaluate(
         "Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
         "document.dispatchEvent(new Event('visibilitychange'))"
     )
-    page.wait_for_timeout(500)
+    page.wait_for_selector(".htmx-request", state="detached")  # no poll in flight
     polls.clear()
-    page.wait_for_timeout(3000)
+    page.clock.run_for(3000)
     assert polls == []
 
-    page.evaluate(
-        "Object.defineProperty(document, 'hidden', {value: false, configurable: true});"
-        "document.dispatchEvent(new Event('visibilitychange'))"
-    )
-    page.wait_for_timeout(500)
+    with page.expect_request(lambda request: "v=" in request.url):
+        page.evaluate(
+            "Object.defineProperty(document, 'hidden', {value: false, configurable: true});"
+            "document.dispatchEvent(new Event('visibilitychange'))"
+        )
     assert polls, "showing the tab again polls at once"
 
 
@@ -470,11 +489,11 @@ def test_an_xss_payload_never_executes(page: Any, operator: Any) -> None:
         todo=XSS,
     )
     log_in(page, operator)
-    page.wait_for_timeout(1500)  # at least one poll re-render
+    wait_for_a_poll(page)  # at least one poll re-render
     page.click("table.sessions tbody a")
     page.wait_for_url(re.compile(r"/sessions/"))
     page.locator("details").evaluate_all("(all) => all.forEach((d) => { d.open = true; })")
-    page.wait_for_timeout(1500)
+    wait_for_a_poll(page)
     page.goto("/search?q=needle")
     page.wait_for_selector(".snippet mark")
 
