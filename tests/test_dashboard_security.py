@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from sessions import services
+from sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +90,7 @@ def test_anonymous_posts_change_nothing(client: Client, route: str) -> None:
     response = client.post(concrete(route), {"action": "delete"})
 
     assert response.status_code in (302, 405)
-    assert services.Session.objects.filter(key="some/key").exists()
+    assert Session.objects.filter(key="some/key").exists()
 
 
 @pytest.mark.parametrize("route", dashboard_routes())

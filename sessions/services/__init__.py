@@ -1,0 +1,45 @@
+"""Writes to the session store. Each function is one transaction.
+
+Callers import the writes from here (``from sessions import services``); the
+modules below hold them, each with the rules it protects, bottom to top:
+
+* ``accounting``: what one message adds to the totals (``contribution``) and
+  moving session totals and the daily rollup by a difference.
+* ``sessions``: locking and creating sessions (and the API key's scope
+  check on the locked row); ``session_upsert``, ``session_set_status``,
+  ``sessions_mark_unknown``.
+* ``messages``: ``messages_append`` and the corrections (update-last,
+  remove-last, clear, the admin's edits).
+* ``compaction``: ``session_compact`` and ``session_delete``.
+
+The rule they all share: a refused write writes nothing. Input is validated
+before the transaction, and every domain error inside it rolls the whole
+transaction back.
+"""
+
+from sessions.services.accounting import contribution
+from sessions.services.compaction import session_compact, session_delete
+from sessions.services.messages import (
+    AppendResult,
+    message_remove_last,
+    message_save_correction,
+    message_update_last,
+    messages_append,
+    messages_clear,
+)
+from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
+
+__all__ = [
+    "AppendResult",
+    "contribution",
+    "message_remove_last",
+    "message_save_correction",
+    "message_update_last",
+    "messages_append",
+    "messages_clear",
+    "session_compact",
+    "session_delete",
+    "session_set_status",
+    "session_upsert",
+    "sessions_mark_unknown",
+]

@@ -1,0 +1,134 @@
+"""What a message adds to its session's totals and the daily rollup, and moving them.
+
+The rules these protect:
+
+* Session totals are the spending history and the daily rollup follows them;
+  both move in the same transaction as the messages (the callers' one
+  transaction). Clear and compact never lower them; update-last and
+  remove-last move them by the difference (``correct``).
+* A write that takes a total past its bound (``sessions.bounds``) is refused
+  as input; a total already past it can still be corrected downwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from django.db import IntegrityError, transaction
+
+from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
+from sessions.choices import TOKEN_FIELDS, CostSource, Role
+from sessions.errors import InvalidInput
+from sessions.inputs import (
+    MAX_COUNT,
+)
+from sessions.models import Message, Session
+from sessions.money import from_nanos, to_nanos
+from sessions.rollups import Rollup
+
+SESSION_COUNTERS = ("turns", "tool_call_count", "api_calls", "unpriced_calls", *TOKEN_FIELDS)
+# What a write to a session's transcript changes on its row: saved by name, so
+# an append does not rewrite the session's metadata, goal or todo text.
+TRANSCRIPT_FIELDS = (*SESSION_COUNTERS, "cost_usd", "message_count", "last_seq", "last_active_at")
+
+
+# --- contributions: what one message adds to totals ---------------------------
+
+
+def contribution(message: Message) -> dict[str, int]:
+    """The counters one stored message adds to its session's totals.
+
+    A turn is an assistant message with content; tool calls are the length of
+    ``tool_calls``; an API call is a message that carries usage. Cost is in
+    nano-dollars so sums stay exact.
+    """
+    has_usage = bool(message.cost_source)
+    tool_calls = message.tool_calls
+    counts = {
+        "turns": int(message.role == Role.ASSISTANT and bool(message.content)),
+        # Imported or hand-edited rows may hold something other than a list.
+        "tool_call_count": len(tool_calls) if isinstance(tool_calls, list) else 0,
+        "api_calls": int(has_usage),
+        "unpriced_calls": int(message.cost_source == CostSource.UNPRICED),
+        "cost_usd": to_nanos(message.cost_usd) if message.cost_usd is not None else 0,
+    }
+    for name in TOKEN_FIELDS:
+        counts[name] = getattr(message, name) if has_usage else 0
+    return counts
+
+
+def _diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {name: after.get(name, 0) - before.get(name, 0) for name in after.keys() | before.keys()}
+
+
+def apply_to_session(session: Session, delta: Mapping[str, int]) -> None:
+    for name in SESSION_COUNTERS:
+        if delta.get(name):
+            value = max(0, getattr(session, name) + delta[name])
+            _check_total(name, value, delta[name])
+            setattr(session, name, value)
+    if delta.get("cost_usd"):
+        nanos = max(0, to_nanos(session.cost_usd) + delta["cost_usd"])
+        _check_total("cost_usd", nanos, delta["cost_usd"])
+        session.cost_usd = from_nanos(nanos)
+
+
+def _check_total(name: str, value: int, delta: int) -> None:
+    """A write that takes a total past its bound (``sessions.bounds``) is refused as input.
+
+    Only a write that raises the total is refused: a total past the bound
+    (stored by an older version) can still be corrected downwards.
+    """
+    if name == "cost_usd":
+        limit = MAX_COST_NANOS
+    elif name in TOKEN_FIELDS:
+        limit = MAX_TOTAL
+    else:
+        limit = MAX_COUNT
+    if value > limit and delta > 0:
+        shown = from_nanos(limit) if name == "cost_usd" else limit
+        raise InvalidInput(
+            f"the session's {name} total would exceed its limit of {shown}", field=name
+        )
+
+
+def rollup_add(
+    rollup: Rollup, session: Session, message: Message, counts: Mapping[str, int], sign: int = 1
+) -> None:
+    rollup.add(
+        at=message.created_at,
+        agent=session.agent,
+        model=message.model or session.model,
+        channel=session.channel,
+        sign=sign,
+        # A compaction summary is the server's bookkeeping, not ingest: the
+        # rollup stays untouched by compaction (only its usage, if any, counts).
+        messages=int(not message.is_summary),
+        turns=counts["turns"],
+        tool_calls=counts["tool_call_count"],
+        api_calls=counts["api_calls"],
+        unpriced_calls=counts["unpriced_calls"],
+        cost_usd=counts["cost_usd"],
+        **{name: counts[name] for name in TOKEN_FIELDS},
+    )
+
+
+def save_session(session: Session, fields: Iterable[str]) -> None:
+    try:
+        with transaction.atomic():
+            session.save(update_fields=sorted(set(fields)))
+    except IntegrityError as exc:
+        raise InvalidInput(f"the session's totals would break a rule: {exc}") from None
+
+
+def correct(
+    session: Session, before: Message | None, after: Message | None, rollup: Rollup
+) -> None:
+    """Move totals and rollup from ``before``'s contribution to ``after``'s."""
+    old = contribution(before) if before is not None else {}
+    new = contribution(after) if after is not None else {}
+    apply_to_session(session, _diff(new, old))
+    if before is not None:
+        rollup_add(rollup, session, before, old, sign=-1)
+    if after is not None:
+        rollup_add(rollup, session, after, new)

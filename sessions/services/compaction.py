@@ -1,0 +1,102 @@
+"""Compacting a session's transcript and deleting a session.
+
+The rules these protect:
+
+* Compaction archives, never removes: archived messages stay until purged,
+  and the totals and daily rollup are never lowered. A retried compaction
+  adds no second summary.
+* A deleted session leaves a tombstone for its key; its daily rollups stay
+  (the money was spent).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from sessions.choices import Role
+from sessions.errors import InvalidInput
+from sessions.inputs import (
+    MessageIn,
+    clean_key,
+    clean_message,
+    clean_text,
+)
+from sessions.models import Message, Session, Tombstone
+from sessions.rollups import Rollup
+from sessions.scopes import FULL, KeyScope
+from sessions.services.accounting import TRANSCRIPT_FIELDS
+from sessions.services.messages import append_rows
+from sessions.services.sessions import lock_existing
+
+# --- compaction, delete -------------------------------------------------------
+
+
+@transaction.atomic
+def _session_compact(key: str, summary: str, keep: int, now: datetime, scope: KeyScope) -> int:
+    session = lock_existing(key, scope)
+    active = Message.objects.filter(session=session, compacted_at__isnull=True)
+    if keep > 0:
+        # Summaries do not count towards `keep`: a retried compaction finds the
+        # same preserved messages and nothing older to archive.
+        boundary = list(
+            active.filter(is_summary=False)
+            .order_by("-seq")
+            .values_list("seq", flat=True)[keep - 1 : keep]
+        )
+        if not boundary:
+            return 0
+        active = active.filter(seq__lt=boundary[0])
+    if not active.filter(is_summary=False).exists():
+        return 0  # only earlier summaries would go: nothing new to summarise
+    archived = active.update(compacted_at=now)
+    rollup = Rollup()
+    append_rows(
+        session,
+        [MessageIn(role=Role.SYSTEM, content=summary, is_summary=True, created_at=now)],
+        now,
+        rollup,
+    )
+    session.last_active_at = max(now, session.last_active_at)
+    session.save(update_fields=TRANSCRIPT_FIELDS)
+    rollup.apply()
+    return archived
+
+
+def session_compact(
+    *, key: str, summary: str, keep: int, now: datetime | None = None, scope: KeyScope = FULL
+) -> int:
+    """Archive every active message except the newest ``keep`` and add ``summary``.
+
+    The summary is stored as a ``system`` message that the context view places
+    before the preserved messages. Archived messages stay (full view) until
+    purged. Returns how many were archived; with nothing to archive it writes
+    nothing and returns 0, so a retried compaction adds no second summary.
+    """
+    scope.check_writes()
+    key = clean_key(key)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput(f"must be a non-negative integer, got {keep!r}"[:200], field="keep")
+    summary = clean_text(summary, "summary", max_length=10**7)
+    if not summary.strip():
+        raise InvalidInput("must not be empty", field="summary")
+    summary = clean_message({"role": "system", "content": summary}, "summary").content or ""
+    return _session_compact(key, summary, keep, now or timezone.now(), scope)
+
+
+@transaction.atomic
+def session_delete(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> None:
+    """Delete the session with its messages and leave a tombstone for its key.
+
+    Daily rollups are kept: the money was spent. Raises ``SessionGone`` when
+    the key is already a tombstone and ``SessionNotFound`` when it never existed.
+    """
+    scope.check_writes()
+    key = clean_key(key)
+    now = now or timezone.now()
+    session = lock_existing(key, scope)
+    Message.objects.filter(session=session).delete()
+    Session.objects.filter(pk=session.pk).delete()
+    Tombstone.objects.update_or_create(key=key, defaults={"deleted_at": now})

@@ -1,0 +1,397 @@
+"""Appending messages and correcting them (update-last, remove-last, clear, admin edits).
+
+The rules these protect:
+
+* ``seq`` is gap-free per session at append time: appends hold the session's
+  row lock (``sessions.services.sessions``), so concurrent appends queue.
+* An append costs the same on a long session as on an empty one: it never
+  reads or rewrites the transcript (only the session row and the new rows).
+* A retried append never duplicates: a stored ``message_id`` is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from sessions.bulk import NewMessage, insert_messages
+from sessions.choices import TOKEN_FIELDS, CostSource, Role
+from sessions.errors import Conflict, InvalidInput
+from sessions.inputs import (
+    MESSAGE_FIELDS,
+    MessageIn,
+    SessionIn,
+    UsageIn,
+    clean_int,
+    clean_key,
+    clean_message,
+    clean_messages,
+    clean_session_fields,
+)
+from sessions.models import Message, Session
+from sessions.pricing import PriceBook
+from sessions.rollups import Rollup
+from sessions.scopes import FULL, KeyScope
+from sessions.services.accounting import (
+    SESSION_COUNTERS,
+    TRANSCRIPT_FIELDS,
+    apply_to_session,
+    contribution,
+    correct,
+    rollup_add,
+)
+from sessions.services.sessions import lock_existing, lock_or_create, revive, set_fields
+
+# --- append ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    appended: int
+    skipped: int
+    first_seq: int | None
+    last_seq: int | None
+    session: Session
+    created: bool
+
+
+def _build_message(
+    session: Session,
+    item: MessageIn,
+    seq: int,
+    now: datetime,
+    prices: PriceBook | None,
+    path: str = "message",
+) -> tuple[NewMessage, PriceBook | None]:
+    message = NewMessage(
+        session_id=session.pk,
+        seq=seq,
+        message_id=item.message_id,
+        role=item.role,
+        content=item.content,
+        name=item.name,
+        agent_name=item.agent_name,
+        tool_calls=item.tool_calls,
+        tool_call_id=item.tool_call_id,
+        reasoning=item.reasoning,
+        model=item.model,
+        provider_response_id=item.provider_response_id,
+        status=item.status,
+        is_summary=item.is_summary,
+        created_at=item.created_at or now,
+        compacted_at=item.compacted_at,
+    )
+    prices = _set_usage(message, item.usage, session, prices, f"{path}.usage")
+    return message, prices
+
+
+def _set_usage(
+    message: Message | NewMessage,
+    usage: UsageIn | None,
+    session: Session,
+    prices: PriceBook | None,
+    path: str = "usage",
+) -> PriceBook | None:
+    """Store usage on the message, pricing it unless the agent reported the cost.
+
+    A cost that the price makes past the bound of money is refused (422 naming
+    ``path``), never stored nor a crash.
+    """
+    if usage is None:
+        for name in TOKEN_FIELDS:
+            setattr(message, name, 0)
+        message.cost_usd = None
+        message.cost_source = ""
+        return prices
+    for name in TOKEN_FIELDS:
+        setattr(message, name, getattr(usage, name))
+    if (
+        usage.cost_source in (CostSource.REPORTED, CostSource.COMPUTED)
+        and usage.cost_usd is not None
+    ):
+        message.cost_usd = usage.cost_usd
+        message.cost_source = usage.cost_source
+    elif usage.cost_source == CostSource.UNPRICED:
+        message.cost_usd = None
+        message.cost_source = CostSource.UNPRICED
+    else:
+        if prices is None:
+            prices = PriceBook.load()
+        model = message.model or session.model
+        try:
+            message.cost_usd, message.cost_source = prices.price(
+                model=model,
+                at=message.created_at,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_creation_tokens=usage.cache_creation_tokens,
+            )
+        except ValueError as exc:
+            raise InvalidInput(
+                f"priced at {model[:100]}'s rates this usage would cost too much: {exc}",
+                field=path,
+            ) from None
+    return prices
+
+
+def append_rows(
+    session: Session,
+    items: Sequence[MessageIn],
+    now: datetime,
+    rollup: Rollup,
+    prices: PriceBook | None = None,
+) -> tuple[list[NewMessage], int]:
+    """Insert ``items`` after the session's last message; returns (stored, skipped).
+
+    The caller holds the session's row lock and saves the session afterwards.
+    """
+    wanted = [item.message_id for item in items if item.message_id]
+    seen: set[str] = set()
+    if wanted:
+        for start in range(0, len(wanted), 500):
+            seen.update(
+                Message.objects.filter(
+                    session=session, message_id__in=wanted[start : start + 500]
+                ).values_list("message_id", flat=True)
+            )
+    rows: list[NewMessage] = []
+    skipped = 0
+    seq = session.last_seq
+    totals = dict.fromkeys((*SESSION_COUNTERS, "cost_usd"), 0)
+    for index, item in enumerate(items):
+        if item.message_id:
+            if item.message_id in seen:
+                skipped += 1
+                continue
+            seen.add(item.message_id)
+        if item.seq is not None:
+            # A trusted import keeps the source's seq; one already passed is stored.
+            if item.seq <= seq:
+                skipped += 1
+                continue
+            seq = item.seq
+        else:
+            seq += 1
+        message, prices = _build_message(session, item, seq, now, prices, f"messages[{index}]")
+        counts = contribution(message)
+        for name, value in counts.items():
+            totals[name] += value
+        rollup_add(rollup, session, message, counts)
+        rows.append(message)
+    if rows:
+        insert_messages(rows)
+        session.last_seq = seq
+        session.message_count += len(rows)
+        apply_to_session(session, totals)
+    return rows, skipped
+
+
+@transaction.atomic
+def _messages_append(
+    key: str, items: list[MessageIn], fields: SessionIn, now: datetime, scope: KeyScope
+) -> AppendResult:
+    rollup = Rollup()
+    session, created = lock_or_create(key, fields, now, rollup, scope)
+    changed: set[str] = set()
+    if not created and fields:
+        changed = set_fields(session, fields, now)
+    rows, skipped = append_rows(session, items, now, rollup)
+    if rows and revive(session, fields):
+        changed.add("status")
+    session.last_active_at = max(now, session.last_active_at)
+    session.save(update_fields=[*TRANSCRIPT_FIELDS, *changed])
+    rollup.apply()
+    return AppendResult(
+        appended=len(rows),
+        skipped=skipped,
+        first_seq=rows[0].seq if rows else None,
+        last_seq=rows[-1].seq if rows else None,
+        session=session,
+        created=created,
+    )
+
+
+def messages_append(
+    *,
+    key: str,
+    messages: Sequence[Mapping[str, Any] | MessageIn],
+    session: Mapping[str, Any] | SessionIn | None = None,
+    convention: str = "otel",
+    now: datetime | None = None,
+    scope: KeyScope = FULL,
+) -> AppendResult:
+    """Append a batch of messages, all or nothing.
+
+    Creates the session (with the given ``session`` fields) if needed, refuses
+    a deleted key, skips messages whose ``message_id`` is already stored (so
+    retries never duplicate), prices usage the agent did not price, and moves
+    the session totals and daily rollup in the same transaction.
+    """
+    scope.check_writes()
+    key = clean_key(key)
+    items = clean_messages(list(messages), convention=convention)
+    fields = clean_session_fields(session)
+    if fields.totals:
+        name = sorted(fields.totals)[0]
+        raise InvalidInput(
+            "totals are reported with a session upsert, not with an append",
+            field=f"session.{name}",
+        )
+    return _messages_append(key, items, fields, now or timezone.now(), scope)
+
+
+# --- corrections: update-last, remove-last, clear, admin edits ----------------
+
+
+def _last_message(session: Session) -> Message | None:
+    if session.last_seq == 0:
+        return None
+    return Message.objects.filter(session=session, seq=session.last_seq).first()
+
+
+def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Session) -> None:
+    for name in MESSAGE_FIELDS - {"usage"}:
+        if name in patch.provided:
+            value = getattr(patch, name)
+            if name == "created_at" and value is None:
+                continue  # null keeps the stored time
+            setattr(message, name, value)
+    if "usage" in patch.provided or ("model" in patch.provided and message.cost_source):
+        usage = patch.usage
+        if "usage" not in patch.provided:
+            # The model changed: price the stored usage again at the new model.
+            usage = _usage_of(message)
+        _set_usage(message, usage, session, None, "message.usage")
+
+
+def _usage_of(message: Message) -> UsageIn | None:
+    if not message.cost_source:
+        return None
+    usage = UsageIn(**{name: getattr(message, name) for name in TOKEN_FIELDS})
+    if message.cost_source == CostSource.REPORTED:
+        usage.cost_usd = message.cost_usd
+        usage.cost_source = CostSource.REPORTED
+    return usage
+
+
+@transaction.atomic
+def _message_update_last(key: str, patch: MessageIn, now: datetime, scope: KeyScope) -> Message:
+    session = lock_existing(key, scope)
+    message = _last_message(session)
+    if message is None:
+        raise Conflict(f"session {key!r} has no message to update")
+    before = Message(
+        **{f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields}
+    )
+    _replace_usage_and_fields(message, patch, session)
+    if message.role == Role.TOOL and not message.tool_call_id:
+        raise InvalidInput(
+            "a tool message must say which call it answers", field="message.tool_call_id"
+        )
+    rollup = Rollup()
+    correct(session, before, message, rollup)
+    try:
+        with transaction.atomic():
+            message.save()
+    except IntegrityError:
+        raise Conflict("another message of this session already has that message_id") from None
+    session.last_active_at = max(now, session.last_active_at)
+    session.save(update_fields=TRANSCRIPT_FIELDS)
+    rollup.apply()
+    return message
+
+
+def message_update_last(
+    *,
+    key: str,
+    message: Mapping[str, Any],
+    convention: str = "otel",
+    now: datetime | None = None,
+    scope: KeyScope = FULL,
+) -> Message:
+    """Replace the fields given in ``message`` on the session's last message.
+
+    Streaming agents store a placeholder, then update it as tokens arrive.
+    Absent fields keep their values; totals and the rollup move by the
+    difference. Raises ``Conflict`` on an empty session.
+    """
+    scope.check_writes()
+    key = clean_key(key)
+    patch = clean_message(message, "message", convention=convention, partial=True)
+    return _message_update_last(key, patch, now or timezone.now(), scope)
+
+
+@transaction.atomic
+def message_remove_last(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> bool:
+    """Remove the session's last message, taking its usage out of the totals.
+
+    Returns ``False`` when the session has no message.
+    """
+    scope.check_writes()
+    key = clean_key(key)
+    now = now or timezone.now()
+    session = lock_existing(key, scope)
+    message = _last_message(session)
+    if message is None:
+        return False
+    rollup = Rollup()
+    correct(session, message, None, rollup)
+    Message.objects.filter(pk=message.pk).delete()
+    session.message_count = max(0, session.message_count - 1)
+    session.last_seq = (
+        Message.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
+    )
+    session.last_active_at = max(now, session.last_active_at)
+    session.save(update_fields=TRANSCRIPT_FIELDS)
+    rollup.apply()
+    return True
+
+
+@transaction.atomic
+def messages_clear(*, key: str, now: datetime | None = None, scope: KeyScope = FULL) -> int:
+    """Remove every message; the session and its totals (spending history) stay."""
+    scope.check_writes()
+    key = clean_key(key)
+    now = now or timezone.now()
+    session = lock_existing(key, scope)
+    removed, _ = Message.objects.filter(session=session).delete()
+    session.message_count = 0
+    session.last_seq = 0
+    session.last_active_at = max(now, session.last_active_at)
+    session.save(update_fields=["message_count", "last_seq", "last_active_at"])
+    return removed
+
+
+@transaction.atomic
+def message_save_correction(*, message: Message) -> Message:
+    """Save an edited message (the admin), keeping totals and rollup right.
+
+    The stored row is the "before"; the edited instance is the "after".
+    """
+    session = Session.objects.select_for_update().get(pk=message.session_id)
+    before = Message.objects.get(pk=message.pk)
+    for name in TOKEN_FIELDS:
+        if getattr(message, name) != getattr(before, name):
+            # The bound of one message's tokens, as for an append (sessions.bounds).
+            clean_int(getattr(message, name), name)
+    if message.cost_source == CostSource.UNPRICED:
+        message.cost_usd = None
+    elif not message.cost_source:
+        for name in TOKEN_FIELDS:
+            setattr(message, name, 0)
+        message.cost_usd = None
+    elif message.cost_usd is None:
+        message.cost_source = CostSource.UNPRICED
+    rollup = Rollup()
+    correct(session, before, message, rollup)
+    message.save()
+    session.save(update_fields=TRANSCRIPT_FIELDS)
+    rollup.apply()
+    return message
