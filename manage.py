@@ -9,7 +9,8 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fleet.settings")
-    from django.core.management import execute_from_command_line
+    # Django's, plus one structured log line per command run (fleet/log.py).
+    from fleet.log import execute_from_command_line
 
     execute_from_command_line(sys.argv)
 

@@ -177,7 +177,7 @@ def run(iterations: int) -> None:
     from django.utils import timezone
 
     from fleet.views.session import session_version
-    from fleet.views.stats import fleet_version
+    from sessions.fleet_stats import fleet_version
     from sessions.models import Message, MinuteUsage, Session
 
     user_model = get_user_model()

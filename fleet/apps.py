@@ -9,6 +9,3 @@ class FleetConfig(AppConfig):
 
     def ready(self) -> None:
         from fleet import checks  # noqa: F401 - registers the system checks
-        from fleet.log import log_command_runs
-
-        log_command_runs()  # one structured log line per manage.py command

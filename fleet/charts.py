@@ -20,7 +20,8 @@ from typing import Any
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
-from fleet.templatetags.fleet_tags import compact_number, format_usd
+from fleet.templatetags.fleet_tags import compact_number
+from sessions.money import short_usd
 
 WIDTH = 640
 HEIGHT = 200
@@ -180,17 +181,17 @@ def cost_chart(rows: list[dict[str, Any]], *, start: date, days: int = 30) -> Ch
         model = row["model"] or "(no model)"
         amounts[row["day"]][index.get(model, len(labels) - 1)] += cost
     total = sum(by_model.values(), Decimal(0))
-    chart = Chart(title="Cost per day", total=format_usd(total))
+    chart = Chart(title="Cost per day", total=short_usd(total))
     values = {day: [float(a) for a in per] for day, per in amounts.items()}
     titles = {
-        day: [f"{labels[i]}: {format_usd(a)}" for i, a in enumerate(per)]
+        day: [f"{labels[i]}: {short_usd(a)}" for i, a in enumerate(per)]
         for day, per in amounts.items()
     }
     totals = defaultdict(Decimal)
     for per in amounts.values():
         for i, amount in enumerate(per):
             totals[i] += amount
-    chart.series = [Series(i, label, format_usd(totals[i])) for i, label in enumerate(labels)]
+    chart.series = [Series(i, label, short_usd(totals[i])) for i, label in enumerate(labels)]
     if unpriced:
         chart.note = f"{unpriced:,} unpriced calls are not in these costs"
     return _stacked(chart, start=start, days=days, values=values, titles=titles, fmt=_axis_usd)
@@ -235,7 +236,7 @@ def _axis_usd(value: float) -> str:
     if value >= 1:
         text = f"{value:,.2f}".removesuffix(".00")
         return f"${text[:-1] if '.' in text and text.endswith('0') else text}"
-    return format_usd(Decimal(str(round(value, 9))))
+    return short_usd(Decimal(str(round(value, 9))))
 
 
 def _axis_tokens(value: float) -> str:

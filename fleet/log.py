@@ -19,7 +19,8 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,35 +121,43 @@ def _appended(request: Any, response: Any) -> int | None:
 # --- one line per management command run -----------------------------------------
 
 
-def log_command_runs() -> None:
-    """Log one ``fleet.command`` line when a ``manage.py`` command finishes.
+@contextmanager
+def command_logged(name: str) -> Iterator[None]:
+    """Log one ``fleet.command`` line for the command ``name`` run inside the block.
 
-    Wraps ``BaseCommand.run_from_argv`` (the command line; ``call_command``
-    from code and tests is not logged). Idempotent.
+    The exit code is 0 when the block ends, the code of a ``SystemExit``
+    (``CommandError`` ends in ``sys.exit(returncode)``), else 1 (Python's for
+    an uncaught exception). The exception is never swallowed.
     """
-    from django.core.management.base import BaseCommand
+    started = time.perf_counter()
+    exit_code: int | str = 1
+    try:
+        yield
+        exit_code = 0
+    except SystemExit as exc:
+        exit_code = 0 if exc.code is None else exc.code
+        raise
+    finally:
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        command_logger.log(
+            logging.ERROR if exit_code != 0 else logging.INFO,
+            f"manage.py {name} exited {exit_code} after {duration_ms} ms",
+            extra={"command": name, "exit_code": exit_code, "duration_ms": duration_ms},
+        )
 
-    original = BaseCommand.run_from_argv
-    if getattr(original, "_fleet_logged", False):
+
+def execute_from_command_line(argv: list[str]) -> None:
+    """``manage.py``'s entry: Django's, logging one line per command run.
+
+    Explicit here rather than a patch of ``BaseCommand.run_from_argv``, so it
+    covers Django's own commands (``migrate``, ``check``) as well as ours.
+    ``call_command`` from code and tests is not logged; neither is
+    ``manage.py`` without a command, nor ``--help``/``--version``.
+    """
+    from django.core.management import execute_from_command_line as django_execute
+
+    if len(argv) < 2 or argv[1].startswith("-"):
+        django_execute(argv)
         return
-
-    def run_from_argv(self: BaseCommand, argv: list[str]) -> None:
-        name = argv[1] if len(argv) > 1 else type(self).__module__.rsplit(".", 1)[-1]
-        started = time.perf_counter()
-        exit_code: int | str = 1  # an uncaught exception: Python exits 1
-        try:
-            original(self, argv)
-            exit_code = 0
-        except SystemExit as exc:  # CommandError ends in sys.exit(returncode)
-            exit_code = 0 if exc.code is None else exc.code
-            raise
-        finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            command_logger.log(
-                logging.ERROR if exit_code != 0 else logging.INFO,
-                f"manage.py {name} exited {exit_code} after {duration_ms} ms",
-                extra={"command": name, "exit_code": exit_code, "duration_ms": duration_ms},
-            )
-
-    run_from_argv._fleet_logged = True  # type: ignore[attr-defined]
-    BaseCommand.run_from_argv = run_from_argv  # type: ignore[method-assign]
+    with command_logged(argv[1]):
+        django_execute(argv)

@@ -7,9 +7,9 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from fleet.converters import SessionKeyConverter
-from fleet.health import healthz, metrics
 from fleet.views.auth import login_view, logout_view
 from fleet.views.fleet import fleet_page
+from fleet.views.health import healthz, metrics
 from fleet.views.search import search_page
 from fleet.views.session import session_page
 

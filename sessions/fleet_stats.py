@@ -1,23 +1,31 @@
-"""Fleet totals: the numbers the dashboard's header and ``GET /api/v1/fleet`` show.
+"""The fleet's numbers: what the dashboard's fleet page and ``GET /api/v1/fleet`` read.
 
-Three queries whatever the data size: index range counts of sessions (by
-status, running, stuck, stale, started today), one over the daily rollup
-(tokens and cost per period, so the history survives purges), one over the
-per-minute rollup of the last hour (the burn rate).
+``fleet_totals`` (the header, shared with the API) is three queries whatever
+the data size: index range counts of sessions (by status, running, stuck,
+stale, started today), one over the daily rollup (tokens and cost per period,
+so the history survives purges), one over the per-minute rollup of the last
+hour (the burn rate).
+
+The fleet page's own numbers are one query each: ``fleet_version`` is four
+index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
+rollup, never the sessions or messages. Formatting them is the dashboard's.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
-from sessions.choices import Status
-from sessions.models import DailyUsage, MinuteUsage
+from sessions.choices import TOKEN_FIELDS, Status
+from sessions.models import DailyUsage, Message, MinuteUsage, Tombstone
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -142,3 +150,148 @@ def fleet_totals(
         "usage": _period_usage(now, agents),
         "burn_rate": _burn_rate(now, agents),
     }
+
+
+# --- the fleet page: its version, breakdowns and chart rows -------------------
+
+USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "messages", *TOKEN_FIELDS)
+BREAKDOWN_LIMIT = 10
+
+
+def utc_today(now: datetime) -> date:
+    return now.astimezone(UTC).date()
+
+
+def fleet_version(now: datetime) -> str:
+    """A short token that changes whenever the fleet page could show something new.
+
+    One query of four index lookups: the newest activity (every write about a
+    session moves ``last_active_at``), the highest session and message ids (a
+    new session or message, even within one clock tick) and the newest
+    tombstone (a deletion). The current minute is mixed in so
+    that time-driven numbers (stale, stuck, "3 min ago") and writes that do
+    not touch ``last_active_at`` (reconcile, purge) show within a minute.
+    """
+    values = scalars(
+        SessionModel.objects.order_by("-last_active_at", "-id").values("last_active_at")[:1],
+        SessionModel.objects.order_by("-id").values("id")[:1],
+        Message.objects.order_by("-id").values("id")[:1],
+        Tombstone.objects.order_by("-deleted_at").values("deleted_at")[:1],
+    )
+    minute = int(now.timestamp() // 60)
+    raw = "|".join(map(str, [*values, minute]))
+    return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost of one group. Cache and reasoning are parts, not extras."""
+
+    key: str  # the grouped value as stored: "" when none was reported
+    cost_usd: Decimal
+    unpriced_calls: int
+    api_calls: int
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    sessions: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _usage(key: str, row: dict[str, Any]) -> Usage:
+    counts = {name: int(row[name] or 0) for name in USAGE_FIELDS if name != "cost_usd"}
+    return Usage(
+        key=key,
+        cost_usd=Decimal(row["cost_usd"] or 0),
+        sessions=int(row["sessions_started"] or 0),
+        **counts,
+    )
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    dimension: str
+    rows: list[Usage]
+    more: int
+
+
+BREAKDOWN_DIMENSIONS = ("model", "agent", "channel")
+
+
+def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
+    """Usage over the last ``days`` by model, by agent and by channel, costliest first.
+
+    Rows carry the stored value (``key``); naming it for people (a channel's
+    label, "(no agent)") is the dashboard's job.
+
+    One query grouped by all three (a fleet has tens to hundreds of agent ×
+    model × channel combinations), merged per dimension here.
+    """
+    start = utc_today(now) - timedelta(days=days - 1)
+    fields = (*USAGE_FIELDS, "sessions_started")
+    rows = [
+        _exact(row, BREAKDOWN_DIMENSIONS, fields)
+        for row in DailyUsage.objects.filter(day__gte=start)
+        .values(*BREAKDOWN_DIMENSIONS)
+        .annotate(**exact_sums(*fields))
+        .order_by()
+    ]
+    result = []
+    for dimension in BREAKDOWN_DIMENSIONS:
+        merged: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            into = merged.setdefault(row[dimension], dict.fromkeys(fields, 0))
+            for name in fields:
+                into[name] += row[name] or 0
+        usages = [
+            _usage(value, sums)
+            for value, sums in sorted(
+                merged.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["prompt_tokens"], kv[0])
+            )
+        ]
+        # Rows that only ever held corrections that cancelled out.
+        usages = [u for u in usages if u.api_calls or u.messages or u.sessions or u.total_tokens]
+        result.append(
+            Breakdown(
+                dimension=dimension,
+                rows=usages[:BREAKDOWN_LIMIT],
+                more=max(0, len(usages) - BREAKDOWN_LIMIT),
+            )
+        )
+    return result
+
+
+def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, Any]]]:
+    """Rollup rows of the last ``days`` per day and model, for the charts."""
+    start = utc_today(now) - timedelta(days=days - 1)
+    fields = ("cost_usd", "unpriced_calls", *TOKEN_FIELDS)
+    rows = []
+    for found in (
+        DailyUsage.objects.filter(day__gte=start)
+        .values("day", "model")
+        .annotate(**exact_sums(*fields))
+        .order_by("day", "model")
+    ):
+        row = _exact(found, ("day", "model"), fields)
+        row["cost"] = row.pop("cost_usd")
+        row["unpriced"] = row.pop("unpriced_calls")
+        rows.append(row)
+    return start, rows
+
+
+def _exact(found: dict[str, Any], keys: tuple[str, ...], fields: tuple[str, ...]) -> dict[str, Any]:
+    """A row of ``exact_sums``: its group keys and exact sums (cost as a Decimal).
+
+    Exact sums because the rollup's rows can add up past 64 bits.
+    """
+    row: dict[str, Any] = {key: found[key] for key in keys}
+    row.update(exact_totals(found, fields))
+    if "cost_usd" in row:
+        row["cost_usd"] = from_nanos(row["cost_usd"])
+    return row

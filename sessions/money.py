@@ -83,6 +83,50 @@ def display(value: Decimal) -> Decimal:
     return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
 
 
+# --- formatting: one function per reader ------------------------------------
+# The API wants the exact stored amount (``api_usd``); people reading the admin
+# or a command's output want every significant digit without the trailing
+# zeros (``exact_usd``); the dashboard wants a short figure (``short_usd``).
+
+
+def api_usd(value: Decimal | None) -> str | None:
+    """``"1.150000000"``: always nine places, for JSON answers and exports.
+
+    ``format(..., "f")`` because ``str(Decimal)`` writes zero as ``0E-9``;
+    ``display``, not the input parser, so a stored value past today's bound
+    still reads.
+    """
+    return None if value is None else format(display(Decimal(value)), "f")
+
+
+def exact_usd(value: Decimal | None) -> str:
+    """``$0.012345``: every significant digit, at least cents, never a float; ``—`` for none."""
+    if value is None:
+        return "—"
+    sign = "-" if value < 0 else ""
+    whole, _, fraction = f"{abs(value).normalize():f}".partition(".")
+    return f"{sign}${whole}.{fraction.ljust(2, '0')}"
+
+
+def short_usd(amount: Decimal | int | None) -> str:
+    """``$1,234.56`` from a dollar and up; three significant digits below a dollar.
+
+    ``$0.0123``, ``$0.000042``; exactly zero is ``$0.00``; none is ``""``.
+    """
+    if amount is None:
+        return ""
+    amount = Decimal(amount)
+    if amount == 0:
+        return "$0.00"
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount >= 1:
+        return f"{sign}${amount:,.2f}"
+    places = min(9, max(2, 2 - amount.adjusted()))
+    whole, _, frac = f"{amount:.{places}f}".partition(".")
+    return f"{sign}${whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
 class MoneyField(models.BigIntegerField):
     """USD amount: ``Decimal`` in Python, integer nano-dollars in the database."""
 

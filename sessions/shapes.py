@@ -13,7 +13,7 @@ from typing import Any
 
 from sessions.choices import TOKEN_FIELDS
 from sessions.models import Message, Session
-from sessions.money import display
+from sessions.money import api_usd
 
 SESSION_TEXT_FIELDS = (
     "key",
@@ -52,12 +52,6 @@ MESSAGE_TEXT_FIELDS = (
 )
 
 
-def money(value: Decimal | None) -> str | None:
-    # Always nine places; format(..., "f") because str(Decimal) writes zero as "0E-9".
-    # ``display``, not the input parser: a stored value past today's bound still reads.
-    return None if value is None else format(display(Decimal(value)), "f")
-
-
 def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -84,7 +78,7 @@ def session_summary_json(session: Session) -> dict[str, Any]:
     for name in SESSION_COUNT_FIELDS:
         data[name] = getattr(session, name)
     data["total_tokens"] = session.total_tokens
-    data["cost_usd"] = money(session.cost_usd)
+    data["cost_usd"] = api_usd(session.cost_usd)
     data["last_seq"] = session.last_seq
     return data
 
@@ -94,7 +88,7 @@ def usage_json(message: Message) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = {name: getattr(message, name) for name in TOKEN_FIELDS}
     data["total_tokens"] = message.total_tokens
-    data["cost_usd"] = money(message.cost_usd)
+    data["cost_usd"] = api_usd(message.cost_usd)
     data["cost_source"] = message.cost_source
     return data
 
@@ -118,7 +112,7 @@ def totals_json(values: Mapping[str, Any]) -> dict[str, Any]:
     if all(name in data for name in ("prompt_tokens", "completion_tokens")):
         data["total_tokens"] = data["prompt_tokens"] + data["completion_tokens"]
     if "cost_usd" in data:
-        data["cost_usd"] = money(data["cost_usd"])
+        data["cost_usd"] = api_usd(data["cost_usd"])
     return data
 
 
@@ -129,7 +123,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     if isinstance(value, Decimal):
-        return money(value)
+        return api_usd(value)
     if isinstance(value, datetime):
         return timestamp(value)
     return value

@@ -1,4 +1,4 @@
-"""sessions.fleet_stats.fleet_totals: the fleet's header numbers."""
+"""sessions.fleet_stats: the fleet's header numbers, breakdowns and version."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from sessions import services
-from sessions.fleet_stats import fleet_totals
+from sessions.fleet_stats import breakdowns, fleet_totals, fleet_version
 from sessions.models import DailyUsage, MinuteUsage, Session
 from sessions.rollups import utc_minute
 
@@ -243,3 +243,28 @@ def test_a_long_turn_that_keeps_writing_counts_as_stuck(settings) -> None:
     Session.objects.filter(key="busy").update(last_active_at=NOW)
 
     assert fleet_totals(now=NOW)["sessions"]["stuck"] == 1
+
+
+def test_breakdowns_carry_the_stored_value_and_leave_naming_it_to_the_dashboard() -> None:
+    for agent, channel, cost in [("", "", "1"), ("alpha", "slack", "2")]:
+        DailyUsage.objects.create(
+            day=NOW.date(),
+            agent=agent,
+            model="m",
+            channel=channel,
+            cost_usd=Decimal(cost),
+            api_calls=1,
+        )
+
+    by_model, by_agent, by_channel = breakdowns(NOW)
+
+    assert [(u.key, u.cost_usd) for u in by_agent.rows] == [("alpha", Decimal(2)), ("", Decimal(1))]
+    assert [u.key for u in by_channel.rows] == ["slack", ""]
+    assert [(u.key, u.api_calls) for u in by_model.rows] == [("m", 2)]
+
+
+def test_the_fleet_version_moves_when_a_session_is_written() -> None:
+    before = fleet_version(NOW)
+    services.session_upsert(key="new", now=NOW)
+
+    assert fleet_version(NOW) != before

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from fleet.templatetags.fleet_tags import clip, compact_number, format_usd, money, tokens
+from fleet.templatetags.fleet_tags import clip, compact_number, money, tokens
 
 
 @pytest.mark.parametrize(
@@ -23,21 +23,6 @@ def test_clip_cuts_to_the_length_with_an_ellipsis(
     value: object, length: int, expected: str
 ) -> None:
     assert clip(value, length) == expected
-
-
-@pytest.mark.parametrize(
-    ("amount", "expected"),
-    [
-        (Decimal(0), "$0.00"),
-        (Decimal("1234.5"), "$1,234.50"),
-        (Decimal("0.0123"), "$0.0123"),
-        (Decimal("0.000042"), "$0.000042"),
-        (Decimal("-2"), "-$2.00"),
-        (None, ""),
-    ],
-)
-def test_format_usd(amount: Decimal | None, expected: str) -> None:
-    assert format_usd(amount) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ import pytest
 from django.core.management import ManagementUtility
 from django.test import Client
 
-from fleet.log import JsonFormatter
+import manage
+from fleet.log import JsonFormatter, command_logged
 from tests.api_client import ApiClient, make_key
 
 # Log lines, not storage: runs in the SQLite pass only.
@@ -88,7 +89,8 @@ def run_command(argv: list[str]) -> int:
     """Run a command as ``manage.py`` does, without setting Django (and logging) up again."""
     command = ManagementUtility(["manage.py", *argv]).fetch_command(argv[0])
     try:
-        command.run_from_argv(["manage.py", *argv])
+        with command_logged(argv[0]):
+            command.run_from_argv(["manage.py", *argv])
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
@@ -105,6 +107,35 @@ def test_a_command_run_logs_its_name_exit_code_and_duration(
     assert (ok["command"], ok["exit_code"], ok["level"]) == ("check", 0, "INFO")
     assert (failed["command"], failed["exit_code"], failed["level"]) == ("check", 1, "ERROR")
     assert ok["duration_ms"] >= 0
+
+
+def test_manage_py_logs_each_command_run_but_not_a_bare_option(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def django_execute(argv: list[str]) -> None:
+        raise SystemExit(2)
+
+    monkeypatch.setattr("django.core.management.execute_from_command_line", django_execute)
+    with caplog.at_level(logging.INFO):
+        for argv in (["manage.py", "migrate", "--plan"], ["manage.py", "--version"]):
+            monkeypatch.setattr(sys, "argv", argv)
+            with pytest.raises(SystemExit):
+                manage.main()
+
+    [line] = lines(caplog, "fleet.command")
+    assert (line["command"], line["exit_code"], line["level"]) == ("migrate", 2, "ERROR")
+
+
+def test_an_uncaught_exception_logs_exit_code_one(caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.INFO),
+        pytest.raises(ValueError, match="boom"),
+        command_logged("reconcile"),
+    ):
+        raise ValueError("boom")
+
+    [line] = lines(caplog, "fleet.command")
+    assert (line["command"], line["exit_code"]) == ("reconcile", 1)
 
 
 def test_a_command_line_never_logs_the_arguments(

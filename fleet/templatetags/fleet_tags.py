@@ -16,33 +16,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from sessions.money import short_usd
+
 register = template.Library()
 
 UNPRICED_TITLE = "No price is known for this model: the cost is not counted"
 
 
 # --- money -------------------------------------------------------------------
-
-
-def format_usd(amount: Decimal | int | None) -> str:
-    """``$1,234.56`` from a dollar and up; three significant digits below a dollar.
-
-    ``$0.0123``, ``$0.000042``; exactly zero is ``$0.00``.
-    """
-    if amount is None:
-        return ""
-    amount = Decimal(amount)
-    if amount == 0:
-        return "$0.00"
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    if amount >= 1:
-        return f"{sign}${amount:,.2f}"
-    places = min(9, max(2, 2 - amount.adjusted()))
-    text = f"{amount:.{places}f}"
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0").ljust(2, "0")
-    return f"{sign}${whole}.{frac}"
 
 
 @register.simple_tag
@@ -55,7 +36,7 @@ def money(amount: Decimal | None, unpriced: int = 0) -> SafeString:
     if amount is None or (not amount and unpriced):
         note = f"{unpriced:,} calls with no known price" if unpriced else UNPRICED_TITLE
         return format_html('<span class="unpriced" title="{}">unpriced</span>', note)
-    text = format_usd(amount)
+    text = short_usd(amount)
     if unpriced:
         return format_html(
             '<span class="money" title="{}">{}</span>'
@@ -70,7 +51,7 @@ def money(amount: Decimal | None, unpriced: int = 0) -> SafeString:
 
 @register.filter
 def usd(amount: Decimal | None) -> str:
-    return format_usd(amount)
+    return short_usd(amount)
 
 
 # --- numbers and tokens ------------------------------------------------------

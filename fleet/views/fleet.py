@@ -26,9 +26,16 @@ from django_htmx.http import push_url
 
 from fleet.charts import cost_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
-from fleet.views import stats
 from fleet.views.auth import dashboard_view
-from sessions.fleet_stats import fleet_totals
+from sessions.choices import Channel
+from sessions.fleet_stats import (
+    Breakdown,
+    Usage,
+    breakdowns,
+    daily_rows,
+    fleet_totals,
+    fleet_version,
+)
 from sessions.models import Session
 
 PAGE_SIZE = 50
@@ -150,17 +157,37 @@ PERIOD_LABELS = (
 )
 
 
+BLANK_LABELS = {"model": "(no model)", "agent": "(no agent)", "channel": "(not reported)"}
+CHANNEL_LABELS = dict(Channel.choices)
+
+
+@dataclass(frozen=True)
+class UsageRow(Usage):
+    """A breakdown row with the name people read: a channel's label, "(no agent)"."""
+
+    label: str = ""
+
+
+def labelled(breakdown: Breakdown) -> Breakdown:
+    names = CHANNEL_LABELS if breakdown.dimension == "channel" else {}
+    rows = [
+        UsageRow(**vars(u), label=names.get(u.key, u.key) or BLANK_LABELS[breakdown.dimension])
+        for u in breakdown.rows
+    ]
+    return Breakdown(dimension=breakdown.dimension, rows=rows, more=breakdown.more)
+
+
 def live_context(now: datetime) -> dict[str, Any]:
     totals = fleet_totals(now)
-    start, rows = stats.daily_rows(now)
-    by_model, by_agent, by_channel = stats.breakdowns(now)
+    start, rows = daily_rows(now)
+    by_model, by_agent, by_channel = (labelled(b) for b in breakdowns(now))
     return {
         "counts": totals["sessions"],
         "periods": [(label, totals["usage"][key]) for key, label in PERIOD_LABELS],
         "burn": totals["burn_rate"],
         "breakdowns": [by_model, by_agent, by_channel],
-        "agents": [u.label for u in by_agent.rows if u.label != stats.BLANK_LABELS["agent"]],
-        "models": [u.label for u in by_model.rows if u.label != stats.BLANK_LABELS["model"]],
+        "agents": [u.key for u in by_agent.rows if u.key],
+        "models": [u.key for u in by_model.rows if u.key],
         "cost_chart": cost_chart(rows, start=start),
         "tokens_chart": tokens_chart(rows, start=start),
         "stale_minutes": settings.FLEET_STALE_AFTER // 60,
@@ -173,7 +200,7 @@ def live_context(now: datetime) -> dict[str, Any]:
 @vary_on_headers("HX-Request", "HX-Target")
 def fleet_page(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    version = stats.fleet_version(now)
+    version = fleet_version(now)
     form = FleetFilterForm(request.GET)
     fragment = None
     if request.htmx and not request.htmx.history_restore_request:

@@ -22,8 +22,8 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
+from fleet import transcript
 from fleet.forms import SESSION_ACTIONS, SessionActionForm, TranscriptForm
-from fleet.views import transcript
 from fleet.views.auth import can_change, can_delete, dashboard_view, forbidden
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, Status

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from sessions.admin.common import top_values_filter, usd
+from sessions.admin.common import top_values_filter
 from sessions.models import DailyUsage, ModelPrice, Tombstone
+from sessions.money import exact_usd
 
 
 @admin.register(Tombstone)
@@ -70,7 +71,7 @@ class DailyUsageAdmin(admin.ModelAdmin):
 
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, obj: DailyUsage) -> str:
-        return usd(obj.cost_usd)
+        return exact_usd(obj.cost_usd)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,7 +7,6 @@ as they are, marked invalid, and never crash on them.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -18,15 +17,6 @@ from django.http import HttpRequest
 from sessions.errors import FleetError
 
 TOP_VALUES = 50
-
-
-def usd(value: Decimal | None) -> str:
-    """``$0.012345``: every significant digit, at least two decimals, never a float."""
-    if value is None:
-        return "—"
-    text = f"{value.normalize():f}"
-    whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 def choice_label(obj: Model, name: str) -> str:

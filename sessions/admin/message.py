@@ -12,10 +12,11 @@ from django.http import HttpRequest
 from django.utils.text import Truncator
 
 from sessions import inputs, services
-from sessions.admin.common import StoredChoicesForm, choice_label, usd
+from sessions.admin.common import StoredChoicesForm, choice_label
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import FleetError
 from sessions.models import Message
+from sessions.money import exact_usd
 
 PREVIEW_CHARS = 80
 
@@ -175,7 +176,7 @@ class MessageAdmin(admin.ModelAdmin):
     def cost(self, obj: Message) -> str:
         if obj.cost_source == CostSource.UNPRICED:
             return "unpriced"
-        return usd(obj.cost_usd)
+        return exact_usd(obj.cost_usd)
 
     @admin.display(description="archived", boolean=True, ordering="compacted_at")
     def archived(self, obj: Message) -> bool:

@@ -16,10 +16,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from sessions import inputs, services
-from sessions.admin.common import StoredChoicesForm, choice_label, top_values_filter, usd
+from sessions.admin.common import StoredChoicesForm, choice_label, top_values_filter
 from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import FleetError, SessionGone, SessionNotFound
 from sessions.models import Session
+from sessions.money import exact_usd
 
 SESSION_TOTALS = (
     "turns",
@@ -223,8 +224,8 @@ class SessionAdmin(admin.ModelAdmin):
     @admin.display(description="cost", ordering="cost_usd")
     def cost(self, obj: Session) -> str:
         if obj.unpriced_calls:
-            return f"{usd(obj.cost_usd)} + {obj.unpriced_calls} unpriced"
-        return usd(obj.cost_usd)
+            return f"{exact_usd(obj.cost_usd)} + {obj.unpriced_calls} unpriced"
+        return exact_usd(obj.cost_usd)
 
     @admin.display(description="messages")
     def messages_link(self, obj: Session) -> str:

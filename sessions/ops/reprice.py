@@ -31,7 +31,7 @@ from django.db.models import Q
 from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import InvalidInput
 from sessions.models import Message, Session
-from sessions.money import from_nanos, to_nanos
+from sessions.money import exact_usd, from_nanos, to_nanos
 from sessions.ops.batches import (
     Clock,
     ItemCallback,
@@ -83,16 +83,10 @@ class RepriceResult:
         sign = "+" if delta >= 0 else "-"
         return (
             f"{verb} {_plural(self.changed, 'message')} of {_plural(self.checked, 'checked')} "
-            f"in {_plural(self.sessions, 'session')}: cost {sign}${_usd(abs(delta))}, "
+            f"in {_plural(self.sessions, 'session')}: cost {sign}{exact_usd(abs(delta))}, "
             f"{self.newly_priced} newly priced, {self.newly_unpriced} newly unpriced; "
             "reported costs untouched."
         )
-
-
-def _usd(amount: Decimal) -> str:
-    """``1.234500000`` -> ``1.2345``; at least cents."""
-    whole, _, fraction = f"{amount:f}".partition(".")
-    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def _plural(count: int, noun: str) -> str:
