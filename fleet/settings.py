@@ -283,6 +283,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=FLEET_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "fleet.client_ip.client_ip"
+# No start-up banner on every manage.py run (cron output stays the command's
+# own summary); failures are still logged with the username and address.
+AXES_VERBOSE = False
 AXES_LOCKOUT_CALLABLE = "fleet.views.auth.locked_out"
 # The JSON API: FLEET_API_BAD_KEY_LIMIT wrong keys from one address within
 # FLEET_API_BAD_KEY_WINDOW seconds, and every request from it is refused (429)

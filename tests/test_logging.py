@@ -203,3 +203,26 @@ def test_runserver_request_lines_follow_the_log_level() -> None:
 
     assert "/nope" in result.stderr
     assert "/api/v1/" not in result.stderr
+
+
+def test_a_command_prints_no_banner_of_the_login_throttle() -> None:
+    """Cron runs commands every few minutes: their output is their own summary,
+    not django-axes' start-up line on every run."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        "DJANGO_DEBUG": "1",
+        "FLEET_LOG_LEVEL": "INFO",
+        "FLEET_LOG_FORMAT": "text",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert "AXES" not in result.stdout + result.stderr
+    assert "manage.py check exited 0" in result.stderr
