@@ -28,6 +28,25 @@ def lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict]:
     return [json.loads(FORMATTER.format(r)) for r in caplog.records if r.name == logger]
 
 
+def run_python(*args: str, level: str) -> subprocess.CompletedProcess[str]:
+    """Python in the checkout with Fleet's settings, text logs at ``level``."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "fleet.settings",
+        "DJANGO_DEBUG": "1",
+        "FLEET_LOG_LEVEL": level,
+        "FLEET_LOG_FORMAT": "text",
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 @pytest.mark.django_db
 def test_an_append_logs_one_line_with_the_key_name_and_the_count(
     caplog: pytest.LogCaptureFixture,
@@ -185,21 +204,7 @@ def test_runserver_request_lines_follow_the_log_level() -> None:
         "log.info('\"POST /api/v1/sessions/x/messages HTTP/1.1\" 200 1');"
         "log.warning('\"GET /nope HTTP/1.1\" 404 1')"
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        "DJANGO_DEBUG": "1",
-        "FLEET_LOG_LEVEL": "WARNING",
-        "FLEET_LOG_FORMAT": "text",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_python("-c", probe, level="WARNING")
 
     assert "/nope" in result.stderr
     assert "/api/v1/" not in result.stderr
@@ -208,21 +213,7 @@ def test_runserver_request_lines_follow_the_log_level() -> None:
 def test_a_command_prints_no_banner_of_the_login_throttle() -> None:
     """Cron runs commands every few minutes: their output is their own summary,
     not django-axes' start-up line on every run."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "fleet.settings",
-        "DJANGO_DEBUG": "1",
-        "FLEET_LOG_LEVEL": "INFO",
-        "FLEET_LOG_FORMAT": "text",
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_python("manage.py", "check", level="INFO")
 
     assert "AXES" not in result.stdout + result.stderr
     assert "manage.py check exited 0" in result.stderr
