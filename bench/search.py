@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pages import setup  # noqa: E402 -- the page benchmark's Django set-up
+from pages import logged_in_client, percentiles, setup  # noqa: E402 -- shared with the page bench
 
 TARGET_MS = 250
 PREFIX = "bench-search/"
@@ -115,11 +114,7 @@ def timed(call: Any, iterations: int) -> dict[str, float]:
         call()
         if index >= 2:  # warm-up
             times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return {
-        "p50": statistics.median(times),
-        "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
-    }
+    return percentiles(times)
 
 
 def raw_ranking(words: list[str]) -> Any:
@@ -169,19 +164,13 @@ def raw_ranking(words: list[str]) -> Any:
 
 
 def run(iterations: int) -> None:
-    from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
 
     from sessions import search
     from sessions.models import ApiKey, Message
 
-    user_model = get_user_model()
-    user = user_model.objects.filter(username="bench").first()
-    if user is None:
-        user = user_model.objects.create_superuser("bench", "bench@example.com", "bench-pw-1")
-    dashboard = Client()
-    dashboard.force_login(user)
+    dashboard = logged_in_client()
     ApiKey.objects.filter(name="bench-search").delete()
     token = ApiKey.generate(name="bench-search")[1]
     api = Client(headers={"Authorization": f"Bearer {token}"})

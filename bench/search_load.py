@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from pages import percentiles  # noqa: E402 -- the benchmarks' p50/p95
 from search import QUERY_WORDS  # noqa: E402 -- the corpus' words
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -44,11 +45,6 @@ def get(url: str, key: str = "", timeout: float = 120) -> None:
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 -- our own http URL
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         response.read()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(len(ordered) * fraction) - 1)] * 1000
 
 
 def main() -> None:
@@ -121,14 +117,12 @@ def main() -> None:
         server.terminate()
         server.wait(30)
     print(f"{args.searchers} searchers for {args.seconds:.0f} s ({os.cpu_count()} cores)")
-    print(
-        f"searches  {len(searches):5d}  p50 {percentile(searches, 0.5):6.0f} ms"
-        f"  p95 {percentile(searches, 0.95):6.0f} ms"
-    )
-    print(
-        f"/healthz  {len(health):5d}  p50 {percentile(health, 0.5):6.0f} ms"
-        f"  p95 {percentile(health, 0.95):6.0f} ms  max {max(health) * 1000:.0f} ms"
-    )
+    for label, times in (("searches", searches), ("/healthz", health)):
+        figures = percentiles([seconds * 1000 for seconds in times])
+        print(
+            f"{label:9} {len(times):5d}  p50 {figures['p50']:6.0f} ms"
+            f"  p95 {figures['p95']:6.0f} ms  max {max(times) * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":
