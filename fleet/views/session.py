@@ -96,17 +96,20 @@ def _summary_context(request: HttpRequest, session: Session) -> dict[str, Any]:
 @vary_on_headers("HX-Request")
 def session_page(request: HttpRequest, key: str) -> HttpResponse:
     _check_key(key)
-    if request.method == "POST":
-        return _action(request, key)
     htmx = request.htmx and not request.htmx.history_restore_request
     try:
-        session = session_get(key)
+        if request.method == "POST":
+            return _action(request, key)
+        return _page(request, session_get(key), htmx=bool(htmx))
     except (SessionNotFound, SessionGone) as error:
-        if htmx and "tail" in request.GET:
+        if htmx and request.method == "GET" and "tail" in request.GET:
             # Deleted while the page was open: reload to show what happened.
             return HttpResponseClientRefresh()
         return _missing(request, key, error)
 
+
+def _page(request: HttpRequest, session: Session, *, htmx: bool) -> HttpResponse:
+    """The session page, or the transcript fragment an htmx request asks for."""
     form = TranscriptForm(request.GET)
     before, after, at, tail = (form.value(n) for n in ("before", "after", "at", "tail"))
     if htmx and tail is not None:
@@ -146,6 +149,7 @@ def session_page(request: HttpRequest, key: str) -> HttpResponse:
 
 
 def _action(request: HttpRequest, key: str) -> HttpResponse:
+    """A button of the page; an unknown or deleted session is the caller's missing page."""
     form = SessionActionForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Unknown action.", status=400, content_type="text/plain")
@@ -154,10 +158,7 @@ def _action(request: HttpRequest, key: str) -> HttpResponse:
     if action == "delete":
         if not can_delete(request.user):
             return forbidden(request, "Your account may not delete sessions.")
-        try:
-            services.session_delete(key=key)
-        except (SessionNotFound, SessionGone) as error:
-            return _missing(request, key, error)
+        services.session_delete(key=key)
         messages.success(request, f"Deleted session {key}. Its key is tombstoned.")
         if request.htmx:
             return HttpResponseClientRedirect(reverse("fleet"))
@@ -165,10 +166,7 @@ def _action(request: HttpRequest, key: str) -> HttpResponse:
 
     if not can_change(request.user):
         return forbidden(request, "Your account may not change sessions.")
-    try:
-        session = services.session_set_status(key=key, status=SESSION_ACTIONS[action])
-    except (SessionNotFound, SessionGone) as error:
-        return _missing(request, key, error)
+    session = services.session_set_status(key=key, status=SESSION_ACTIONS[action])
     if request.htmx:
         return render(request, f"{TEMPLATE}#summary", _summary_context(request, session))
     label = Status(session.status).label.lower()
