@@ -252,6 +252,11 @@ def messages_append(
 _BATCH_INDEX = re.compile(r"^messages\[(\d+)\]")
 
 
+def _in_whole(field: str, offset: int) -> str:
+    """``messages[3].role`` of a batch starting at ``offset``, as a place in the whole list."""
+    return _BATCH_INDEX.sub(lambda found: f"messages[{int(found[1]) + offset}]", field)
+
+
 @transaction.atomic
 def messages_append_all(
     *,
@@ -281,9 +286,7 @@ def messages_append_all(
             )
         except FleetError as error:
             if offset and error.field:
-                error.field = _BATCH_INDEX.sub(
-                    lambda m, o=offset: f"messages[{int(m[1]) + o}]", error.field
-                )
+                error.field = _in_whole(error.field, offset)
             raise
     seqs = [r.first_seq for r in results if r.first_seq is not None]
     return AppendResult(
