@@ -3,7 +3,8 @@
 Tool calls are paired with their results, long text is split into a visible
 head and a folded rest, and runs of archived (compacted) messages are folded
 behind the compaction summary that replaced them. Everything here is plain
-text: the template escapes it.
+text: the template escapes it. The messages come from ``sessions.selectors``
+(``messages_newest`` / ``messages_oldest``); nothing here queries.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fleet.templatetags.fleet_tags import pretty_json_text
+from sessions import selectors
 from sessions.choices import Role
 from sessions.models import Message, Session
 
@@ -183,10 +185,6 @@ def build(messages: list[Message]) -> list[Entry | ArchivedRun]:
 # --- chunks of a transcript ---------------------------------------------------
 
 
-def _messages(session: Session) -> Any:
-    return Message.objects.filter(session=session)
-
-
 @dataclass
 class Chunk:
     items: list[Entry | ArchivedRun]
@@ -213,42 +211,37 @@ def _chunk(messages: list[Message], **flags: Any) -> Chunk:
 
 
 def newest(session: Session, size: int = PAGE_SIZE) -> Chunk:
-    rows = list(_messages(session).order_by("-seq")[: size + 1])
-    has_earlier = len(rows) > size
-    rows = rows[:size][::-1]
+    page = selectors.messages_newest(session, limit=size)
+    rows = page.messages
     tail_from = rows[0].seq if rows else session.last_seq + 1
-    return _chunk(rows, has_earlier=has_earlier, has_later=False, tail_from=tail_from)
+    return _chunk(rows, has_earlier=page.more, has_later=False, tail_from=tail_from)
 
 
 def before(session: Session, seq: int, size: int = PAGE_SIZE) -> Chunk:
-    rows = list(_messages(session).filter(seq__lt=seq).order_by("-seq")[: size + 1])
-    has_earlier = len(rows) > size
-    rows = rows[:size][::-1]
-    return _chunk(rows, has_earlier=has_earlier, has_later=True)
+    page = selectors.messages_newest(session, limit=size, before=seq)
+    return _chunk(page.messages, has_earlier=page.more, has_later=True)
 
 
 def after(session: Session, seq: int, size: int = PAGE_SIZE) -> Chunk:
-    rows = list(_messages(session).filter(seq__gt=seq).order_by("seq")[: size + 1])
-    has_later = len(rows) > size
-    rows = rows[:size]
+    page = selectors.messages_oldest(session, after=seq, limit=size)
+    rows = page.messages
     has_earlier = (bool(rows) and rows[0].seq > 1) or (not rows and seq > 0)
     return _chunk(
         rows,
         has_earlier=has_earlier,
-        has_later=has_later,
-        tail_from=None if has_later else seq + 1,
+        has_later=page.more,
+        tail_from=None if page.more else seq + 1,
     )
 
 
 def tail(session: Session, seq: int) -> Chunk:
     """Messages from ``seq`` on (a live tail's re-render), at most ``TAIL_MAX``."""
-    rows = list(_messages(session).filter(seq__gte=seq).order_by("-seq")[: TAIL_MAX + 1])
-    overflow = len(rows) > TAIL_MAX
-    rows = rows[:TAIL_MAX][::-1]
+    page = selectors.messages_newest(session, limit=TAIL_MAX, since=seq)
+    rows = page.messages
     return _chunk(
         rows,
         has_earlier=False,
         has_later=False,
-        tail_from=rows[0].seq if overflow else seq,
-        overflow=overflow,
+        tail_from=rows[0].seq if page.more else seq,
+        overflow=page.more,
     )

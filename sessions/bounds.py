@@ -35,6 +35,11 @@ MAX_TOTAL = 10**18
 MAX_COUNT = 2**31 - 1
 
 
+# Session keys an agent may list to leave active when it reconciles (its
+# live sessions): a bound on one request's work, not on a column.
+MAX_EXCEPT_KEYS = 10_000
+
+
 def limit_of(counter: str) -> int:
     """The bound of a total: ``cost_usd`` in nano-dollars, any other counter as is."""
     return MAX_COST_NANOS if counter == "cost_usd" else MAX_TOTAL

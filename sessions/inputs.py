@@ -404,12 +404,20 @@ def clean_message(
 
 
 def clean_messages(
-    values: Any, path: str = "messages", *, convention: str = "otel", max_batch: int | None = None
+    values: Any, path: str = "messages", *, convention: str = "otel"
 ) -> list[MessageIn]:
+    """A batch to append: at most ``FLEET_API_MAX_BATCH`` messages, each cleaned.
+
+    The bound holds for every caller (the API, importers, the demo), so one
+    append's work stays bounded; a longer transcript goes in several batches.
+    """
     if not isinstance(values, list):
         raise InvalidInput("must be a list of messages", field=path)
-    if max_batch is not None and len(values) > max_batch:
-        raise InvalidInput(f"must hold at most {max_batch} messages, got {len(values)}", field=path)
+    limit = settings.FLEET_API_MAX_BATCH
+    if len(values) > limit:
+        raise InvalidInput(
+            f"a batch holds at most {limit} messages, got {len(values)}; send several", field=path
+        )
     return [
         clean_message(item, f"{path}[{index}]", convention=convention)
         for index, item in enumerate(values)

@@ -14,9 +14,11 @@ Rules this module protects:
 * Results are sessions ordered by their best-matching message, each with at
   most ``HITS_PER_SESSION`` hits; archived (compacted) messages are found too.
   The number of queries does not grow with the number of results.
-* Snippets are plain text with matched words between ``MARK_START`` and
-  ``MARK_END``; ``snippet_html`` escapes the text before it adds ``<mark>``.
-  Marker characters in the stored text are removed, never read as marks.
+* A snippet is plain text and the character ranges of its matched words
+  (``Snippet``); it holds no markup. Callers render the ranges (the fleet
+  app: ``<mark>`` on the page, ``**`` and ranges in the API), escaping the
+  text for whatever format it goes into. The characters ``\x02`` and
+  ``\x03`` (the markers snippets once carried) are removed from the text.
 * One search's work is bounded, whatever the messages hold (issue 10): at
   most ``MAX_TERMS`` words, the newest ``CANDIDATES`` matches ranked
   fleet-wide, snippets cut from the first ``SNIPPET_SCAN_CHARS`` characters.
@@ -40,13 +42,9 @@ from functools import lru_cache
 from django.db import connection
 from django.db.models import Value
 from django.db.models.functions import Coalesce, Substr
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
 
 from sessions.models import Message, Session
 
-MARK_START = "\x02"
-MARK_END = "\x03"
 ELLIPSIS = "…"
 
 MAX_LIMIT = 100
@@ -84,7 +82,9 @@ CANDIDATES = 2000
 # A word: letters and digits; everything else (punctuation, "_", emoji,
 # query syntax) separates words, as the FTS5 unicode61 tokenizer does.
 _WORD = re.compile(r"[^\W_]+")
-_MARKERS = re.compile(f"([{MARK_START}{MARK_END}])")
+# Snippets carried these as highlight markers until issue 11; API clients
+# were promised snippets without them, so they are still left out.
+_OLD_MARKERS = str.maketrans("", "", "\x02\x03")
 
 SQLITE_FTS_TABLE = "agent_sessions_message_fts"
 
@@ -96,13 +96,22 @@ POSTGRES_INDEXED_CHARS = 100_000
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """Plain text cut from a message, and the ``[start, end)`` character ranges
+    of its matched words in ``text``: in order, never overlapping, never empty."""
+
+    text: str
+    highlights: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchHit:
-    """One matching message. ``snippet`` is plain text with marked matches."""
+    """One matching message, with a snippet of it around its matches."""
 
     message_pk: int
     seq: int
     role: str
-    snippet: str
+    snippet: Snippet
     created_at: datetime
     archived: bool
 
@@ -195,7 +204,7 @@ def search_messages(
             message_pk=message_pk,
             seq=seq,
             role=role,
-            snippet=snippets.get(message_pk, ""),
+            snippet=snippets.get(message_pk, Snippet("")),
             created_at=_datetime(created_at),
             archived=compacted_at is not None,
         )
@@ -402,8 +411,9 @@ def _first_match(text: str, terms: list[str], wanted: set[str], key: Callable[[s
     return -1
 
 
-def _snippet(text: str, terms: list[str], *, fold: bool = False) -> str:
-    """About ``SNIPPET_TOKENS`` words of ``text`` around its best matches, marked.
+def _snippet(text: str, terms: list[str], *, fold: bool = False) -> Snippet:
+    """About ``SNIPPET_TOKENS`` words of ``text`` around its best matches, and
+    where the matches are in it.
 
     Only the first ``SNIPPET_SCAN_CHARS`` characters of ``text`` are searched,
     and only ``SNIPPET_SCAN_WORDS`` words from its first match are split, so
@@ -413,8 +423,7 @@ def _snippet(text: str, terms: list[str], *, fold: bool = False) -> str:
     ts_headline's default parser does not see ``search`` in ``search.py``.
     """
     truncated = len(text) > SNIPPET_SCAN_CHARS
-    # Agent text may hold the marker characters: they must not fake a match.
-    text = text[:SNIPPET_SCAN_CHARS].replace(MARK_START, "").replace(MARK_END, "")
+    text = text[:SNIPPET_SCAN_CHARS].translate(_OLD_MARKERS)
     key = _fold if fold else str.lower
     wanted = {key(term) for term in terms}
     first = _first_match(text, terms, wanted, key)
@@ -438,7 +447,7 @@ def _snippet(text: str, terms: list[str], *, fold: bool = False) -> str:
     if truncated and words and words[-1].end() == len(text):
         words.pop()  # perhaps cut in the middle
     if not words:
-        return text[:200]
+        return Snippet(text[:200])
     # Is the first split word the first word of the text?
     at_start = origin == 0 or not _WORD.search(text, 0, words[0].start())
     matched = [i for i, word in enumerate(words) if key(word.group()) in wanted]
@@ -455,60 +464,21 @@ def _snippet(text: str, terms: list[str], *, fold: bool = False) -> str:
             best_score, start = score, window
     end = min(len(words), start + SNIPPET_TOKENS)
     parts = [ELLIPSIS] if start > 0 or not at_start else []
+    length = len(parts[0]) if parts else 0
     position = 0 if start == 0 and at_start else words[start].start()
+    highlights: list[tuple[int, int]] = []
     hits = set(matched)
     for i in range(start, end):
         word = words[i]
-        parts.append(text[position : word.start()])
+        between = text[position : word.start()]
+        parts += [between, word.group()]
+        length += len(between)
         if i in hits:
-            parts += [MARK_START, word.group(), MARK_END]
-        else:
-            parts.append(word.group())
+            highlights.append((length, length + len(word.group())))
+        length += len(word.group())
         position = word.end()
     if end < len(words) or more:
         parts.append(ELLIPSIS)
     else:
         parts.append(text[position:])
-    return "".join(parts)
-
-
-# --- rendering snippets ---------------------------------------------------------
-
-
-def _render(snippet: str, start: str, end: str) -> str:
-    """Replace the markers, keeping them balanced whatever the text holds."""
-    parts: list[str] = []
-    open_ = False
-    for part in _MARKERS.split(snippet):
-        if part == MARK_START:
-            if not open_:
-                parts.append(start)
-                open_ = True
-        elif part == MARK_END:
-            if open_:
-                parts.append(end)
-                open_ = False
-        else:
-            parts.append(part)
-    if open_:
-        parts.append(end)
-    return "".join(parts)
-
-
-def snippet_html(snippet: str) -> SafeString:
-    """The snippet as HTML: the text escaped first, then matches in ``<mark>``.
-
-    Agent text is untrusted: ``<script>`` in it comes out as ``&lt;script&gt;``.
-    """
-    escaped = str(escape(snippet))
-    return mark_safe(_render(escaped, "<mark>", "</mark>"))  # noqa: S308 -- escaped above
-
-
-def snippet_text(snippet: str, start: str = "**", end: str = "**") -> str:
-    """The snippet as plain text, matches between ``start`` and ``end``.
-
-    The default is Markdown bold (``**word**``), which reads well as plain
-    text and renders in chat clients; pass ``start=end=""`` to drop the marks.
-    The text is not escaped: escape it for whatever format it goes into.
-    """
-    return _render(snippet, start, end)
+    return Snippet("".join(parts), tuple(highlights))

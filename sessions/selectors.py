@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Func, Max, Min, Q, Sum, Value
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models import Count, F, Func, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce, Left, NullIf
 
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
@@ -31,6 +32,33 @@ def session_get(key: str, *, for_update: bool = False) -> Session:
     if deleted_at is not None:
         raise SessionGone(f"session {key!r} was deleted", field="key", deleted_at=deleted_at)
     raise SessionNotFound(f"no session {key!r}", field="key")
+
+
+def session_rows(
+    *,
+    now: datetime,
+    order: Sequence[str],
+    goal_chars: int,
+    health: str | None = None,
+    q: str | None = None,
+    **filters: Any,
+) -> models.QuerySet[Session]:
+    """Sessions for a table (the dashboard's): ``SessionQuerySet.listing``'s
+    filters, ordered by ``order``, ties broken by newest activity, then id.
+
+    ``order``: field names, ``-`` for descending; ``token_total`` is prompt +
+    completion tokens. The large fields are not read: ``goal_preview`` holds
+    the first ``goal_chars`` characters of the goal.
+    """
+    rows = Session.objects.without_large_fields().defer("goal_text")
+    rows = rows.annotate(goal_preview=Left("goal_text", goal_chars))
+    rows = rows.listing(health=health, q=q, now=now, **filters)
+    if any(name.lstrip("-") == "token_total" for name in order):
+        rows = rows.annotate(token_total=F("prompt_tokens") + F("completion_tokens"))
+    ordering = list(order)
+    named = {name.lstrip("-") for name in order}
+    ordering += [tie for tie in ("-last_active_at", "-id") if tie.lstrip("-") not in named]
+    return rows.order_by(*ordering)
 
 
 def messages_context(session: Session) -> list[Message]:
@@ -64,6 +92,41 @@ def messages_context(session: Session) -> list[Message]:
 def messages_all(session: Session) -> models.QuerySet[Message]:
     """The full view: every stored message, archived ones included, by seq."""
     return Message.objects.filter(session=session).in_order()
+
+
+@dataclass(frozen=True)
+class MessageSlice:
+    """Consecutive messages of a session in seq order, and whether more lie
+    beyond them in the direction they were read (older or newer)."""
+
+    messages: list[Message]
+    more: bool
+
+
+def messages_newest(
+    session: Session, *, limit: int, before: int | None = None, since: int | None = None
+) -> MessageSlice:
+    """The newest ``limit`` messages (archived ones included) with a seq below
+    ``before`` and from ``since`` on, in seq order; ``more``: older ones match too.
+
+    One query, ``limit + 1`` rows: the transcript page's newest page, its
+    "earlier" pages and its live tail read through here.
+    """
+    rows = Message.objects.filter(session=session)
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    if since is not None:
+        rows = rows.filter(seq__gte=since)
+    found = list(rows.order_by("-seq")[: limit + 1])
+    return MessageSlice(messages=found[:limit][::-1], more=len(found) > limit)
+
+
+def messages_oldest(session: Session, *, after: int, limit: int) -> MessageSlice:
+    """The oldest ``limit`` messages (archived ones included) with a seq above
+    ``after``, in seq order; ``more``: newer ones follow. One query."""
+    rows = Message.objects.filter(session=session, seq__gt=after)
+    found = list(rows.order_by("seq")[: limit + 1])
+    return MessageSlice(messages=found[:limit], more=len(found) > limit)
 
 
 def last_message(session: Session, role: str) -> Message | None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, CostSource
@@ -38,6 +39,33 @@ def test_it_numbers_messages_one_two_three_across_batches() -> None:
         (2, "b"),
         (3, "c"),
     ]
+
+
+@override_settings(FLEET_API_MAX_BATCH=3)
+def test_an_append_larger_than_the_batch_bound_is_refused_whoever_calls() -> None:
+    services.messages_append(key="k", messages=[{"role": "user", "content": "a"}])
+    batch = [{"role": "user", "content": str(n)} for n in range(4)]
+
+    with pytest.raises(InvalidInput) as refused:
+        services.messages_append(key="k", messages=batch)
+
+    assert refused.value.field == "messages"
+    assert refused.value.message == "a batch holds at most 3 messages, got 4; send several"
+    assert Message.objects.count() == 1
+    assert services.messages_append(key="k", messages=batch[:3]).appended == 3
+
+
+@override_settings(FLEET_API_MAX_BATCH=2)
+def test_append_all_writes_a_long_transcript_in_batches_all_or_nothing() -> None:
+    batch = [{"role": "user", "content": str(n)} for n in range(5)]
+
+    result = services.messages_append_all(key="k", messages=batch)
+
+    assert (result.appended, result.first_seq, result.last_seq, result.created) == (5, 1, 5, True)
+    with pytest.raises(InvalidInput) as refused:
+        services.messages_append_all(key="k", messages=[*batch[:3], {"role": "x"}, batch[4]])
+    assert refused.value.field == "messages[3].role"
+    assert Message.objects.count() == 5
 
 
 def test_it_creates_the_session_with_the_given_fields() -> None:

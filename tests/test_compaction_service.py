@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sessions import selectors, services
+from sessions.bounds import MAX_COUNT
 from sessions.choices import TOKEN_FIELDS
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
 from sessions.models import DailyUsage, Message, Session
@@ -77,6 +78,17 @@ def test_the_context_view_places_the_summary_before_the_kept_messages() -> None:
 
     assert [m.content for m in context] == ["summary", "m5", "m6"]
     assert [m.seq for m in selectors.messages_all(session)] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_keep_past_the_count_bound_is_refused_whoever_calls() -> None:
+    seed()
+
+    with pytest.raises(InvalidInput) as refused:
+        services.session_compact(key="k", summary="s", keep=MAX_COUNT + 1)
+
+    assert (refused.value.field, refused.value.message) == ("keep", f"must be at most {MAX_COUNT}")
+    assert not Message.objects.filter(compacted_at__isnull=False).exists()
+    assert services.session_compact(key="k", summary="s", keep=MAX_COUNT) == 0
 
 
 def test_keep_zero_archives_every_active_message() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from sessions import services
 from sessions.importers import import_store
@@ -115,6 +116,30 @@ def test_a_session_that_is_refused_writes_none_of_its_messages(tmp_path: Path) -
         "error: koda.db: sessions id='too-deep': session.project_root: must be at most 1024" in err
     )
     assert "Imported 1 session (1 new, 0 updated, 0 unchanged) with 1 message " in out
+
+
+@override_settings(FLEET_API_MAX_BATCH=2)
+def test_a_session_longer_than_one_append_batch_is_imported_whole(tmp_path: Path) -> None:
+    store = koda_store(
+        tmp_path / "koda.db",
+        sessions=[{"id": "long", "created_at": "2026-03-01 10:00:00"}],
+        messages=[
+            {
+                "session_id": "long",
+                "role": "user",
+                "content": f"m{n}",
+                "created_at": f"2026-03-01 10:00:0{n}",
+            }
+            for n in range(1, 6)
+        ],
+    )
+
+    out, _ = run_import("koda", str(store))
+
+    contents = Message.objects.order_by("seq").values_list("seq", "content")
+    assert list(contents) == [(n, f"m{n}") for n in range(1, 6)]
+    assert Session.objects.get(key="long").message_count == 5
+    assert "with 5 messages" in out
 
 
 def test_a_deleted_session_is_reported_not_recreated(koda: Path) -> None:

@@ -11,18 +11,15 @@ from sessions import search as search_module
 from sessions import services
 from sessions.models import Message, Session
 from sessions.search import (
-    MARK_END,
-    MARK_START,
     MAX_TERMS,
     RANK_MAX_TOKENS,
     SNIPPET_SCAN_CHARS,
     SearchHit,
     SearchResult,
+    Snippet,
     query_word_count,
     search_messages,
     search_terms,
-    snippet_html,
-    snippet_text,
 )
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +38,16 @@ def keys(results: list[SearchResult]) -> list[str]:
 
 
 def marked(word: str) -> str:
-    return f"{MARK_START}{word}{MARK_END}"
+    return f"[{word}]"
+
+
+def shown(snippet: Snippet) -> str:
+    """The snippet's text with each highlight in brackets (the tests' texts hold none)."""
+    text, position, parts = snippet.text, 0, []
+    for start, end in snippet.highlights:
+        parts += [text[position:start], marked(text[start:end])]
+        position = end
+    return "".join([*parts, text[position:]])
 
 
 def assert_index_in_sync() -> None:
@@ -83,7 +89,7 @@ def test_it_finds_words_inside_paths_and_dotted_names() -> None:
     for word in ("search", "py", "join", "example"):
         assert keys(search_messages(word)) == ["paths"], word
     (hit,) = search_messages("search")[0].hits
-    assert f"sessions/{marked('search')}.py" in hit.snippet
+    assert f"sessions/{marked('search')}.py" in shown(hit.snippet)
 
 
 def test_it_finds_words_with_diacritics() -> None:
@@ -136,7 +142,7 @@ def test_it_returns_sessions_with_hits_describing_the_messages() -> None:
     assert hit.role == "user"
     assert hit.created_at == message.created_at
     assert hit.archived is False
-    assert hit.snippet == f"general {marked('kenobi')}"
+    assert hit.snippet == Snippet("general kenobi", ((8, 14),))
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.seq = 3  # type: ignore[misc]
 
@@ -146,7 +152,7 @@ def test_it_marks_every_matched_word_in_the_snippet() -> None:
 
     (result,) = search_messages("banana apple")
 
-    assert result.hits[0].snippet == f"{marked('Apple')} pie and {marked('banana')} split"
+    assert shown(result.hits[0].snippet) == f"{marked('Apple')} pie and {marked('banana')} split"
 
 
 def test_it_shortens_long_messages_around_the_match() -> None:
@@ -154,7 +160,7 @@ def test_it_shortens_long_messages_around_the_match() -> None:
     words[150] = "needle"
     append("s", " ".join(words))
 
-    snippet = search_messages("needle")[0].hits[0].snippet
+    snippet = shown(search_messages("needle")[0].hits[0].snippet)
 
     assert marked("needle") in snippet
     assert snippet.startswith("…")
@@ -168,7 +174,7 @@ def test_snippets_read_a_bounded_start_of_each_message(monkeypatch) -> None:
     read: list[int] = []
     real = search_module._snippet
 
-    def spy(text: str, terms: list[str], **options: bool) -> str:
+    def spy(text: str, terms: list[str], **options: bool) -> Snippet:
         read.append(len(text))
         return real(text, terms, **options)
 
@@ -179,14 +185,14 @@ def test_snippets_read_a_bounded_start_of_each_message(monkeypatch) -> None:
 
     assert read
     assert max(read) <= SNIPPET_SCAN_CHARS + 1
-    assert result.hits[0].snippet.startswith(f"{marked('needle')} filler words")
+    assert shown(result.hits[0].snippet).startswith(f"{marked('needle')} filler words")
 
 
 def test_a_snippet_window_cut_inside_a_character_reads_cleanly() -> None:
     # SQLite reads the start as UTF-8 bytes: the read may end inside an "é".
     append("s", "needle" + " é" * SNIPPET_SCAN_CHARS)
 
-    snippet = search_messages("needle")[0].hits[0].snippet
+    snippet = shown(search_messages("needle")[0].hits[0].snippet)
 
     assert snippet == marked("needle") + " é" * 19 + "…"
     assert snippet.endswith("…")
@@ -198,9 +204,9 @@ def test_a_match_past_the_snippet_window_shows_the_start_unmarked() -> None:
     (result,) = search_messages("needle")
 
     snippet = result.hits[0].snippet
-    assert snippet.startswith("opening words filler")
-    assert snippet.endswith("…")
-    assert MARK_START not in snippet
+    assert snippet.text.startswith("opening words filler")
+    assert snippet.text.endswith("…")
+    assert snippet.highlights == ()
 
 
 def test_snippets_highlight_words_folded_as_the_index_folds_them() -> None:
@@ -208,16 +214,17 @@ def test_snippets_highlight_words_folded_as_the_index_folds_them() -> None:
 
     (result,) = search_messages("naïve")
 
-    assert result.hits[0].snippet == f"a {marked('Naïve')} approach"
+    assert shown(result.hits[0].snippet) == f"a {marked('Naïve')} approach"
 
 
 def test_marker_characters_in_agent_text_never_fake_a_match() -> None:
     # Issue 10: on SQLite \x02FAKE\x03 in content came out as a highlight.
-    append("s", f"{MARK_START}FAKE{MARK_END} and the needle {MARK_START}x")
+    # Snippets were marked with these characters then; they are still left out.
+    append("s", "\x02FAKE\x03 and the needle \x02x")
 
     (result,) = search_messages("needle")
 
-    assert result.hits[0].snippet == f"FAKE and the {marked('needle')} x"
+    assert result.hits[0].snippet == Snippet("FAKE and the needle x", ((13, 19),))
 
 
 def test_it_returns_at_most_limit_sessions() -> None:
@@ -456,41 +463,22 @@ def test_the_postgres_query_uses_the_gin_index(postgres_only: None) -> None:
     assert "message_search_vector_idx" in plan, plan
 
 
-# --- rendering snippets -------------------------------------------------------
+# --- highlights ----------------------------------------------------------------
 
 
-def test_snippet_html_escapes_agent_text_and_marks_matches() -> None:
-    append("s", "<script>alert(1)</script> needle <img src=x onerror=alert(2)>")
+def test_highlights_are_ranges_of_plain_text_the_domain_adds_no_markup() -> None:
+    append("s", "<script>alert(1)</script> needle <b>")
 
-    html = snippet_html(search_messages("needle")[0].hits[0].snippet)
+    snippet = search_messages("needle script")[0].hits[0].snippet
 
-    assert "<mark>needle</mark>" in html
-    assert "&lt;script&gt;" in html
-    assert "&lt;img src=x onerror=alert(2)&gt;" in html
-    assert "<script" not in html
-    assert "<img" not in html
-
-
-def test_snippet_html_marks_a_match_inside_markup() -> None:
-    append("s", "<script>alert(1)</script>")
-
-    html = snippet_html(search_messages("script")[0].hits[0].snippet)
-
-    assert html.startswith("&lt;<mark>script</mark>&gt;alert(1)&lt;/")
-    assert "<script" not in html
-
-
-def test_snippet_html_keeps_marks_balanced_whatever_the_text_holds() -> None:
-    assert snippet_html(f"a {MARK_END}b{MARK_START} c") == "a b<mark> c</mark>"
-    assert snippet_html(f"{MARK_START}{MARK_START}x{MARK_END}{MARK_END}") == "<mark>x</mark>"
-
-
-def test_snippet_text_replaces_the_marks() -> None:
-    snippet = f"say {marked('hello')} <b>"
-
-    assert snippet_text(snippet) == "say **hello** <b>"
-    assert snippet_text(snippet, start="[", end="]") == "say [hello] <b>"
-    assert snippet_text(snippet, start="", end="") == "say hello <b>"
+    assert snippet.text == "<script>alert(1)</script> needle <b>"
+    assert [snippet.text[start:end] for start, end in snippet.highlights] == [
+        "script",
+        "script",
+        "needle",
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snippet.text = ""  # type: ignore[misc]
 
 
 def test_a_fleet_wide_search_ranks_the_newest_matches(monkeypatch) -> None:

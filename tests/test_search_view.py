@@ -8,9 +8,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from fleet.forms import SEARCH_MAX_LENGTH
+from fleet.snippets import snippet_html, snippet_marked
 from sessions import services
 from sessions.errors import Conflict, FleetError, InvalidInput, SessionGone, SessionNotFound
-from sessions.search import MAX_TERMS
+from sessions.search import MAX_TERMS, Snippet
 
 pytestmark = pytest.mark.django_db
 
@@ -73,6 +74,39 @@ def test_highlighting_never_unescapes_agent_text(admin_client: Client) -> None:
     assert "<script>alert" not in html
     assert "<img src=x" not in html
     assert "&lt;script&gt;alert(&#x27;<mark>needle</mark>&#x27;)&lt;/script&gt;" in html
+
+
+def test_markup_inside_and_next_to_a_highlight_comes_out_escaped(admin_client: Client) -> None:
+    add("x", "<script>needle</script><b>x</b>")
+
+    html = admin_client.get("/search?q=script needle").content.decode()
+
+    assert "<script>" not in html.split("<main", 1)[-1]
+    assert (
+        "&lt;<mark>script</mark>&gt;<mark>needle</mark>&lt;/<mark>script</mark>&gt;"
+        "&lt;b&gt;x&lt;/b&gt;"
+    ) in html
+
+
+def test_snippet_html_escapes_every_piece_and_marks_the_ranges() -> None:
+    snippet = Snippet("<i>needle</i> & more", ((1, 2), (3, 9)))
+
+    assert snippet_html(snippet) == (
+        "&lt;<mark>i</mark>&gt;<mark>needle</mark>&lt;/i&gt; &amp; more"
+    )
+
+
+def test_snippet_html_gives_every_character_once_whatever_the_ranges() -> None:
+    snippet = Snippet("<a>bc", ((1, 2), (0, 3), (3, 3), (4, 99)))
+
+    assert snippet_html(snippet) == "&lt;<mark>a</mark>&gt;b<mark>c</mark>"
+
+
+def test_snippet_marked_wraps_the_ranges_for_the_api() -> None:
+    snippet = Snippet("say hello <b>", ((4, 9),))
+
+    assert snippet_marked(snippet) == "say **hello** <b>"
+    assert snippet_marked(snippet, "[", "]") == "say [hello] <b>"
 
 
 def test_an_htmx_search_answers_with_the_results_and_moves_the_address_bar(

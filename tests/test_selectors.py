@@ -126,6 +126,30 @@ def test_the_full_view_is_every_message_in_order() -> None:
 # --- pending tool calls, last messages, recent users -----------------------------------------
 
 
+def seqs(page: selectors.MessageSlice) -> list[int]:
+    return [message.seq for message in page.messages]
+
+
+def test_the_newest_messages_come_in_order_with_whether_older_ones_exist() -> None:
+    append("k", *({"role": "user", "content": str(n)} for n in range(1, 8)))
+
+    assert seqs(selectors.messages_newest(session(), limit=3)) == [5, 6, 7]
+    assert selectors.messages_newest(session(), limit=3).more is True
+    assert seqs(selectors.messages_newest(session(), limit=3, before=3)) == [1, 2]
+    assert selectors.messages_newest(session(), limit=3, before=3).more is False
+    since = selectors.messages_newest(session(), limit=2, since=4)
+    assert (seqs(since), since.more) == ([6, 7], True)
+
+
+def test_the_oldest_messages_after_a_seq_come_in_order_with_whether_newer_ones_exist() -> None:
+    append("k", *({"role": "user", "content": str(n)} for n in range(1, 6)))
+
+    page = selectors.messages_oldest(session(), after=1, limit=2)
+    assert (seqs(page), page.more) == ([2, 3], True)
+    page = selectors.messages_oldest(session(), after=3, limit=2)
+    assert (seqs(page), page.more) == ([4, 5], False)
+
+
 def test_pending_tool_calls_are_calls_without_an_answer() -> None:
     append(
         "k",

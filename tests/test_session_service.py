@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sessions import services
+from sessions.bounds import MAX_EXCEPT_KEYS
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
 from sessions.models import DailyUsage, Message, Session, Tombstone
 
@@ -453,6 +454,21 @@ def test_set_status_refuses_a_bad_key_as_invalid_input() -> None:
 
 
 # --- reconcile: mark unknown ---------------------------------------------------------
+
+
+def test_mark_unknown_refuses_an_except_list_past_its_bound_whoever_calls() -> None:
+    upsert("a1", agent="bot")
+    keys = [f"k{n}" for n in range(MAX_EXCEPT_KEYS + 1)]
+
+    with pytest.raises(InvalidInput) as refused:
+        services.sessions_mark_unknown(agent="bot", except_keys=keys)
+
+    assert refused.value.field == "except"
+    assert refused.value.message == f"must list at most {MAX_EXCEPT_KEYS} keys"
+    with pytest.raises(InvalidInput, match="must be a list of session keys"):
+        services.sessions_mark_unknown(agent="bot", except_keys="a1")  # type: ignore[arg-type]
+    assert Session.objects.get(key="a1").status == "active"
+    assert services.sessions_mark_unknown(agent="bot", except_keys=keys[:-1]) == 1
 
 
 def test_mark_unknown_marks_the_agents_active_sessions_except_the_listed_ones() -> None:

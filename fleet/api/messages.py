@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from django.conf import settings
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
@@ -81,12 +80,6 @@ def append_messages(request: HttpRequest, key: str, payload: AppendIn) -> Status
         raise InvalidInput("must be a list of messages", field="messages")
     for index, message in enumerate(messages):
         _refuse_cost_source(message, f"messages[{index}]")
-    limit = settings.FLEET_API_MAX_BATCH
-    if len(messages) > limit:
-        raise InvalidInput(
-            f"a batch holds at most {limit} messages, got {len(messages)}; send several",
-            field="messages",
-        )
     result = services.messages_append(
         key=key,
         messages=messages,
@@ -204,11 +197,8 @@ def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
     system message the context view places first. Archived messages stay in the `all`
     view until purged. With nothing to archive it writes nothing and answers
     `{"archived": 0}`."""
-    keep = payload.keep
-    if isinstance(keep, int) and not isinstance(keep, bool) and keep > MAX_COUNT:
-        raise InvalidInput(f"must be at most {MAX_COUNT}", field="keep")
     archived = services.session_compact(
-        key=key, summary=payload.summary, keep=keep, scope=key_scope(request)
+        key=key, summary=payload.summary, keep=payload.keep, scope=key_scope(request)
     )
     return {"archived": archived}
 

@@ -8,6 +8,7 @@ from ninja import Query, Router
 from fleet.api.responses import ErrorOut, FleetOut, MarkedOut, SearchOut
 from fleet.api.schemas import ReconcileIn
 from fleet.api.sessions import ERRORS, WRITE_ERRORS, key_scope
+from fleet.snippets import snippet_marked
 from sessions import services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
@@ -16,9 +17,7 @@ from sessions.shapes import jsonable, session_summary_json, timestamp
 
 router = Router()
 
-MAX_EXCEPT = 10_000
 MAX_QUERY_CHARS = 500
-MARK_START, MARK_END = "\x02", "\x03"
 
 
 @router.post(
@@ -31,35 +30,10 @@ def reconcile(request: HttpRequest, payload: ReconcileIn) -> dict:
     the keys listed under `except`. An agent calls this when it starts: the sessions of
     its previous process died with it. Safe to repeat."""
     keys = payload.except_keys
-    if keys is None:
-        keys = []
-    if not isinstance(keys, list):
-        raise InvalidInput("must be a list of session keys", field="except")
-    if len(keys) > MAX_EXCEPT:
-        raise InvalidInput(f"must list at most {MAX_EXCEPT} keys", field="except")
     marked = services.sessions_mark_unknown(
-        agent=payload.agent, except_keys=keys, scope=key_scope(request)
+        agent=payload.agent, except_keys=[] if keys is None else keys, scope=key_scope(request)
     )
     return {"marked": marked}
-
-
-def _highlights(snippet: str) -> tuple[str, list[tuple[int, int]]]:
-    """Plain text and the ``[start, end)`` ranges the search marked in ``snippet``."""
-    text: list[str] = []
-    ranges: list[tuple[int, int]] = []
-    start = None
-    length = 0
-    for char in snippet:
-        if char == MARK_START:
-            start = length
-        elif char == MARK_END:
-            if start is not None and length > start:
-                ranges.append((start, length))
-            start = None
-        else:
-            text.append(char)
-            length += 1
-    return "".join(text), ranges
 
 
 @router.get(
@@ -92,23 +66,20 @@ def search(
     for result in message_search.search_messages(query, limit=limit, agents=agents):
         hits = []
         for hit in result.hits:
-            text, ranges = _highlights(hit.snippet)
             hits.append(
                 {
                     "seq": hit.seq,
                     "role": hit.role,
                     "created_at": timestamp(hit.created_at),
-                    "text": text,
-                    "highlights": ranges,
+                    "text": hit.snippet.text,
+                    "highlights": list(hit.snippet.highlights),
                     "archived": hit.archived,
                 }
             )
         items.append(
             {
                 "session": session_summary_json(result.session),
-                "snippets": [
-                    message_search.snippet_text(hit.snippet, "**", "**") for hit in result.hits
-                ],
+                "snippets": [snippet_marked(hit.snippet, "**", "**") for hit in result.hits],
                 "hits": hits,
             }
         )

@@ -14,8 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import F, QuerySet
-from django.db.models.functions import Left
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -37,6 +36,7 @@ from sessions.fleet_stats import (
     fleet_version,
 )
 from sessions.models import Session
+from sessions.selectors import session_rows
 
 PAGE_SIZE = 50
 GOAL_PREVIEW = 500
@@ -69,27 +69,23 @@ COLUMNS = (
 ASCENDING_FIRST = {"status", "agent", "model", "name"}
 
 
-def _apply_filters(qs: QuerySet, values: dict[str, Any], now: datetime) -> QuerySet:
-    """The form's valid values as ``SessionQuerySet.listing`` filters (the API's list reads
-    through the same method)."""
+def _rows(values: dict[str, Any], sort: str, now: datetime) -> QuerySet[Session]:
+    """The table's rows: the form's valid values as ``SessionQuerySet.listing``
+    filters (the API's list reads through the same method), in ``sort``'s order."""
     fields = ("status", "state", "kind", "channel", "agent", "model")
     filters = {name: values[name] for name in fields if name in values}
     if "project" in values:
         filters["project_root"] = values["project"]
-    return qs.listing(health=values.get("health"), q=values.get("q"), now=now, **filters)
-
-
-def _order(qs: QuerySet, sort: str) -> QuerySet:
-    descending = sort.startswith("-")
-    fields = SORTS[sort.lstrip("-")]
-    if "token_total" in fields:
-        qs = qs.annotate(token_total=F("prompt_tokens") + F("completion_tokens"))
-    prefix = "-" if descending else ""
-    ordering = [prefix + name for name in fields]
-    for tie in ("-last_active_at", "-id"):
-        if tie.lstrip("-") not in fields:
-            ordering.append(tie)
-    return qs.order_by(*ordering)
+    prefix = "-" if sort.startswith("-") else ""
+    return session_rows(
+        now=now,
+        order=[prefix + name for name in SORTS[sort.lstrip("-")]],
+        # Goals and todo lists can be long: the table needs only a preview.
+        goal_chars=GOAL_PREVIEW,
+        health=values.get("health"),
+        q=values.get("q"),
+        **filters,
+    )
 
 
 def _columns(query: Any, sort: str) -> list[Column]:
@@ -120,11 +116,7 @@ def sessions_table(
     """The table's context. ``total``: every session, when the caller has counted them."""
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
-    # Goals and todo lists can be long: the table needs only a preview.
-    rows = Session.objects.without_large_fields().defer("goal_text")
-    rows = rows.annotate(goal_preview=Left("goal_text", GOAL_PREVIEW))
-    qs = _apply_filters(rows, values, now)
-    paginator = Paginator(_order(qs, sort), PAGE_SIZE)
+    paginator = Paginator(_rows(values, sort, now), PAGE_SIZE)
     if total is not None and not form.is_filtered:
         # The header has just counted every session; counting them again for
         # the pager is the fleet page's costliest query on PostgreSQL.

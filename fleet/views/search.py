@@ -1,7 +1,7 @@
 """Search: sessions whose messages contain the words, with highlighted snippets.
 
-Snippets are agent text: ``snippet_html`` escapes them before adding
-``<mark>``, and each hit links to its message in the transcript.
+Snippets are agent text: ``fleet.snippets.snippet_html`` escapes them and
+puts the matches in ``<mark>``; each hit links to its message in the transcript.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
 from fleet.forms import SearchForm
+from fleet.snippets import snippet_html
 from fleet.views.auth import dashboard_view
 from sessions.models import Session
 from sessions.search import (
@@ -25,7 +26,6 @@ from sessions.search import (
     SearchHit,
     query_word_count,
     search_messages,
-    snippet_html,
 )
 
 TEMPLATE = "fleet/search.html"

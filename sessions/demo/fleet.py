@@ -101,7 +101,7 @@ def write_session(plan: SessionPlan, *, now: datetime) -> int:
         services.session_upsert(key=head.key, fields=fields, now=head.last_active_at)
     elif plan.compact_after and plan.compact_at:
         first, rest = messages[: plan.compact_after], messages[plan.compact_after :]
-        services.messages_append(
+        services.messages_append_all(
             key=head.key, messages=first, session=head.fields, now=first[-1]["created_at"]
         )
         summary = (
@@ -111,12 +111,12 @@ def write_session(plan: SessionPlan, *, now: datetime) -> int:
         services.session_compact(
             key=head.key, summary=summary, keep=plan.compact_keep, now=plan.compact_at
         )
-        services.messages_append(
+        services.messages_append_all(
             key=head.key, messages=rest, session=_turn_fields(head), now=head.last_active_at
         )
         stored += 1  # the summary
     else:
-        services.messages_append(
+        services.messages_append_all(
             key=head.key, messages=messages, session=fields, now=head.last_active_at
         )
     stored += len(messages)

@@ -179,7 +179,7 @@ def write_session(
                 fields = {**source.new_fields, **fields}
             appended = skipped = 0
             if source.messages:
-                result = services.messages_append(
+                result = services.messages_append_all(
                     key=source.key, messages=source.messages, session=fields, now=now
                 )
                 appended, skipped = result.appended, result.skipped

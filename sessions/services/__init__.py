@@ -8,7 +8,8 @@ modules below hold them, each with the rules it protects, bottom to top:
 * ``sessions``: locking and creating sessions (and the API key's scope
   check on the locked row); ``session_upsert``, ``session_set_status``,
   ``sessions_mark_unknown``.
-* ``messages``: ``messages_append`` and the corrections (update-last,
+* ``messages``: ``messages_append`` (``messages_append_all`` for a
+  transcript longer than one batch) and the corrections (update-last,
   remove-last, clear, the admin's edits).
 * ``compaction``: ``session_compact`` and ``session_delete``.
 
@@ -25,6 +26,7 @@ from sessions.services.messages import (
     message_save_correction,
     message_update_last,
     messages_append,
+    messages_append_all,
     messages_clear,
 )
 from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
@@ -36,6 +38,7 @@ __all__ = [
     "message_save_correction",
     "message_update_last",
     "messages_append",
+    "messages_append_all",
     "messages_clear",
     "session_compact",
     "session_delete",

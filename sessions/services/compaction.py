@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from sessions.bounds import MAX_COUNT
 from sessions.choices import Role
 from sessions.errors import InvalidInput
 from sessions.inputs import (
@@ -74,7 +75,12 @@ def session_compact(
     before the preserved messages. Archived messages stay (full view) until
     purged. Returns how many were archived; with nothing to archive it writes
     nothing and returns 0, so a retried compaction adds no second summary.
+    ``keep`` is at most ``MAX_COUNT``.
     """
+    # The bounds of a request come before its scope (422 before 403), as the
+    # API has always answered.
+    if isinstance(keep, int) and keep > MAX_COUNT:
+        raise InvalidInput(f"must be at most {MAX_COUNT}", field="keep")
     scope.check_writes()
     key = clean_key(key)
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:

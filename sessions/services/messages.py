@@ -11,18 +11,20 @@ The rules these protect:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from sessions.bulk import NewMessage, insert_messages
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
-from sessions.errors import Conflict, InvalidInput
+from sessions.errors import Conflict, FleetError, InvalidInput
 from sessions.inputs import (
     MESSAGE_FIELDS,
     MessageIn,
@@ -245,6 +247,56 @@ def messages_append(
             field=f"session.{name}",
         )
     return _messages_append(key, items, fields, now or timezone.now(), scope)
+
+
+_BATCH_INDEX = re.compile(r"^messages\[(\d+)\]")
+
+
+def _in_whole(field: str, offset: int) -> str:
+    """``messages[3].role`` of a batch starting at ``offset``, as a place in the whole list."""
+    return _BATCH_INDEX.sub(lambda found: f"messages[{int(found[1]) + offset}]", field)
+
+
+@transaction.atomic
+def messages_append_all(
+    *,
+    key: str,
+    messages: Sequence[Mapping[str, Any] | MessageIn],
+    session: Mapping[str, Any] | SessionIn | None = None,
+    convention: str = "otel",
+    now: datetime | None = None,
+) -> AppendResult:
+    """``messages_append`` for a transcript of any length (importers, the demo):
+    batches of at most ``FLEET_API_MAX_BATCH`` messages in one transaction, so
+    still all or nothing. A refusal names the message by its place in
+    ``messages`` (``messages[1500].role``), not in its batch.
+    """
+    size = settings.FLEET_API_MAX_BATCH
+    results: list[AppendResult] = []
+    for offset in range(0, max(len(messages), 1), size):
+        try:
+            results.append(
+                messages_append(
+                    key=key,
+                    messages=list(messages[offset : offset + size]),
+                    session=session,
+                    convention=convention,
+                    now=now,
+                )
+            )
+        except FleetError as error:
+            if offset and error.field:
+                error.field = _in_whole(error.field, offset)
+            raise
+    seqs = [r.first_seq for r in results if r.first_seq is not None]
+    return AppendResult(
+        appended=sum(r.appended for r in results),
+        skipped=sum(r.skipped for r in results),
+        first_seq=seqs[0] if seqs else None,
+        last_seq=max((r.last_seq for r in results if r.last_seq is not None), default=None),
+        session=results[-1].session,
+        created=results[0].created,
+    )
 
 
 # --- corrections: update-last, remove-last, clear, admin edits ----------------

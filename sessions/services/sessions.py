@@ -22,6 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from sessions.bounds import MAX_EXCEPT_KEYS
 from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
@@ -286,8 +287,15 @@ def sessions_mark_unknown(
 
     An agent calls this when it starts: sessions of its previous process died
     with it. A conditional update: idempotent and safe while agents write.
-    A scoped key reconciles only its own agents.
+    A scoped key reconciles only its own agents. ``except_keys``: a list or
+    tuple of at most ``MAX_EXCEPT_KEYS`` keys.
     """
+    # The bounds of a request come before its scope (422 before 403), as the
+    # API has always answered.
+    if not isinstance(except_keys, (list, tuple)):
+        raise InvalidInput("must be a list of session keys", field="except")
+    if len(except_keys) > MAX_EXCEPT_KEYS:
+        raise InvalidInput(f"must list at most {MAX_EXCEPT_KEYS} keys", field="except")
     scope.check_writes()
     agent = clean_text(agent, "agent")
     if not agent:
