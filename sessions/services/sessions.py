@@ -140,7 +140,13 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
         ):
             session.turn_started_at = turn_started_at or now
             changed.add("turn_started_at")
-        elif state != State.RUNNING and (session.turn_id or session.turn_started_at):
+        elif state == State.ERROR:
+            # error keeps the turn that failed (its id and start); a turn the
+            # client names anew has the start it sends, or none known.
+            if turn_started_at or new_turn:
+                session.turn_started_at = turn_started_at
+                changed.add("turn_started_at")
+        elif state == State.IDLE and (session.turn_id or session.turn_started_at):
             session.turn_id = ""
             session.turn_started_at = None
             changed.update({"turn_id", "turn_started_at"})
