@@ -247,6 +247,27 @@ def test_a_scoped_key_writing_a_deleted_key_gets_410(store: None, scoped: ApiCli
     assert_error(scoped.put("sessions/theirs", {"name": "x"}), 410, "gone")
 
 
+def test_a_read_only_key_cannot_recreate_a_deleted_key(store: None, read_only: ApiClient) -> None:
+    services.session_delete(key="mine")
+
+    assert_error(read_only.put("sessions/mine", {"recreate": True}), 403, "forbidden")
+    assert Tombstone.objects.filter(key="mine").exists()
+    assert not Session.objects.filter(key="mine").exists()
+
+
+def test_a_scoped_key_recreates_a_deleted_key_for_its_own_agent(
+    store: None, scoped: ApiClient
+) -> None:
+    services.session_delete(key="theirs")
+
+    assert_error(
+        scoped.put("sessions/theirs", {"recreate": True, "agent": THEIRS}), 403, "forbidden"
+    )
+    assert Tombstone.objects.filter(key="theirs").exists()
+    response = scoped.put("sessions/theirs", {"recreate": True})
+    assert (response.status_code, response.json()["agent"]) == (201, MINE)
+
+
 def test_a_scoped_key_may_reconcile_only_its_own_agents(store: None, scoped: ApiClient) -> None:
     assert_error(scoped.post("reconcile", {"agent": THEIRS}), 403, "forbidden", field="agent")
     assert Session.objects.get(key="theirs").status == "active"

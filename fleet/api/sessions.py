@@ -162,10 +162,15 @@ def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> 
     overwritten with an empty value. Ending statuses record `ended_at` and close
     a running turn. Totals (`turns`, `tool_call_count`, `api_calls`, token fields,
     `cost_usd`) are reported totals, for agents that do not send messages.
-    Writing to a deleted key answers 410.
+    Writing to a deleted key answers 410, unless the body has `"recreate": true`:
+    that starts a new session under the key (201; no messages, seq from 1; the old
+    session stays deleted). On a key that has a session `recreate` is ignored, so a
+    retried recreate is safe. Appends and the other writes never recreate.
     """
+    fields = payload.sent()
+    recreate = fields.pop("recreate", False)
     session, created = services.session_upsert(
-        key=key, fields=payload.sent(), scope=key_scope(request)
+        key=key, fields=fields, scope=key_scope(request), recreate=recreate
     )
     return Status(201 if created else 200, session_json(session))
 
