@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Func, Max, Min, Q, Sum, Value
+from django.db.models import Count, F, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, NullIf
 
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
@@ -66,14 +67,41 @@ def messages_all(session: Session) -> models.QuerySet[Message]:
     return Message.objects.filter(session=session).in_order()
 
 
-def last_message(session: Session, role: str) -> Message | None:
-    return Message.objects.filter(session=session, role=role).order_by("-seq").first()
+def last_message(session: Session, role: str | None = None) -> Message | None:
+    """The session's newest message (by seq, archived ones included), of ``role`` if given."""
+    qs = Message.objects.filter(session=session)
+    if role:
+        qs = qs.filter(role=role)
+    return qs.order_by("-seq").first()
 
 
 def recent_user_messages(*, limit: int = 20, agent: str | None = None) -> list[Message]:
     qs = Message.objects.recent_user().select_related("session")
     if agent:
         qs = qs.filter(session__agent=agent)
+    return list(qs[:limit])
+
+
+def recent_messages(
+    *,
+    role: str = Role.USER,
+    limit: int = 20,
+    agent: str | None = None,
+    agents: Sequence[str] | None = None,
+) -> list[Message]:
+    """Messages of ``role`` across sessions, newest first (``created_at``, then id).
+
+    ``agent``: only sessions of that agent; ``agents``: only sessions of these
+    (a key's scope; ``None`` = every agent). Each message carries
+    ``session_key`` and ``session_agent``; the session row itself (its large
+    fields) is not loaded. Archived messages are included.
+    """
+    qs = Message.objects.recent(role)
+    if agent:
+        qs = qs.filter(session__agent=agent)
+    if agents is not None:
+        qs = qs.filter(session__agent__in=agents)
+    qs = qs.annotate(session_key=F("session__key"), session_agent=F("session__agent"))
     return list(qs[:limit])
 
 
@@ -165,10 +193,21 @@ class CompactionStats:
     newest_archived_at: datetime | None
 
 
-def compaction_stats(session: Session | None = None) -> CompactionStats:
+def compaction_stats(
+    session: Session | None = None, *, agents: Sequence[str] | None = None
+) -> CompactionStats:
+    """What compaction archived (koda's ``compacted_stats``): of one ``session``, of the
+    sessions of ``agents`` (a key's scope), or of every session.
+
+    One aggregate over the archived messages (the partial index
+    ``message_compacted_idx``); its cost grows with what is archived, which
+    ``purge --compacted-older-than`` keeps bounded.
+    """
     qs = Message.objects.archived()
     if session is not None:
         qs = qs.filter(session=session)
+    if agents is not None:
+        qs = qs.filter(session__agent__in=agents)
     row = qs.aggregate(
         count=Count("id"),
         sessions=Count("session", distinct=True),

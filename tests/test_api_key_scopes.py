@@ -83,6 +83,8 @@ READS = {
     "get": "sessions/{k}",
     "messages": "sessions/{k}/messages",
     "usage": "sessions/{k}/usage",
+    "last": "sessions/{k}/messages/last",
+    "pending-tool-calls": "sessions/{k}/pending-tool-calls",
 }
 
 
@@ -368,3 +370,26 @@ def test_a_key_made_without_a_scope_has_full_access(store: None) -> None:
     assert key_row.read_only is False
     assert key_row.scope.is_full
     assert ApiClient(token).put("sessions/theirs", {"name": "x"}).status_code == 200
+
+
+def test_recent_messages_show_a_scoped_key_only_its_agents(
+    store: None, full: ApiClient, scoped: ApiClient, read_only: ApiClient
+) -> None:
+    def contents(api: ApiClient, **query: Any) -> set[str]:
+        response = api.get("messages/recent", **query)
+        assert response.status_code == 200, response.content
+        return {item["content"] for item in response.json()["items"]}
+
+    everyone = {f"hello zebra from {MINE}", f"hello zebra from {THEIRS}"}
+    assert contents(full) == contents(read_only) == everyone
+    assert contents(scoped) == {f"hello zebra from {MINE}"}
+    assert contents(scoped, agent=THEIRS) == set()
+
+
+def test_session_counts_follow_the_scope(
+    store: None, full: ApiClient, scoped: ApiClient, read_only: ApiClient
+) -> None:
+    assert full.get("sessions", count="true").json()["total"] == 2
+    assert read_only.get("sessions", count="true").json()["total"] == 2
+    assert scoped.get("sessions", count="true").json()["total"] == 1
+    assert scoped.get("sessions", count="true", agent=THEIRS).json()["total"] == 0

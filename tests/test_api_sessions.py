@@ -371,7 +371,9 @@ def test_a_plain_put_on_a_deleted_key_says_how_to_start_again(api: ApiClient) ->
 
 def test_recreate_starts_a_new_session_under_a_deleted_key(api: ApiClient) -> None:
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    api.post("sessions/telegram_user123/messages", {"session": {"agent": "bot"}, "messages": messages})
+    api.post(
+        "sessions/telegram_user123/messages", {"session": {"agent": "bot"}, "messages": messages}
+    )
     old_id = Session.objects.get(key="telegram_user123").id
     api.delete("sessions/telegram_user123")
 
@@ -459,3 +461,48 @@ def test_a_recreated_session_can_be_deleted_again(api: ApiClient) -> None:
 
     assert Tombstone.objects.filter(key="s1").count() == 1
     assert_error(api.put("sessions/s1", {}), 410, "gone", "key")
+
+
+# --- counting ------------------------------------------------------------------------
+
+
+def test_count_true_gives_the_total_of_the_filtered_list(api: ApiClient) -> None:
+    for index in range(5):
+        services.session_upsert(key=f"a{index}", fields={"agent": "appam"})
+    services.session_upsert(key="other", fields={"agent": "koda"})
+
+    everything = api.get("sessions", count="true", limit=2).json()
+    appam = api.get("sessions", count="true", agent="appam", limit=1).json()
+    plain = api.get("sessions", limit=2).json()
+
+    assert (everything["total"], everything["total_exact"], len(everything["items"])) == (
+        6,
+        True,
+        2,
+    )
+    assert appam["total"] == 5
+    # Not asked for, not counted.
+    assert (plain["total"], plain["total_exact"]) == (None, None)
+    # The total is of the whole list, not of what is left after the cursor.
+    second = api.get("sessions", count="true", limit=2, cursor=everything["next"]).json()
+    assert second["total"] == 6
+
+
+def test_the_count_stops_at_its_bound(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.api import sessions as session_routes
+
+    monkeypatch.setattr(session_routes, "MAX_COUNTED", 3)
+    for index in range(5):
+        services.session_upsert(key=f"s{index}", fields={})
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("sessions", count="true", limit=1).json()
+
+    assert (body["total"], body["total_exact"]) == (3, False)
+    counting = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counting) == 1
+    assert "LIMIT 4" in counting[0].upper()
+
+
+def test_count_must_be_a_boolean(api: ApiClient) -> None:
+    assert_error(api.get("sessions", count="maybe"), 422, "invalid", "count")

@@ -158,21 +158,7 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
                 f"a {session.status} session cannot start a turn; set status to active",
                 field="state",
             )
-        if state == State.RUNNING and (
-            session.state != State.RUNNING or new_turn or turn_started_at
-        ):
-            session.turn_started_at = turn_started_at or now
-            changed.add("turn_started_at")
-        elif state == State.ERROR:
-            # error keeps the turn that failed (its id and start); a turn the
-            # client names anew has the start it sends, or none known.
-            if turn_started_at or new_turn:
-                session.turn_started_at = turn_started_at
-                changed.add("turn_started_at")
-        elif state == State.IDLE and (session.turn_id or session.turn_started_at):
-            session.turn_id = ""
-            session.turn_started_at = None
-            changed.update({"turn_id", "turn_started_at"})
+        changed |= _set_turn(session, state, new_turn, turn_started_at, now)
         if session.state != state:
             session.state = state
             changed.add("state")
@@ -193,6 +179,30 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
             session.metadata = merged
             changed.add("metadata")
     return changed
+
+
+def _set_turn(
+    session: Session, state: str, new_turn: bool, turn_started_at: datetime | None, now: datetime
+) -> set[str]:
+    """The turn's start for the state the session enters; the fields changed.
+
+    ``running`` starts the clock (a new turn restarts it); ``error`` keeps the
+    turn that failed, id and start (a turn named anew has the start sent with
+    it, or none known); ``idle`` clears both.
+    """
+    if state == State.RUNNING:
+        if session.state != State.RUNNING or new_turn or turn_started_at:
+            session.turn_started_at = turn_started_at or now
+            return {"turn_started_at"}
+    elif state == State.ERROR:
+        if turn_started_at or new_turn:
+            session.turn_started_at = turn_started_at
+            return {"turn_started_at"}
+    elif session.turn_id or session.turn_started_at:
+        session.turn_id = ""
+        session.turn_started_at = None
+        return {"turn_id", "turn_started_at"}
+    return set()
 
 
 def revive(session: Session, fields: SessionIn) -> bool:
