@@ -82,27 +82,39 @@ def recent_user_messages(*, limit: int = 20, agent: str | None = None) -> list[M
     return list(qs[:limit])
 
 
+@dataclass(frozen=True)
+class RecentMessage:
+    message: Message
+    session_key: str
+    session_agent: str
+
+
 def recent_messages(
     *,
     role: str = Role.USER,
     limit: int = 20,
     agent: str | None = None,
     agents: Sequence[str] | None = None,
-) -> list[Message]:
+) -> list[RecentMessage]:
     """Messages of ``role`` across sessions, newest first (``created_at``, then id).
 
     ``agent``: only sessions of that agent; ``agents``: only sessions of these
-    (a key's scope; ``None`` = every agent). Each message carries
-    ``session_key`` and ``session_agent``; the session row itself (its large
-    fields) is not loaded. Archived messages are included.
+    (a key's scope; ``None`` = every agent). Each comes with its session's key
+    and agent, read by the join: the session row (its large fields) is not
+    loaded. Archived messages are included.
     """
     qs = Message.objects.recent(role)
     if agent:
         qs = qs.filter(session__agent=agent)
     if agents is not None:
         qs = qs.filter(session__agent__in=agents)
-    qs = qs.annotate(session_key=F("session__key"), session_agent=F("session__agent"))
-    return list(qs[:limit])
+    rows = qs.annotate(_session_key=F("session__key"), _session_agent=F("session__agent"))
+    return [
+        RecentMessage(
+            message=m, session_key=vars(m)["_session_key"], session_agent=vars(m)["_session_agent"]
+        )
+        for m in rows[:limit]
+    ]
 
 
 @dataclass(frozen=True)

@@ -203,9 +203,11 @@ def test_recent_messages_of_a_role_limited_to_agents_do_not_load_the_session() -
 
     recent = selectors.recent_messages(role="user", agents=["alpha"])
 
-    assert [(m.content, m.session_key, m.session_agent) for m in recent] == [("a1", "a", "alpha")]
+    assert [(r.message.content, r.session_key, r.session_agent) for r in recent] == [
+        ("a1", "a", "alpha")
+    ]
     assert selectors.recent_messages(role="user", agent="beta", agents=["alpha"]) == []
-    assert [m.content for m in selectors.recent_messages(role="assistant")] == ["c1"]
+    assert [r.message.content for r in selectors.recent_messages(role="assistant")] == ["c1"]
 
 
 def test_last_message_of_any_role() -> None:

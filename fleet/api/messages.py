@@ -257,8 +257,12 @@ def recent_messages(
     )
     return {
         "items": [
-            {**message_json(m), "session_key": m.session_key, "session_agent": m.session_agent}
-            for m in messages
+            {
+                **message_json(r.message),
+                "session_key": r.session_key,
+                "session_agent": r.session_agent,
+            }
+            for r in messages
         ]
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
@@ -61,14 +61,14 @@ def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) ->
     }
 
 
-def count_bounded(queryset: object) -> tuple[int, bool]:
+def count_bounded(queryset: QuerySet[Session]) -> tuple[int, bool]:
     """``(count, exact)``: the rows of ``queryset``, counted up to ``MAX_COUNTED``.
 
     ``SELECT COUNT(*) FROM (SELECT … LIMIT MAX_COUNTED + 1)``: the cost is bounded
     by the cap, not by the table (an exact count over millions of rows reads them
     all, an index at best).
     """
-    rows = queryset.order_by().values("id")[: MAX_COUNTED + 1].count()  # type: ignore[attr-defined]
+    rows = queryset.order_by().values("id")[: MAX_COUNTED + 1].count()
     return min(rows, MAX_COUNTED), rows <= MAX_COUNTED
 
 
