@@ -369,6 +369,17 @@ def test_a_plain_put_on_a_deleted_key_says_how_to_start_again(api: ApiClient) ->
     assert "send recreate: true to start a new session under this key" in error["message"]
 
 
+def test_the_410_hint_survives_a_long_key(api: ApiClient) -> None:
+    # repr() escapes every quote of this key: its message doubles in length.
+    key = "'" * 254 + '"'
+    services.session_upsert(key=key, fields={})
+    services.session_delete(key=key)
+
+    error = assert_error(api.put("sessions/" + "%27" * 254 + "%22", {}), 410, "gone", "key")
+
+    assert error["message"].endswith("send recreate: true to start a new session under this key)")
+
+
 def test_recreate_starts_a_new_session_under_a_deleted_key(api: ApiClient) -> None:
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
     api.post(

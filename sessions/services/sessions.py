@@ -89,8 +89,8 @@ def lock_or_create(
     tombstone = Tombstone.objects.filter(key=key)
     if not recreate and tombstone.exists():
         raise SessionGone(
-            f"session {key!r} was deleted; writes to a deleted key are refused "
-            f"(PUT /api/v1/sessions/{{key}}: {GONE_HINT})"[:400],
+            f"session {key!r}"[:280] + " was deleted; writes to a deleted key are refused "
+            f"(PUT /api/v1/sessions/{{key}}: {GONE_HINT})",
             field="key",
         )
     agent = scope.agent_for_new_session(fields.values.get("agent"))
