@@ -133,9 +133,11 @@ class Session(Totals):
         ]
         constraints = [
             *_token_checks("session"),
+            # A turn's start is kept while it runs and after it failed (error
+            # keeps "the active or last turn", issue 12); idle has none.
             models.CheckConstraint(
-                condition=Q(turn_started_at__isnull=True) | Q(state="running"),
-                name="session_turn_only_while_running",
+                condition=Q(turn_started_at__isnull=True) | Q(state__in=["running", "error"]),
+                name="session_turn_only_while_running_or_error",
             ),
         ]
 

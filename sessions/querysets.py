@@ -167,7 +167,11 @@ class MessageQuerySet(models.QuerySet):
 
     def recent_user(self) -> MessageQuerySet:
         """User messages across sessions, newest first."""
-        return self.filter(role=Role.USER).order_by("-created_at", "-id")
+        return self.recent(Role.USER)
+
+    def recent(self, role: str) -> MessageQuerySet:
+        """Messages of ``role`` across sessions, newest first (``message_role_created_idx``)."""
+        return self.filter(role=role).order_by("-created_at", "-id")
 
     def with_tool_calls(self) -> MessageQuerySet:
         return self.filter(role=Role.ASSISTANT).exclude(

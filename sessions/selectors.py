@@ -129,8 +129,12 @@ def messages_oldest(session: Session, *, after: int, limit: int) -> MessageSlice
     return MessageSlice(messages=found[:limit], more=len(found) > limit)
 
 
-def last_message(session: Session, role: str) -> Message | None:
-    return Message.objects.filter(session=session, role=role).order_by("-seq").first()
+def last_message(session: Session, role: str | None = None) -> Message | None:
+    """The session's newest message (by seq, archived ones included), of ``role`` if given."""
+    qs = Message.objects.filter(session=session)
+    if role:
+        qs = qs.filter(role=role)
+    return qs.order_by("-seq").first()
 
 
 def recent_user_messages(*, limit: int = 20, agent: str | None = None) -> list[Message]:
@@ -138,6 +142,41 @@ def recent_user_messages(*, limit: int = 20, agent: str | None = None) -> list[M
     if agent:
         qs = qs.filter(session__agent=agent)
     return list(qs[:limit])
+
+
+@dataclass(frozen=True)
+class RecentMessage:
+    message: Message
+    session_key: str
+    session_agent: str
+
+
+def recent_messages(
+    *,
+    role: str = Role.USER,
+    limit: int = 20,
+    agent: str | None = None,
+    agents: Sequence[str] | None = None,
+) -> list[RecentMessage]:
+    """Messages of ``role`` across sessions, newest first (``created_at``, then id).
+
+    ``agent``: only sessions of that agent; ``agents``: only sessions of these
+    (a key's scope; ``None`` = every agent). Each comes with its session's key
+    and agent, read by the join: the session row (its large fields) is not
+    loaded. Archived messages are included.
+    """
+    qs = Message.objects.recent(role)
+    if agent:
+        qs = qs.filter(session__agent=agent)
+    if agents is not None:
+        qs = qs.filter(session__agent__in=agents)
+    rows = qs.annotate(_session_key=F("session__key"), _session_agent=F("session__agent"))
+    return [
+        RecentMessage(
+            message=m, session_key=vars(m)["_session_key"], session_agent=vars(m)["_session_agent"]
+        )
+        for m in rows[:limit]
+    ]
 
 
 @dataclass(frozen=True)
@@ -228,10 +267,21 @@ class CompactionStats:
     newest_archived_at: datetime | None
 
 
-def compaction_stats(session: Session | None = None) -> CompactionStats:
+def compaction_stats(
+    session: Session | None = None, *, agents: Sequence[str] | None = None
+) -> CompactionStats:
+    """What compaction archived (koda's ``compacted_stats``): of one ``session``, of the
+    sessions of ``agents`` (a key's scope), or of every session.
+
+    One aggregate over the archived messages (the partial index
+    ``message_compacted_idx``); its cost grows with what is archived, which
+    ``purge --compacted-older-than`` keeps bounded.
+    """
     qs = Message.objects.archived()
     if session is not None:
         qs = qs.filter(session=session)
+    if agents is not None:
+        qs = qs.filter(session__agent__in=agents)
     row = qs.aggregate(
         count=Count("id"),
         sessions=Count("session", distinct=True),

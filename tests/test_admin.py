@@ -630,3 +630,26 @@ def test_every_admin_page_names_the_fleet_icon(admin_client: Client, url: str) -
     icons = re.findall(r'<link rel="icon" href="([^"]+)"', response.content.decode())
     assert len(icons) == 1
     assert re.fullmatch(r"/static/fleet/favicon(\.\w+)?\.svg", icons[0])
+
+
+def test_the_message_list_shows_what_compaction_archived(admin_client: Client) -> None:
+    make_session("a", messages=4)
+    make_session("b", messages=2)
+    services.session_compact(key="a", summary="short", keep=1, now=T0)
+
+    response = admin_client.get(MESSAGES_URL)
+
+    assert response.status_code == 200
+    stats = response.context["compaction_stats"]
+    assert (stats.archived_messages, stats.sessions_with_archived) == (3, 1)
+    page = response.content.decode()
+    assert "Archived by compaction: 3 messages in 1 session" in page
+    assert "GET /api/v1/compaction-stats" in page
+
+
+def test_the_message_list_says_when_nothing_is_archived(admin_client: Client) -> None:
+    make_session("a")
+
+    page = admin_client.get(MESSAGES_URL).content.decode()
+
+    assert "Archived by compaction: nothing" in page

@@ -18,9 +18,12 @@ ENDPOINTS = {
     "/api/v1/sessions/running": {"get"},
     "/api/v1/sessions/stuck": {"get"},
     "/api/v1/sessions/{key}/messages": {"post", "get", "delete"},
-    "/api/v1/sessions/{key}/messages/last": {"put", "delete"},
+    "/api/v1/sessions/{key}/messages/last": {"get", "put", "delete"},
+    "/api/v1/sessions/{key}/pending-tool-calls": {"get"},
     "/api/v1/sessions/{key}/compact": {"post"},
     "/api/v1/sessions/{key}/usage": {"get"},
+    "/api/v1/messages/recent": {"get"},
+    "/api/v1/compaction-stats": {"get"},
     "/api/v1/reconcile": {"post"},
     "/api/v1/search": {"get"},
     "/api/v1/fleet": {"get"},
@@ -56,6 +59,52 @@ def test_the_openapi_document_lists_403_where_a_key_scope_can_refuse(client: Cli
     }
     assert forbidden == expected
     assert "forbidden (403" in str(schema["components"]["schemas"]["ErrorDetail"])
+
+
+NEW_READS = {
+    ("/api/v1/messages/recent", "get"),
+    ("/api/v1/sessions/{key}/messages/last", "get"),
+    ("/api/v1/sessions/{key}/pending-tool-calls", "get"),
+    ("/api/v1/compaction-stats", "get"),
+    ("/api/v1/sessions", "get"),
+}
+
+
+@pytest.mark.parametrize(("path", "method"), sorted(NEW_READS))
+def test_the_reads_agents_resume_with_are_described_with_an_example(
+    client: Client, path: str, method: str
+) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    operation = schema["paths"][path][method]
+
+    assert operation["summary"]
+    assert len(operation["description"]) > 40
+    answer = operation["responses"]["200"]["content"]["application/json"]
+    assert "example" in answer or "examples" in answer, answer
+    assert "422" in operation["responses"]
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "query":
+            assert parameter.get("description"), parameter["name"]
+
+
+def test_the_role_and_limit_parameters_state_their_bounds(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    recent = {
+        p["name"]: p["schema"]
+        for p in schema["paths"]["/api/v1/messages/recent"]["get"]["parameters"]
+    }
+
+    assert recent["role"]["enum"] == ["system", "user", "assistant", "tool"]
+    assert (recent["limit"]["minimum"], recent["limit"]["maximum"]) == (1, 1000)
+
+
+def test_the_put_documents_recreate(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    recreate = schema["components"]["schemas"]["SessionFieldsIn"]["properties"]["recreate"]
+    put = schema["paths"]["/api/v1/sessions/{key}"]["put"]
+
+    assert recreate["type"] == "boolean"
+    assert "recreate" in put["description"]
 
 
 def test_the_openapi_document_explains_the_anthropic_convention(client: Client) -> None:

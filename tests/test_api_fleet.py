@@ -204,3 +204,46 @@ def test_fleet_costs_a_fixed_number_of_queries(
     with django_assert_max_num_queries(4):
         assert api.get("fleet").json()["sessions"]["total"] == 43
     assert store_counts()[0] == 43
+
+
+# --- compaction stats ----------------------------------------------------------------
+
+
+def test_compaction_stats_count_what_compaction_archived(api: ApiClient) -> None:
+    assert api.get("compaction-stats").json() == {
+        "archived_messages": 0,
+        "sessions_with_archived": 0,
+        "archived_bytes": 0,
+        "oldest_archived_at": None,
+        "newest_archived_at": None,
+    }
+    for key in ("a", "b"):
+        services.messages_append(
+            key=key,
+            messages=[{"role": "user", "content": "héllo"}, {"role": "user", "content": "keep"}],
+        )
+        services.session_compact(key=key, summary="short", keep=1)
+
+    body = api.get("compaction-stats").json()
+
+    assert (body["archived_messages"], body["sessions_with_archived"]) == (2, 2)
+    assert body["archived_bytes"] == 2 * len("héllo".encode())
+    assert body["oldest_archived_at"].endswith("Z")
+    assert body["newest_archived_at"] >= body["oldest_archived_at"]
+
+
+def test_compaction_stats_of_a_scoped_key_count_only_its_agents(db: None) -> None:
+    from sessions.models import ApiKey
+
+    for key, agent in (("a", "mine"), ("b", "theirs"), ("c", "theirs")):
+        services.messages_append(
+            key=key,
+            session={"agent": agent},
+            messages=[{"role": "user", "content": "x"}, {"role": "user", "content": "y"}],
+        )
+        services.session_compact(key=key, summary="s", keep=1)
+    scoped = ApiClient(ApiKey.generate(name="scoped", agents=["mine"])[1])
+    read_only = ApiClient(ApiKey.generate(name="ro", read_only=True)[1])
+
+    assert scoped.get("compaction-stats").json()["archived_messages"] == 1
+    assert read_only.get("compaction-stats").json()["archived_messages"] == 3

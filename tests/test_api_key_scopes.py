@@ -83,6 +83,8 @@ READS = {
     "get": "sessions/{k}",
     "messages": "sessions/{k}/messages",
     "usage": "sessions/{k}/usage",
+    "last": "sessions/{k}/messages/last",
+    "pending-tool-calls": "sessions/{k}/pending-tool-calls",
 }
 
 
@@ -247,6 +249,27 @@ def test_a_scoped_key_writing_a_deleted_key_gets_410(store: None, scoped: ApiCli
     assert_error(scoped.put("sessions/theirs", {"name": "x"}), 410, "gone")
 
 
+def test_a_read_only_key_cannot_recreate_a_deleted_key(store: None, read_only: ApiClient) -> None:
+    services.session_delete(key="mine")
+
+    assert_error(read_only.put("sessions/mine", {"recreate": True}), 403, "forbidden")
+    assert Tombstone.objects.filter(key="mine").exists()
+    assert not Session.objects.filter(key="mine").exists()
+
+
+def test_a_scoped_key_recreates_a_deleted_key_for_its_own_agent(
+    store: None, scoped: ApiClient
+) -> None:
+    services.session_delete(key="theirs")
+
+    assert_error(
+        scoped.put("sessions/theirs", {"recreate": True, "agent": THEIRS}), 403, "forbidden"
+    )
+    assert Tombstone.objects.filter(key="theirs").exists()
+    response = scoped.put("sessions/theirs", {"recreate": True})
+    assert (response.status_code, response.json()["agent"]) == (201, MINE)
+
+
 def test_a_scoped_key_may_reconcile_only_its_own_agents(store: None, scoped: ApiClient) -> None:
     assert_error(scoped.post("reconcile", {"agent": THEIRS}), 403, "forbidden", field="agent")
     assert Session.objects.get(key="theirs").status == "active"
@@ -347,3 +370,26 @@ def test_a_key_made_without_a_scope_has_full_access(store: None) -> None:
     assert key_row.read_only is False
     assert key_row.scope.is_full
     assert ApiClient(token).put("sessions/theirs", {"name": "x"}).status_code == 200
+
+
+def test_recent_messages_show_a_scoped_key_only_its_agents(
+    store: None, full: ApiClient, scoped: ApiClient, read_only: ApiClient
+) -> None:
+    def contents(api: ApiClient, **query: Any) -> set[str]:
+        response = api.get("messages/recent", **query)
+        assert response.status_code == 200, response.content
+        return {item["content"] for item in response.json()["items"]}
+
+    everyone = {f"hello zebra from {MINE}", f"hello zebra from {THEIRS}"}
+    assert contents(full) == contents(read_only) == everyone
+    assert contents(scoped) == {f"hello zebra from {MINE}"}
+    assert contents(scoped, agent=THEIRS) == set()
+
+
+def test_session_counts_follow_the_scope(
+    store: None, full: ApiClient, scoped: ApiClient, read_only: ApiClient
+) -> None:
+    assert full.get("sessions", count="true").json()["total"] == 2
+    assert read_only.get("sessions", count="true").json()["total"] == 2
+    assert scoped.get("sessions", count="true").json()["total"] == 1
+    assert scoped.get("sessions", count="true", agent=THEIRS).json()["total"] == 0

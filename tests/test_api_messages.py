@@ -468,3 +468,138 @@ def test_usage_answers_the_totals_and_usage_by_agent(api: ApiClient) -> None:
 
 def test_usage_of_an_unknown_session_is_404(api: ApiClient) -> None:
     assert_error(api.get("sessions/nope/usage"), 404, "not_found")
+
+
+# --- reads koda makes on resume: last, recent, pending tool calls ----------------------------
+
+
+def call(call_id: str, name: str = "ls") -> dict[str, Any]:
+    return {"id": call_id, "name": name, "arguments": {"path": "."}}
+
+
+def test_last_message_of_a_role_is_the_newest_one(api: ApiClient) -> None:
+    append(api, "s1", user("u1"), assistant("a1"), user("u2"), assistant("a2"), user("u3"))
+
+    last_assistant = api.get("sessions/s1/messages/last", role="assistant")
+    last_user = api.get("sessions/s1/messages/last", role="user")
+    last_any = api.get("sessions/s1/messages/last")
+
+    assert last_assistant.status_code == 200
+    assert (last_assistant.json()["seq"], last_assistant.json()["content"]) == (4, "a2")
+    assert (last_user.json()["seq"], last_user.json()["content"]) == (5, "u3")
+    assert last_any.json()["seq"] == 5
+    # The list keeps its order (oldest first): limit=1 there is the first, by design.
+    first = api.get("sessions/s1/messages", role="assistant", limit=1).json()["items"]
+    assert [m["content"] for m in first] == ["a1"]
+
+
+def test_last_message_counts_archived_messages_too(api: ApiClient) -> None:
+    append(api, "s1", user("u1"), assistant("a1"))
+    api.post("sessions/s1/compact", {"summary": "short", "keep": 0})
+
+    body = api.get("sessions/s1/messages/last", role="user").json()
+
+    assert (body["content"], body["compacted_at"] is not None) == ("u1", True)
+
+
+def test_last_message_of_a_role_the_session_lacks_is_404(api: ApiClient) -> None:
+    append(api, "s1", user("u1"))
+
+    error = assert_error(api.get("sessions/s1/messages/last", role="assistant"), 404, "not_found")
+
+    assert "no assistant message" in error["message"]
+    assert_error(api.get("sessions/nope/messages/last", role="user"), 404, "not_found", "key")
+
+
+def test_last_message_refuses_an_unknown_role(api: ApiClient) -> None:
+    append(api, "s1", user("u1"))
+
+    assert_error(api.get("sessions/s1/messages/last", role="robot"), 422, "invalid", "role")
+
+
+def test_last_message_of_a_deleted_session_is_410(api: ApiClient) -> None:
+    append(api, "s1", user("u1"))
+    api.delete("sessions/s1")
+
+    assert_error(api.get("sessions/s1/messages/last", role="user"), 410, "gone")
+
+
+def test_recent_user_messages_are_newest_first_across_sessions(api: ApiClient) -> None:
+    append(api, "s1", user("one", created_at="2026-01-01T10:00:00Z"), session={"agent": "koda"})
+    append(api, "s2", user("two", created_at="2026-01-01T11:00:00Z"), session={"agent": "koda"})
+    append(
+        api,
+        "s3",
+        user("three", created_at="2026-01-01T12:00:00Z"),
+        assistant("not a user", created_at="2026-01-01T13:00:00Z"),
+        session={"agent": "other"},
+    )
+
+    everyone = api.get("messages/recent", role="user")
+    koda = api.get("messages/recent", role="user", agent="koda", limit=1)
+
+    assert everyone.status_code == 200
+    items = everyone.json()["items"]
+    assert [(m["content"], m["session_key"]) for m in items] == [
+        ("three", "s3"),
+        ("two", "s2"),
+        ("one", "s1"),
+    ]
+    assert items[0]["session_agent"] == "other"
+    assert [m["content"] for m in koda.json()["items"]] == ["two"]
+    assistants = api.get("messages/recent", role="assistant").json()["items"]
+    assert [m["content"] for m in assistants] == ["not a user"]
+
+
+def test_recent_messages_default_to_user_messages(api: ApiClient) -> None:
+    append(api, "s1", user("u"), assistant("a"))
+
+    assert [m["content"] for m in api.get("messages/recent").json()["items"]] == ["u"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"role": "robot"}, "role"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": "many"}, "limit"),
+    ],
+)
+def test_recent_messages_refuse_bad_parameters(
+    api: ApiClient, query: dict[str, Any], field: str
+) -> None:
+    assert_error(api.get("messages/recent", **query), 422, "invalid", field)
+
+
+def test_pending_tool_calls_are_the_calls_without_an_answer(api: ApiClient) -> None:
+    append(
+        api,
+        "s1",
+        user("go"),
+        assistant(None, tool_calls=[call("c1"), call("c2", "cat")], message_id="m-a"),
+        {"role": "tool", "tool_call_id": "c1", "content": "files"},
+    )
+
+    response = api.get("sessions/s1/pending-tool-calls")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "items": [
+            {
+                "seq": 2,
+                "message_id": "m-a",
+                "call": {"id": "c2", "name": "cat", "arguments": {"path": "."}},
+            }
+        ]
+    }
+    # The context view hides the unanswered call; this route is how an agent sees it.
+    context = api.get("sessions/s1/messages").json()["items"]
+    assert [c["id"] for m in context for c in m["tool_calls"]] == ["c1"]
+
+
+def test_no_pending_tool_calls_is_an_empty_list(api: ApiClient) -> None:
+    append(api, "s1", user("hi"))
+
+    assert api.get("sessions/s1/pending-tool-calls").json() == {"items": []}
+    assert_error(api.get("sessions/nope/pending-tool-calls"), 404, "not_found")

@@ -355,3 +355,165 @@ def test_head_is_refused_where_get_is_not_allowed(api: ApiClient) -> None:
 
     assert response.status_code == 405
     assert "HEAD" not in response.get("Allow", "")
+
+
+# --- recreate: a deleted routing key used again, on purpose --------------------------
+
+
+def test_a_plain_put_on_a_deleted_key_says_how_to_start_again(api: ApiClient) -> None:
+    api.put("sessions/telegram_user123", {"agent": "bot"})
+    api.delete("sessions/telegram_user123")
+
+    error = assert_error(api.put("sessions/telegram_user123", {"name": "x"}), 410, "gone", "key")
+
+    assert "send recreate: true to start a new session under this key" in error["message"]
+
+
+def test_the_410_hint_survives_a_long_key(api: ApiClient) -> None:
+    # repr() escapes every quote of this key: its message doubles in length.
+    key = "'" * 254 + '"'
+    services.session_upsert(key=key, fields={})
+    services.session_delete(key=key)
+
+    error = assert_error(api.put("sessions/" + "%27" * 254 + "%22", {}), 410, "gone", "key")
+
+    assert error["message"].endswith("send recreate: true to start a new session under this key)")
+
+
+def test_recreate_starts_a_new_session_under_a_deleted_key(api: ApiClient) -> None:
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    api.post(
+        "sessions/telegram_user123/messages", {"session": {"agent": "bot"}, "messages": messages}
+    )
+    old_id = Session.objects.get(key="telegram_user123").id
+    api.delete("sessions/telegram_user123")
+
+    response = api.put("sessions/telegram_user123", {"recreate": True, "agent": "bot"})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["key"], body["agent"], body["message_count"], body["last_seq"]) == (
+        "telegram_user123",
+        "bot",
+        0,
+        0,
+    )
+    assert "recreate" not in body
+    assert Session.objects.get(key="telegram_user123").id != old_id
+    assert not Tombstone.objects.filter(key="telegram_user123").exists()
+    # The new session numbers its messages from 1, and appends work again.
+    appended = api.post(
+        "sessions/telegram_user123/messages", {"messages": [{"role": "user", "content": "again"}]}
+    )
+    assert (appended.status_code, appended.json()["first_seq"]) == (200, 1)
+
+
+def test_recreate_on_a_live_key_is_ignored_so_a_retry_is_safe(api: ApiClient) -> None:
+    api.put("sessions/s1", {"agent": "bot"})
+    api.delete("sessions/s1")
+    assert api.put("sessions/s1", {"recreate": True, "name": "first"}).status_code == 201
+    api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "kept"}]})
+
+    retried = api.put("sessions/s1", {"recreate": True, "name": "second"})
+
+    assert retried.status_code == 200
+    assert (retried.json()["name"], retried.json()["message_count"]) == ("second", 1)
+    assert Session.objects.filter(key="s1").count() == 1
+
+
+def test_recreate_on_a_key_that_never_existed_just_creates(api: ApiClient) -> None:
+    assert api.put("sessions/fresh", {"recreate": True}).status_code == 201
+
+
+def test_recreate_false_on_a_deleted_key_is_410(api: ApiClient) -> None:
+    api.put("sessions/s1", {})
+    api.delete("sessions/s1")
+
+    assert_error(api.put("sessions/s1", {"recreate": False}), 410, "gone", "key")
+    assert Tombstone.objects.filter(key="s1").exists()
+
+
+@pytest.mark.parametrize("value", ["true", 1, None, [True]])
+def test_recreate_must_be_a_boolean(api: ApiClient, value: object) -> None:
+    api.put("sessions/s1", {})
+    api.delete("sessions/s1")
+    before = store_counts()
+
+    assert_error(api.put("sessions/s1", {"recreate": value}), 422, "invalid", "recreate")
+    assert store_counts() == before
+
+
+def test_only_a_put_recreates_appends_and_update_last_stay_410(api: ApiClient) -> None:
+    api.put("sessions/s1", {})
+    api.delete("sessions/s1")
+
+    assert_error(
+        api.post(
+            "sessions/s1/messages",
+            {"session": {"recreate": True}, "messages": [{"role": "user", "content": "x"}]},
+        ),
+        422,
+        "invalid",
+    )
+    assert_error(
+        api.post("sessions/s1/messages", {"messages": [{"role": "user", "content": "x"}]}),
+        410,
+        "gone",
+    )
+    assert Tombstone.objects.filter(key="s1").exists()
+
+
+def test_a_recreated_session_can_be_deleted_again(api: ApiClient) -> None:
+    api.put("sessions/s1", {})
+    api.delete("sessions/s1")
+    api.put("sessions/s1", {"recreate": True})
+
+    assert api.delete("sessions/s1").status_code == 204
+
+    assert Tombstone.objects.filter(key="s1").count() == 1
+    assert_error(api.put("sessions/s1", {}), 410, "gone", "key")
+
+
+# --- counting ------------------------------------------------------------------------
+
+
+def test_count_true_gives_the_total_of_the_filtered_list(api: ApiClient) -> None:
+    for index in range(5):
+        services.session_upsert(key=f"a{index}", fields={"agent": "appam"})
+    services.session_upsert(key="other", fields={"agent": "koda"})
+
+    everything = api.get("sessions", count="true", limit=2).json()
+    appam = api.get("sessions", count="true", agent="appam", limit=1).json()
+    plain = api.get("sessions", limit=2).json()
+
+    assert (everything["total"], everything["total_exact"], len(everything["items"])) == (
+        6,
+        True,
+        2,
+    )
+    assert appam["total"] == 5
+    # Not asked for, not counted.
+    assert (plain["total"], plain["total_exact"]) == (None, None)
+    # The total is of the whole list, not of what is left after the cursor.
+    second = api.get("sessions", count="true", limit=2, cursor=everything["next"]).json()
+    assert second["total"] == 6
+
+
+def test_the_count_stops_at_its_bound(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.api import sessions as session_routes
+
+    monkeypatch.setattr(session_routes, "MAX_COUNTED", 3)
+    for index in range(5):
+        services.session_upsert(key=f"s{index}", fields={})
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("sessions", count="true", limit=1).json()
+
+    assert (body["total"], body["total_exact"]) == (3, False)
+    counting = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counting) == 1
+    assert "LIMIT 4" in counting[0].upper()
+
+
+def test_count_must_be_a_boolean(api: ApiClient) -> None:
+    assert_error(api.get("sessions", count="maybe"), 422, "invalid", "count")

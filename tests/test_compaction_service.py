@@ -210,6 +210,20 @@ def test_compaction_stats_count_archived_messages() -> None:
     assert selectors.compaction_stats(first).archived_messages == 4
 
 
+def test_compaction_stats_limited_to_agents() -> None:
+    for key, agent in (("a", "alpha"), ("b", "beta")):
+        services.messages_append(
+            key=key,
+            session={"agent": agent},
+            messages=[{"role": "user", "content": "x"}, {"role": "user", "content": "y"}],
+        )
+        services.session_compact(key=key, summary="s", keep=1)
+
+    assert selectors.compaction_stats(agents=["alpha"]).archived_messages == 1
+    assert selectors.compaction_stats(agents=["alpha", "beta"]).archived_messages == 2
+    assert selectors.compaction_stats(agents=["gamma"]).sessions_with_archived == 0
+
+
 def test_compaction_stats_count_bytes_not_characters() -> None:
     services.messages_append(
         key="k",

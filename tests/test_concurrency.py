@@ -161,3 +161,28 @@ def test_corrections_racing_appends_keep_totals_equal_to_the_messages() -> None:
     assert rollup["messages"] == sums["message_count"]
     for name in ("turns", "api_calls", *TOKEN_FIELDS, "cost_usd"):
         assert rollup[name] == sums[name], name
+
+
+def recreate_and_append(worker: int, key: str) -> None:
+    for number in range(20):
+        services.session_upsert(key=key, fields={"name": f"w{worker}"}, recreate=True)
+        services.messages_append(
+            key=key,
+            messages=[{"message_id": f"w{worker}-{number}", "role": "user", "content": "x"}],
+        )
+
+
+def test_two_processes_recreating_one_deleted_key_share_one_new_session() -> None:
+    from sessions.models import Tombstone
+
+    services.session_upsert(key="reset", fields={})
+    services.session_delete(key="reset")
+
+    run_in_processes((recreate_and_append, (1, "reset")), (recreate_and_append, (2, "reset")))
+
+    assert Session.objects.filter(key="reset").count() == 1
+    assert not Tombstone.objects.filter(key="reset").exists()
+    messages = assert_session_consistent("reset")
+    assert len(messages) == 40
+    # Started twice in all: the first life and the recreated one, never per retry.
+    assert rollup_sums()["sessions_started"] == 2

@@ -108,11 +108,13 @@ def test_the_database_refuses_token_parts_larger_than_the_whole(tokens: dict) ->
 
 
 @pytest.mark.django_db
-def test_a_turn_start_needs_a_running_state() -> None:
+def test_a_turn_start_needs_a_running_or_error_state() -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         Session.objects.create(key="k", state="idle", turn_started_at=T0)
 
     Session.objects.create(key="k", state="running", turn_started_at=T0)
+    # error keeps the turn that failed (issue 12).
+    Session.objects.create(key="e", state="error", turn_started_at=T0)
 
 
 @pytest.mark.django_db

@@ -61,13 +61,15 @@ def test_a_stale_running_session_loses_its_turn() -> None:
     assert (result["stale"], result["stuck"]) == (1, 0)
 
 
-def test_it_marks_stuck_turns_error_and_clears_the_turn() -> None:
-    running("stuck", last_active=ago(minutes=20), turn_started=ago(minutes=25))
+def test_it_marks_stuck_turns_error_and_keeps_the_turn_that_hung() -> None:
+    started = ago(minutes=25)
+    running("stuck", last_active=ago(minutes=20), turn_started=started)
     running("young-turn", last_active=ago(minutes=20), turn_started=ago(minutes=10))
 
     result = run_json("reconcile")
 
-    assert states()["stuck"] == (Status.ACTIVE, State.ERROR, "", None)
+    # The turn id and start say which turn hung (zeroclaw's "active or last turn").
+    assert states()["stuck"] == (Status.ACTIVE, State.ERROR, "turn-stuck", started)
     assert states()["young-turn"][:2] == (Status.ACTIVE, State.RUNNING)
     assert (result["stale"], result["stuck"]) == (0, 1)
 

@@ -220,6 +220,26 @@ def test_recent_user_messages_across_sessions_newest_first() -> None:
     assert [m.content for m in selectors.recent_user_messages(agent="beta")] == ["b1"]
 
 
+def test_recent_messages_of_a_role_limited_to_agents_do_not_load_the_session() -> None:
+    append("a", {"role": "user", "content": "a1"}, session={"agent": "alpha", "todo": "big"})
+    append("b", {"role": "user", "content": "b1"}, session={"agent": "beta"})
+    append("c", {"role": "assistant", "content": "c1"}, session={"agent": "alpha"})
+
+    recent = selectors.recent_messages(role="user", agents=["alpha"])
+
+    assert [(r.message.content, r.session_key, r.session_agent) for r in recent] == [
+        ("a1", "a", "alpha")
+    ]
+    assert selectors.recent_messages(role="user", agent="beta", agents=["alpha"]) == []
+    assert [r.message.content for r in selectors.recent_messages(role="assistant")] == ["c1"]
+
+
+def test_last_message_of_any_role() -> None:
+    append("k", {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"})
+
+    assert selectors.last_message(session()).content == "a1"
+
+
 # --- usage -----------------------------------------------------------------------------
 
 

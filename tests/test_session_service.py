@@ -231,13 +231,51 @@ def test_a_given_turn_start_is_kept() -> None:
     assert stored().turn_started_at == datetime(2026, 3, 1, 11, tzinfo=UTC)
 
 
-def test_error_state_clears_the_turn() -> None:
-    upsert(state="running", turn_id="t1")
+def test_error_state_keeps_the_turn_that_failed() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
 
     upsert(state="error", now=T1)
 
     row = stored()
-    assert (row.state, row.turn_id, row.turn_started_at) == ("error", "", None)
+    assert (row.state, row.turn_id, row.turn_started_at) == ("error", "t1", T0)
+
+
+def test_idle_after_error_clears_the_turn() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+    upsert(state="error", now=T1)
+
+    upsert(state="idle", now=T2)
+
+    row = stored()
+    assert (row.state, row.turn_id, row.turn_started_at) == ("idle", "", None)
+
+
+def test_an_error_reported_with_its_turn_stores_the_turn() -> None:
+    upsert(state="error", turn_id="t9", turn_started_at="2026-03-01T11:00:00Z", now=T1)
+
+    row = stored()
+    assert (row.state, row.turn_id) == ("error", "t9")
+    assert row.turn_started_at == datetime(2026, 3, 1, 11, tzinfo=UTC)
+
+
+def test_an_error_naming_another_turn_does_not_keep_the_old_turn_start() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+
+    upsert(state="error", turn_id="t2", now=T1)
+
+    row = stored()
+    # When t2 started is unknown: no start rather than t1's.
+    assert (row.state, row.turn_id, row.turn_started_at) == ("error", "t2", None)
+
+
+def test_a_new_turn_after_an_error_restarts_the_turn_clock() -> None:
+    upsert(state="running", turn_id="t1", now=T0)
+    upsert(state="error", now=T1)
+
+    upsert(state="running", turn_id="t2", now=T2)
+
+    row = stored()
+    assert (row.state, row.turn_id, row.turn_started_at) == ("running", "t2", T2)
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])

@@ -234,6 +234,17 @@ def test_a_deleted_key_says_it_was_deleted(admin_client: Client) -> None:
     assert b"Session deleted" in response.content
 
 
+def test_a_recreated_key_shows_its_new_session(admin_client: Client) -> None:
+    add("gone")
+    services.session_delete(key="gone")
+    services.session_upsert(key="gone", fields={"name": "second life"}, recreate=True)
+
+    response = admin_client.get("/sessions/gone/")
+
+    assert response.status_code == 200
+    assert b"second life" in response.content
+
+
 def test_keys_with_odd_characters_resolve(admin_client: Client) -> None:
     add("a b?c#d%e/")
 

@@ -72,8 +72,15 @@ including reasoning. Clients whose usage counts input *without* cache tokens
 
 **Session keys** may contain `/` (e.g. `discord/clamps/123`). Because of the
 routes below a key, a key that is `running` or `stuck`, or that ends in
-`/messages`, `/messages/last`, `/compact` or `/usage`, cannot be addressed
-through this API.
+`/messages`, `/messages/last`, `/pending-tool-calls`, `/compact` or `/usage`,
+cannot be addressed through this API.
+
+**Resuming an agent** reads: `GET /sessions/{key}/messages/last?role=user`
+(the last message of a role; 404 when none), `GET /sessions/{key}/pending-tool-calls`
+(calls a crash left without a result), `GET /messages/recent?role=user&agent=`
+(across sessions, newest first), `GET /sessions?agent=NAME&count=true&limit=1`
+(a count), `GET /compaction-stats`. A deleted key comes back only through
+`PUT /sessions/{key}` with `"recreate": true`.
 """
 
 

@@ -9,21 +9,26 @@ from ninja import Query, Router, Status
 
 from fleet.api import cursors
 from fleet.api.responses import (
+    MESSAGE_EXAMPLE,
     AppendOut,
     ArchivedOut,
     ErrorOut,
     MessageListOut,
+    MessageOut,
+    PendingToolCallsOut,
+    RecentMessagesOut,
     RemovedCountOut,
     RemovedFlagOut,
     SessionUsageOut,
     UpdateLastOut,
+    example_answer,
 )
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
-from fleet.api.sessions import READ_ERRORS, WRITE_ERRORS, key_scope, load_session
+from fleet.api.sessions import ERRORS, READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
 from sessions.choices import Role
-from sessions.errors import InvalidInput
-from sessions.inputs import MAX_COUNT, clean_choice
+from sessions.errors import InvalidInput, SessionNotFound
+from sessions.inputs import MAX_COUNT, clean_choice, clean_text
 from sessions.models import Session
 from sessions.shapes import message_json, session_json, totals_json
 
@@ -31,6 +36,8 @@ router = Router()
 
 MAX_LIMIT = 1000
 CONFLICT_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
+# A role query parameter: anything else is 422 naming `role`.
+RoleName = Literal[tuple(Role.values)]  # type: ignore[valid-type]
 
 ANTHROPIC_NOTE = """
 **Usage conventions.** Each message's `usage` counts tokens the OpenTelemetry
@@ -143,6 +150,114 @@ def list_messages(
         more = len(kept) > offset + limit
         following = cursors.encode("context", o=offset + limit) if more else None
     return {"items": [message_json(message) for message in page], "next": following}
+
+
+@router.get(
+    "/sessions/{path:key}/messages/last",
+    response={200: MessageOut, **READ_ERRORS},
+    summary="The last message (of a role)",
+    openapi_extra=example_answer(MESSAGE_EXAMPLE),
+)
+def last_message(
+    request: HttpRequest,
+    key: str,
+    role: RoleName | None = Query(  # type: ignore[valid-type]  # noqa: B008 -- RoleName is a Literal
+        None, description="only messages of this role; absent: the last message of any role"
+    ),
+) -> dict:
+    """The session's newest message of `role` (highest seq; archived messages count too,
+    `compacted_at` tells), e.g. koda's `last_user_message` / `last_assistant_message` on
+    resume. **404** when the session has none of that role (and when there is no such
+    session: the message says which). The list (`GET .../messages`) stays oldest first, so
+    `?role=assistant&limit=1` there is the *first* assistant message: use this route."""
+    session = load_session(key, key_scope(request))
+    message = selectors.last_message(session, role)
+    if message is None:
+        raise SessionNotFound(f"session {session.key!r} has no {role or 'stored'} message"[:300])
+    return message_json(message)
+
+
+@router.get(
+    "/sessions/{path:key}/pending-tool-calls",
+    response={200: PendingToolCallsOut, **READ_ERRORS},
+    summary="Tool calls still waiting for their result",
+    openapi_extra=example_answer(
+        {
+            "items": [
+                {
+                    "seq": 12,
+                    "message_id": "m12",
+                    "call": {"id": "call_7", "name": "bash", "arguments": {"cmd": "make test"}},
+                }
+            ]
+        }
+    ),
+)
+def pending_tool_calls(request: HttpRequest, key: str) -> dict:
+    """Assistant tool calls (in messages not archived) with no `tool` message answering
+    them yet, in order, each with the seq and `message_id` of the message that made it
+    (koda's `has_pending_tool_calls`: an agent that crashed mid-tool sees what it left
+    undone). The context view hides such calls, so this is where they show. Empty
+    `items`: nothing pending."""
+    session = load_session(key, key_scope(request))
+    return {
+        "items": [
+            {"seq": p.message.seq, "message_id": p.message.message_id, "call": p.call}
+            for p in selectors.pending_tool_calls(session)
+        ]
+    }
+
+
+@router.get(
+    "/messages/recent",
+    response={200: RecentMessagesOut, **ERRORS},
+    summary="Recent messages across sessions, newest first",
+    openapi_extra=example_answer(
+        {
+            "items": [
+                {
+                    **MESSAGE_EXAMPLE,
+                    "role": "user",
+                    "content": "fix the flaky test",
+                    "usage": None,
+                    "model": "",
+                    "provider_response_id": "",
+                    "status": "",
+                    "session_key": "koda/cli/42",
+                    "session_agent": "koda",
+                }
+            ]
+        }
+    ),
+)
+def recent_messages(
+    request: HttpRequest,
+    role: RoleName = Query(  # type: ignore[valid-type]  # noqa: B008 -- RoleName is a Literal
+        Role.USER.value, description="the messages' role (default user)"
+    ),
+    agent: str | None = Query(None, description="only sessions of this agent"),
+    limit: int = Query(20, ge=1, le=MAX_LIMIT, description="how many, newest first"),
+) -> dict:
+    """The newest `limit` messages of `role` over every session (a scoped key: its agents'
+    sessions only), newest `created_at` first, each with its `session_key` and
+    `session_agent` (koda's `recent_user_messages`, its prompt history on resume).
+    Archived messages are included. No paging: ask for up to 1000."""
+    messages = selectors.recent_messages(
+        role=role,
+        limit=limit,
+        agent=clean_text(agent, "agent", single_line=True) or None,
+        agents=key_scope(request).agent_filter,
+    )
+    return {
+        "items": [
+            {
+                **message_json(r.message),
+                "session_key": r.session_key,
+                "session_agent": r.session_agent,
+            }
+            for r in messages
+        ]
+    }
 
 
 @router.put(

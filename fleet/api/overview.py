@@ -1,15 +1,22 @@
-"""Fleet-wide endpoints: reconcile, keyword search, fleet totals."""
+"""Fleet-wide endpoints: reconcile, keyword search, fleet totals, compaction stats."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
 from ninja import Query, Router
 
-from fleet.api.responses import ErrorOut, FleetOut, MarkedOut, SearchOut
+from fleet.api.responses import (
+    CompactionStatsOut,
+    ErrorOut,
+    FleetOut,
+    MarkedOut,
+    SearchOut,
+    example_answer,
+)
 from fleet.api.schemas import ReconcileIn
 from fleet.api.sessions import ERRORS, WRITE_ERRORS, key_scope
 from fleet.snippets import snippet_marked
-from sessions import services
+from sessions import selectors, services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
 from sessions.inputs import clean_text
@@ -99,3 +106,27 @@ def fleet(request: HttpRequest) -> dict:
     out of `cost_usd`); and the burn rate: cost of the usage dated in the last hour (the
     current UTC minute and the 59 before it). A key scoped to agents sees only theirs."""
     return jsonable(fleet_totals(agents=key_scope(request).agent_filter))
+
+
+@router.get(
+    "/compaction-stats",
+    response={200: CompactionStatsOut, **ERRORS},
+    summary="What compaction archived, fleet-wide",
+    openapi_extra=example_answer(
+        {
+            "archived_messages": 5210,
+            "sessions_with_archived": 37,
+            "archived_bytes": 8812345,
+            "oldest_archived_at": "2026-10-02T08:15:00Z",
+            "newest_archived_at": "2026-11-21T09:59:12Z",
+        }
+    ),
+)
+def compaction_stats(request: HttpRequest) -> dict:
+    """Messages archived by compaction and not yet purged: how many, in how many sessions,
+    the UTF-8 bytes of their content, and when the oldest and newest were archived
+    (koda's `compacted_stats`; times null when nothing is archived). A key scoped to
+    agents counts only their sessions. The admin's message list shows the same numbers.
+    One aggregate over the archived messages: `purge --compacted-older-than` keeps its
+    cost bounded."""
+    return jsonable(vars(selectors.compaction_stats(agents=key_scope(request).agent_filter)))

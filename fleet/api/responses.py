@@ -119,6 +119,52 @@ class SessionListOut(Schema):
     next: str | None = Field(None, description="pass as cursor= for the next page; null at the end")
 
 
+class SessionPageOut(SessionListOut):
+    """A page of ``GET /sessions``; ``total`` when asked for with ``count=true``."""
+
+    total: int | None = Field(
+        None,
+        description=(
+            "with count=true: how many sessions match the filters (the whole list, not "
+            "what follows the cursor), counted up to a bound; null otherwise"
+        ),
+    )
+    total_exact: bool | None = Field(
+        None,
+        description=(
+            "false when counting stopped at the bound (100000): total is then a lower "
+            "bound; null without count=true"
+        ),
+    )
+
+
+class RecentMessageOut(MessageOut):
+    session_key: str = Field(..., description="the session the message belongs to")
+    session_agent: str = Field(..., description="that session's agent")
+
+
+class RecentMessagesOut(Schema):
+    items: list[RecentMessageOut]
+
+
+class PendingToolCallOut(Schema):
+    seq: int = Field(..., description="seq of the assistant message that made the call")
+    message_id: str | None = Field(..., description="that message's client id, if it had one")
+    call: dict[str, Any] = Field(..., description="the call as stored: id, name, arguments")
+
+
+class PendingToolCallsOut(Schema):
+    items: list[PendingToolCallOut] = Field(..., description="in message order; empty: none")
+
+
+class CompactionStatsOut(Schema):
+    archived_messages: int = Field(..., description="messages compaction archived, not purged")
+    sessions_with_archived: int
+    archived_bytes: int = Field(..., description="UTF-8 bytes of their content")
+    oldest_archived_at: Timestamp = Field(..., description="when the oldest was archived")
+    newest_archived_at: Timestamp
+
+
 class MessageListOut(Schema):
     items: list[MessageOut]
     next: str | None = Field(None, description="pass as cursor= for the next page; null at the end")
@@ -223,3 +269,37 @@ class FleetOut(Schema):
     sessions: FleetSessionsOut
     usage: FleetUsageOut
     burn_rate: BurnRateOut
+
+
+def example_answer(example: dict[str, Any]) -> dict[str, Any]:
+    """An operation's ``openapi_extra``: ``example`` as its 200 answer in the docs."""
+    return {"responses": {200: {"content": {"application/json": {"example": example}}}}}
+
+
+MESSAGE_EXAMPLE: dict[str, Any] = {
+    "seq": 7,
+    "message_id": "m7",
+    "role": "assistant",
+    "content": "Done: the tests pass.",
+    "name": "",
+    "agent_name": "",
+    "tool_calls": [],
+    "tool_call_id": "",
+    "reasoning": "",
+    "model": "claude-sonnet-4-5",
+    "provider_response_id": "msg_01",
+    "status": "complete",
+    "usage": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 40,
+        "reasoning_tokens": 0,
+        "cache_read_tokens": 1000,
+        "cache_creation_tokens": 0,
+        "total_tokens": 1240,
+        "cost_usd": "0.000960000",
+        "cost_source": "computed",
+    },
+    "is_summary": False,
+    "created_at": "2026-11-21T10:00:05Z",
+    "compacted_at": None,
+}

@@ -209,6 +209,18 @@ class SessionFieldsIn(BaseModel):
     cache_read_tokens: documented(SESSION_FIELD_SCHEMAS["cache_read_tokens"]) = None
     cache_creation_tokens: documented(SESSION_FIELD_SCHEMAS["cache_creation_tokens"]) = None
     cost_usd: documented(SESSION_FIELD_SCHEMAS["cost_usd"]) = None
+    recreate: documented(
+        {
+            "type": "boolean",
+            "default": False,
+            "description": (
+                "true: if the key was deleted, start a new session under it (201) instead "
+                "of answering 410; ignored when the key has a session. Only this PUT "
+                "recreates: appends and other writes to a deleted key stay 410."
+            ),
+            "example": True,
+        }
+    ) = None
 
     def sent(self) -> dict[str, Any]:
         """The fields the client sent (absent ones keep their stored values)."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from fleet.api import cursors
-from fleet.api.responses import ErrorOut, SessionListOut, SessionOut
+from fleet.api.responses import ErrorOut, SessionListOut, SessionOut, SessionPageOut, example_answer
 from fleet.api.schemas import SessionFieldsIn
 from sessions import selectors, services
 from sessions.choices import Channel, Kind, State
@@ -23,6 +23,9 @@ from sessions.shapes import session_json, session_summary_json
 router = Router()
 
 MAX_LIMIT = 1000
+# count=true counts at most this many sessions (then total_exact is false): the
+# count is one bounded query however large the table, on both databases.
+MAX_COUNTED = 100_000
 # Bounds a timedelta can take without overflowing (100 years).
 MAX_SECONDS = 100 * 365 * 24 * 3600
 ERRORS = {code: ErrorOut for code in (401, 404, 410, 422, 429)}
@@ -58,22 +61,48 @@ def _offset_page(queryset: object, kind: str, limit: int, cursor: str | None) ->
     }
 
 
+def count_bounded(queryset: QuerySet[Session]) -> tuple[int, bool]:
+    """``(count, exact)``: the rows of ``queryset``, counted up to ``MAX_COUNTED``.
+
+    ``SELECT COUNT(*) FROM (SELECT … LIMIT MAX_COUNTED + 1)``: the cost is bounded
+    by the cap, not by the table (an exact count over millions of rows reads them
+    all, an index at best).
+    """
+    rows = queryset.order_by().values("id")[: MAX_COUNTED + 1].count()
+    return min(rows, MAX_COUNTED), rows <= MAX_COUNTED
+
+
 @router.get(
     "/sessions",
-    response={200: SessionListOut, **ERRORS},
-    summary="List sessions, newest activity first",
+    response={200: SessionPageOut, **ERRORS},
+    summary="List (and count) sessions, newest activity first",
+    openapi_extra=example_answer(
+        {
+            "items": ["…sessions, as GET /sessions/{key} without metadata and todo…"],
+            "next": "eyJrIjoic2Vzc2lvbnMiLCJ0IjoiMjAyNi0xMS0yMVQxMDowMDowMFoiLCJpIjo0Mn0",
+            "total": 1234,
+            "total_exact": True,
+        }
+    ),
 )
 def list_sessions(
     request: HttpRequest,
-    status: str | None = None,
-    kind: str | None = None,
-    channel: str | None = None,
-    agent: str | None = None,
-    model: str | None = None,
-    project_root: str | None = None,
-    state: str | None = None,
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    status: str | None = Query(None, description="one of the session statuses"),
+    kind: str | None = Query(None, description="interactive, autonomous or acp"),
+    channel: str | None = Query(None, description="e.g. telegram, discord, cli"),
+    agent: str | None = Query(None, description="the agent's name, exactly"),
+    model: str | None = Query(None, description="the model's name, exactly"),
+    project_root: str | None = Query(None, description="the project path, exactly"),
+    state: str | None = Query(None, description="idle, running or error"),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT, description="sessions per page"),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
+    count: bool = Query(
+        False,
+        description=(
+            "true: also answer `total`, the number of sessions matching the filters "
+            "(counted up to 100000; `total_exact` false beyond)"
+        ),
+    ),
 ) -> dict:
     """Sessions matching every filter given, newest activity first, `limit` per page.
 
@@ -81,6 +110,13 @@ def list_sessions(
     session once even while new sessions arrive (they start before the first
     page). A session that becomes active again during the walk moves to the
     front, which the walk has passed.
+
+    With `count=true` the answer also has `total`: how many sessions match the
+    filters (the whole list, whatever the cursor), e.g. appam's `session_count`
+    or a count per agent (`?agent=NAME&count=true&limit=1`). Counting stops at
+    100000 (`total_exact` is then false and `total` a lower bound), so the count
+    costs one bounded query on any table. Without `count` both are null and
+    nothing is counted.
     """
     filters = {
         "status": clean_choice(status, "status", SessionStatus, blank=True),
@@ -92,6 +128,7 @@ def list_sessions(
         "project_root": clean_text(project_root, "project_root", max_length=1024),
     }
     queryset = key_scope(request).sessions(Session.objects.listing(**filters))
+    total, exact = count_bounded(queryset) if count else (None, None)
     if cursor:
         moment, last_id = cursors.decode_keyset(cursor, "sessions")
         queryset = queryset.filter(
@@ -107,6 +144,8 @@ def list_sessions(
             if after
             else None
         ),
+        "total": total,
+        "total_exact": exact,
     }
 
 
@@ -162,10 +201,15 @@ def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> 
     overwritten with an empty value. Ending statuses record `ended_at` and close
     a running turn. Totals (`turns`, `tool_call_count`, `api_calls`, token fields,
     `cost_usd`) are reported totals, for agents that do not send messages.
-    Writing to a deleted key answers 410.
+    Writing to a deleted key answers 410, unless the body has `"recreate": true`:
+    that starts a new session under the key (201; no messages, seq from 1; the old
+    session stays deleted). On a key that has a session `recreate` is ignored, so a
+    retried recreate is safe. Appends and the other writes never recreate.
     """
+    fields = payload.sent()
+    recreate = fields.pop("recreate", False)
     session, created = services.session_upsert(
-        key=key, fields=payload.sent(), scope=key_scope(request)
+        key=key, fields=fields, scope=key_scope(request), recreate=recreate
     )
     return Status(201 if created else 200, session_json(session))
 

@@ -8,10 +8,10 @@ from typing import Any
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.text import Truncator
 
-from sessions import inputs, services
+from sessions import inputs, selectors, services
 from sessions.admin.common import StoredChoicesForm, choice_label
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import FleetError
@@ -187,6 +187,13 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
         return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, headed by what compaction archived (``GET /api/v1/compaction-stats``)."""
+        context = {**(extra_context or {}), "compaction_stats": selectors.compaction_stats()}
+        return super().changelist_view(request, context)
 
     def save_model(
         self, request: HttpRequest, obj: Message, form: MessageAdminForm, change: bool

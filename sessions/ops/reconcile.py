@@ -9,7 +9,8 @@ Rules (``manage.py reconcile``):
 * **stuck** — of the stuck sessions (``SessionQuerySet.stuck``: a running
   turn started at or before ``now - stuck_after``, the rule the dashboard,
   ``/metrics`` and the API count), only those that have written nothing since
-  the cut-off (``silent_since``) get state ``error`` and their turn cleared. A
+  the cut-off (``silent_since``) get state ``error``, keeping their turn id and
+  start (which turn hung). A
   long turn whose agent keeps writing is alive, so it is not marked (though the
   dashboard counts it as stuck); a session that is stale as well is counted as
   stale only;
@@ -221,7 +222,8 @@ def reconcile_sessions(
     )
     result.stuck = _mark(
         _ids(stuck_qs),
-        assignments={"state": State.ERROR.value, **_CLOSE_TURN},
+        # error keeps the turn that hung: its id and start say which one.
+        assignments={"state": State.ERROR.value},
         conditions=[
             ("status", "=", Status.ACTIVE.value),
             ("state", "=", State.RUNNING.value),

@@ -10,7 +10,8 @@ The rules these protect:
   and never moves a session to another agent; a read-only key writes nothing.
   The scope (``sessions.scopes.KeyScope``, default: full) is checked on the
   locked row, in the write's transaction.
-* A deleted key (a tombstone) is never created again by a write.
+* A deleted key (a tombstone) is never created again by a write, except a
+  session upsert that asks for it (``recreate``).
 """
 
 from __future__ import annotations
@@ -65,17 +66,39 @@ def _claim(session: Session, fields: SessionIn, scope: KeyScope) -> Session:
     return session
 
 
+GONE_HINT = "send recreate: true to start a new session under this key"
+
+
 def lock_or_create(
-    key: str, fields: SessionIn, now: datetime, rollup: Rollup, scope: KeyScope = FULL
+    key: str,
+    fields: SessionIn,
+    now: datetime,
+    rollup: Rollup,
+    scope: KeyScope = FULL,
+    *,
+    recreate: bool = False,
 ) -> tuple[Session, bool]:
+    """The locked session ``key``, created if there is none.
+
+    A deleted key (a tombstone) is refused (``SessionGone``) unless
+    ``recreate``: then the tombstone goes and a new session starts under the
+    key. ``recreate`` changes nothing for a key that has a session.
+    """
     session = _lock(key)
     if session is not None:
         return _claim(session, fields, scope), False
-    if Tombstone.objects.filter(key=key).exists():
+    tombstone = Tombstone.objects.filter(key=key)
+    if not recreate and tombstone.exists():
         raise SessionGone(
-            f"session {key!r} was deleted; writes to a deleted key are refused", field="key"
+            f"session {key!r}"[:280] + " was deleted; writes to a deleted key are refused "
+            f"(PUT /api/v1/sessions/{{key}}: {GONE_HINT})",
+            field="key",
         )
     agent = scope.agent_for_new_session(fields.values.get("agent"))
+    if recreate:
+        # Removed, not kept beside the new session: a key has one fate at a
+        # time, and deleting the new session leaves a fresh tombstone.
+        tombstone.delete()
     if agent is not None and fields.values.get("agent") != agent:
         fields = SessionIn(
             values={**fields.values, "agent": agent}, metadata=fields.metadata, totals=fields.totals
@@ -136,15 +159,7 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
                 f"a {session.status} session cannot start a turn; set status to active",
                 field="state",
             )
-        if state == State.RUNNING and (
-            session.state != State.RUNNING or new_turn or turn_started_at
-        ):
-            session.turn_started_at = turn_started_at or now
-            changed.add("turn_started_at")
-        elif state != State.RUNNING and (session.turn_id or session.turn_started_at):
-            session.turn_id = ""
-            session.turn_started_at = None
-            changed.update({"turn_id", "turn_started_at"})
+        changed |= _set_turn(session, state, new_turn, turn_started_at, now)
         if session.state != state:
             session.state = state
             changed.add("state")
@@ -167,6 +182,30 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
     return changed
 
 
+def _set_turn(
+    session: Session, state: str, new_turn: bool, turn_started_at: datetime | None, now: datetime
+) -> set[str]:
+    """The turn's start for the state the session enters; the fields changed.
+
+    ``running`` starts the clock (a new turn restarts it); ``error`` keeps the
+    turn that failed, id and start (a turn named anew has the start sent with
+    it, or none known); ``idle`` clears both.
+    """
+    if state == State.RUNNING:
+        if session.state != State.RUNNING or new_turn or turn_started_at:
+            session.turn_started_at = turn_started_at or now
+            return {"turn_started_at"}
+    elif state == State.ERROR:
+        if turn_started_at or new_turn:
+            session.turn_started_at = turn_started_at
+            return {"turn_started_at"}
+    elif session.turn_id or session.turn_started_at:
+        session.turn_id = ""
+        session.turn_started_at = None
+        return {"turn_id", "turn_started_at"}
+    return set()
+
+
 def revive(session: Session, fields: SessionIn) -> bool:
     """An ``unknown`` session (presumed crashed) that shows new activity is active again.
 
@@ -184,10 +223,10 @@ def revive(session: Session, fields: SessionIn) -> bool:
 
 @transaction.atomic
 def _session_upsert(
-    key: str, fields: SessionIn, now: datetime, scope: KeyScope
+    key: str, fields: SessionIn, now: datetime, scope: KeyScope, recreate: bool = False
 ) -> tuple[Session, bool]:
     rollup = Rollup()
-    session, created = lock_or_create(key, fields, now, rollup, scope)
+    session, created = lock_or_create(key, fields, now, rollup, scope, recreate=recreate)
     changed: set[str] = set()
     if not created:
         changed = set_fields(session, fields, now)
@@ -248,18 +287,24 @@ def session_upsert(
     fields: Mapping[str, Any] | SessionIn | None = None,
     now: datetime | None = None,
     scope: KeyScope = FULL,
+    recreate: Any = False,
 ) -> tuple[Session, bool]:
     """Create the session or update the given fields (absent fields keep their values).
 
     Reported totals (``turns``, token fields, ``cost_usd`` …) set the session's
     totals, for agents that report totals instead of messages; the daily
     rollup moves by the difference. Returns ``(session, created)``. ``scope``:
-    the API key's (``Forbidden`` outside it).
+    the API key's (``Forbidden`` outside it). A deleted key is refused
+    (``SessionGone``) unless ``recreate`` is true: then a new session starts
+    under it (new row, seq from 1; the tombstone is removed). On a key with a
+    session ``recreate`` is ignored, so a retried recreate is harmless.
     """
     scope.check_writes()
+    if not isinstance(recreate, bool):
+        raise InvalidInput("must be true or false", field="recreate")
     key = clean_key(key)
     parsed = clean_session_fields(fields, path="")
-    return _session_upsert(key, parsed, now or timezone.now(), scope)
+    return _session_upsert(key, parsed, now or timezone.now(), scope, recreate)
 
 
 @transaction.atomic
