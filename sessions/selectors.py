@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,13 +132,15 @@ def usage_by_agent(session: Session) -> list[dict[str, Any]]:
     )
     result = []
     for row in rows:
+        # The token sums are annotated by name, which django-stubs' row type lacks.
+        sums: Mapping[str, Any] = row
         result.append(
             {
                 "agent_name": row["agent"],
                 "messages": row["messages"],
                 "api_calls": row["api_calls"],
                 "unpriced_calls": row["unpriced_calls"],
-                **{name: row[name] or 0 for name in TOKEN_FIELDS},
+                **{name: sums[name] or 0 for name in TOKEN_FIELDS},
                 "cost_usd": from_nanos(row["cost_nanos"] or 0),
             }
         )

@@ -26,6 +26,7 @@ from django_htmx.http import push_url
 
 from fleet.charts import cost_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
+from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
 from sessions.choices import Channel
 from sessions.fleet_stats import (
@@ -37,6 +38,7 @@ from sessions.fleet_stats import (
     fleet_version,
 )
 from sessions.models import Session
+from sessions.querysets import SessionQuerySet
 
 PAGE_SIZE = 50
 GOAL_PREVIEW = 500
@@ -69,7 +71,7 @@ COLUMNS = (
 ASCENDING_FIRST = {"status", "agent", "model", "name"}
 
 
-def _apply_filters(qs: QuerySet, values: dict[str, Any], now: datetime) -> QuerySet:
+def _apply_filters(qs: SessionQuerySet, values: dict[str, Any], now: datetime) -> SessionQuerySet:
     """The form's valid values as ``SessionQuerySet.listing`` filters (the API's list reads
     through the same method)."""
     fields = ("status", "state", "kind", "channel", "agent", "model")
@@ -143,7 +145,7 @@ def sessions_table(
         "page_query": page_query,
         "filtered": form.is_filtered,
         "form_errors": [
-            f"{form.fields[name].label or name}: {' '.join(errors)}"
+            f"{form.fields[name].label or name}: {' '.join(str(e) for e in errors)}"
             for name, errors in form.errors.items()
         ],
     }
@@ -170,7 +172,7 @@ class UsageRow(Usage):
 
 def labelled(breakdown: Breakdown) -> Breakdown:
     names = CHANNEL_LABELS if breakdown.dimension == "channel" else {}
-    rows = [
+    rows: list[Usage] = [
         UsageRow(**vars(u), label=names.get(u.key, u.key) or BLANK_LABELS[breakdown.dimension])
         for u in breakdown.rows
     ]
@@ -198,7 +200,7 @@ def live_context(now: datetime) -> dict[str, Any]:
 @require_safe
 @dashboard_view
 @vary_on_headers("HX-Request", "HX-Target")
-def fleet_page(request: HttpRequest) -> HttpResponse:
+def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
     now = timezone.now()
     version = fleet_version(now)
     form = FleetFilterForm(request.GET)

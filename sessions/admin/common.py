@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, Model, Q, QuerySet
+from django.db.models import Count, Field, Model, Q, QuerySet
 from django.http import HttpRequest
 
 from sessions.errors import FleetError
@@ -24,7 +24,9 @@ def choice_label(obj: Model, name: str) -> str:
     value = getattr(obj, name)
     if value in (None, ""):
         return "—"
-    labels = {str(key): label for key, label in obj._meta.get_field(name).flatchoices}
+    field = obj._meta.get_field(name)
+    choices = field.flatchoices if isinstance(field, Field) else []
+    labels = {str(key): label for key, label in choices}
     if value in labels:
         return str(labels[value])
     return f"{value} (invalid)"
@@ -82,7 +84,8 @@ class StoredChoicesForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name, field in self.fields.items():
-            if not isinstance(field, forms.TypedChoiceField):
+            # A model field's choices reach its form field as a list.
+            if not isinstance(field, forms.TypedChoiceField) or not isinstance(field.choices, list):
                 continue
             value = self.initial.get(name)
             known = {str(key) for key, _ in field.choices}
