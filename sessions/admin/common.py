@@ -7,6 +7,7 @@ as they are, marked invalid, and never crash on them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
@@ -84,8 +85,11 @@ class StoredChoicesForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name, field in self.fields.items():
-            # A model field's choices reach its form field as a list.
-            if not isinstance(field, forms.TypedChoiceField) or not isinstance(field.choices, list):
+            # Normalised by ChoiceField (a list, or an iterator adding the blank
+            # choice); the stubs' type also admits what it normalises from.
+            if not isinstance(field, forms.TypedChoiceField) or not isinstance(
+                field.choices, Iterable
+            ):
                 continue
             value = self.initial.get(name)
             known = {str(key) for key, _ in field.choices}
