@@ -103,9 +103,7 @@ def bench_long_session(*, history: int, samples: int, seed: int) -> dict[str, fl
         runs = [(long_key, long_times), (empty_key, empty_times)]
         rng.shuffle(runs)
         for key, times in runs:
-            times.append(
-                timed(lambda k=key, m=message: services.messages_append(key=k, messages=[m]))
-            )
+            times.append(timed(partial(services.messages_append, key=key, messages=[message])))
     return {"long_ms": median_ms(long_times), "empty_ms": median_ms(empty_times)}
 
 
@@ -149,7 +147,7 @@ def bench_batches(
     for _ in range(batches):
         batch = [next(messages) for _ in range(batch_size)]
         gc.collect()
-        service_times.append(timed(lambda b=batch: services.messages_append(key=key, messages=b)))
+        service_times.append(timed(partial(services.messages_append, key=key, messages=batch)))
 
         # The very rows the service stored, ready before the clock starts.
         rows = reader.execute(

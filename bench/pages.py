@@ -122,7 +122,10 @@ def urlconf() -> ModuleType:
     from django.urls import include, path
 
     module = ModuleType("bench_pages_urls")
-    module.urlpatterns = [path("bench/constant", constant_view), path("", include("fleet.urls"))]
+    vars(module)["urlpatterns"] = [
+        path("bench/constant", constant_view),
+        path("", include("fleet.urls")),
+    ]
     return module
 
 

@@ -142,10 +142,10 @@ def raw_ranking(words: list[str]) -> Any:
         """
         size = bytes([0x80 | (RANK_MAX_TOKENS >> 7), RANK_MAX_TOKENS & 0x7F])
 
-        def run() -> None:
+        def run_sqlite() -> None:
             raw.execute(sql, [size, match]).fetchall()
 
-        return run
+        return run_sqlite
     # A psycopg connection of its own, outside Django's wrappers.
     raw = connection.get_new_connection(connection.get_connection_params())
     raw.autocommit = True
@@ -185,7 +185,7 @@ def run(iterations: int) -> None:
         statuses: set[int] = set()
         return call, statuses
 
-    cases = [
+    cases: list[tuple[str, Client, str, dict[str, Any]]] = [
         (
             f"API, {len(allowed)} words",
             api,

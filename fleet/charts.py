@@ -134,8 +134,8 @@ def _stacked(
     slot = (chart.plot_right - chart.plot_left) / days
     gap = max(1.0, slot * 0.18)
     for step in range(intervals + 1):
-        y = _coord(chart.baseline - plot_height * step / intervals)
-        chart.ticks.append(Tick(y=y, label=fmt(top * step / intervals)))
+        tick_y = _coord(chart.baseline - plot_height * step / intervals)
+        chart.ticks.append(Tick(y=tick_y, label=fmt(top * step / intervals)))
     for i in range(days):
         day = start + timedelta(days=i)
         x = chart.plot_left + i * slot + gap / 2
@@ -187,7 +187,7 @@ def cost_chart(rows: list[dict[str, Any]], *, start: date, days: int = 30) -> Ch
         day: [f"{labels[i]}: {short_usd(a)}" for i, a in enumerate(per)]
         for day, per in amounts.items()
     }
-    totals = defaultdict(Decimal)
+    totals: defaultdict[int, Decimal] = defaultdict(Decimal)  # by series index
     for per in amounts.values():
         for i, amount in enumerate(per):
             totals[i] += amount

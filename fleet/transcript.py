@@ -91,7 +91,7 @@ class ArchivedRun:
     """Consecutive archived messages, folded behind their compaction summary."""
 
     entries: list[Entry]
-    compacted_at: datetime | None
+    compacted_at: datetime  # archived messages have one
     summary: Entry | None = None
     open: bool = False  # unfolded: it holds the message the page was opened at
 
@@ -115,7 +115,7 @@ class ArchivedRun:
 
 
 def _looks_like_json(text: str | None) -> bool:
-    return bool(text) and text.lstrip()[:1] in ("{", "[")
+    return text is not None and text.lstrip()[:1] in ("{", "[")
 
 
 def _entry(message: Message) -> Entry:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then pytest on SQLite, then pytest on PostgreSQL.
+# The whole test suite: lint and types, then pytest on SQLite, then pytest on PostgreSQL.
 #
 # PostgreSQL: uses FLEET_TEST_DATABASE_URL when set; otherwise starts a
 # throwaway cluster from the local PostgreSQL binaries (apt-get install
@@ -16,6 +16,11 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports  # the layering contracts in pyproject.toml
+
+# Types ([tool.mypy] in pyproject.toml: what is checked, how strictly). The
+# django-stubs plugin loads the settings, hence DJANGO_SECRET_KEY above.
+echo "== mypy"
+.venv/bin/mypy
 
 # A model change without its migration fails here, not on someone's deploy.
 echo "== migrations"

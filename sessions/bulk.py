@@ -20,6 +20,7 @@ from django.db import connection
 
 from sessions.models import Message
 from sessions.money import to_nanos
+from sessions.sql import column_name
 
 _COLUMNS = (
     "session_id",
@@ -81,7 +82,7 @@ class NewMessage:
 def _sql() -> str:
     meta = Message._meta
     quote = connection.ops.quote_name
-    columns = [quote(meta.get_field(name).column) for name in _COLUMNS if name != "session_id"]
+    columns = [quote(column_name(Message, name)) for name in _COLUMNS if name != "session_id"]
     columns.insert(0, quote(meta.get_field("session").column))
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     return f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from sessions.models import Message, Session
 from sessions.shapes import message_json, session_json
@@ -51,8 +51,14 @@ def _messages(session: Session, chunk: int) -> Any:
         after = batch[-1].seq
 
 
+class Writable(Protocol):
+    """Where an export goes: a text file, or a command's standard output."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 def export_sessions(
-    out: TextIO,
+    out: Writable,
     *,
     since: datetime | None = None,
     agent: str | None = None,

@@ -14,7 +14,7 @@ rollup, never the sessions or messages. Formatting them is the dashboard's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -91,7 +91,9 @@ def _period_usage(now: datetime, agents: Sequence[str] | None) -> dict[str, dict
         .annotate(**exact_sums(*ROLLUP_COUNTERS))
         .order_by()
     )
-    usage = {period: dict.fromkeys(ROLLUP_COUNTERS, 0) for period in PERIODS}
+    usage: dict[str, dict[str, Any]] = {
+        period: dict.fromkeys(ROLLUP_COUNTERS, 0) for period in PERIODS
+    }
     for found in rows:
         # Exact sums: the rollup's rows can add up past 64 bits.
         row = exact_totals(found, ROLLUP_COUNTERS)
@@ -285,7 +287,9 @@ def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, A
     return start, rows
 
 
-def _exact(found: dict[str, Any], keys: tuple[str, ...], fields: tuple[str, ...]) -> dict[str, Any]:
+def _exact(
+    found: Mapping[str, Any], keys: tuple[str, ...], fields: tuple[str, ...]
+) -> dict[str, Any]:
     """A row of ``exact_sums``: its group keys and exact sums (cost as a Decimal).
 
     Exact sums because the rollup's rows can add up past 64 bits.

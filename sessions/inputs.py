@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db.models import TextChoices
 
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
 from sessions.choices import Channel, CostSource, Kind, Role, State, Status
@@ -49,7 +50,7 @@ ANTHROPIC_ALIASES = {
 }
 
 
-def _allowed(choices: type) -> str:
+def _allowed(choices: type[TextChoices]) -> str:
     return ", ".join(choices.values)
 
 
@@ -91,10 +92,10 @@ def clean_key(value: Any, path: str = "key") -> str:
     return key
 
 
-_CHOICE_VALUES: dict[type, frozenset[str]] = {}
+_CHOICE_VALUES: dict[type[TextChoices], frozenset[str]] = {}
 
 
-def clean_choice(value: Any, path: str, choices: type, *, blank: bool = False) -> str:
+def clean_choice(value: Any, path: str, choices: type[TextChoices], *, blank: bool = False) -> str:
     if blank and value in (None, ""):
         return ""
     allowed = _CHOICE_VALUES.get(choices)
@@ -437,7 +438,12 @@ _SESSION_TEXT = {
 }
 # Long text and the setting that caps it, in characters.
 _SESSION_LONG_TEXT = {"goal_text": "FLEET_MAX_GOAL_CHARS", "todo": "FLEET_MAX_TODO_CHARS"}
-_SESSION_CHOICES = {"kind": Kind, "status": Status, "state": State, "channel": Channel}
+_SESSION_CHOICES: dict[str, type[TextChoices]] = {
+    "kind": Kind,
+    "status": Status,
+    "state": State,
+    "channel": Channel,
+}
 _SESSION_TIMES = ("created_at", "last_active_at", "ended_at", "turn_started_at")
 TOTAL_COUNTS = ("turns", "tool_call_count", "api_calls")
 SESSION_FIELDS = frozenset(

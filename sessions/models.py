@@ -398,10 +398,11 @@ class ApiKey(models.Model):
 
     TOKEN_PREFIX = "fleet_"  # noqa: S105 - a marker, not a secret
     PREFIX_LENGTH = 12
+    NAME_LENGTH = 100
     # Record use at most once a minute per key: not a write per request.
     LAST_USED_RESOLUTION = 60
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=NAME_LENGTH, unique=True)
     prefix = models.CharField(max_length=PREFIX_LENGTH, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -454,9 +455,8 @@ class ApiKey(models.Model):
         name = (name or "").strip()
         if not name:
             raise InvalidInput("must not be empty", field="name")
-        max_length = cls._meta.get_field("name").max_length
-        if len(name) > max_length:
-            raise InvalidInput(f"must be at most {max_length} characters", field="name")
+        if len(name) > cls.NAME_LENGTH:
+            raise InvalidInput(f"must be at most {cls.NAME_LENGTH} characters", field="name")
         token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
         key = cls(
             name=name,

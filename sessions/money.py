@@ -9,13 +9,16 @@ reads back as a ``Decimal`` with nine places.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from sessions.bounds import MAX_USD
+
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
 
 PLACES = 9
 QUANTUM = Decimal(1).scaleb(-PLACES)
@@ -131,6 +134,11 @@ class MoneyField(models.BigIntegerField):
     """USD amount: ``Decimal`` in Python, integer nano-dollars in the database."""
 
     description = "Amount of money in USD (stored as integer nano-dollars)"
+    # The attribute types django-stubs gives a model's MoneyField: a Decimal,
+    # not BigIntegerField's int. The ignores: narrowing the base class's types
+    # is exactly the point (the column is an integer, the value is not).
+    _pyi_private_set_type: Decimal | int | str | Combinable  # type: ignore[assignment]
+    _pyi_private_get_type: Decimal  # type: ignore[assignment]
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Decimal | None:
         if value is None:
@@ -158,8 +166,12 @@ class MoneyField(models.BigIntegerField):
             value = self.get_prep_value(value)
         return value
 
-    def formfield(self, **kwargs: Any) -> forms.Field:
-        defaults = {"form_class": forms.DecimalField, "decimal_places": PLACES, "max_digits": 19}
+    def formfield(self, **kwargs: Any) -> forms.Field | None:
+        defaults: dict[str, Any] = {
+            "form_class": forms.DecimalField,
+            "decimal_places": PLACES,
+            "max_digits": 19,
+        }
         defaults.update(kwargs)
         return models.Field.formfield(self, **defaults)
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from django.db import connection
 from django.db.models import Value
@@ -215,12 +216,14 @@ def search_messages(
     return results
 
 
-def _datetime(value: object) -> datetime:
-    """A datetime column read by raw SQL, as the model field would read it."""
+def _datetime(value: Any) -> datetime:
+    """A datetime column read by raw SQL (untyped, as DB-API rows are), as the
+    model field would read it: psycopg answers aware datetimes already."""
     if connection.vendor == "sqlite":
-        # Stored as text; Django's converter parses it and attaches UTC.
-        return connection.ops.convert_datetimefield_value(value, None, connection)
-    return value  # type: ignore[return-value] -- psycopg answers aware datetimes
+        # Stored as text; Django's converter parses it and attaches UTC. The
+        # ignore: the method is on SQLite's DatabaseOperations, not the base class.
+        return connection.ops.convert_datetimefield_value(value, None, connection)  # type: ignore[attr-defined]
+    return value
 
 
 # --- SQLite: FTS5 -------------------------------------------------------------
@@ -281,7 +284,7 @@ def _sqlite_ranked(
     size comes from FTS5's ``_docsize`` table: one varint per row (a single
     indexed column), the number of tokens.
     """
-    params: list[object] = [_varint(RANK_MAX_TOKENS), _fts_query(terms), *(agents or ())]
+    params: list[Any] = [_varint(RANK_MAX_TOKENS), _fts_query(terms), *(agents or ())]
     only_agents = ""
     if agents is not None:
         # Among the candidates: the newest matches of these agents, not the fleet's.
@@ -336,7 +339,7 @@ def _postgres_ranked(
     normalisation 1 favours shorter messages, like bm25.
     """
     tsquery = " || ".join(["plainto_tsquery('simple'::regconfig, %s)"] * len(terms))
-    params: list[object] = [*terms, *terms]
+    params: list[Any] = [*terms, *terms]
     only_session = ""
     if session is not None:
         only_session = "AND m.session_id = %s"

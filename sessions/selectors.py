@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce, Left, NullIf
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import Message, Session, Tombstone
+from sessions.querysets import SessionQuerySet
 
 
 def session_get(key: str, *, for_update: bool = False) -> Session:
@@ -42,7 +43,7 @@ def session_rows(
     health: str | None = None,
     q: str | None = None,
     **filters: Any,
-) -> models.QuerySet[Session]:
+) -> SessionQuerySet:
     """Sessions for a table (the dashboard's): ``SessionQuerySet.listing``'s
     filters, ordered by ``order``, ties broken by newest activity, then id.
 
@@ -233,13 +234,15 @@ def usage_by_agent(session: Session) -> list[dict[str, Any]]:
     )
     result = []
     for row in rows:
+        # The token sums are annotated by name, which django-stubs' row type lacks.
+        sums: Mapping[str, Any] = row
         result.append(
             {
                 "agent_name": row["agent"],
                 "messages": row["messages"],
                 "api_calls": row["api_calls"],
                 "unpriced_calls": row["unpriced_calls"],
-                **{name: row[name] or 0 for name in TOKEN_FIELDS},
+                **{name: sums[name] or 0 for name in TOKEN_FIELDS},
                 "cost_usd": from_nanos(row["cost_nanos"] or 0),
             }
         )

@@ -12,7 +12,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connections
-from django.db.models import BigIntegerField, F, Func, IntegerField, QuerySet, Sum
+from django.db.models import BigIntegerField, F, Field, Func, IntegerField, Model, QuerySet, Sum
+
+
+def column_name(model: type[Model], name: str) -> str:
+    """The (unquoted) column of ``model``'s concrete field ``name``.
+
+    ``_meta.get_field`` may also answer a reverse relation, which has no column.
+    """
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise TypeError(f"{model.__name__}.{name} is not a field with a column")
+    return field.column
 
 
 def scalars(*querysets: QuerySet) -> tuple[Any, ...]:

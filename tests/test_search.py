@@ -144,7 +144,7 @@ def test_it_returns_sessions_with_hits_describing_the_messages() -> None:
     assert hit.archived is False
     assert hit.snippet == Snippet("general kenobi", ((8, 14),))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        hit.seq = 3  # type: ignore[misc]
+        hit.seq = 3  # type: ignore[misc]  # assigning a frozen field is what is tested
 
 
 def test_it_marks_every_matched_word_in_the_snippet() -> None:

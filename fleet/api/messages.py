@@ -26,9 +26,10 @@ from fleet.api.responses import (
 from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
 from fleet.api.sessions import ERRORS, READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
+from sessions.bounds import MAX_COUNT
 from sessions.choices import Role
 from sessions.errors import InvalidInput, SessionNotFound
-from sessions.inputs import MAX_COUNT, clean_choice, clean_text
+from sessions.inputs import clean_choice, clean_text
 from sessions.models import Session
 from sessions.shapes import message_json, session_json, totals_json
 

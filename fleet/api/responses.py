@@ -6,7 +6,7 @@ the way out and document them. Money is a decimal string, timestamps RFC 3339.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from ninja import Field, Schema
 from pydantic import WithJsonSchema
@@ -17,6 +17,19 @@ Money = Annotated[str, WithJsonSchema({"type": "string", "example": "0.012345000
 Timestamp = Annotated[
     str | None, WithJsonSchema({"type": ["string", "null"], "format": "date-time"})
 ]
+
+# The OpenAPI document lists each choice field's values, so a Literal of them
+# is built at run time; a type checker cannot evaluate that, and sees str.
+if TYPE_CHECKING:
+    KindValue: TypeAlias = str
+    StatusValue: TypeAlias = str
+    StateValue: TypeAlias = str
+    CostSourceValue: TypeAlias = str
+else:
+    KindValue = Literal[tuple(Kind.values)]
+    StatusValue = Literal[tuple(Status.values)]
+    StateValue = Literal[tuple(State.values)]
+    CostSourceValue = Literal[tuple(CostSource.values)]
 
 
 class ErrorDetail(Schema):
@@ -65,9 +78,9 @@ class SessionSummaryOut(TotalsOut):
     key: str
     name: str
     agent: str
-    kind: Literal[tuple(Kind.values)]  # type: ignore[valid-type]
-    status: Literal[tuple(Status.values)]  # type: ignore[valid-type]
-    state: Literal[tuple(State.values)]  # type: ignore[valid-type]
+    kind: KindValue
+    status: StatusValue
+    state: StateValue
     turn_id: str
     turn_started_at: Timestamp
     channel: str
@@ -92,7 +105,7 @@ class SessionOut(SessionSummaryOut):
 
 class UsageOut(TokensOut):
     cost_usd: Money | None
-    cost_source: Literal[tuple(CostSource.values)]  # type: ignore[valid-type]
+    cost_source: CostSourceValue
 
 
 class MessageOut(Schema):

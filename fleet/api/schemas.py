@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from django.db.models import TextChoices
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
@@ -19,12 +20,21 @@ from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
 from sessions.choices import Channel, Kind, Role, State, Status
 
 
-def documented(schema: dict[str, Any]) -> Any:
-    """Accept any JSON value here (the domain validates it); document ``schema``."""
-    return Annotated[Any, WithJsonSchema(schema)]
+def documented(schema: dict[str, Any]) -> WithJsonSchema:
+    """For ``Annotated[Any, documented(schema)]``: accept any JSON value (the
+    domain validates it), show ``schema`` in the OpenAPI document.
+
+    ``Annotated[Any, ...]`` rather than a helper returning the whole type: a
+    type checker only reads a type it can see without running code.
+    """
+    return WithJsonSchema(schema)
 
 
-def _enum(choices: type, *, blank: bool = False) -> dict[str, Any]:
+def _session_field(name: str) -> WithJsonSchema:
+    return documented(SESSION_FIELD_SCHEMAS[name])
+
+
+def _enum(choices: type[TextChoices], *, blank: bool = False) -> dict[str, Any]:
     values = list(choices.values)
     return {"type": "string", "enum": [*values, ""] if blank else values}
 
@@ -181,46 +191,49 @@ class SessionFieldsIn(BaseModel):
     # Unknown names reach sessions.inputs, which refuses them naming the field.
     model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
 
-    name: documented(SESSION_FIELD_SCHEMAS["name"]) = None
-    agent: documented(SESSION_FIELD_SCHEMAS["agent"]) = None
-    kind: documented(SESSION_FIELD_SCHEMAS["kind"]) = None
-    status: documented(SESSION_FIELD_SCHEMAS["status"]) = None
-    state: documented(SESSION_FIELD_SCHEMAS["state"]) = None
-    turn_id: documented(SESSION_FIELD_SCHEMAS["turn_id"]) = None
-    turn_started_at: documented(SESSION_FIELD_SCHEMAS["turn_started_at"]) = None
-    channel: documented(SESSION_FIELD_SCHEMAS["channel"]) = None
-    channel_ref: documented(SESSION_FIELD_SCHEMAS["channel_ref"]) = None
-    room_id: documented(SESSION_FIELD_SCHEMAS["room_id"]) = None
-    sender_id: documented(SESSION_FIELD_SCHEMAS["sender_id"]) = None
-    model: documented(SESSION_FIELD_SCHEMAS["model"]) = None
-    goal_text: documented(SESSION_FIELD_SCHEMAS["goal_text"]) = None
-    project_root: documented(SESSION_FIELD_SCHEMAS["project_root"]) = None
-    metadata: documented(SESSION_FIELD_SCHEMAS["metadata"]) = None
-    todo: documented(SESSION_FIELD_SCHEMAS["todo"]) = None
-    created_at: documented(SESSION_FIELD_SCHEMAS["created_at"]) = None
-    last_active_at: documented(SESSION_FIELD_SCHEMAS["last_active_at"]) = None
-    ended_at: documented(SESSION_FIELD_SCHEMAS["ended_at"]) = None
-    turns: documented(SESSION_FIELD_SCHEMAS["turns"]) = None
-    tool_call_count: documented(SESSION_FIELD_SCHEMAS["tool_call_count"]) = None
-    api_calls: documented(SESSION_FIELD_SCHEMAS["api_calls"]) = None
-    prompt_tokens: documented(SESSION_FIELD_SCHEMAS["prompt_tokens"]) = None
-    completion_tokens: documented(SESSION_FIELD_SCHEMAS["completion_tokens"]) = None
-    reasoning_tokens: documented(SESSION_FIELD_SCHEMAS["reasoning_tokens"]) = None
-    cache_read_tokens: documented(SESSION_FIELD_SCHEMAS["cache_read_tokens"]) = None
-    cache_creation_tokens: documented(SESSION_FIELD_SCHEMAS["cache_creation_tokens"]) = None
-    cost_usd: documented(SESSION_FIELD_SCHEMAS["cost_usd"]) = None
-    recreate: documented(
-        {
-            "type": "boolean",
-            "default": False,
-            "description": (
-                "true: if the key was deleted, start a new session under it (201) instead "
-                "of answering 410; ignored when the key has a session. Only this PUT "
-                "recreates: appends and other writes to a deleted key stay 410."
-            ),
-            "example": True,
-        }
-    ) = None
+    name: Annotated[Any, _session_field("name")] = None
+    agent: Annotated[Any, _session_field("agent")] = None
+    kind: Annotated[Any, _session_field("kind")] = None
+    status: Annotated[Any, _session_field("status")] = None
+    state: Annotated[Any, _session_field("state")] = None
+    turn_id: Annotated[Any, _session_field("turn_id")] = None
+    turn_started_at: Annotated[Any, _session_field("turn_started_at")] = None
+    channel: Annotated[Any, _session_field("channel")] = None
+    channel_ref: Annotated[Any, _session_field("channel_ref")] = None
+    room_id: Annotated[Any, _session_field("room_id")] = None
+    sender_id: Annotated[Any, _session_field("sender_id")] = None
+    model: Annotated[Any, _session_field("model")] = None
+    goal_text: Annotated[Any, _session_field("goal_text")] = None
+    project_root: Annotated[Any, _session_field("project_root")] = None
+    metadata: Annotated[Any, _session_field("metadata")] = None
+    todo: Annotated[Any, _session_field("todo")] = None
+    created_at: Annotated[Any, _session_field("created_at")] = None
+    last_active_at: Annotated[Any, _session_field("last_active_at")] = None
+    ended_at: Annotated[Any, _session_field("ended_at")] = None
+    turns: Annotated[Any, _session_field("turns")] = None
+    tool_call_count: Annotated[Any, _session_field("tool_call_count")] = None
+    api_calls: Annotated[Any, _session_field("api_calls")] = None
+    prompt_tokens: Annotated[Any, _session_field("prompt_tokens")] = None
+    completion_tokens: Annotated[Any, _session_field("completion_tokens")] = None
+    reasoning_tokens: Annotated[Any, _session_field("reasoning_tokens")] = None
+    cache_read_tokens: Annotated[Any, _session_field("cache_read_tokens")] = None
+    cache_creation_tokens: Annotated[Any, _session_field("cache_creation_tokens")] = None
+    cost_usd: Annotated[Any, _session_field("cost_usd")] = None
+    recreate: Annotated[
+        Any,
+        documented(
+            {
+                "type": "boolean",
+                "default": False,
+                "description": (
+                    "true: if the key was deleted, start a new session under it (201) instead "
+                    "of answering 410; ignored when the key has a session. Only this PUT "
+                    "recreates: appends and other writes to a deleted key stay 410."
+                ),
+                "example": True,
+            }
+        ),
+    ] = None
 
     def sent(self) -> dict[str, Any]:
         """The fields the client sent (absent ones keep their stored values)."""
@@ -233,11 +246,11 @@ Convention = Literal["otel", "anthropic"]
 class AppendIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    messages: documented({"type": "array", "items": MESSAGE_SCHEMA}) = Field(
+    messages: Annotated[Any, documented({"type": "array", "items": MESSAGE_SCHEMA})] = Field(
         ..., description="the batch, in order; all stored or none"
     )
-    session: documented({"anyOf": [SESSION_FIELDS_SCHEMA, {"type": "null"}]}) = Field(
-        None, description="session fields: used to create the session, else updated"
+    session: Annotated[Any, documented({"anyOf": [SESSION_FIELDS_SCHEMA, {"type": "null"}]})] = (
+        Field(None, description="session fields: used to create the session, else updated")
     )
     convention: Convention = Field(
         "otel", description="how usage blocks count tokens (see the usage schema)"
@@ -247,7 +260,7 @@ class AppendIn(Schema):
 class UpdateLastIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    message: documented({**MESSAGE_SCHEMA, "required": []}) = Field(
+    message: Annotated[Any, documented({**MESSAGE_SCHEMA, "required": []})] = Field(
         ..., description="the fields to replace on the last message; absent fields stay"
     )
     convention: Convention = "otel"
@@ -256,10 +269,10 @@ class UpdateLastIn(Schema):
 class CompactIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    summary: documented({"type": "string", "minLength": 1}) = Field(
+    summary: Annotated[Any, documented({"type": "string", "minLength": 1})] = Field(
         ..., description="stored as a system message the context view shows first"
     )
-    keep: documented({"type": "integer", "minimum": 0}) = Field(
+    keep: Annotated[Any, documented({"type": "integer", "minimum": 0})] = Field(
         ..., description="how many of the newest active messages stay in context"
     )
 
@@ -267,7 +280,9 @@ class CompactIn(Schema):
 class ReconcileIn(Schema):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    agent: documented({"type": "string", "minLength": 1, "maxLength": 255}) = Field(...)
-    except_keys: documented({"type": "array", "items": {"type": "string"}}) = Field(
+    agent: Annotated[Any, documented({"type": "string", "minLength": 1, "maxLength": 255})] = Field(
+        ...
+    )
+    except_keys: Annotated[Any, documented({"type": "array", "items": {"type": "string"}})] = Field(
         default_factory=list, alias="except", description="session keys to leave active"
     )

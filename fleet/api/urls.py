@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import URLPattern, re_path
+from django.urls import URLPattern, URLResolver, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from fleet.api.api import api, error_response, too_large
@@ -66,9 +66,14 @@ def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     return error_response(404, "no such API resource; see /api/v1/docs")
 
 
-urlpatterns: list[Any] = [
-    URLPattern(pattern.pattern, json_errors(pattern.callback), pattern.default_args, pattern.name)
-    for pattern in api.urls[0]
-]
+def _wrapped(pattern: URLPattern | URLResolver) -> URLPattern:
+    if not isinstance(pattern, URLPattern):
+        # ninja's routes are one flat list; a nested one would go unwrapped.
+        raise TypeError(f"the API's URLs hold a nested resolver: {pattern!r}")
+    callback = json_errors(pattern.callback)
+    return URLPattern(pattern.pattern, callback, pattern.default_args, pattern.name)
+
+
+urlpatterns: list[Any] = [_wrapped(pattern) for pattern in api.urls[0]]
 # [\s\S]: a path may hold a newline (%0A), which "." would not match.
 urlpatterns.append(re_path(r"^(?P<rest>[\s\S]*)$", not_found))

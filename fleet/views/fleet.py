@@ -25,6 +25,7 @@ from django_htmx.http import push_url
 
 from fleet.charts import cost_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
+from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
 from sessions.choices import Channel
 from sessions.fleet_stats import (
@@ -135,7 +136,7 @@ def sessions_table(
         "page_query": page_query,
         "filtered": form.is_filtered,
         "form_errors": [
-            f"{form.fields[name].label or name}: {' '.join(errors)}"
+            f"{form.fields[name].label or name}: {' '.join(str(e) for e in errors)}"
             for name, errors in form.errors.items()
         ],
     }
@@ -162,7 +163,7 @@ class UsageRow(Usage):
 
 def labelled(breakdown: Breakdown) -> Breakdown:
     names = CHANNEL_LABELS if breakdown.dimension == "channel" else {}
-    rows = [
+    rows: list[Usage] = [
         UsageRow(**vars(u), label=names.get(u.key, u.key) or BLANK_LABELS[breakdown.dimension])
         for u in breakdown.rows
     ]
@@ -190,7 +191,7 @@ def live_context(now: datetime) -> dict[str, Any]:
 @require_safe
 @dashboard_view
 @vary_on_headers("HX-Request", "HX-Target")
-def fleet_page(request: HttpRequest) -> HttpResponse:
+def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
     now = timezone.now()
     version = fleet_version(now)
     form = FleetFilterForm(request.GET)

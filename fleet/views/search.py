@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.safestring import SafeString
@@ -19,6 +19,7 @@ from django_htmx.http import push_url
 
 from fleet.forms import SearchForm
 from fleet.snippets import snippet_html
+from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
 from sessions.models import Session
 from sessions.search import (
@@ -61,7 +62,7 @@ def _results(query: str) -> list[Result]:
 @require_safe
 @dashboard_view
 @vary_on_headers("HX-Request")
-def search_page(request: HttpRequest) -> HttpResponse:
+def search_page(request: HtmxHttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
     query = form.cleaned_data["q"] if form.is_valid() else ""
     context = {

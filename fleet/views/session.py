@@ -24,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 
 from fleet import transcript
 from fleet.forms import SESSION_ACTIONS, SessionActionForm, TranscriptForm
+from fleet.views import HtmxHttpRequest
 from fleet.views.auth import can_change, can_delete, dashboard_view, forbidden
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, Status
@@ -65,8 +66,7 @@ def _check_key(key: str) -> None:
 
 
 def _missing(request: HttpRequest, key: str, error: SessionNotFound | SessionGone) -> HttpResponse:
-    gone = isinstance(error, SessionGone)
-    tombstone = {"deleted_at": error.deleted_at} if gone else None
+    tombstone = {"deleted_at": error.deleted_at} if isinstance(error, SessionGone) else None
     context = {"key": key, "tombstone": tombstone}
     return render(request, "fleet/session_missing.html", context, status=410 if tombstone else 404)
 
@@ -94,7 +94,7 @@ def _summary_context(request: HttpRequest, session: Session) -> dict[str, Any]:
 @require_http_methods(["GET", "HEAD", "POST"])
 @dashboard_view
 @vary_on_headers("HX-Request")
-def session_page(request: HttpRequest, key: str) -> HttpResponse:
+def session_page(request: HtmxHttpRequest, key: str) -> HttpResponse:
     _check_key(key)
     htmx = request.htmx and not request.htmx.history_restore_request
     try:
@@ -148,7 +148,7 @@ def _page(request: HttpRequest, session: Session, *, htmx: bool) -> HttpResponse
     return render(request, TEMPLATE, context)
 
 
-def _action(request: HttpRequest, key: str) -> HttpResponse:
+def _action(request: HtmxHttpRequest, key: str) -> HttpResponse:
     """A button of the page; an unknown or deleted session is the caller's missing page."""
     form = SessionActionForm(request.POST)
     if not form.is_valid():

@@ -70,10 +70,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def scope(self, obj: ApiKey) -> str:
         return obj.scope.describe()
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         if obj is None:
-            return SCOPE_FIELDS
-        return [*SCOPE_FIELDS, *self.readonly_fields]
+            return tuple(SCOPE_FIELDS)
+        return (*SCOPE_FIELDS, *self.readonly_fields)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm, change: bool) -> None:
         if change:

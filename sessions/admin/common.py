@@ -7,11 +7,12 @@ as they are, marked invalid, and never crash on them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count, Model, Q, QuerySet
+from django.db.models import Count, Field, Model, Q, QuerySet
 from django.http import HttpRequest
 
 from sessions.errors import FleetError
@@ -24,7 +25,9 @@ def choice_label(obj: Model, name: str) -> str:
     value = getattr(obj, name)
     if value in (None, ""):
         return "—"
-    labels = {str(key): label for key, label in obj._meta.get_field(name).flatchoices}
+    field = obj._meta.get_field(name)
+    choices = field.flatchoices if isinstance(field, Field) else []
+    labels = {str(key): label for key, label in choices}
     if value in labels:
         return str(labels[value])
     return f"{value} (invalid)"
@@ -82,7 +85,11 @@ class StoredChoicesForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name, field in self.fields.items():
-            if not isinstance(field, forms.TypedChoiceField):
+            # Normalised by ChoiceField (a list, or an iterator adding the blank
+            # choice); the stubs' type also admits what it normalises from.
+            if not isinstance(field, forms.TypedChoiceField) or not isinstance(
+                field.choices, Iterable
+            ):
                 continue
             value = self.initial.get(name)
             known = {str(key) for key, _ in field.choices}

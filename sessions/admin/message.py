@@ -25,7 +25,8 @@ class MessageAdminForm(StoredChoicesForm):
     """Checks an edited message with the API's rules before the correction is saved."""
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (typed as maybe None)
         stored_calls = self.initial.get("tool_calls")
         if "tool_calls" in self.changed_data and "tool_calls" in cleaned:
             try:
@@ -55,7 +56,8 @@ class MessageAdminForm(StoredChoicesForm):
     def _post_clean(self) -> None:
         """Try the correction (rolled back) so a total it would take past its bound
         (``sessions.bounds``) is a form error, not a failure on save."""
-        super()._post_clean()
+        # django-stubs omits BaseModelForm._post_clean (Django's own hook, called by full_clean).
+        super()._post_clean()  # type: ignore[misc]
         if self.errors or self.instance.pk is None:
             return
         trial = copy.copy(self.instance)

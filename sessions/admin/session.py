@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,10 +17,12 @@ from django.utils.html import format_html
 
 from sessions import inputs, services
 from sessions.admin.common import StoredChoicesForm, choice_label, top_values_filter
+from sessions.bounds import MAX_COUNT
 from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import FleetError, SessionGone, SessionNotFound
 from sessions.models import Session
 from sessions.money import exact_usd
+from sessions.querysets import SessionQuerySet
 
 SESSION_TOTALS = (
     "turns",
@@ -62,7 +64,8 @@ class SessionAdminForm(StoredChoicesForm):
     fields_in: inputs.SessionIn | None = None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (typed as maybe None)
         changes = {
             name: cleaned[name]
             for name in self.changed_data
@@ -97,7 +100,7 @@ class CompactForm(forms.Form):
     )
     keep = forms.IntegerField(
         min_value=0,
-        max_value=inputs.MAX_COUNT,
+        max_value=MAX_COUNT,
         initial=10,
         help_text="How many of the newest messages stay in the context view.",
     )
@@ -113,7 +116,9 @@ class SessionChangeList(ChangeList):
     """The list reads no large field (metadata, todo): a page of big sessions stays small."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
-        return super().get_queryset(request, exclude_parameters).without_large_fields()
+        rows = super().get_queryset(request, exclude_parameters)
+        # Safe: this is the Session admin's list, read from Session.objects.
+        return cast(SessionQuerySet, rows).without_large_fields()
 
 
 @admin.register(Session)

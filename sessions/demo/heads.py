@@ -42,7 +42,7 @@ LIFECYCLES = {
 }
 # The first sessions of every fleet: every kind, channel, status and state,
 # the cost sources, a compaction and the hostile session, even at small sizes.
-SHOWCASE = (
+SHOWCASE: tuple[tuple[str, str, str, str, dict[str, bool]], ...] = (
     ("koda", "cli", "claude-sonnet-4-5", "completed", {"compact": True, "today": True}),
     ("koda", "tui", "claude-opus-4-1", "running", {"today": True}),
     ("zeroclaw", "telegram", UNPRICED_MODEL, "stuck", {}),

@@ -244,8 +244,8 @@ def tool_run(rng: random.Random, name: str) -> tuple[dict[str, Any], str]:
     if name == "set_reminder":
         return {"when": "17:00", "text": "call the dentist"}, '{"ok": true, "id": 4211}'
     if name == "http_get":
-        body = {"status": "ok", "items": [{"id": n, "state": "open"} for n in range(5)]}
-        return {"url": "https://api.example.com/v1/issues?label=bug"}, json.dumps(body, indent=2)
+        issues = {"status": "ok", "items": [{"id": n, "state": "open"} for n in range(5)]}
+        return {"url": "https://api.example.com/v1/issues?label=bug"}, json.dumps(issues, indent=2)
     if name == "sql_query":
         rows = "\n".join(
             f"{rng.randint(1, 999):>5} | {rng.choice(PEOPLE):<8} | {rng.uniform(1, 900):9.2f}"

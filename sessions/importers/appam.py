@@ -146,7 +146,7 @@ def _text(content: Any) -> Any:
     """Content as text: a list of parts (``{"type": "text", "text": ...}``) is joined."""
     if isinstance(content, list):
         texts = [
-            part.get("text") if isinstance(part, dict) else part
+            part["text"] if isinstance(part, dict) else part
             for part in content
             if isinstance(part, str)
             or (isinstance(part, dict) and isinstance(part.get("text"), str))

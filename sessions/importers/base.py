@@ -153,7 +153,7 @@ class ImportReport:
 # --- the write path -------------------------------------------------------------
 
 
-def _snapshot(key: str) -> dict[str, Any] | None:
+def _snapshot(key: str) -> Mapping[str, Any] | None:
     return Session.objects.filter(key=key).values().first()
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from sessions.bounds import MAX_COUNT
 from sessions.errors import FleetError, InvalidInput
 from sessions.importers.base import (
     BadRecord,
@@ -40,7 +41,6 @@ from sessions.importers.base import (
     problem_from,
 )
 from sessions.inputs import (
-    MAX_COUNT,
     READ_ONLY_SESSION_FIELDS,
     TOKEN_KEYS,
     TOTAL_COUNTS,

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connection, models
 
+from sessions.sql import column_name
+
 T = TypeVar("T")
 
 # on_item(kind, key): one line per item at --verbosity 2.
@@ -36,7 +38,7 @@ def table(model: type[models.Model]) -> str:
 
 
 def column(model: type[models.Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    return connection.ops.quote_name(column_name(model, name))
 
 
 def sql_datetime(value: datetime) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Protocol, TextIO
 
+from django.core.management.base import OutputWrapper
+
 
 class Stream(Protocol):
     def write(self, text: str) -> object: ...
@@ -56,9 +58,9 @@ class Progress:
 
     def _write(self, text: str) -> None:
         # Django's OutputWrapper appends a newline unless told otherwise.
-        try:
-            self.stream.write(text, ending="")  # type: ignore[call-arg]
-        except TypeError:
+        if isinstance(self.stream, OutputWrapper):
+            self.stream.write(text, ending="")
+        else:
             self.stream.write(text)
         self.stream.flush()
 

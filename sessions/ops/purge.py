@@ -335,7 +335,7 @@ def _decrement_message_counts(removed: dict[int, int]) -> None:
 
 
 def _purge_archived_batch(
-    rows: Sequence[tuple[int, int, datetime]], cutoff: datetime | None
+    rows: Sequence[tuple[int, int, datetime | None]], cutoff: datetime | None
 ) -> tuple[int, dict[str, int]]:
     """One transaction: delete these archived messages, lower their sessions' counts."""
     session_ids = sorted({session_id for _, session_id, _ in rows})
@@ -376,7 +376,7 @@ def _purge_archived(
     rule = _archived(now, older_than)
     cutoff = now - older_than if older_than else None
     total = Message.objects.filter(rule).count() if on_progress else 0
-    previous: list[tuple[int, int, datetime]] = []
+    previous: list[tuple[int, int, datetime | None]] = []  # compacted_at: never None here
     while True:
         # The oldest archived messages left: each batch deletes what it picks,
         # so the next one starts at the front of the index again (no offset,

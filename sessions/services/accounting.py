@@ -13,15 +13,15 @@ The rules these protect:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 
-from sessions.bounds import MAX_COST_NANOS, MAX_TOTAL
+from sessions.bounds import MAX_COST_NANOS, MAX_COUNT, MAX_TOTAL
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import InvalidInput
-from sessions.inputs import (
-    MAX_COUNT,
-)
 from sessions.models import Message, Session
 from sessions.money import from_nanos, to_nanos
 from sessions.rollups import Rollup
@@ -35,7 +35,40 @@ TRANSCRIPT_FIELDS = (*SESSION_COUNTERS, "cost_usd", "message_count", "last_seq",
 # --- contributions: what one message adds to totals ---------------------------
 
 
-def contribution(message: Message) -> dict[str, int]:
+class Contributing(Protocol):
+    """The fields of a message that its contribution and rollup row read: a
+    stored ``Message`` and a ``sessions.bulk.NewMessage`` about to be inserted
+    both have them (read-only properties, so either's attribute types fit)."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def tool_calls(self) -> Any: ...  # a JSONField: a list unless hand-edited
+    @property
+    def cost_source(self) -> str: ...
+    @property
+    def cost_usd(self) -> Decimal | None: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def reasoning_tokens(self) -> int: ...
+    @property
+    def cache_read_tokens(self) -> int: ...
+    @property
+    def cache_creation_tokens(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def is_summary(self) -> bool: ...
+
+
+def contribution(message: Contributing) -> dict[str, int]:
     """The counters one stored message adds to its session's totals.
 
     A turn is an assistant message with content; tool calls are the length of
@@ -93,7 +126,11 @@ def _check_total(name: str, value: int, delta: int) -> None:
 
 
 def rollup_add(
-    rollup: Rollup, session: Session, message: Message, counts: Mapping[str, int], sign: int = 1
+    rollup: Rollup,
+    session: Session,
+    message: Contributing,
+    counts: Mapping[str, int],
+    sign: int = 1,
 ) -> None:
     rollup.add(
         at=message.created_at,

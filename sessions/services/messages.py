@@ -155,7 +155,7 @@ def append_rows(
     The caller holds the session's row lock and saves the session afterwards.
     """
     wanted = [item.message_id for item in items if item.message_id]
-    seen: set[str] = set()
+    seen: set[str | None] = set()  # message_id is nullable; these rows hold wanted ids
     if wanted:
         for start in range(0, len(wanted), 500):
             seen.update(
