@@ -227,8 +227,13 @@ class AppendIn(Schema):
     session: documented({"anyOf": [SESSION_FIELDS_SCHEMA, {"type": "null"}]}) = Field(
         None, description="session fields: used to create the session, else updated"
     )
-    convention: Convention = Field(
-        "otel", description="how usage blocks count tokens (see the usage schema)"
+    convention: Convention | None = Field(
+        None,
+        description=(
+            "how usage blocks in Fleet's or bare input/output names count input: 'otel' "
+            "(cache included) or 'anthropic' (cache left out); a provider's own usage "
+            "object needs none (see the usage schema)"
+        ),
     )
 
 
@@ -238,7 +243,7 @@ class UpdateLastIn(Schema):
     message: documented({**MESSAGE_SCHEMA, "required": []}) = Field(
         ..., description="the fields to replace on the last message; absent fields stay"
     )
-    convention: Convention = "otel"
+    convention: Convention | None = None
 
 
 class CompactIn(Schema):

@@ -310,7 +310,7 @@ def completion_with_reasoning(completion: int, reasoning: int) -> int:
     return completion + reasoning if reasoning > completion else completion
 
 
-def source_message(values: Mapping[str, Any], *, convention: str = "otel") -> MessageIn:
+def source_message(values: Mapping[str, Any], *, convention: str | None = None) -> MessageIn:
     """Validate one message of a store (raises ``InvalidInput`` naming the field)."""
     return clean_message(dict(values), "message", convention=convention)
 

@@ -223,7 +223,7 @@ def messages_append(
     key: str,
     messages: Sequence[Mapping[str, Any] | MessageIn],
     session: Mapping[str, Any] | SessionIn | None = None,
-    convention: str = "otel",
+    convention: str | None = None,
     now: datetime | None = None,
     scope: KeyScope = FULL,
 ) -> AppendResult:
@@ -312,7 +312,7 @@ def message_update_last(
     *,
     key: str,
     message: Mapping[str, Any],
-    convention: str = "otel",
+    convention: str | None = None,
     now: datetime | None = None,
     scope: KeyScope = FULL,
 ) -> Message:
