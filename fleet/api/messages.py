@@ -34,14 +34,21 @@ MAX_LIMIT = 1000
 CONFLICT_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
 
 ANTHROPIC_NOTE = """
-**Usage conventions.** Each message's `usage` counts tokens the OpenTelemetry
-way: `prompt_tokens` is all input *including* cache reads and writes. If your
-counts come from Anthropic's API (`input_tokens` excludes
-`cache_read_input_tokens` and `cache_creation_input_tokens`), send
-`"convention": "anthropic"` (for the request, or inside one usage block):
-Anthropic's field names are then accepted and the cache tokens are added to
-`prompt_tokens`. Without it, cache tokens larger than `prompt_tokens` are
-refused (422) rather than silently mis-counted.
+**Usage: forward your provider's usage object as is.** Each message's `usage`
+is stored the OpenTelemetry way (`prompt_tokens` is all input *including*
+cache reads and writes, `completion_tokens` all output including reasoning).
+Send Fleet's names, or the `usage` object OpenAI (Chat Completions or
+Responses), Anthropic (Messages) or koda returned, or Gemini's
+`usageMetadata`, unchanged: the server tells them apart by their field names
+and normalises (Anthropic's `input_tokens` excludes the cache tokens, which
+are added; Gemini's thoughts are added to completion). See the usage schema
+for the mapping and an example of each. Bare `input_tokens` cannot be told
+apart (Anthropic leaves cache out, OpenAI counts it in) and is refused (422)
+unless you send `"convention": "anthropic"` (input excludes cache; for the
+request, or inside one usage block) or `"convention": "otel"` (input includes
+it). Under `"anthropic"`, Fleet's names also count input without cache. A
+block mixing shapes, or whose convention contradicts its shape, is refused
+(422) rather than silently mis-counted.
 """
 
 
