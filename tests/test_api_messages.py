@@ -729,3 +729,70 @@ def test_a_provider_usage_object_is_priced_like_fleet_names(
     message = api.get("sessions/s1/messages").json()["items"][0]
     assert response.status_code == 201
     assert message["usage"]["cost_source"] == "computed"
+
+
+# --- update-last replaces what streaming replaces ------------------------------------
+
+
+def call(call_id: str, name: str = "search") -> dict[str, Any]:
+    return {"id": call_id, "name": name, "arguments": {"q": call_id}}
+
+
+def test_the_final_message_replaces_the_placeholders_tool_calls_and_reasoning(
+    api: ApiClient,
+) -> None:
+    placeholder = assistant(
+        "", status="streaming", reasoning="thinking about c1…", tool_calls=[call("c1")]
+    )
+    append(api, "s1", user("q"), placeholder)
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"content": "final", "status": "complete", "tool_calls": [call("c2")]}},
+    )
+
+    assert response.status_code == 200, response.content
+    message = response.json()["message"]
+    assert message["content"] == "final"
+    assert [c["id"] for c in message["tool_calls"]] == ["c2"]
+    assert message["reasoning"] == ""
+    assert response.json()["session"]["tool_call_count"] == 1
+
+
+def test_content_without_tool_calls_clears_the_placeholders_tool_calls(api: ApiClient) -> None:
+    placeholder = assistant("", reasoning="r", tool_calls=[call("c1"), call("c2")])
+    append(api, "s1", user("q"), placeholder)
+
+    response = api.put("sessions/s1/messages/last", {"message": {"content": "just text"}})
+
+    message = response.json()["message"]
+    assert message["tool_calls"] == []
+    assert message["reasoning"] == ""
+    assert response.json()["session"]["tool_call_count"] == 0
+    assert Session.objects.get(key="s1").tool_call_count == 0
+
+
+def test_content_with_reasoning_sent_again_keeps_that_reasoning(api: ApiClient) -> None:
+    append(api, "s1", assistant("", reasoning="old", tool_calls=[call("c1")]))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"content": "done", "reasoning": "new", "tool_calls": [call("c1")]}},
+    )
+
+    message = response.json()["message"]
+    assert (message["reasoning"], [c["id"] for c in message["tool_calls"]]) == ("new", ["c1"])
+
+
+def test_an_update_without_content_keeps_tool_calls_and_reasoning(api: ApiClient) -> None:
+    append(api, "s1", assistant("partial", reasoning="r", tool_calls=[call("c1")]))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"status": "complete", "usage": {"prompt_tokens": 5}}},
+    )
+
+    message = response.json()["message"]
+    assert (message["content"], message["reasoning"]) == ("partial", "r")
+    assert [c["id"] for c in message["tool_calls"]] == ["c1"]
+    assert response.json()["session"]["tool_call_count"] == 1

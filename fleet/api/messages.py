@@ -165,9 +165,12 @@ def list_messages(
     summary="Replace the last message (streaming)",
     description=(
         "Replaces the fields given under `message` on the session's last message; absent "
-        "fields keep their values. Streaming agents append a placeholder, then update it "
-        "as tokens arrive. Usage and the session totals move by the difference. An empty "
-        "session answers 409.\n" + ANTHROPIC_NOTE
+        "fields keep their values, except that `content` replaces the message's content "
+        "fields together: `tool_calls` and `reasoning` not sent with it are cleared (send "
+        "them again to keep them), so a placeholder's stale calls or reasoning never "
+        "survive the final message. Streaming agents append a placeholder, then update it "
+        "as tokens arrive. Usage and the session totals (tool calls too) move by the "
+        "difference. An empty session answers 409.\n" + ANTHROPIC_NOTE
     ),
 )
 def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:

@@ -345,7 +345,11 @@ class UpdateLastIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     message: documented({**MESSAGE_SCHEMA, "required": []}) = Field(
-        ..., description="the fields to replace on the last message; absent fields stay"
+        ...,
+        description=(
+            "the fields to replace on the last message; absent fields stay, except that "
+            "content also replaces tool_calls and reasoning (cleared unless sent with it)"
+        ),
     )
     convention: Convention | None = None
 

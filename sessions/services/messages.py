@@ -256,6 +256,12 @@ def _last_message(session: Session) -> Message | None:
     return Message.objects.filter(session=session, seq=session.last_seq).first()
 
 
+# What update-last replaces together with ``content`` (zeroclaw replaces the
+# whole message while streaming): the answer, its tool calls and its reasoning.
+# Usage, model, status and the rest keep their values unless sent.
+REPLACED_WITH_CONTENT = frozenset({"tool_calls", "reasoning"})
+
+
 def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Session) -> None:
     for name in MESSAGE_FIELDS - {"usage"}:
         if name in patch.provided:
@@ -319,12 +325,18 @@ def message_update_last(
     """Replace the fields given in ``message`` on the session's last message.
 
     Streaming agents store a placeholder, then update it as tokens arrive.
-    Absent fields keep their values; totals and the rollup move by the
-    difference. Raises ``Conflict`` on an empty session.
+    Absent fields keep their values, except that ``content`` replaces the
+    message's content fields together (``REPLACED_WITH_CONTENT``): a final
+    message's tool calls and reasoning are what it sends, never stale ones
+    of the placeholder. Totals and the rollup move by the difference. Raises
+    ``Conflict`` on an empty session.
     """
     scope.check_writes()
     key = clean_key(key)
     patch = clean_message(message, "message", convention=convention, partial=True)
+    if "content" in patch.provided:
+        # Absent ones are cleared (MessageIn's defaults: no calls, no reasoning).
+        patch.provided |= REPLACED_WITH_CONTENT
     return _message_update_last(key, patch, now or timezone.now(), scope)
 
 
