@@ -341,3 +341,35 @@ def test_a_database_of_another_agent_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CommandError, match="has no table 'sessions': it is not a zeroclaw store"):
         run_import("zeroclaw", str(path))
+
+
+def test_an_unknown_state_imports_the_session_with_a_warning(tmp_path: Path) -> None:
+    store = zeroclaw_db(
+        tmp_path / "sessions.db",
+        metadata=[
+            {
+                "session_key": "telegram_9",
+                "created_at": "2026-02-02T10:00:00Z",
+                "last_activity": "2026-02-02T11:00:00Z",
+                "state": "Paused",
+                "turn_id": "turn-3",
+            }
+        ],
+        messages=[
+            {
+                "session_key": "telegram_9",
+                "role": "user",
+                "content": "yo",
+                "created_at": "2026-02-02T10:00:01Z",
+            }
+        ],
+    )
+
+    out, err = run_import("zeroclaw", str(store))
+
+    session = Session.objects.get(key="telegram_9")
+    assert (session.state, session.turn_id) == ("idle", "")
+    assert session.metadata == {"source_state": "Paused"}
+    assert [m.content for m in messages_of("telegram_9")] == ["yo"]
+    assert "warning: sessions.db: session_metadata session_key='telegram_9': state" in err
+    assert out.strip().endswith("0 errors, 1 warning.")

@@ -17,7 +17,9 @@ older zeroclaw versions lack read as empty. A key with messages but no
 metadata row is a session from its first to its last message.
 
 What carries over: the name; the turn state (``idle``/``running``/``error``
-with the turn's id and start); the routing context (``channel_id`` is the
+with the turn's id and start; a state Fleet does not know, such as ``paused``,
+leaves the state as it is, is kept in metadata ``source_state`` and reported
+as a warning -- the session is imported all the same); the routing context (``channel_id`` is the
 ``<type>.<alias>`` channel reference, e.g. ``discord.clamps``; room and sender
 ids); the agent is the session's ``agent_alias`` (zeroclaw runs several
 agents under aliases), else ``zeroclaw``, unless ``--agent`` says. The channel
@@ -55,6 +57,7 @@ from sessions.importers.base import (
     Problem,
     SourceError,
     SourceSession,
+    known_choice,
     open_sqlite,
     optional_time,
     parse_time,
@@ -253,8 +256,17 @@ def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any
         fields["channel_ref"] = channel_ref
         fields["room_id"] = to_text(meta["room_id"]).strip()
         fields["sender_id"] = to_text(meta["sender_id"]).strip()
-        state = to_text(meta["state"]).strip().lower()
-        if state:
+        state = None
+        if to_text(meta["state"]).strip():
+            state = known_choice(
+                meta["state"],
+                "state",
+                State,
+                fields=fields,
+                warnings=session.warnings,
+                where=f"{path.name}: session_metadata session_key={key!r}",
+            )
+        if state is not None:
             fields["state"] = state
             if state == State.RUNNING:
                 fields["turn_id"] = to_text(meta["turn_id"])
