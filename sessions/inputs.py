@@ -255,7 +255,14 @@ def clean_usage(value: Any, path: str, *, convention: str | None = None) -> Usag
             field=f"{path}.convention",
         )
     counts = normalise_usage(value, path, convention)
-    usage = UsageIn(**counts.values)
+    tokens = counts.values
+    usage = UsageIn(
+        prompt_tokens=tokens["prompt_tokens"],
+        completion_tokens=tokens["completion_tokens"],
+        reasoning_tokens=tokens["reasoning_tokens"],
+        cache_read_tokens=tokens["cache_read_tokens"],
+        cache_creation_tokens=tokens["cache_creation_tokens"],
+    )
     if (cost := value.get("cost_usd")) is not None:
         usage.cost_usd = clean_money(cost, f"{path}.cost_usd")
     if "cost_source" in value:

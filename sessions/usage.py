@@ -160,8 +160,10 @@ _GEMINI_IGNORED = (
 def _gemini(spelling: int) -> Shape:
     counts = {names[spelling]: targets for names, targets in _GEMINI.items()}
     ignored = frozenset(names[spelling] for names in _GEMINI_IGNORED)
-    # The SDK's prompt_tokens_details is also OpenAI's name: it is no marker.
-    return Shape("Gemini usageMetadata", counts, ignored=ignored, markers=frozenset(counts))
+    # Every Gemini name marks it, but the SDK's prompt_tokens_details, which is
+    # also OpenAI's.
+    markers = (frozenset(counts) | ignored) - {"prompt_tokens_details"}
+    return Shape("Gemini usageMetadata", counts, ignored=ignored, markers=markers)
 
 
 GEMINI = _gemini(0)
@@ -337,7 +339,15 @@ def _refusal(keys: frozenset[str], path: str, convention: str | None) -> Invalid
             )
     # A mix: the shape covering most fields, and the first field outside it.
     best = max(BY_CONVENTION[convention], key=lambda shape: len(keys & shape.keys))
-    stray = sorted(keys - best.keys)[0]
+    if not (strays := sorted(keys - best.keys)):
+        # Only fields a shape ignores, none of those that tell it apart.
+        name = sorted(keys)[0]
+        return InvalidInput(
+            f"{name} alone does not tell which provider's usage this is; send the whole "
+            f"usage object (with one of {', '.join(sorted(best.markers))})"[:400],
+            field=f"{path}.{name}",
+        )
+    stray = strays[0]
     return InvalidInput(
         f"mixes fields of {best.name} with {stray} (a field of {_owners(stray)}); send one "
         "provider's usage object as it returned it, or Fleet's names",

@@ -88,3 +88,31 @@ def test_koda_thinking_counted_apart_from_completion_is_added_to_it() -> None:
     counts = normalise({"completion_tokens": 10, "thinking_tokens": 30}, "u", None)
 
     assert (counts.values["completion_tokens"], counts.values["reasoning_tokens"]) == (40, 30)
+
+
+def every_known_key() -> list[str]:
+    from sessions import usage
+
+    return sorted(frozenset().union(*(shape.keys for shape in usage.UNSAID)))
+
+
+@pytest.mark.parametrize("convention", [None, "otel", "anthropic"])
+@pytest.mark.parametrize("key", every_known_key())
+def test_any_known_field_alone_is_read_or_refused_naming_a_field(
+    key: str, convention: str | None
+) -> None:
+    # Found by the API fuzzer: {"totalTokenCount": 5} was a 500.
+    field = "u."
+    try:
+        normalise({key: 5}, "u", convention)
+    except InvalidInput as refused:
+        field = refused.field or ""
+
+    assert field.startswith("u.")
+
+
+def test_a_gemini_object_with_only_its_total_is_gemini() -> None:
+    counts = normalise({"totalTokenCount": 5, "trafficType": "ON_DEMAND"}, "u", None)
+
+    assert counts.shape.name == "Gemini usageMetadata"
+    assert set(counts.values.values()) == {0}
