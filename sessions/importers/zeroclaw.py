@@ -15,6 +15,8 @@ when the import creates it (a re-import after the file grew keeps it).
 ``agent_alias``, ``channel_id``, ``room_id``, ``sender_id``). Columns that
 older zeroclaw versions lack read as empty. A key with messages but no
 metadata row is a session from its first to its last message.
+``message_count`` is checked against the messages imported: a mismatch (or
+an unreadable count) is reported as a warning, the session imported.
 
 What carries over: the name; the turn state (``idle``/``running``/``error``
 with the turn's id and start; a state Fleet does not know, such as ``paused``,
@@ -64,6 +66,7 @@ from sessions.importers.base import (
     problem_from,
     select_sql,
     source_message,
+    to_count,
     to_text,
 )
 from sessions.inputs import MessageIn
@@ -81,6 +84,7 @@ META_COLUMNS = (
     "channel_id",
     "room_id",
     "sender_id",
+    "message_count",
 )
 MESSAGE_COLUMNS = ("id", "session_key", "role", "content", "created_at")
 
@@ -282,4 +286,24 @@ def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any
     if channel:
         fields["channel"] = channel
     session.fields = fields
+    if meta is not None:
+        _check_message_count(session, meta, f"{path.name}: session_metadata session_key={key!r}")
     return session
+
+
+def _check_message_count(session: SourceSession, meta: Any, where: str) -> None:
+    """zeroclaw's ``message_count`` against the messages imported: a mismatch is a warning."""
+    try:
+        count = to_count(meta["message_count"], "message_count")
+    except BadRecord as exc:
+        session.warnings.append(Problem(where, str(exc)))
+        return
+    imported = len(session.messages)
+    if count is not None and count != imported:
+        session.warnings.append(
+            Problem(
+                where,
+                f"message_count is {count}, {imported} message{'' if imported == 1 else 's'} "
+                "imported",
+            )
+        )
