@@ -46,17 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sessions.bounds import MAX_TOKENS
+from sessions.choices import TOKEN_FIELDS
 from sessions.errors import InvalidInput
 
 CONVENTIONS = ("otel", "anthropic")
 # Fleet's own names: the stored counts, and the names every other shape maps to.
-FLEET_NAMES = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
+# A field that adds cache tokens to the prompt (Anthropic's, koda's) maps to both.
+FLEET_NAMES = TOKEN_FIELDS
 # Keys of a usage block that are not token counts (read by sessions.inputs).
 NOT_COUNTS = frozenset({"cost_usd", "cost_source", "convention"})
 
@@ -83,8 +79,6 @@ class Shape:
     ignored: frozenset[str] = frozenset()
     # At least one of these must be present (empty: none needed).
     markers: frozenset[str] = frozenset()
-    # Whether the input count leaves cache tokens out (then they are added).
-    input_excludes_cache: bool = False
     # Whether two fields may name one count (a convention's aliases): refused.
     aliases: bool = False
 
@@ -128,7 +122,6 @@ ANTHROPIC = Shape(
     ignored=_ANTHROPIC_EXTRAS,
     markers=frozenset({"cache_read_input_tokens", "cache_creation_input_tokens"})
     | _ANTHROPIC_EXTRAS,
-    input_excludes_cache=True,
 )
 # Output only (Anthropic's streaming message_delta): both readings agree.
 OUTPUT_ONLY = Shape(
@@ -172,7 +165,6 @@ KODA = Shape(
     "koda",
     {P: (P,), C: (C,), CR: (CR, P), CW: (CW, P), "thinking_tokens": (R,)},
     markers=frozenset({"thinking_tokens"}),
-    input_excludes_cache=True,
 )
 # What a named convention accepts: Fleet's names and Anthropic's as aliases
 # (``"convention": "anthropic"``, input without cache), or Fleet's names and
@@ -192,7 +184,6 @@ ANTHROPIC_CONVENTION = Shape(
         "thinking_tokens": (R,),
     },
     ignored=_ANTHROPIC_EXTRAS | {"total_tokens"},
-    input_excludes_cache=True,
     aliases=True,
 )
 OTEL_CONVENTION = Shape(
