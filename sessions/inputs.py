@@ -21,15 +21,16 @@ from typing import Any
 from django.conf import settings
 from django.db.models import TextChoices
 
-from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
+from sessions.bounds import MAX_COUNT, MAX_TOTAL
 from sessions.choices import Channel, CostSource, Kind, Role, State, Status
 from sessions.errors import InvalidInput
 from sessions.models import KEY_MAX_LENGTH
 from sessions.money import to_decimal
+from sessions.usage import CONVENTIONS, clean_int
+from sessions.usage import normalise as normalise_usage
 
 SHORT_TEXT = 255
 LONG_TEXT_DEFAULT = 1_000_000
-CONVENTIONS = ("otel", "anthropic")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -41,13 +42,6 @@ TOKEN_KEYS = (
     "cache_read_tokens",
     "cache_creation_tokens",
 )
-# Anthropic's own names, accepted with "convention": "anthropic".
-ANTHROPIC_ALIASES = {
-    "input_tokens": "prompt_tokens",
-    "output_tokens": "completion_tokens",
-    "cache_read_input_tokens": "cache_read_tokens",
-    "cache_creation_input_tokens": "cache_creation_tokens",
-}
 
 
 def _allowed(choices: type[TextChoices]) -> str:
@@ -104,16 +98,6 @@ def clean_choice(value: Any, path: str, choices: type[TextChoices], *, blank: bo
     if isinstance(value, str) and value in allowed:
         return value
     raise InvalidInput(f"must be one of {_allowed(choices)}, got {value!r}"[:300], field=path)
-
-
-def clean_int(value: Any, path: str, *, maximum: int = MAX_TOKENS) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"must be a non-negative integer, got {value!r}"[:200], field=path)
-    if value < 0:
-        raise InvalidInput(f"must be a non-negative integer, got {value}", field=path)
-    if value > maximum:
-        raise InvalidInput(f"must be at most {maximum}, got {value}", field=path)
-    return value
 
 
 def clean_money(value: Any, path: str) -> Decimal:
@@ -254,48 +238,44 @@ class UsageIn:
     cost_source: str = ""
 
 
-def clean_usage(value: Any, path: str, *, convention: str = "otel") -> UsageIn | None:
-    """A usage block, normalised to the OpenTelemetry convention.
+def clean_usage(value: Any, path: str, *, convention: str | None = None) -> UsageIn | None:
+    """A usage block, normalised to the OpenTelemetry convention by its shape.
 
-    With ``convention="anthropic"`` (or ``"convention": "anthropic"`` in the
-    block) ``prompt_tokens``/``input_tokens`` exclude cache tokens, which are
-    added here so that ``prompt_tokens`` is all input.
+    Fleet's names, or a provider's usage object as it returned it
+    (``sessions.usage`` tells them apart). ``convention`` is the one the
+    request named (``None``: none); ``"convention"`` in the block wins.
     """
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise InvalidInput("must be an object of token counts", field=path)
     convention = value.get("convention", convention)
-    if convention not in CONVENTIONS:
+    if convention is not None and convention not in CONVENTIONS:
         raise InvalidInput(
             f"must be one of {', '.join(CONVENTIONS)}, got {convention!r}"[:200],
             field=f"{path}.convention",
         )
-    usage = UsageIn()
-    for name, raw in value.items():
-        if name in TOKEN_KEYS:
-            target = name
-        elif convention == "anthropic" and name in ANTHROPIC_ALIASES:
-            target = ANTHROPIC_ALIASES[name]
-        elif name == "cost_usd":
-            if raw is not None:
-                usage.cost_usd = clean_money(raw, f"{path}.cost_usd")
-            continue
-        elif name == "cost_source":
-            usage.cost_source = clean_choice(raw, f"{path}.cost_source", CostSource, blank=True)
-            continue
-        elif name in ("convention", "total_tokens"):
-            continue
-        else:
-            raise InvalidInput(f"unknown usage field {name!r}"[:200], field=f"{path}.{name}"[:200])
-        setattr(usage, target, clean_int(raw, f"{path}.{name}"))
-    if convention == "anthropic":
-        usage.prompt_tokens += usage.cache_read_tokens + usage.cache_creation_tokens
+    counts = normalise_usage(value, path, convention)
+    tokens = counts.values
+    usage = UsageIn(
+        prompt_tokens=tokens["prompt_tokens"],
+        completion_tokens=tokens["completion_tokens"],
+        reasoning_tokens=tokens["reasoning_tokens"],
+        cache_read_tokens=tokens["cache_read_tokens"],
+        cache_creation_tokens=tokens["cache_creation_tokens"],
+    )
+    if (cost := value.get("cost_usd")) is not None:
+        usage.cost_usd = clean_money(cost, f"{path}.cost_usd")
+    if "cost_source" in value:
+        usage.cost_source = clean_choice(
+            value["cost_source"], f"{path}.cost_source", CostSource, blank=True
+        )
+    blame = counts.sources
     if usage.reasoning_tokens > usage.completion_tokens:
         raise InvalidInput(
             f"reasoning_tokens ({usage.reasoning_tokens}) must not exceed completion_tokens "
             f"({usage.completion_tokens}): reasoning is a part of completion",
-            field=f"{path}.reasoning_tokens",
+            field=blame.get("reasoning_tokens", f"{path}.reasoning_tokens"),
         )
     cached = usage.cache_read_tokens + usage.cache_creation_tokens
     if cached > usage.prompt_tokens:
@@ -303,7 +283,7 @@ def clean_usage(value: Any, path: str, *, convention: str = "otel") -> UsageIn |
             f"cache_read_tokens + cache_creation_tokens ({cached}) must not exceed "
             f"prompt_tokens ({usage.prompt_tokens}): cache tokens are a part of prompt "
             'input (send "convention": "anthropic" if your input count excludes them)',
-            field=f"{path}.cache_read_tokens",
+            field=blame.get("cache_read_tokens") or blame.get("cache_creation_tokens", path),
         )
     if usage.cost_source == CostSource.UNPRICED:
         usage.cost_usd = None
@@ -361,7 +341,7 @@ class MessageIn:
 
 
 def clean_message(
-    value: Any, path: str, *, convention: str = "otel", partial: bool = False
+    value: Any, path: str, *, convention: str | None = None, partial: bool = False
 ) -> MessageIn:
     """One message of a batch. With ``partial`` (update-last) ``role`` may be omitted."""
     if isinstance(value, MessageIn):
@@ -405,7 +385,7 @@ def clean_message(
 
 
 def clean_messages(
-    values: Any, path: str = "messages", *, convention: str = "otel"
+    values: Any, path: str = "messages", *, convention: str | None = None
 ) -> list[MessageIn]:
     """A batch to append: at most ``FLEET_API_MAX_BATCH`` messages, each cleaned.
 

@@ -171,3 +171,24 @@ def test_every_operation_documents_the_throttle_and_its_error_code(client: Clien
     detail = schema["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
     assert "throttled (429)" in detail["description"]
     assert "429 too many wrong keys" in schema["info"]["description"]
+
+
+def test_every_usage_example_in_the_openapi_document_is_accepted_as_documented(
+    client: Client,
+) -> None:
+    from tests.api_client import ApiClient, make_key
+
+    schema = client.get("/api/v1/openapi.json").json()
+    append = schema["components"]["schemas"]["AppendIn"]["properties"]["messages"]
+    usage = append["items"]["properties"]["usage"]["anyOf"][0]
+    api = ApiClient(make_key())
+
+    assert len(usage["examples"]) >= 7
+    for text in ("OpenAI Chat Completions", "Anthropic Messages", "Gemini", "koda"):
+        assert text in usage["description"]
+    for index, example in enumerate(usage["examples"]):
+        message = {"role": "assistant", "content": "ok", "usage": example}
+        response = api.post(f"sessions/s{index}/messages", {"messages": [message]})
+        assert response.status_code == 201, (example, response.content)
+        stored = response.json()["session"]
+        assert (stored["prompt_tokens"], stored["completion_tokens"]) == (1200, 300), example

@@ -194,9 +194,21 @@ USAGE_KEYS = [
     "input_tokens",
     "cost_usd",
     "convention",
+    # Provider-native shapes (sessions.usage): random mixes must answer 201 or 422.
+    "output_tokens",
+    "cache_read_input_tokens",
+    "input_tokens_details",
+    "prompt_tokens_details",
+    "promptTokenCount",
+    "thoughtsTokenCount",
+    "thinking_tokens",
+    "total_tokens",
 ]
+COUNTS = SCALARS | st.integers(0, 10**6) | BOUND_NUMBERS
 USAGE = st.dictionaries(
-    st.sampled_from(USAGE_KEYS), SCALARS | st.integers(0, 10**6) | BOUND_NUMBERS, max_size=6
+    st.sampled_from(USAGE_KEYS),
+    COUNTS | st.dictionaries(st.sampled_from(["cached_tokens", "reasoning_tokens", "x"]), COUNTS),
+    max_size=6,
 )
 MESSAGE = st.dictionaries(
     st.sampled_from(MESSAGE_KEYS),

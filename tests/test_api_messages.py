@@ -603,3 +603,327 @@ def test_no_pending_tool_calls_is_an_empty_list(api: ApiClient) -> None:
 
     assert api.get("sessions/s1/pending-tool-calls").json() == {"items": []}
     assert_error(api.get("sessions/nope/pending-tool-calls"), 404, "not_found")
+
+
+# --- provider-native usage objects (sessions.usage) ------------------------------------
+
+# Each provider's usage object as the provider returns it, and what Fleet stores:
+# (prompt, completion, reasoning, cache_read, cache_creation), prompt all input.
+NATIVE_USAGE: dict[str, tuple[dict[str, Any], tuple[int, int, int, int, int]]] = {
+    "fleet": (
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "reasoning_tokens": 100,
+            "cache_read_tokens": 800,
+            "cache_creation_tokens": 300,
+        },
+        (1200, 300, 100, 800, 300),
+    ),
+    "anthropic_messages": (
+        {
+            "input_tokens": 100,
+            "output_tokens": 300,
+            "cache_read_input_tokens": 800,
+            "cache_creation_input_tokens": 300,
+            "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 0},
+            "server_tool_use": {"web_search_requests": 0},
+            "service_tier": "standard",
+        },
+        (1200, 300, 0, 800, 300),
+    ),
+    "anthropic_sdk_dump_with_nulls": (
+        {
+            "input_tokens": 1200,
+            "output_tokens": 300,
+            "cache_read_input_tokens": None,
+            "cache_creation_input_tokens": None,
+            "cache_creation": None,
+            "server_tool_use": None,
+            "service_tier": None,
+        },
+        (1200, 300, 0, 0, 0),
+    ),
+    "anthropic_stream_delta": ({"output_tokens": 300}, (0, 300, 0, 0, 0)),
+    "openai_chat": (
+        {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 800, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 100,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+        (1200, 300, 100, 800, 0),
+    ),
+    "openai_responses": (
+        {
+            "input_tokens": 1200,
+            "input_tokens_details": {"cached_tokens": 800},
+            "output_tokens": 300,
+            "output_tokens_details": {"reasoning_tokens": 100},
+            "total_tokens": 1500,
+        },
+        (1200, 300, 100, 800, 0),
+    ),
+    "gemini_usage_metadata": (
+        {
+            "promptTokenCount": 1200,
+            "candidatesTokenCount": 200,
+            "thoughtsTokenCount": 100,
+            "cachedContentTokenCount": 800,
+            "totalTokenCount": 1500,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1200}],
+        },
+        (1200, 300, 100, 800, 0),
+    ),
+    "gemini_python_sdk_dump": (
+        {
+            "prompt_token_count": 1200,
+            "candidates_token_count": 200,
+            "thoughts_token_count": 100,
+            "cached_content_token_count": 800,
+            "tool_use_prompt_token_count": None,
+            "total_token_count": 1500,
+            "traffic_type": None,
+        },
+        (1200, 300, 100, 800, 0),
+    ),
+    "koda": (
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 300,
+            "cache_read_tokens": 800,
+            "cache_creation_tokens": 300,
+            "thinking_tokens": 100,
+        },
+        (1200, 300, 100, 800, 300),
+    ),
+}
+
+
+def stored_tokens(message: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    usage = message["usage"]
+    return (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        usage["reasoning_tokens"],
+        usage["cache_read_tokens"],
+        usage["cache_creation_tokens"],
+    )
+
+
+@pytest.mark.parametrize("shape", NATIVE_USAGE)
+def test_a_provider_usage_object_is_normalised_by_its_shape_on_append(
+    api: ApiClient, shape: str
+) -> None:
+    usage, expected = NATIVE_USAGE[shape]
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert response.status_code == 201, response.content
+    assert stored_tokens(api.get("sessions/s1/messages").json()["items"][0]) == expected
+    session = response.json()["session"]
+    assert session["prompt_tokens"] == expected[0]
+    assert session["completion_tokens"] == expected[1]
+
+
+@pytest.mark.parametrize("shape", NATIVE_USAGE)
+def test_a_provider_usage_object_is_normalised_by_its_shape_on_update_last(
+    api: ApiClient, shape: str
+) -> None:
+    usage, expected = NATIVE_USAGE[shape]
+    append(api, "s1", assistant("", status="streaming"))
+
+    response = api.put("sessions/s1/messages/last", {"message": {"content": "ok", "usage": usage}})
+
+    assert response.status_code == 200, response.content
+    assert stored_tokens(response.json()["message"]) == expected
+    assert response.json()["session"]["prompt_tokens"] == expected[0]
+
+
+def test_bare_input_and_output_tokens_are_refused_naming_what_to_send(api: ApiClient) -> None:
+    response = append(api, "s1", assistant("ok", usage={"input_tokens": 100, "output_tokens": 5}))
+
+    error = assert_error(response, 422, "invalid", "messages[0].usage.input_tokens")
+    assert '"convention"' in error["message"]
+    assert "input_tokens_details" in error["message"]
+    assert store_counts() == (0, 0, 0)
+
+
+def test_bare_input_tokens_on_update_last_are_refused_too(api: ApiClient) -> None:
+    append(api, "s1", assistant("x"))
+
+    response = api.put("sessions/s1/messages/last", {"message": {"usage": {"input_tokens": 5}}})
+
+    assert_error(response, 422, "invalid", "message.usage.input_tokens")
+
+
+@pytest.mark.parametrize(
+    ("convention", "prompt"), [("otel", 110), ("anthropic", 120)], ids=["otel", "anthropic"]
+)
+def test_a_named_convention_settles_bare_input_tokens(
+    api: ApiClient, convention: str, prompt: int
+) -> None:
+    usage = {"input_tokens": 110, "output_tokens": 5, "convention": convention}
+    if convention == "anthropic":
+        usage = {**usage, "input_tokens": 100, "cache_read_input_tokens": 20}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert response.status_code == 201, response.content
+    assert response.json()["session"]["prompt_tokens"] == prompt
+
+
+@pytest.mark.parametrize(
+    ("usage", "field"),
+    [
+        (
+            {"input_tokens": 1, "cache_read_input_tokens": 1, "input_tokens_details": {}},
+            "cache_read_input_tokens",
+        ),
+        ({"prompt_tokens": 5, "cache_read_input_tokens": 1}, "cache_read_input_tokens"),
+        ({"prompt_tokens": 5, "promptTokenCount": 5}, "promptTokenCount"),
+        (
+            {"prompt_tokens": 5, "cache_read_tokens": 1, "prompt_tokens_details": {}},
+            "prompt_tokens_details",
+        ),
+        ({"input_tokens": 5, "prompt_tokens": 5}, "input_tokens"),
+    ],
+    ids=["anthropic+responses", "fleet+anthropic", "fleet+gemini", "fleet+chat", "two-inputs"],
+)
+def test_a_usage_object_mixing_two_shapes_is_refused(
+    api: ApiClient, usage: dict[str, Any], field: str
+) -> None:
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    error = assert_error(response, 422, "invalid", f"messages[0].usage.{field}")
+    assert "mix" in error["message"] or "both" in error["message"]
+    assert store_counts() == (0, 0, 0)
+
+
+def test_a_convention_that_contradicts_the_shape_is_refused(api: ApiClient) -> None:
+    usage = {"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 4}}
+
+    response = append(api, "s1", assistant("ok", usage=usage), convention="anthropic")
+
+    assert_error(response, 422, "invalid", "messages[0].usage.prompt_tokens_details")
+
+
+def test_an_unknown_field_of_a_provider_shape_is_refused_naming_it(api: ApiClient) -> None:
+    usage = {"prompt_tokens": 10, "prompt_tokens_details": {}, "prompt_cache_hit_tokens": 4}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert_error(response, 422, "invalid", "messages[0].usage.prompt_cache_hit_tokens")
+
+
+def test_the_bound_applies_to_the_normalised_prompt(api: ApiClient) -> None:
+    big = 10**12
+    usage = {"input_tokens": big, "output_tokens": 1, "cache_read_input_tokens": big}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    error = assert_error(response, 422, "invalid", "messages[0].usage.input_tokens")
+    assert "cache_read_input_tokens" in error["message"]
+    assert store_counts() == (0, 0, 0)
+
+
+def test_the_bound_applies_to_gemini_candidates_and_thoughts_together(api: ApiClient) -> None:
+    usage = {"candidatesTokenCount": 10**12, "thoughtsTokenCount": 1}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert_error(response, 422, "invalid", "messages[0].usage.candidatesTokenCount")
+
+
+def test_openai_reasoning_above_completion_is_refused_naming_the_details_field(
+    api: ApiClient,
+) -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "completion_tokens_details": {}}
+    usage["completion_tokens_details"] = {"reasoning_tokens": 6}
+
+    response = append(api, "s1", assistant("ok", usage=usage))
+
+    assert_error(
+        response, 422, "invalid", "messages[0].usage.completion_tokens_details.reasoning_tokens"
+    )
+
+
+def test_a_provider_usage_object_is_priced_like_fleet_names(
+    api: ApiClient, priced_model: str
+) -> None:
+    usage = NATIVE_USAGE["openai_responses"][0]
+
+    response = append(api, "s1", assistant("ok", model=priced_model, usage=usage))
+
+    message = api.get("sessions/s1/messages").json()["items"][0]
+    assert response.status_code == 201
+    assert message["usage"]["cost_source"] == "computed"
+
+
+# --- update-last replaces what streaming replaces ------------------------------------
+
+
+def test_the_final_message_replaces_the_placeholders_tool_calls_and_reasoning(
+    api: ApiClient,
+) -> None:
+    placeholder = assistant(
+        "", status="streaming", reasoning="thinking about c1…", tool_calls=[call("c1")]
+    )
+    append(api, "s1", user("q"), placeholder)
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"content": "final", "status": "complete", "tool_calls": [call("c2")]}},
+    )
+
+    assert response.status_code == 200, response.content
+    message = response.json()["message"]
+    assert message["content"] == "final"
+    assert [c["id"] for c in message["tool_calls"]] == ["c2"]
+    assert message["reasoning"] == ""
+    assert response.json()["session"]["tool_call_count"] == 1
+
+
+def test_content_without_tool_calls_clears_the_placeholders_tool_calls(api: ApiClient) -> None:
+    placeholder = assistant("", reasoning="r", tool_calls=[call("c1"), call("c2")])
+    append(api, "s1", user("q"), placeholder)
+
+    response = api.put("sessions/s1/messages/last", {"message": {"content": "just text"}})
+
+    message = response.json()["message"]
+    assert message["tool_calls"] == []
+    assert message["reasoning"] == ""
+    assert response.json()["session"]["tool_call_count"] == 0
+    assert Session.objects.get(key="s1").tool_call_count == 0
+
+
+def test_content_with_reasoning_sent_again_keeps_that_reasoning(api: ApiClient) -> None:
+    append(api, "s1", assistant("", reasoning="old", tool_calls=[call("c1")]))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"content": "done", "reasoning": "new", "tool_calls": [call("c1")]}},
+    )
+
+    message = response.json()["message"]
+    assert (message["reasoning"], [c["id"] for c in message["tool_calls"]]) == ("new", ["c1"])
+
+
+def test_an_update_without_content_keeps_tool_calls_and_reasoning(api: ApiClient) -> None:
+    append(api, "s1", assistant("partial", reasoning="r", tool_calls=[call("c1")]))
+
+    response = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"status": "complete", "usage": {"prompt_tokens": 5}}},
+    )
+
+    message = response.json()["message"]
+    assert (message["content"], message["reasoning"]) == ("partial", "r")
+    assert [c["id"] for c in message["tool_calls"]] == ["c1"]
+    assert response.json()["session"]["tool_call_count"] == 1

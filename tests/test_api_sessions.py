@@ -517,3 +517,64 @@ def test_the_count_stops_at_its_bound(api: ApiClient, monkeypatch: pytest.Monkey
 
 def test_count_must_be_a_boolean(api: ApiClient) -> None:
     assert_error(api.get("sessions", count="maybe"), 422, "invalid", "count")
+
+
+# --- reported totals without a cost (issue 12) ------------------------------------------
+
+
+def fleet_unpriced(api: ApiClient) -> int:
+    return api.get("fleet").json()["usage"]["today"]["unpriced_calls"]
+
+
+def test_reported_tokens_without_a_cost_for_an_unpriced_model_are_unpriced_not_zero(
+    api: ApiClient,
+) -> None:
+    response = api.put(
+        "sessions/z1",
+        {"model": "no-such-model-xyz", "prompt_tokens": 100, "completion_tokens": 40},
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["unpriced_calls"] == 1
+    assert api.get("sessions/z1").json()["unpriced_calls"] == 1
+    assert fleet_unpriced(api) == 1
+
+
+def test_reporting_the_same_unpriced_totals_again_counts_the_session_once(
+    api: ApiClient,
+) -> None:
+    fields = {"model": "no-such-model-xyz", "prompt_tokens": 100}
+    api.put("sessions/z1", fields)
+
+    response = api.put("sessions/z1", {**fields, "prompt_tokens": 200})
+
+    assert response.json()["unpriced_calls"] == 1
+    assert fleet_unpriced(api) == 1
+
+
+def test_a_reported_cost_makes_reported_totals_priced_again(api: ApiClient) -> None:
+    api.put("sessions/z1", {"model": "no-such-model-xyz", "prompt_tokens": 100})
+
+    response = api.put("sessions/z1", {"prompt_tokens": 100, "cost_usd": "0.5"})
+
+    assert response.json()["unpriced_calls"] == 0
+    assert response.json()["cost_usd"] == "0.500000000"
+    assert fleet_unpriced(api) == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "no-such-model-xyz", "prompt_tokens": 100, "cost_usd": "0"},
+        {"model": "no-such-model-xyz", "turns": 2},
+        {"model": "no-such-model-xyz", "prompt_tokens": 0},
+    ],
+    ids=["cost-sent", "no-tokens", "zero-tokens"],
+)
+def test_reported_totals_with_a_cost_or_without_tokens_are_not_unpriced(
+    api: ApiClient, fields: dict[str, object]
+) -> None:
+    response = api.put("sessions/z1", fields)
+
+    assert response.json()["unpriced_calls"] == 0
+    assert fleet_unpriced(api) == 0

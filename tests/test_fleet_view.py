@@ -408,3 +408,21 @@ def test_a_long_turn_that_keeps_writing_shows_as_stuck(admin_client: Client, set
     assert admin_client.get("/").context["counts"]["stuck"] == 1
     stuck = admin_client.get("/?health=stuck").context["page"].object_list
     assert [s.key for s in stuck] == ["busy"]
+
+
+def test_reported_totals_without_a_cost_for_an_unpriced_model_show_as_unpriced(
+    admin_client: Client,
+) -> None:
+    services.session_upsert(
+        key="reported",
+        fields={"model": "no-such-model-xyz", "prompt_tokens": 100, "completion_tokens": 5},
+    )
+
+    response = admin_client.get("/")
+
+    assert dict(response.context["periods"])["Today"]["unpriced_calls"] == 1
+    html = response.content.decode()
+    row_html = html[html.index(">reported<") :]
+    row_html = row_html[: row_html.index("</tr>")]
+    assert "unpriced" in row_html
+    assert "$0.00" not in row_html

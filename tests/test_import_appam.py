@@ -240,3 +240,23 @@ def test_messages_appam_appended_since_are_added(store: Path, tmp_path: Path) ->
     assert [m.message_id for m in messages_of("run-1")][-1] == "m-6"
     assert Session.objects.get().api_calls == 4
     assert "(0 new, 1 updated, 0 unchanged) with 1 message " in out
+
+
+@pytest.mark.parametrize("numeric", [False, True], ids=["string-ids", "numeric-ids"])
+def test_a_reimport_after_appam_rewrote_its_messages_adds_nothing(
+    tmp_path: Path, numeric: bool
+) -> None:
+    messages = [
+        {**message, "id": index + 1 if numeric else f"m-{index + 1}"}
+        for index, message in enumerate(transcript())
+    ]
+    run_import("appam", str(appam_store(tmp_path / "first.db", [row(messages=messages)])))
+    stored = [m.message_id for m in messages_of("run-1")]
+    # appam rewrote the array: the system prompt left it, so every index moved.
+    rewritten = appam_store(tmp_path / "later.db", [row(messages=messages[1:])])
+
+    out, _ = run_import("appam", str(rewritten))
+
+    assert [m.message_id for m in messages_of("run-1")] == stored
+    assert stored[1] == ("2" if numeric else "m-2")
+    assert "with 0 messages" in out

@@ -234,3 +234,33 @@ def test_the_agent_option_overrides_the_agent_name(store: Path) -> None:
     assert set(Session.objects.values_list("agent", flat=True)) == {"koda-ci"}
     # A message's agent_name is its sub-agent and stays.
     assert messages_of("s-1")[2].agent_name == "researcher"
+
+
+def test_koda_usage_reads_like_koda_usage_sent_to_the_api(tmp_path: Path) -> None:
+    from sessions.inputs import clean_usage
+
+    row = {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cache_read_tokens": 40,
+        "cache_creation_tokens": 0,
+        "thinking_tokens": 30,
+    }
+    store = build(
+        tmp_path / "koda.db",
+        extra=[message(session_id="s-2", role="assistant", content="thought", **row)],
+    )
+
+    run_import("koda", str(store))
+
+    stored = messages_of("s-2")[-1]
+    api = clean_usage(row, "usage")
+    assert api is not None
+    expected = (50, 35, 30, 40)  # thinking counted apart from completion is added to it
+    assert (api.prompt_tokens, api.completion_tokens, api.reasoning_tokens) == expected[:3]
+    assert (
+        stored.prompt_tokens,
+        stored.completion_tokens,
+        stored.reasoning_tokens,
+        stored.cache_read_tokens,
+    ) == expected

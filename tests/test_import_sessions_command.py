@@ -224,6 +224,7 @@ def test_json_prints_the_report(koda: Path) -> None:
         "messages": 3,
         "skipped": 0,
         "errors": [],
+        "warnings": [],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -141,7 +142,6 @@ def test_corrupt_rows_are_reported_with_their_place_and_skipped(tmp_path: Path) 
             row(id="good"),
             row(id="bad-time", last_active_at="yesterday"),
             row(id="bad-cost", cost_cents="a lot"),
-            row(id="bad-status", status="zombie"),
             row(id="bad-tokens", prompt_tokens=-5),
         ],
     )
@@ -151,9 +151,43 @@ def test_corrupt_rows_are_reported_with_their_place_and_skipped(tmp_path: Path) 
     assert list(Session.objects.values_list("key", flat=True)) == ["good"]
     assert "zeph.db: agent_sessions id='bad-time': last_active_at is not a timestamp" in err
     assert "id='bad-cost': cost_cents is not a number" in err
-    assert "id='bad-status': status: must be one of" in err
     assert "id='bad-tokens': prompt_tokens must be a non-negative integer" in err
-    assert out.strip().endswith("0 skipped as already stored, 4 errors.")
+    assert out.strip().endswith("0 skipped as already stored, 3 errors.")
+
+
+def test_unknown_kind_status_and_channel_import_the_session_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    store = zeph_store(
+        tmp_path / "zeph.db",
+        [row(id="odd", kind="batch", status="zombie", channel="matrix"), row(id="good")],
+    )
+
+    out, err = run_import("zeph", str(store))
+
+    odd = Session.objects.get(key="odd")
+    assert (odd.kind, odd.status, odd.channel) == ("interactive", "active", "")
+    assert odd.metadata == {
+        "source_kind": "batch",
+        "source_status": "zombie",
+        "source_channel": "matrix",
+    }
+    assert odd.turns == 7
+    assert "warning: zeph.db: agent_sessions id='odd': kind 'batch' is not one of" in err
+    assert "id='odd': status 'zombie'" in err
+    assert "id='odd': channel 'matrix'" in err
+    assert "error" not in err
+    assert out.strip().endswith("0 errors, 3 warnings.")
+
+
+def test_a_reimport_of_unknown_values_changes_nothing(tmp_path: Path) -> None:
+    store = zeph_store(tmp_path / "zeph.db", [row(id="odd", channel="matrix")])
+    run_import("zeph", str(store))
+    before = snapshot()
+
+    run_import("zeph", str(store))
+
+    assert snapshot() == before
 
 
 def test_a_goal_over_its_cap_is_reported_and_the_session_skipped(
@@ -201,3 +235,15 @@ def test_the_agent_option_names_the_agent(store: Path) -> None:
     run_import("zeph", str(store), "--agent", "zeph-laptop")
 
     assert set(Session.objects.values_list("agent", flat=True)) == {"zeph-laptop"}
+
+
+def test_a_dry_run_reports_the_same_warnings(tmp_path: Path) -> None:
+    store = zeph_store(tmp_path / "zeph.db", [row(id="odd", channel="matrix")])
+
+    out, err = run_import("zeph", str(store), "--dry-run", "--json")
+
+    assert not Session.objects.exists()
+    warnings = json.loads(out)["warnings"]
+    assert [w["where"] for w in warnings] == ["zeph.db: agent_sessions id='odd'"]
+    assert "source_channel" in warnings[0]["message"]
+    assert "warning: zeph.db: agent_sessions id='odd': channel 'matrix'" in err

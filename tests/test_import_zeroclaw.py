@@ -341,3 +341,72 @@ def test_a_database_of_another_agent_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CommandError, match="has no table 'sessions': it is not a zeroclaw store"):
         run_import("zeroclaw", str(path))
+
+
+def test_an_unknown_state_imports_the_session_with_a_warning(tmp_path: Path) -> None:
+    store = zeroclaw_db(
+        tmp_path / "sessions.db",
+        metadata=[
+            {
+                "session_key": "telegram_9",
+                "created_at": "2026-02-02T10:00:00Z",
+                "last_activity": "2026-02-02T11:00:00Z",
+                "state": "Paused",
+                "turn_id": "turn-3",
+                "message_count": 1,
+            }
+        ],
+        messages=[
+            {
+                "session_key": "telegram_9",
+                "role": "user",
+                "content": "yo",
+                "created_at": "2026-02-02T10:00:01Z",
+            }
+        ],
+    )
+
+    out, err = run_import("zeroclaw", str(store))
+
+    session = Session.objects.get(key="telegram_9")
+    assert (session.state, session.turn_id) == ("idle", "")
+    assert session.metadata == {"source_state": "Paused"}
+    assert [m.content for m in messages_of("telegram_9")] == ["yo"]
+    assert "warning: sessions.db: session_metadata session_key='telegram_9': state" in err
+    assert out.strip().endswith("0 errors, 1 warning.")
+
+
+def test_a_message_count_that_disagrees_with_the_imported_messages_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    def meta(key: str, count: int) -> dict[str, object]:
+        return {
+            "session_key": key,
+            "created_at": "2026-02-02T10:00:00Z",
+            "last_activity": "2026-02-02T11:00:00Z",
+            "message_count": count,
+        }
+
+    def line(key: str, content: str) -> dict[str, object]:
+        return {
+            "session_key": key,
+            "role": "user",
+            "content": content,
+            "created_at": "2026-02-02T10:00:01Z",
+        }
+
+    store = zeroclaw_db(
+        tmp_path / "sessions.db",
+        metadata=[meta("cli_ok", 1), meta("cli_short", 3)],
+        messages=[line("cli_ok", "a"), line("cli_short", "b")],
+    )
+
+    out, err = run_import("zeroclaw", str(store))
+
+    assert [m.content for m in messages_of("cli_short")] == ["b"]
+    assert (
+        "warning: sessions.db: session_metadata session_key='cli_short': message_count is 3, "
+        "1 message imported" in err
+    )
+    assert "cli_ok" not in err
+    assert out.strip().endswith("0 errors, 1 warning.")

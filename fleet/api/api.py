@@ -67,8 +67,11 @@ agent when it has exactly one) and/or read-only (every write answers 403).
 
 **Tokens** follow the OpenTelemetry GenAI convention: `prompt_tokens` is all
 input including cache reads and writes, `completion_tokens` all output
-including reasoning. Clients whose usage counts input *without* cache tokens
-(Anthropic's API) send `"convention": "anthropic"`; the server normalises.
+including reasoning. Forward your provider's usage object unchanged (OpenAI
+Chat Completions or Responses, Anthropic Messages, Gemini `usageMetadata`,
+koda): the server normalises it by its shape. Bare `input_tokens`, which
+Anthropic and OpenAI count differently, needs `"convention": "anthropic"`
+(input without cache tokens) or `"otel"`.
 
 **Session keys** may contain `/` (e.g. `discord/clamps/123`). Because of the
 routes below a key, a key that is `running` or `stuck`, or that ends in

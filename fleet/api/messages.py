@@ -41,14 +41,21 @@ CONFLICT_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
 RoleName = Literal[tuple(Role.values)]  # type: ignore[valid-type]
 
 ANTHROPIC_NOTE = """
-**Usage conventions.** Each message's `usage` counts tokens the OpenTelemetry
-way: `prompt_tokens` is all input *including* cache reads and writes. If your
-counts come from Anthropic's API (`input_tokens` excludes
-`cache_read_input_tokens` and `cache_creation_input_tokens`), send
-`"convention": "anthropic"` (for the request, or inside one usage block):
-Anthropic's field names are then accepted and the cache tokens are added to
-`prompt_tokens`. Without it, cache tokens larger than `prompt_tokens` are
-refused (422) rather than silently mis-counted.
+**Usage: forward your provider's usage object as is.** Each message's `usage`
+is stored the OpenTelemetry way (`prompt_tokens` is all input *including*
+cache reads and writes, `completion_tokens` all output including reasoning).
+Send Fleet's names, or the `usage` object OpenAI (Chat Completions or
+Responses), Anthropic (Messages) or koda returned, or Gemini's
+`usageMetadata`, unchanged: the server tells them apart by their field names
+and normalises (Anthropic's `input_tokens` excludes the cache tokens, which
+are added; Gemini's thoughts are added to completion). See the usage schema
+for the mapping and an example of each. Bare `input_tokens` cannot be told
+apart (Anthropic leaves cache out, OpenAI counts it in) and is refused (422)
+unless you send `"convention": "anthropic"` (input excludes cache; for the
+request, or inside one usage block) or `"convention": "otel"` (input includes
+it). Under `"anthropic"`, Fleet's names also count input without cache. A
+block mixing shapes, or whose convention contradicts its shape, is refused
+(422) rather than silently mis-counted.
 """
 
 
@@ -267,9 +274,12 @@ def recent_messages(
     summary="Replace the last message (streaming)",
     description=(
         "Replaces the fields given under `message` on the session's last message; absent "
-        "fields keep their values. Streaming agents append a placeholder, then update it "
-        "as tokens arrive. Usage and the session totals move by the difference. An empty "
-        "session answers 409.\n" + ANTHROPIC_NOTE
+        "fields keep their values, except that `content` replaces the message's content "
+        "fields together: `tool_calls` and `reasoning` not sent with it are cleared (send "
+        "them again to keep them), so a placeholder's stale calls or reasoning never "
+        "survive the final message. Streaming agents append a placeholder, then update it "
+        "as tokens arrive. Usage and the session totals (tool calls too) move by the "
+        "difference. An empty session answers 409.\n" + ANTHROPIC_NOTE
     ),
 )
 def update_last_message(request: HttpRequest, key: str, payload: UpdateLastIn) -> dict:

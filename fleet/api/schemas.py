@@ -56,18 +56,98 @@ _MONEY_IN = {
     ),
 }
 
+_COUNT_OR_NULL = {**_TOKENS, "type": ["integer", "null"]}
+_DETAILS = {"type": ["object", "null"]}
+# One example per usage shape the server reads (sessions.usage), as each provider
+# returns it: forward it unchanged. tests/test_api_docs.py sends every one.
+USAGE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "Fleet / OpenTelemetry names (prompt includes cache, completion includes reasoning)": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "reasoning_tokens": 100,
+        "cache_read_tokens": 800,
+        "cache_creation_tokens": 300,
+        "cost_usd": "0.0123",
+    },
+    "OpenAI Chat Completions `usage`": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 800, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 100, "audio_tokens": 0},
+    },
+    "OpenAI Responses `usage`": {
+        "input_tokens": 1200,
+        "input_tokens_details": {"cached_tokens": 800},
+        "output_tokens": 300,
+        "output_tokens_details": {"reasoning_tokens": 100},
+        "total_tokens": 1500,
+    },
+    "Anthropic Messages `usage` (input excludes cache: stored prompt_tokens = 1200)": {
+        "input_tokens": 100,
+        "cache_read_input_tokens": 800,
+        "cache_creation_input_tokens": 300,
+        "output_tokens": 300,
+        "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 0},
+        "service_tier": "standard",
+    },
+    "Gemini `usageMetadata` (stored completion = candidates + thoughts = 300)": {
+        "promptTokenCount": 1200,
+        "cachedContentTokenCount": 800,
+        "candidatesTokenCount": 200,
+        "thoughtsTokenCount": 100,
+        "totalTokenCount": 1500,
+    },
+    "koda (prompt excludes cache; thinking_tokens are reasoning)": {
+        "prompt_tokens": 100,
+        "completion_tokens": 300,
+        "cache_read_tokens": 800,
+        "cache_creation_tokens": 300,
+        "thinking_tokens": 100,
+    },
+    "bare input/output: say which convention": {
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "convention": "otel",
+    },
+}
+
 USAGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": (
-        "Token usage of the call that produced the message, in the OpenTelemetry GenAI "
-        "convention: prompt_tokens is ALL input including cache reads and writes "
-        "(cache_read_tokens and cache_creation_tokens are parts of it); completion_tokens "
-        "is all output, reasoning_tokens a part of it. With convention 'anthropic' "
-        "(on the request or in this block) prompt_tokens/input_tokens EXCLUDE cache tokens, "
-        "Anthropic's input_tokens, output_tokens, cache_read_input_tokens and "
-        "cache_creation_input_tokens are accepted, and the server adds the cache tokens "
-        "to prompt_tokens. cost_usd, when sent, is stored as reported; otherwise the "
-        "server prices the usage from the model's price, or marks it unpriced."
+        "Token usage of the call that produced the message. Send Fleet's names or forward "
+        "the usage object your provider returned, unchanged: the server tells the shape "
+        "by its field names and stores the OpenTelemetry GenAI counts (prompt_tokens is ALL "
+        "input including cache reads and writes, completion_tokens all output including "
+        "reasoning).\n\n"
+        "| shape | told apart by | stored prompt / completion / reasoning / cache |\n"
+        "|---|---|---|\n"
+        "| Fleet | prompt_tokens … cache_creation_tokens | as sent |\n"
+        "| OpenAI Chat Completions | prompt_tokens_details, completion_tokens_details | "
+        "prompt_tokens / completion_tokens / completion_tokens_details.reasoning_tokens / "
+        "prompt_tokens_details.cached_tokens (read), .cache_write_tokens (write) |\n"
+        "| OpenAI Responses | input_tokens_details, output_tokens_details | input_tokens / "
+        "output_tokens / output_tokens_details.reasoning_tokens / "
+        "input_tokens_details.cached_tokens, .cache_write_tokens |\n"
+        "| Anthropic Messages | cache_read_input_tokens, cache_creation_input_tokens, "
+        "cache_creation, server_tool_use, service_tier | input_tokens + "
+        "cache_read_input_tokens + cache_creation_input_tokens / output_tokens / 0 / "
+        "cache_read_input_tokens, cache_creation_input_tokens |\n"
+        "| Gemini usageMetadata (or the Python SDK's snake_case names) | promptTokenCount … "
+        "| promptTokenCount + toolUsePromptTokenCount / candidatesTokenCount + "
+        "thoughtsTokenCount / thoughtsTokenCount / cachedContentTokenCount, 0 |\n"
+        "| koda | thinking_tokens | prompt_tokens + cache tokens / completion_tokens / "
+        "thinking_tokens / cache_read_tokens, cache_creation_tokens |\n\n"
+        "Bare input_tokens (with only output_tokens/total_tokens) is Anthropic's (cache left "
+        "out) or OpenAI Responses' (cache included): it is refused (422) unless "
+        "convention says which: 'anthropic' (input excludes cache; Anthropic's and Fleet's "
+        "names are then accepted together) or 'otel' (input includes cache). A block mixing "
+        "two shapes, naming a count twice, or whose convention contradicts its shape is "
+        "refused; so is an unknown top-level field. Provider counts may be null (absent); "
+        "keys inside *_details objects that Fleet does not store (audio, modality "
+        "breakdowns) are ignored. Every count, as sent and as stored, is at most "
+        f"{MAX_TOKENS}. cost_usd, when sent, is stored as reported; otherwise the server "
+        "prices the usage from the model's price, or marks it unpriced."
     ),
     "properties": {
         "prompt_tokens": _TOKENS,
@@ -75,14 +155,38 @@ USAGE_SCHEMA: dict[str, Any] = {
         "reasoning_tokens": _TOKENS,
         "cache_read_tokens": _TOKENS,
         "cache_creation_tokens": _TOKENS,
-        "input_tokens": {**_TOKENS, "description": "anthropic convention only"},
-        "output_tokens": {**_TOKENS, "description": "anthropic convention only"},
-        "cache_read_input_tokens": {**_TOKENS, "description": "anthropic convention only"},
-        "cache_creation_input_tokens": {**_TOKENS, "description": "anthropic convention only"},
+        "total_tokens": {**_COUNT_OR_NULL, "description": "ignored (the server adds up)"},
+        "prompt_tokens_details": {**_DETAILS, "description": "OpenAI Chat Completions"},
+        "completion_tokens_details": {**_DETAILS, "description": "OpenAI Chat Completions"},
+        "input_tokens": {
+            **_COUNT_OR_NULL,
+            "description": "OpenAI Responses or Anthropic (told apart by the other fields)",
+        },
+        "output_tokens": {**_COUNT_OR_NULL, "description": "OpenAI Responses or Anthropic"},
+        "input_tokens_details": {**_DETAILS, "description": "OpenAI Responses"},
+        "output_tokens_details": {**_DETAILS, "description": "OpenAI Responses"},
+        "cache_read_input_tokens": {**_COUNT_OR_NULL, "description": "Anthropic"},
+        "cache_creation_input_tokens": {**_COUNT_OR_NULL, "description": "Anthropic"},
+        "cache_creation": {**_DETAILS, "description": "Anthropic (a breakdown, ignored)"},
+        "server_tool_use": {**_DETAILS, "description": "Anthropic (ignored)"},
+        "service_tier": {"type": ["string", "null"], "description": "Anthropic (ignored)"},
+        "promptTokenCount": {**_COUNT_OR_NULL, "description": "Gemini"},
+        "cachedContentTokenCount": {**_COUNT_OR_NULL, "description": "Gemini"},
+        "candidatesTokenCount": {**_COUNT_OR_NULL, "description": "Gemini"},
+        "thoughtsTokenCount": {**_COUNT_OR_NULL, "description": "Gemini"},
+        "toolUsePromptTokenCount": {**_COUNT_OR_NULL, "description": "Gemini"},
+        "totalTokenCount": {**_COUNT_OR_NULL, "description": "Gemini (ignored)"},
+        "thinking_tokens": {**_TOKENS, "description": "koda (reasoning)"},
         "cost_usd": _MONEY_IN,
         "convention": {"type": "string", "enum": ["otel", "anthropic"]},
     },
-    "additionalProperties": False,
+    "additionalProperties": {
+        "description": (
+            "Gemini's other usageMetadata fields (promptTokensDetails, …) and the Gemini "
+            "Python SDK's snake_case names are accepted too; any other field is refused"
+        )
+    },
+    "examples": list(USAGE_EXAMPLES.values()),
 }
 
 MESSAGE_SCHEMA: dict[str, Any] = {
@@ -252,8 +356,13 @@ class AppendIn(Schema):
     session: Annotated[Any, documented({"anyOf": [SESSION_FIELDS_SCHEMA, {"type": "null"}]})] = (
         Field(None, description="session fields: used to create the session, else updated")
     )
-    convention: Convention = Field(
-        "otel", description="how usage blocks count tokens (see the usage schema)"
+    convention: Convention | None = Field(
+        None,
+        description=(
+            "how usage blocks in Fleet's or bare input/output names count input: 'otel' "
+            "(cache included) or 'anthropic' (cache left out); a provider's own usage "
+            "object needs none (see the usage schema)"
+        ),
     )
 
 
@@ -261,9 +370,13 @@ class UpdateLastIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     message: Annotated[Any, documented({**MESSAGE_SCHEMA, "required": []})] = Field(
-        ..., description="the fields to replace on the last message; absent fields stay"
+        ...,
+        description=(
+            "the fields to replace on the last message; absent fields stay, except that "
+            "content also replaces tool_calls and reasoning (cleared unless sent with it)"
+        ),
     )
-    convention: Convention = "otel"
+    convention: Convention | None = None
 
 
 class CompactIn(Schema):

@@ -204,6 +204,8 @@ def upsert_session(request: HttpRequest, key: str, payload: SessionFieldsIn) -> 
     overwritten with an empty value. Ending statuses record `ended_at` and close
     a running turn. Totals (`turns`, `tool_call_count`, `api_calls`, token fields,
     `cost_usd`) are reported totals, for agents that do not send messages.
+    Reported tokens without `cost_usd`, for a model the server cannot price, are
+    unpriced (`unpriced_calls` 1, never a fake $0) until a cost is reported.
     Writing to a deleted key answers 410, unless the body has `"recreate": true`:
     that starts a new session under the key (201; no messages, seq from 1; the old
     session stays deleted). On a key that has a session `recreate` is ignored, so a

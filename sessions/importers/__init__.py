@@ -39,12 +39,15 @@ def import_store(
     dry_run: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
     on_session: Callable[[SessionOutcome], None] | None = None,
+    on_warning: Callable[[Problem], None] | None = None,
 ) -> ImportReport:
     """Import the store at ``path`` in format ``fmt`` (a key of ``FORMATS``).
 
     ``agent`` names the agent of every imported session (else each format's
-    own rule). With ``dry_run`` every session is written and rolled back, so
-    the report counts what an import would do and nothing changes. Raises
+    own rule). ``on_warning`` hears of values imported with a fallback (an
+    unknown kind, status, channel or state). With ``dry_run`` every session is
+    written and rolled back, so the report counts what an import would do and
+    nothing changes. Raises
     ``SourceError`` when the store cannot be read at all.
     """
     if fmt not in FORMATS:
@@ -57,6 +60,7 @@ def import_store(
         dry_run=dry_run,
         on_problem=on_problem,
         on_session=on_session,
+        on_warning=on_warning,
     )
 
 

@@ -25,8 +25,10 @@ How it is read:
   counted apart and is added to completion.
 * ``ended_at`` set means the session ended: ``completed``. Without it the
   session is new and ``active``, or keeps the status Fleet gave it.
-* A message's ``id`` is its ``message_id`` (so an appam that later reports to
-  Fleet with the same ids never duplicates); without one it is
+* A message's ``id`` (a string, or a number as its decimal text) is its
+  ``message_id``, so a re-import after appam rewrote its messages array, and
+  an appam that later reports to Fleet with the same ids, never duplicate;
+  without one it is
   ``appam:<index>:<hash of role and content>`` (appam rewrites the array,
   only ever appending). ``timestamp`` is its time, else the previous
   message's, else the session's start. Content given as a list of parts has
@@ -161,6 +163,8 @@ def _message(raw: Any, index: int, previous: datetime) -> MessageIn:
     role = raw.get("role")
     content = _text(raw.get("content"))
     message_id = raw.get("id")
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        message_id = str(message_id)  # a numeric id is appam's id all the same
     if not isinstance(message_id, str) or not message_id.strip():
         text = json.dumps([role, content], ensure_ascii=False, sort_keys=True)
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]

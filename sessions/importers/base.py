@@ -83,6 +83,8 @@ class SourceSession:
     totals: dict[str, Any] = field(default_factory=dict)
     new_fields: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # Imported all the same, with a fallback (``known_choice``): reported, exit 0.
+    warnings: list[Problem] = field(default_factory=list)
 
 
 Reader = Callable[[Path], Iterator["SourceSession | Problem"]]
@@ -113,6 +115,7 @@ class ImportReport:
     messages: int = 0
     skipped: int = 0
     errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def sessions(self) -> int:
@@ -132,7 +135,8 @@ class ImportReport:
             f"{verb} {_plural(self.sessions, 'session')} ({self.created} new, "
             f"{self.updated} updated, {self.unchanged} unchanged) with "
             f"{_plural(self.messages, 'message')} from {self.format} store {self.path}; "
-            f"{self.skipped} skipped as already stored, {_plural(len(self.errors), 'error')}."
+            f"{self.skipped} skipped as already stored, {_plural(len(self.errors), 'error')}"
+            + (f", {_plural(len(self.warnings), 'warning')}." if self.warnings else ".")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,6 +151,7 @@ class ImportReport:
             "messages": self.messages,
             "skipped": self.skipped,
             "errors": [{"where": p.where, "message": p.message} for p in self.errors],
+            "warnings": [{"where": p.where, "message": p.message} for p in self.warnings],
         }
 
 
@@ -212,6 +217,7 @@ def run_import(
     dry_run: bool = False,
     on_problem: Callable[[Problem], None] | None = None,
     on_session: Callable[[SessionOutcome], None] | None = None,
+    on_warning: Callable[[Problem], None] | None = None,
 ) -> ImportReport:
     """Write every record a reader yields; returns the report (see ``ImportReport``)."""
     report = ImportReport(format=fmt, path=path, dry_run=dry_run)
@@ -223,6 +229,10 @@ def run_import(
                 on_problem(problem)
         if isinstance(record, Problem):
             continue
+        for warning in record.warnings:
+            report.warnings.append(warning)
+            if on_warning:
+                on_warning(warning)
         outcome = write_session(record, agent=agent, dry_run=dry_run)
         report.add(outcome)
         if outcome.problem is not None and on_problem:
@@ -257,6 +267,40 @@ def parse_time(value: Any, name: str) -> datetime:
         except OverflowError:
             raise BadRecord(f"{name} is out of range: {value[:60]!r}") from None
     raise BadRecord(f"{name} is not a timestamp: {value!r}"[:120])
+
+
+def known_choice(
+    value: Any,
+    name: str,
+    choices: type,
+    *,
+    fields: dict[str, Any],
+    warnings: list[Problem],
+    where: str,
+    aliases: Mapping[str, str] | None = None,
+) -> str | None:
+    """Fleet's word for a store's ``value`` of ``name`` (case and spaces aside), or ``None``.
+
+    An unknown value never drops a session: it is imported without it (the
+    field keeps its default, or its stored value on a re-import), the raw
+    value is kept in metadata ``source_<name>`` and a warning says where.
+    """
+    raw = to_text(value).strip()
+    word = raw.lower()
+    word = (aliases or {}).get(word, word)
+    if word in choices.values:  # type: ignore[attr-defined]
+        return word
+    metadata = fields.setdefault("metadata", {})
+    metadata[f"source_{name}"] = raw
+    allowed = ", ".join(choices.values)  # type: ignore[attr-defined]
+    warnings.append(
+        Problem(
+            where,
+            f"{name} {raw!r} is not one of {allowed}: imported without it, the value kept in "
+            f"metadata source_{name}"[:300],
+        )
+    )
+    return None
 
 
 def optional_time(value: Any, name: str) -> datetime | None:
@@ -310,7 +354,7 @@ def completion_with_reasoning(completion: int, reasoning: int) -> int:
     return completion + reasoning if reasoning > completion else completion
 
 
-def source_message(values: Mapping[str, Any], *, convention: str = "otel") -> MessageIn:
+def source_message(values: Mapping[str, Any], *, convention: str | None = None) -> MessageIn:
     """Validate one message of a store (raises ``InvalidInput`` naming the field)."""
     return clean_message(dict(values), "message", convention=convention)
 

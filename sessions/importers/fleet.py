@@ -45,10 +45,10 @@ from sessions.inputs import (
     TOKEN_KEYS,
     TOTAL_COUNTS,
     MessageIn,
-    clean_int,
     clean_message,
     clean_timestamp,
 )
+from sessions.usage import clean_int
 
 TOTALS = (*TOTAL_COUNTS, *TOKEN_KEYS, "cost_usd")
 TRUSTED_MESSAGE_FIELDS = ("seq", "compacted_at", "is_summary")

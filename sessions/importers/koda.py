@@ -12,8 +12,8 @@ JSON text, ``tool_call_id``, ``prompt_tokens``, ``completion_tokens``,
 How it is read:
 
 * koda's ``prompt_tokens`` exclude cache tokens (Anthropic style): its usage
-  is normalised with ``convention="anthropic"``, so Fleet's prompt is koda's
-  prompt plus cache reads and writes. ``thinking_tokens`` are reasoning, a
+  is read as koda's shape (``sessions.usage``, the same rule as the API's), so
+  Fleet's prompt is koda's prompt plus cache reads and writes. ``thinking_tokens`` are reasoning, a
   part of completion (added to completion when koda counted them apart). A
   message carries usage when any of its token columns is above zero; koda
   records no cost, so the server prices it from the session's model --
@@ -45,7 +45,6 @@ from sessions.importers.base import (
     BadRecord,
     Problem,
     SourceSession,
-    completion_with_reasoning,
     has_table,
     open_sqlite,
     optional_time,
@@ -80,7 +79,7 @@ TOKEN_COLUMNS = {
     "completion_tokens": "completion_tokens",
     "cache_read_tokens": "cache_read_tokens",
     "cache_creation_tokens": "cache_creation_tokens",
-    "thinking_tokens": "reasoning_tokens",
+    "thinking_tokens": "thinking_tokens",
 }
 
 
@@ -184,10 +183,9 @@ def _message(row: Any) -> MessageIn:
             raise BadRecord(f"tool_calls is not JSON ({exc})") from None
     tokens = {name: to_count(row[column], column) or 0 for column, name in TOKEN_COLUMNS.items()}
     if any(tokens.values()):
-        tokens["completion_tokens"] = completion_with_reasoning(
-            tokens["completion_tokens"], tokens["reasoning_tokens"]
-        )
+        # koda's own usage shape (sessions.usage): input without cache tokens,
+        # thinking as reasoning -- read by the same rule as the API's.
         values["usage"] = tokens
-    message = source_message(values, convention="anthropic")
+    message = source_message(values)
     message.compacted_at = optional_time(row["compacted_at"], "compacted_at")
     return message

@@ -15,8 +15,10 @@ How the store is meant, and how it is read:
 * Reasoning is a part of completion in Fleet; a row whose reasoning exceeds
   its completion counted them apart, so the two are added.
 * ``kind``, ``status`` and ``channel`` use Fleet's words (case does not
-  matter; ``running`` and ``done`` read as active and completed); any other
-  value refuses the row, and the error names the accepted values. zeph keeps
+  matter; ``running`` and ``done`` read as active and completed). Any other
+  value never drops the session: it is imported without that field (Fleet's
+  default; a blank channel), the value kept in metadata ``source_kind``,
+  ``source_status`` or ``source_channel``, and a warning names it. zeph keeps
   no end time: an ended session ended at its last activity.
 * The session key is ``id``; the agent is ``zeph`` unless ``--agent`` says.
 """
@@ -28,12 +30,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from sessions.choices import ENDED_STATUSES
+from sessions.choices import ENDED_STATUSES, Channel, Kind, Status
 from sessions.importers.base import (
     BadRecord,
     Problem,
     SourceSession,
     completion_with_reasoning,
+    known_choice,
     open_sqlite,
     parse_time,
     select_sql,
@@ -80,11 +83,6 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
                 yield Problem(where, str(exc))
 
 
-def _word(value: Any, aliases: dict[str, str] | None = None) -> str:
-    word = to_text(value).strip().lower()
-    return (aliases or {}).get(word, word)
-
-
 def session_from_row(row: Any, where: str) -> SourceSession:
     key = to_text(row["id"])
     if not key.strip():
@@ -96,14 +94,23 @@ def session_from_row(row: Any, where: str) -> SourceSession:
         "model": to_text(row["model"]),
         "goal_text": to_text(row["goal_text"]),
     }
-    if row["kind"]:
-        fields["kind"] = _word(row["kind"])
-    if row["channel"]:
-        fields["channel"] = _word(row["channel"])
-    if row["status"]:
-        fields["status"] = _word(row["status"], STATUS_ALIASES)
-        if fields["status"] in ENDED_STATUSES:
-            fields["ended_at"] = last_active
+    warnings: list[Problem] = []
+    for name, choices in (("kind", Kind), ("channel", Channel), ("status", Status)):
+        if not to_text(row[name]).strip():
+            continue
+        word = known_choice(
+            row[name],
+            name,
+            choices,
+            fields=fields,
+            warnings=warnings,
+            where=where,
+            aliases=STATUS_ALIASES if name == "status" else None,
+        )
+        if word is not None:
+            fields[name] = word
+    if fields.get("status") in ENDED_STATUSES:
+        fields["ended_at"] = last_active
 
     totals: dict[str, Any] = {}
     for name in ("turns", "prompt_tokens", "completion_tokens", "reasoning_tokens"):
@@ -118,5 +125,10 @@ def session_from_row(row: Any, where: str) -> SourceSession:
     if cost is not None:
         totals["cost_usd"] = cost
     return SourceSession(
-        key=key, where=where, last_active_at=last_active, fields=fields, totals=totals
+        key=key,
+        where=where,
+        last_active_at=last_active,
+        fields=fields,
+        totals=totals,
+        warnings=warnings,
     )

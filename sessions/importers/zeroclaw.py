@@ -15,9 +15,13 @@ when the import creates it (a re-import after the file grew keeps it).
 ``agent_alias``, ``channel_id``, ``room_id``, ``sender_id``). Columns that
 older zeroclaw versions lack read as empty. A key with messages but no
 metadata row is a session from its first to its last message.
+``message_count`` is checked against the messages imported: a mismatch (or
+an unreadable count) is reported as a warning, the session imported.
 
 What carries over: the name; the turn state (``idle``/``running``/``error``
-with the turn's id and start); the routing context (``channel_id`` is the
+with the turn's id and start; a state Fleet does not know, such as ``paused``,
+leaves the state as it is, is kept in metadata ``source_state`` and reported
+as a warning -- the session is imported all the same); the routing context (``channel_id`` is the
 ``<type>.<alias>`` channel reference, e.g. ``discord.clamps``; room and sender
 ids); the agent is the session's ``agent_alias`` (zeroclaw runs several
 agents under aliases), else ``zeroclaw``, unless ``--agent`` says. The channel
@@ -55,12 +59,14 @@ from sessions.importers.base import (
     Problem,
     SourceError,
     SourceSession,
+    known_choice,
     open_sqlite,
     optional_time,
     parse_time,
     problem_from,
     select_sql,
     source_message,
+    to_count,
     to_text,
 )
 from sessions.inputs import MessageIn
@@ -78,6 +84,7 @@ META_COLUMNS = (
     "channel_id",
     "room_id",
     "sender_id",
+    "message_count",
 )
 MESSAGE_COLUMNS = ("id", "session_key", "role", "content", "created_at")
 
@@ -253,8 +260,17 @@ def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any
         fields["channel_ref"] = channel_ref
         fields["room_id"] = to_text(meta["room_id"]).strip()
         fields["sender_id"] = to_text(meta["sender_id"]).strip()
-        state = to_text(meta["state"]).strip().lower()
-        if state:
+        state = None
+        if to_text(meta["state"]).strip():
+            state = known_choice(
+                meta["state"],
+                "state",
+                State,
+                fields=fields,
+                warnings=session.warnings,
+                where=f"{path.name}: session_metadata session_key={key!r}",
+            )
+        if state is not None:
             fields["state"] = state
             if state == State.RUNNING:
                 fields["turn_id"] = to_text(meta["turn_id"])
@@ -270,4 +286,24 @@ def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any
     if channel:
         fields["channel"] = channel
     session.fields = fields
+    if meta is not None:
+        _check_message_count(session, meta, f"{path.name}: session_metadata session_key={key!r}")
     return session
+
+
+def _check_message_count(session: SourceSession, meta: Any, where: str) -> None:
+    """zeroclaw's ``message_count`` against the messages imported: a mismatch is a warning."""
+    try:
+        count = to_count(meta["message_count"], "message_count")
+    except BadRecord as exc:
+        session.warnings.append(Problem(where, str(exc)))
+        return
+    imported = len(session.messages)
+    if count is not None and count != imported:
+        session.warnings.append(
+            Problem(
+                where,
+                f"message_count is {count}, {imported} message{'' if imported == 1 else 's'} "
+                "imported",
+            )
+        )

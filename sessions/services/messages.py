@@ -30,7 +30,6 @@ from sessions.inputs import (
     MessageIn,
     SessionIn,
     UsageIn,
-    clean_int,
     clean_key,
     clean_message,
     clean_messages,
@@ -49,6 +48,7 @@ from sessions.services.accounting import (
     rollup_add,
 )
 from sessions.services.sessions import lock_existing, lock_or_create, revive, set_fields
+from sessions.usage import clean_int
 
 # --- append ------------------------------------------------------------------
 
@@ -225,7 +225,7 @@ def messages_append(
     key: str,
     messages: Sequence[Mapping[str, Any] | MessageIn],
     session: Mapping[str, Any] | SessionIn | None = None,
-    convention: str = "otel",
+    convention: str | None = None,
     now: datetime | None = None,
     scope: KeyScope = FULL,
 ) -> AppendResult:
@@ -308,6 +308,12 @@ def _last_message(session: Session) -> Message | None:
     return Message.objects.filter(session=session, seq=session.last_seq).first()
 
 
+# What update-last replaces together with ``content`` (zeroclaw replaces the
+# whole message while streaming): the answer, its tool calls and its reasoning.
+# Usage, model, status and the rest keep their values unless sent.
+REPLACED_WITH_CONTENT = frozenset({"tool_calls", "reasoning"})
+
+
 def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Session) -> None:
     for name in MESSAGE_FIELDS - {"usage"}:
         if name in patch.provided:
@@ -364,19 +370,25 @@ def message_update_last(
     *,
     key: str,
     message: Mapping[str, Any],
-    convention: str = "otel",
+    convention: str | None = None,
     now: datetime | None = None,
     scope: KeyScope = FULL,
 ) -> Message:
     """Replace the fields given in ``message`` on the session's last message.
 
     Streaming agents store a placeholder, then update it as tokens arrive.
-    Absent fields keep their values; totals and the rollup move by the
-    difference. Raises ``Conflict`` on an empty session.
+    Absent fields keep their values, except that ``content`` replaces the
+    message's content fields together (``REPLACED_WITH_CONTENT``): a final
+    message's tool calls and reasoning are what it sends, never stale ones
+    of the placeholder. Totals and the rollup move by the difference. Raises
+    ``Conflict`` on an empty session.
     """
     scope.check_writes()
     key = clean_key(key)
     patch = clean_message(message, "message", convention=convention, partial=True)
+    if "content" in patch.provided:
+        # Absent ones are cleared (MessageIn's defaults: no calls, no reasoning).
+        patch.provided |= REPLACED_WITH_CONTENT
     return _message_update_last(key, patch, now or timezone.now(), scope)
 
 

@@ -36,6 +36,7 @@ from sessions.inputs import (
 )
 from sessions.models import Session, Tombstone
 from sessions.money import to_nanos
+from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
 from sessions.selectors import session_get
@@ -262,6 +263,10 @@ def _session_upsert(
             delta["tool_calls"] = fields.totals["tool_call_count"] - before["tool_call_count"]
         if "cost_usd" in fields.totals:
             delta["cost_usd"] = to_nanos(fields.totals["cost_usd"]) - before_cost
+        if (unpriced := _reported_unpriced(session, fields)) is not None:
+            delta["unpriced_calls"] = unpriced - session.unpriced_calls
+            session.unpriced_calls = unpriced
+            changed.add("unpriced_calls")
         rollup.add(
             at=session.last_active_at,
             agent=session.agent,
@@ -274,11 +279,32 @@ def _session_upsert(
         changed.add("last_active_at")
     if created:
         if fields.totals:
-            save_session(session, [*fields.totals, "last_active_at"])
+            save_session(session, [*fields.totals, "unpriced_calls", "last_active_at"])
     else:
         save_session(session, changed)
     rollup.apply()
     return session, created
+
+
+def _reported_unpriced(session: Session, fields: SessionIn) -> int | None:
+    """The session's ``unpriced_calls`` after reported totals, or ``None``: unchanged.
+
+    Reported tokens with no cost, for a model Fleet cannot price, are unpriced
+    (DESIGN: never a fake $0): they count as one unpriced call until the agent
+    reports a cost. A session without messages owes its unpriced count to its
+    reported totals alone, so a reported cost clears it; messages' unpriced
+    calls are theirs (reprice and corrections move them).
+    """
+    if "cost_usd" in fields.totals:
+        return 0 if session.message_count == 0 and session.unpriced_calls else None
+    if not fields.totals.keys() & set(TOKEN_FIELDS) or session.unpriced_calls:
+        return None
+    tokens = session.prompt_tokens + session.completion_tokens
+    if not tokens or session.cost_usd:
+        return None
+    if PriceBook.load().rates(session.model, session.last_active_at) is not None:
+        return None
+    return 1
 
 
 def session_upsert(

@@ -18,7 +18,9 @@ class Command(BaseCommand):
         "files or a sessions.db), appam (SQLite), koda (SQLite), or a Fleet export (fleet, "
         "JSONL; - for standard input). Safe to run again: what is stored already is skipped "
         "and nothing changes. Corrupt rows are reported with their place and skipped; the "
-        "exit status is 1 when any was."
+        "exit status is 1 when any was. Values Fleet does not know (a kind, status, channel "
+        "or state) are imported with a fallback, kept in metadata source_<field> and "
+        "reported as warnings (exit status 0)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -47,6 +49,9 @@ class Command(BaseCommand):
         def problem(item: Problem) -> None:
             self.stderr.write(f"error: {item}")
 
+        def warning(item: Problem) -> None:
+            self.stderr.write(f"warning: {item}")
+
         def session(outcome: SessionOutcome) -> None:
             if verbosity >= 2 and outcome.problem is None:
                 self.stdout.write(
@@ -62,6 +67,7 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 on_problem=problem,
                 on_session=session,
+                on_warning=warning,
             )
         except SourceError as exc:
             raise CommandError(str(exc)) from None
