@@ -106,6 +106,22 @@ def message_json(message: Message) -> dict[str, Any]:
     return data
 
 
+# The daily rollup's counts by the names the API's usage periods give them (DESIGN
+# "Daily usage rollup"; ``GET /fleet``). The rollup's columns are named like the
+# session totals they add up; every other counter keeps its name.
+PERIOD_JSON_NAMES = {"message_count": "messages", "tool_call_count": "tool_calls"}
+
+
+def fleet_json(totals: Mapping[str, Any]) -> dict[str, Any]:
+    """``fleet_stats.fleet_totals`` as ``GET /fleet`` answers it."""
+    data = dict(totals)
+    data["usage"] = {
+        period: {PERIOD_JSON_NAMES.get(name, name): value for name, value in values.items()}
+        for period, values in totals["usage"].items()
+    }
+    return jsonable(data)
+
+
 def totals_json(values: Mapping[str, Any]) -> dict[str, Any]:
     """A totals mapping (selectors' usage, fleet periods) with money as strings."""
     data = dict(values)

@@ -382,7 +382,7 @@ def test_editing_a_messages_usage_moves_totals_and_rollup_by_the_difference(
     assert after_day.prompt_tokens == before_day.prompt_tokens + 50
     assert after_day.completion_tokens == before_day.completion_tokens + 30
     assert after_day.cost_usd == before_day.cost_usd + Decimal("0.0025")
-    assert after_day.messages == before_day.messages
+    assert after_day.message_count == before_day.message_count
 
 
 def test_editing_a_message_refuses_usage_that_breaks_the_token_rules(

@@ -22,7 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
+from sessions.choices import ENDED_STATUSES, State, Status
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
     SessionIn,
@@ -34,6 +34,7 @@ from sessions.inputs import (
 )
 from sessions.models import Session, Tombstone
 from sessions.money import to_nanos
+from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
 from sessions.selectors import session_get
@@ -211,15 +212,12 @@ def _session_upsert(
                 field="cache_read_tokens",
             )
         changed.update(fields.totals)
+        # Reported totals and the rollup's counters share their names.
         delta = {
             name: fields.totals[name] - before[name]
             for name in fields.totals
-            if name in TOKEN_FIELDS or name == "api_calls"
+            if name in ROLLUP_COUNTERS and name != "cost_usd"
         }
-        if "turns" in fields.totals:
-            delta["turns"] = fields.totals["turns"] - before["turns"]
-        if "tool_call_count" in fields.totals:
-            delta["tool_calls"] = fields.totals["tool_call_count"] - before["tool_call_count"]
         if "cost_usd" in fields.totals:
             delta["cost_usd"] = to_nanos(fields.totals["cost_usd"]) - before_cost
         rollup.add(
