@@ -6,14 +6,17 @@ timestamps are RFC 3339 in UTC with microseconds (``2026-11-21T10:00:00.123456Z`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import models
+
 from sessions.choices import TOKEN_FIELDS
+from sessions.fields import MESSAGE_JSON_KEYS
 from sessions.models import Message, Session
-from sessions.money import api_usd
+from sessions.money import MoneyField, api_usd
 
 SESSION_TEXT_FIELDS = (
     "key",
@@ -39,16 +42,6 @@ SESSION_COUNT_FIELDS = (
     "api_calls",
     "unpriced_calls",
     *TOKEN_FIELDS,
-)
-MESSAGE_TEXT_FIELDS = (
-    "role",
-    "name",
-    "agent_name",
-    "tool_call_id",
-    "reasoning",
-    "model",
-    "provider_response_id",
-    "status",
 )
 
 
@@ -93,16 +86,34 @@ def usage_json(message: Message) -> dict[str, Any] | None:
     return data
 
 
+def _as_json(field: models.Field) -> Callable[[Any], Any] | None:
+    """How a message field's value is shown as JSON (``None``: as it is)."""
+    if isinstance(field, models.DateTimeField):
+        return timestamp
+    if isinstance(field, models.JSONField) and field.default is list:
+        # A copy; rows imported or edited before validation may hold null.
+        return lambda value: list(value or [])
+    if isinstance(field, models.DecimalField | MoneyField):
+        return lambda value: None if value is None else api_usd(value)
+    return None
+
+
+# Each key of a message's JSON (DESIGN "Shapes"), from the model's fields.
+_MESSAGE_JSON = tuple(
+    (name, None if name == "usage" else _as_json(Message._meta.get_field(name)))
+    for name in MESSAGE_JSON_KEYS
+)
+
+
 def message_json(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = {"seq": message.seq, "message_id": message.message_id}
-    data["content"] = message.content
-    for name in MESSAGE_TEXT_FIELDS:
-        data[name] = getattr(message, name)
-    data["tool_calls"] = list(message.tool_calls or [])
-    data["usage"] = usage_json(message)
-    data["is_summary"] = message.is_summary
-    data["created_at"] = timestamp(message.created_at)
-    data["compacted_at"] = timestamp(message.compacted_at)
+    """A message as JSON: every field by name, usage gathered under ``usage``."""
+    data: dict[str, Any] = {}
+    for name, shown in _MESSAGE_JSON:
+        if name == "usage":
+            data[name] = usage_json(message)
+        else:
+            value = getattr(message, name)
+            data[name] = value if shown is None else shown(value)
     return data
 
 
