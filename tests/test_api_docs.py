@@ -20,8 +20,9 @@ from sessions.fields import (
     MESSAGE_TRUSTED_FIELDS,
     MESSAGE_USAGE_FIELDS,
 )
-from sessions.models import Message
-from sessions.shapes import message_json
+from sessions.inputs import READ_ONLY_SESSION_FIELDS, SESSION_FIELDS
+from sessions.models import Message, Session
+from sessions.shapes import message_json, session_json
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +151,19 @@ def test_the_openapi_document_answers_every_field_of_a_message(client: Client) -
     usage = set(components["UsageOut"]["properties"])
     assert usage == {*MESSAGE_USAGE_FIELDS, "total_tokens"}
     assert set(message_json(stored)["usage"]) == usage
+
+
+def test_the_openapi_document_names_every_session_field(client: Client) -> None:
+    # Session fields still have their lists (sessions.inputs, sessions.shapes,
+    # the API's schemas): these fail when the model gains a field one misses.
+    components = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    stored = {field.name for field in Session._meta.concrete_fields}
+
+    assert stored <= SESSION_FIELDS | READ_ONLY_SESSION_FIELDS
+    assert set(components["SessionFieldsIn"]["properties"]) == SESSION_FIELDS
+    shown = set(session_json(Session(key="k")))
+    assert shown == stored - {"id"} | {"total_tokens"}
+    assert set(components["SessionOut"]["properties"]) == shown
 
 
 def test_the_docs_page_uses_bundled_assets_and_no_cdn(client: Client) -> None:
