@@ -27,7 +27,9 @@ from sessions.models import Message
 # and compaction's marks. Our own export carries seq, is_summary and
 # compacted_at, and its import keeps them (``MESSAGE_TRUSTED_FIELDS``).
 MESSAGE_SERVER_FIELDS = ("id", "session", "seq", "is_summary", "compacted_at")
-MESSAGE_TRUSTED_FIELDS = ("seq", "is_summary", "compacted_at")
+MESSAGE_TRUSTED_FIELDS = tuple(
+    name for name in MESSAGE_SERVER_FIELDS if name not in ("id", "session")
+)
 # Sent and shown in the message's ``usage`` block (DESIGN "Shapes"), not as
 # fields of their own; the server fills cost_usd and cost_source when it prices.
 MESSAGE_USAGE_FIELDS = (*TOKEN_FIELDS, "cost_usd", "cost_source")

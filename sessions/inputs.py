@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import models
 
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
-from sessions.choices import Channel, CostSource, Kind, Role, State, Status
+from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
 from sessions.errors import InvalidInput
 from sessions.fields import MESSAGE_CLIENT_FIELDS, MESSAGE_INPUT_KEYS, MESSAGE_SINGLE_LINE_FIELDS
 from sessions.models import KEY_MAX_LENGTH, Message
@@ -35,13 +35,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
-TOKEN_KEYS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
+TOKEN_KEYS = TOKEN_FIELDS
 # Anthropic's own names, accepted with "convention": "anthropic".
 ANTHROPIC_ALIASES = {
     "input_tokens": "prompt_tokens",
@@ -430,10 +424,9 @@ def clean_message(
     unknown = value.keys() - MESSAGE_INPUT_KEYS
     if unknown:
         name = sorted(map(str, unknown))[0]
+        accepted = ", ".join(sorted(MESSAGE_INPUT_KEYS))
         raise InvalidInput(
-            f"unknown message field {name!r}; accepted: {', '.join(sorted(MESSAGE_INPUT_KEYS))}"[
-                :400
-            ],
+            f"unknown message field {name!r}; accepted: {accepted}"[:400],
             field=f"{path}.{name}"[:200],
         )
     message = MessageIn(provided=frozenset(value.keys()))
