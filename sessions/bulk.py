@@ -81,7 +81,8 @@ def insert_messages(messages: Sequence[Message]) -> None:
         return
     fields = [field for field in message_fields() if not field.primary_key]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
+    # A stored field's column is its db_column or, when unset, its attname.
+    columns = ", ".join(quote(field.column or field.attname) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
     values_of = attrgetter(*(field.attname for field in fields))

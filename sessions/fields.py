@@ -62,6 +62,14 @@ MESSAGE_JSON_KEYS: tuple[str, ...] = tuple(
 )
 
 
+def message_field(name: str) -> models.Field:
+    """The stored field ``name`` of a message."""
+    return _BY_NAME[name]
+
+
 def message_default(name: str) -> Any:
     """The value a message has for ``name`` when nobody sent one (the model's default)."""
-    return Message._meta.get_field(name).get_default()
+    return _BY_NAME[name].get_default()
+
+
+_BY_NAME = {field.name: field for field in message_fields()}

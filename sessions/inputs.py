@@ -24,8 +24,13 @@ from django.db import models
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL
 from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
 from sessions.errors import InvalidInput
-from sessions.fields import MESSAGE_CLIENT_FIELDS, MESSAGE_INPUT_KEYS, MESSAGE_SINGLE_LINE_FIELDS
-from sessions.models import KEY_MAX_LENGTH, Message
+from sessions.fields import (
+    MESSAGE_CLIENT_FIELDS,
+    MESSAGE_INPUT_KEYS,
+    MESSAGE_SINGLE_LINE_FIELDS,
+    message_field,
+)
+from sessions.models import KEY_MAX_LENGTH
 from sessions.money import to_decimal
 
 SHORT_TEXT = 255
@@ -370,7 +375,7 @@ def _field_cleaner(field: models.Field) -> Cleaner:
 # A client's message fields, each with its check: from the model, but for
 # the tool calls, whose shape is ours (``clean_tool_calls``).
 _MESSAGE_CLEANERS: dict[str, Cleaner] = {
-    name: _field_cleaner(Message._meta.get_field(name)) for name in MESSAGE_CLIENT_FIELDS
+    name: _field_cleaner(message_field(name)) for name in MESSAGE_CLIENT_FIELDS
 }
 _MESSAGE_CLEANERS["tool_calls"] = clean_tool_calls
 

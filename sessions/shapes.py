@@ -14,7 +14,7 @@ from typing import Any
 from django.db import models
 
 from sessions.choices import TOKEN_FIELDS
-from sessions.fields import MESSAGE_JSON_KEYS
+from sessions.fields import MESSAGE_JSON_KEYS, message_field
 from sessions.models import Message, Session
 from sessions.money import MoneyField, api_usd
 
@@ -100,8 +100,7 @@ def _as_json(field: models.Field) -> Callable[[Any], Any] | None:
 
 # Each key of a message's JSON (DESIGN "Shapes"), from the model's fields.
 _MESSAGE_JSON = tuple(
-    (name, None if name == "usage" else _as_json(Message._meta.get_field(name)))
-    for name in MESSAGE_JSON_KEYS
+    (name, None if name == "usage" else _as_json(message_field(name))) for name in MESSAGE_JSON_KEYS
 )
 
 
