@@ -123,6 +123,19 @@ def test_every_change_page_renders(
     assert response.status_code == 200
 
 
+def test_a_messages_change_page_shows_every_field_of_the_model(
+    admin_client: Client, store: dict[str, Any]
+) -> None:
+    # The fieldsets lay out the known fields; any other field of the model is
+    # added to them (MessageAdmin.get_fieldsets), so a new one is never hidden.
+    message = store["message"]
+    page = admin_client.get(f"{MESSAGES_URL}{message.pk}/change/").content.decode()
+
+    for field in Message._meta.concrete_fields:
+        if not field.primary_key:
+            assert f"field-{field.name}" in page, field.name
+
+
 def test_the_session_page_links_to_its_messages_instead_of_listing_them(
     admin_client: Client, store: dict[str, Any]
 ) -> None:
