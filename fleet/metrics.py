@@ -77,7 +77,7 @@ class FleetCollector(Collector):
     def _usage(self) -> Iterator[Metric]:
         counters = (
             "sessions_started",
-            "messages",
+            "message_count",
             "api_calls",
             "unpriced_calls",
             "cost_usd",
@@ -115,7 +115,7 @@ class FleetCollector(Collector):
             key = [group["agent"], group["model"]]
             row = exact_totals(group, counters)
             sessions.add_metric(key, row["sessions_started"] or 0)
-            messages.add_metric(key, row["messages"] or 0)
+            messages.add_metric(key, row["message_count"] or 0)
             api_calls.add_metric(key, row["api_calls"] or 0)
             unpriced.add_metric(key, row["unpriced_calls"] or 0)
             for name in TOKEN_FIELDS:

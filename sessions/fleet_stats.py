@@ -137,7 +137,8 @@ def fleet_totals(
     ``sessions``: counts by status, running, stuck (running longer than
     ``FLEET_STUCK_AFTER``), stale (active, silent for ``FLEET_STALE_AFTER``),
     started today (UTC). ``usage``: per period (today, last 7 and 30 days
-    including today, all time; UTC days) the rollup counters, ``total_tokens``
+    including today, all time; UTC days) the rollup counters by their column
+    names (``GET /fleet`` renames two: ``shapes.fleet_json``), ``total_tokens``
     and ``cost_usd`` (Decimal; ``unpriced_calls`` says how many calls it
     leaves out). ``burn_rate``: cost and tokens of usage dated in the last
     hour (the current UTC minute and the 59 before it). ``agents``: count only
@@ -156,7 +157,7 @@ def fleet_totals(
 
 # --- the fleet page: its version, breakdowns and chart rows -------------------
 
-USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "messages", *TOKEN_FIELDS)
+USAGE_FIELDS = ("cost_usd", "unpriced_calls", "api_calls", "message_count", *TOKEN_FIELDS)
 BREAKDOWN_LIMIT = 10
 
 
@@ -193,7 +194,7 @@ class Usage:
     cost_usd: Decimal
     unpriced_calls: int
     api_calls: int
-    messages: int
+    message_count: int
     prompt_tokens: int
     completion_tokens: int
     reasoning_tokens: int
@@ -258,7 +259,9 @@ def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
             )
         ]
         # Rows that only ever held corrections that cancelled out.
-        usages = [u for u in usages if u.api_calls or u.messages or u.sessions or u.total_tokens]
+        usages = [
+            u for u in usages if u.api_calls or u.message_count or u.sessions or u.total_tokens
+        ]
         result.append(
             Breakdown(
                 dimension=dimension,

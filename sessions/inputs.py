@@ -12,18 +12,25 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import models
 from django.db.models import TextChoices
 
 from sessions.bounds import MAX_COUNT, MAX_TOTAL
-from sessions.choices import Channel, CostSource, Kind, Role, State, Status
+from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
 from sessions.errors import InvalidInput
+from sessions.fields import (
+    MESSAGE_CLIENT_FIELDS,
+    MESSAGE_INPUT_KEYS,
+    MESSAGE_SINGLE_LINE_FIELDS,
+    message_field,
+)
 from sessions.models import KEY_MAX_LENGTH
 from sessions.money import to_decimal
 from sessions.usage import CONVENTIONS, clean_int
@@ -35,13 +42,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
-TOKEN_KEYS = (
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-)
+TOKEN_KEYS = TOKEN_FIELDS
 
 
 def _allowed(choices: type[TextChoices]) -> str:
@@ -294,50 +295,108 @@ def clean_usage(value: Any, path: str, *, convention: str | None = None) -> Usag
     return usage
 
 
-MESSAGE_FIELDS = frozenset(
-    {
-        "message_id",
-        "role",
-        "content",
-        "name",
-        "agent_name",
-        "tool_calls",
-        "tool_call_id",
-        "reasoning",
-        "model",
-        "provider_response_id",
-        "status",
-        "usage",
-        "created_at",
-    }
-)
+def clean_json(value: Any, path: str) -> Any:
+    """Any JSON value both databases store (finite numbers, no NUL, valid Unicode)."""
+    _check_json_text(value, path)
+    return value
+
+
+def clean_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"must be true or false, got {value!r}"[:200], field=path)
+    return value
+
+
+Cleaner = Callable[[Any, str], Any]
+
+
+def _choice_cleaner(field: models.Field) -> Cleaner:
+    allowed = frozenset(value for value, _ in field.flatchoices)
+    listed = ", ".join(str(value) for value, _ in field.flatchoices)
+
+    def clean(value: Any, path: str) -> Any:
+        if field.blank and value in (None, ""):
+            return ""
+        if isinstance(value, str) and value in allowed:
+            return value
+        raise InvalidInput(f"must be one of {listed}, got {value!r}"[:300], field=path)
+
+    return clean
+
+
+def _field_cleaner(field: models.Field) -> Cleaner:
+    """How a client's value for a message field is checked, from the field's type."""
+    name = field.name
+    if field.choices:
+        return _choice_cleaner(field)
+    if isinstance(field, models.CharField):
+        single_line = name in MESSAGE_SINGLE_LINE_FIELDS
+        max_length = field.max_length or SHORT_TEXT
+        if field.null:
+            # NULL, not "", when absent (the column's uniqueness skips NULL).
+            return lambda value, path: (
+                clean_text(value, path, max_length=max_length, single_line=single_line) or None
+            )
+        return lambda value, path: clean_text(
+            value, path, max_length=max_length, single_line=single_line
+        )
+    if isinstance(field, models.TextField):
+        return lambda value, path: clean_text(value, path, max_length=_max_chars())
+    if isinstance(field, models.DateTimeField):
+        return clean_timestamp
+    if isinstance(field, models.BooleanField):
+        return clean_bool
+    if isinstance(field, models.IntegerField):
+        return lambda value, path: clean_int(value, path, maximum=MAX_COUNT)
+    if isinstance(field, models.JSONField):
+        return clean_json
+    raise TypeError(f"no rule checks a client's {type(field).__name__} (Message.{name})")
+
+
+# A client's message fields, each with its check: from the model, but for
+# the tool calls, whose shape is ours (``clean_tool_calls``).
+_MESSAGE_CLEANERS: dict[str, Cleaner] = {
+    name: _field_cleaner(message_field(name)) for name in MESSAGE_CLIENT_FIELDS
+}
+_MESSAGE_CLEANERS["tool_calls"] = clean_tool_calls
 
 
 @dataclass(slots=True)
 class MessageIn:
-    role: str = ""
-    message_id: str | None = None
-    content: str | None = None
-    name: str = ""
-    agent_name: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    tool_call_id: str = ""
-    reasoning: str = ""
-    model: str = ""
-    provider_response_id: str = ""
-    status: str = ""
+    """A message as validated: the client fields it sent, its usage, and what
+    only trusted imports (``sessions.importers``) set.
+
+    ``fields`` holds the client fields sent, by model field name; a field sent
+    as ``null`` is there as ``None``. Absent fields take the model's default.
+    ``clean_message`` never parses ``seq``, ``is_summary`` or ``compacted_at``
+    from a client's mapping: ``seq`` keeps a source's position (an export with
+    purged messages has gaps; a message whose seq is already passed is skipped
+    as stored); ``compacted_at`` carries an archive time over.
+    """
+
+    fields: dict[str, Any] = field(default_factory=dict)
     usage: UsageIn | None = None
-    created_at: datetime | None = None
     is_summary: bool = False
-    # Trusted imports only (``sessions.importers``), never parsed from a
-    # client's mapping: ``clean_message`` rejects these keys. ``seq`` keeps the
-    # source's position (an export with purged messages has gaps; a message
-    # whose seq is already passed is skipped as stored); ``compacted_at``
-    # carries an archive time over (koda's archived messages stay archived).
     seq: int | None = None
     compacted_at: datetime | None = None
-    # The fields the client sent (update-last replaces only these).
+    # The keys the client sent (update-last replaces only these).
     provided: frozenset[str] = frozenset()
+
+    @property
+    def role(self) -> str:
+        return self.fields.get("role") or ""
+
+    @property
+    def message_id(self) -> str | None:
+        return self.fields.get("message_id")
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.fields.get("created_at")
+
+    def values(self) -> dict[str, Any]:
+        """The client fields sent with a value (``null`` ones left to the defaults)."""
+        return {name: value for name, value in self.fields.items() if value is not None}
 
 
 def clean_message(
@@ -348,36 +407,27 @@ def clean_message(
         return value
     if not isinstance(value, Mapping):
         raise InvalidInput("must be an object", field=path)
-    unknown = value.keys() - MESSAGE_FIELDS
+    unknown = value.keys() - MESSAGE_INPUT_KEYS
     if unknown:
         name = sorted(map(str, unknown))[0]
+        accepted = ", ".join(sorted(MESSAGE_INPUT_KEYS))
         raise InvalidInput(
-            f"unknown message field {name!r}; accepted: {', '.join(sorted(MESSAGE_FIELDS))}"[:400],
+            f"unknown message field {name!r}; accepted: {accepted}"[:400],
             field=f"{path}.{name}"[:200],
         )
     message = MessageIn(provided=frozenset(value.keys()))
+    fields = message.fields
     if "role" in value or not partial:
-        message.role = clean_choice(value.get("role"), f"{path}.role", Role)
+        fields["role"] = _MESSAGE_CLEANERS["role"](value.get("role"), f"{path}.role")
     get = value.get
-    limit = _max_chars()
-    if (message_id := get("message_id")) is not None:
-        message.message_id = clean_text(message_id, f"{path}.message_id", single_line=True) or None
-    if (content := get("content")) is not None:
-        message.content = clean_text(content, f"{path}.content", max_length=limit)
-    if (reasoning := get("reasoning")) is not None:
-        message.reasoning = clean_text(reasoning, f"{path}.reasoning", max_length=limit)
-    for name in ("name", "agent_name", "tool_call_id", "model", "provider_response_id"):
-        if (raw := get(name)) is not None:
-            setattr(message, name, clean_text(raw, f"{path}.{name}"))
-    if (status := get("status")) is not None:
-        message.status = clean_text(status, f"{path}.status", max_length=32, single_line=True)
-    if (tool_calls := get("tool_calls")) is not None:
-        message.tool_calls = clean_tool_calls(tool_calls, f"{path}.tool_calls")
+    for name, clean in _MESSAGE_CLEANERS.items():
+        if name == "role" or name not in value:
+            continue
+        raw = get(name)
+        fields[name] = None if raw is None else clean(raw, f"{path}.{name}")
     if (usage := get("usage")) is not None:
         message.usage = clean_usage(usage, f"{path}.usage", convention=convention)
-    if (created_at := get("created_at")) is not None:
-        message.created_at = clean_timestamp(created_at, f"{path}.created_at")
-    if message.role == Role.TOOL and not message.tool_call_id and not partial:
+    if message.role == Role.TOOL and not fields.get("tool_call_id") and not partial:
         raise InvalidInput(
             "a tool message must say which call it answers", field=f"{path}.tool_call_id"
         )

@@ -333,9 +333,11 @@ class DailyUsage(UsageBucket):
 
     day = models.DateField()
     sessions_started = models.BigIntegerField(default=0)
-    messages = models.BigIntegerField(default=0)
+    # Named like the session totals they add up (the API's periods call them
+    # messages and tool_calls: sessions.shapes.PERIOD_JSON_NAMES).
+    message_count = models.BigIntegerField(default=0)
     turns = models.BigIntegerField(default=0)
-    tool_calls = models.BigIntegerField(default=0)
+    tool_call_count = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     cache_read_tokens = models.BigIntegerField(default=0)
     cache_creation_tokens = models.BigIntegerField(default=0)

@@ -34,9 +34,9 @@ from sessions.models import DailyUsage, MinuteUsage
 
 COUNTERS = (
     "sessions_started",
-    "messages",
+    "message_count",
     "turns",
-    "tool_calls",
+    "tool_call_count",
     "api_calls",
     "unpriced_calls",
     "prompt_tokens",

@@ -6,14 +6,17 @@ timestamps are RFC 3339 in UTC with microseconds (``2026-11-21T10:00:00.123456Z`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import models
+
 from sessions.choices import TOKEN_FIELDS
+from sessions.fields import MESSAGE_JSON_KEYS, message_field
 from sessions.models import Message, Session
-from sessions.money import api_usd
+from sessions.money import MoneyField, api_usd
 
 SESSION_TEXT_FIELDS = (
     "key",
@@ -39,16 +42,6 @@ SESSION_COUNT_FIELDS = (
     "api_calls",
     "unpriced_calls",
     *TOKEN_FIELDS,
-)
-MESSAGE_TEXT_FIELDS = (
-    "role",
-    "name",
-    "agent_name",
-    "tool_call_id",
-    "reasoning",
-    "model",
-    "provider_response_id",
-    "status",
 )
 
 
@@ -93,17 +86,50 @@ def usage_json(message: Message) -> dict[str, Any] | None:
     return data
 
 
+def _as_json(field: models.Field) -> Callable[[Any], Any] | None:
+    """How a message field's value is shown as JSON (``None``: as it is)."""
+    if isinstance(field, models.DateTimeField):
+        return timestamp
+    if isinstance(field, models.JSONField) and field.default is list:
+        # A copy; rows imported or edited before validation may hold null.
+        return lambda value: list(value or [])
+    if isinstance(field, models.DecimalField | MoneyField):
+        return lambda value: None if value is None else api_usd(value)
+    return None
+
+
+# Each key of a message's JSON (DESIGN "Shapes"), from the model's fields.
+_MESSAGE_JSON = tuple(
+    (name, None if name == "usage" else _as_json(message_field(name))) for name in MESSAGE_JSON_KEYS
+)
+
+
 def message_json(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = {"seq": message.seq, "message_id": message.message_id}
-    data["content"] = message.content
-    for name in MESSAGE_TEXT_FIELDS:
-        data[name] = getattr(message, name)
-    data["tool_calls"] = list(message.tool_calls or [])
-    data["usage"] = usage_json(message)
-    data["is_summary"] = message.is_summary
-    data["created_at"] = timestamp(message.created_at)
-    data["compacted_at"] = timestamp(message.compacted_at)
+    """A message as JSON: every field by name, usage gathered under ``usage``."""
+    data: dict[str, Any] = {}
+    for name, shown in _MESSAGE_JSON:
+        if name == "usage":
+            data[name] = usage_json(message)
+        else:
+            value = getattr(message, name)
+            data[name] = value if shown is None else shown(value)
     return data
+
+
+# The daily rollup's counts by the names the API's usage periods give them (DESIGN
+# "Daily usage rollup"; ``GET /fleet``). The rollup's columns are named like the
+# session totals they add up; every other counter keeps its name.
+PERIOD_JSON_NAMES = {"message_count": "messages", "tool_call_count": "tool_calls"}
+
+
+def fleet_json(totals: Mapping[str, Any]) -> dict[str, Any]:
+    """``fleet_stats.fleet_totals`` as ``GET /fleet`` answers it."""
+    data = dict(totals)
+    data["usage"] = {
+        period: {PERIOD_JSON_NAMES.get(name, name): value for name, value in values.items()}
+        for period, values in totals["usage"].items()
+    }
+    return jsonable(data)
 
 
 def totals_json(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -376,13 +376,13 @@ def store_problems(keys: list[str] | None = None) -> list[str]:
             if getattr(session, name) != total:
                 problems.append(f"{session.key}: {name} is {getattr(session, name)}, sum {total}")
     if keys is None:
-        rollup = {name: 0 for name in ("messages", "api_calls", *TOKEN_FIELDS)}
-        for row in DailyUsage.objects.values("messages", "api_calls", *TOKEN_FIELDS):
+        rollup = {name: 0 for name in ("message_count", "api_calls", *TOKEN_FIELDS)}
+        for row in DailyUsage.objects.values("message_count", "api_calls", *TOKEN_FIELDS):
             for name in rollup:
                 rollup[name] += row[name]
         stored = Message.objects.count()
-        if rollup["messages"] != stored:
-            problems.append(f"rollups count {rollup['messages']} messages, {stored} stored")
+        if rollup["message_count"] != stored:
+            problems.append(f"rollups count {rollup['message_count']} messages, {stored} stored")
         for name in ("api_calls", *TOKEN_FIELDS):
             total = sum(getattr(s, name) for s in Session.objects.all())
             if rollup[name] != total:

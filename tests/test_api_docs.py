@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
+
+from sessions.choices import TOKEN_FIELDS
+from sessions.fields import (
+    MESSAGE_CLIENT_FIELDS,
+    MESSAGE_INPUT_KEYS,
+    MESSAGE_JSON_KEYS,
+    MESSAGE_SERVER_FIELDS,
+    MESSAGE_TRUSTED_FIELDS,
+    MESSAGE_USAGE_FIELDS,
+)
+from sessions.inputs import READ_ONLY_SESSION_FIELDS, SESSION_FIELDS
+from sessions.models import Message, Session
+from sessions.shapes import message_json, session_json
 
 pytestmark = pytest.mark.django_db
 
@@ -146,6 +160,60 @@ def test_the_openapi_document_states_the_size_caps_and_lists_leave_large_fields_
     assert "goal_text" in summary
     items = components["SessionListOut"]["properties"]["items"]["items"]
     assert items["$ref"].endswith("/SessionSummaryOut")
+
+
+# --- one list of message fields (sessions/fields.py) ---------------------------------
+# A message field is added in the model, its migration and the API's schema;
+# everything else derives from the model and sessions.fields. These fail when
+# a field reaches the model but not the schema clients read.
+
+
+def test_every_message_field_is_a_clients_the_servers_or_part_of_usage() -> None:
+    stored = [field.name for field in Message._meta.concrete_fields]
+    groups = [MESSAGE_CLIENT_FIELDS, MESSAGE_SERVER_FIELDS, MESSAGE_USAGE_FIELDS]
+
+    assert sorted(name for group in groups for name in group) == sorted(stored)
+    assert set(MESSAGE_TRUSTED_FIELDS) <= set(MESSAGE_SERVER_FIELDS)
+
+
+def test_the_openapi_document_accepts_every_message_field_a_client_writes(
+    client: Client,
+) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    components = schema["components"]["schemas"]
+    message = components["AppendIn"]["properties"]["messages"]["items"]
+    usage = message["properties"]["usage"]["anyOf"][0]["properties"]
+    patch = components["UpdateLastIn"]["properties"]["message"]
+
+    assert set(message["properties"]) == MESSAGE_INPUT_KEYS
+    assert set(patch["properties"]) == MESSAGE_INPUT_KEYS
+    assert set(TOKEN_FIELDS) | {"cost_usd"} <= set(usage)
+
+
+def test_the_openapi_document_answers_every_field_of_a_message(client: Client) -> None:
+    components = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    stored = Message(seq=1, role="assistant", cost_source="computed", cost_usd=Decimal(1))
+
+    assert list(message_json(stored)) == list(MESSAGE_JSON_KEYS)
+    # The response schema drops what it does not name: it must name every key.
+    assert set(components["MessageOut"]["properties"]) == set(MESSAGE_JSON_KEYS)
+    usage = set(components["UsageOut"]["properties"])
+    assert usage == {*MESSAGE_USAGE_FIELDS, "total_tokens"}
+    assert set(message_json(stored)["usage"]) == usage
+
+
+def test_the_openapi_document_names_every_session_field(client: Client) -> None:
+    # Session fields still have their lists (sessions.inputs, sessions.shapes,
+    # the API's schemas): these fail when the model gains a field one misses.
+    components = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    stored = {field.name for field in Session._meta.concrete_fields}
+
+    assert stored <= SESSION_FIELDS | READ_ONLY_SESSION_FIELDS
+    # `recreate` is an instruction to the PUT, not a stored field.
+    assert set(components["SessionFieldsIn"]["properties"]) == SESSION_FIELDS | {"recreate"}
+    shown = set(session_json(Session(key="k")))
+    assert shown == stored - {"id"} | {"total_tokens"}
+    assert set(components["SessionOut"]["properties"]) == shown
 
 
 def test_the_docs_page_uses_bundled_assets_and_no_cdn(client: Client) -> None:

@@ -191,6 +191,24 @@ def test_fleet_answers_the_totals_with_money_as_strings(api: ApiClient) -> None:
     assert isinstance(body["stuck_after"], int)
 
 
+def test_fleet_usage_keeps_its_documented_names_for_the_rollup_counts(api: ApiClient) -> None:
+    # The rollup's columns are message_count / tool_call_count (like the session
+    # totals); the API's periods keep the names DESIGN and the OpenAPI document give.
+    services.messages_append(
+        key="s1",
+        messages=[
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "ok", "tool_calls": [{"id": "c1"}, {"id": "c2"}]},
+        ],
+    )
+
+    today = api.get("fleet").json()["usage"]["today"]
+
+    assert (today["messages"], today["tool_calls"], today["turns"]) == (2, 2, 1)
+    assert "message_count" not in today
+    assert "tool_call_count" not in today
+
+
 def test_fleet_costs_a_fixed_number_of_queries(
     api: ApiClient, django_assert_max_num_queries: Any
 ) -> None:

@@ -107,7 +107,7 @@ def test_it_skips_messages_already_stored() -> None:
     after = session_totals(session)
     assert after["message_count"] == before["message_count"] + 1
     assert after["prompt_tokens"] == before["prompt_tokens"]
-    assert rollup_totals()["messages"] == rollup_before["messages"] + 1
+    assert rollup_totals()["message_count"] == rollup_before["message_count"] + 1
     assert Message.objects.filter(session=session).count() == 3
 
 
@@ -297,8 +297,8 @@ def test_the_rollup_moves_with_appends() -> None:
     assert set(rows) == {"2026-03-01", "2026-03-02"}
     first, second = rows["2026-03-01"], rows["2026-03-02"]
     assert (first.agent, first.model, first.channel) == ("bot", "gpt-4o", "cli")
-    assert (first.sessions_started, first.messages, first.api_calls) == (1, 1, 0)
-    assert (second.sessions_started, second.messages, second.turns, second.api_calls) == (
+    assert (first.sessions_started, first.message_count, first.api_calls) == (1, 1, 0)
+    assert (second.sessions_started, second.message_count, second.turns, second.api_calls) == (
         0,
         1,
         1,
@@ -325,7 +325,7 @@ def test_the_rollup_equals_the_session_totals() -> None:
     rollup = rollup_totals()
     sessions = list(Session.objects.all())
     assert rollup["sessions_started"] == 3
-    assert rollup["messages"] == sum(s.message_count for s in sessions)
+    assert rollup["message_count"] == sum(s.message_count for s in sessions)
     for name in (*TOKEN_FIELDS, "turns", "api_calls"):
         assert rollup[name] == sum(getattr(s, name) for s in sessions)
     assert rollup["cost_usd"] == sum((s.cost_usd for s in sessions), Decimal(0))

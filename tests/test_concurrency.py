@@ -68,7 +68,14 @@ def append_batches(worker: int, key: str, models: tuple[str, ...] = ("gpt-4o-min
 
 def rollup_sums() -> dict[str, Any]:
     rows = list(DailyUsage.objects.all())
-    names = ("sessions_started", "messages", "turns", "tool_calls", "api_calls", *TOKEN_FIELDS)
+    names = (
+        "sessions_started",
+        "message_count",
+        "turns",
+        "tool_call_count",
+        "api_calls",
+        *TOKEN_FIELDS,
+    )
     sums: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in names}
     sums["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
     return sums
@@ -101,8 +108,8 @@ def test_two_processes_appending_to_one_new_session() -> None:
     sums = sums_of(messages)
     rollup = rollup_sums()
     assert rollup["sessions_started"] == 1
-    assert rollup["messages"] == sums["message_count"]
-    assert rollup["tool_calls"] == sums["tool_call_count"]
+    assert rollup["message_count"] == sums["message_count"]
+    assert rollup["tool_call_count"] == sums["tool_call_count"]
     for name in ("turns", "api_calls", *TOKEN_FIELDS, "cost_usd"):
         assert rollup[name] == sums[name], name
     assert sums["cost_usd"] > 0
@@ -114,7 +121,7 @@ def test_three_processes_retrying_the_same_batches_store_each_message_once() -> 
 
     messages = assert_session_consistent("shared")
     assert len(messages) == BATCHES * PER_BATCH
-    assert rollup_sums()["messages"] == BATCHES * PER_BATCH
+    assert rollup_sums()["message_count"] == BATCHES * PER_BATCH
 
 
 def test_processes_writing_buckets_in_opposite_orders_do_not_deadlock() -> None:
@@ -130,7 +137,7 @@ def test_processes_writing_buckets_in_opposite_orders_do_not_deadlock() -> None:
     sums = sums_of(first + second)
     rollup = rollup_sums()
     assert rollup["sessions_started"] == 2
-    assert rollup["messages"] == sums["message_count"]
+    assert rollup["message_count"] == sums["message_count"]
     for name in ("api_calls", *TOKEN_FIELDS, "cost_usd"):
         assert rollup[name] == sums[name], name
 
@@ -158,7 +165,7 @@ def test_corrections_racing_appends_keep_totals_equal_to_the_messages() -> None:
     messages = assert_session_consistent("shared")
     sums = sums_of(messages)
     rollup = rollup_sums()
-    assert rollup["messages"] == sums["message_count"]
+    assert rollup["message_count"] == sums["message_count"]
     for name in ("turns", "api_calls", *TOKEN_FIELDS, "cost_usd"):
         assert rollup[name] == sums[name], name
 

@@ -21,20 +21,21 @@ from tests.totals_support import message_sums, rollup_totals, usage
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-SESSION_TO_ROLLUP = {
-    "message_count": "messages",
-    "turns": "turns",
-    "tool_call_count": "tool_calls",
-    "api_calls": "api_calls",
-    "unpriced_calls": "unpriced_calls",
-    **{name: name for name in TOKEN_FIELDS},
-    "cost_usd": "cost_usd",
-}
+# The session totals, which the daily rollup keeps under the same names.
+SESSION_TOTALS = (
+    "message_count",
+    "turns",
+    "tool_call_count",
+    "api_calls",
+    "unpriced_calls",
+    *TOKEN_FIELDS,
+    "cost_usd",
+)
 
 
 def session_totals(key: str) -> dict[str, Any]:
     session = Session.objects.get(key=key)
-    return {name: getattr(session, name) for name in SESSION_TO_ROLLUP}
+    return {name: getattr(session, name) for name in SESSION_TOTALS}
 
 
 def assert_totals_follow_messages(key: str) -> None:
@@ -42,7 +43,7 @@ def assert_totals_follow_messages(key: str) -> None:
     sums = message_sums(session)
     assert session_totals(key) == sums
     rollup = rollup_totals()
-    assert {name: rollup[SESSION_TO_ROLLUP[name]] for name in sums} == sums
+    assert {name: rollup[name] for name in sums} == sums
 
 
 def seed(key: str = "k", **session: Any) -> None:
@@ -189,9 +190,9 @@ def test_update_last_moves_the_rollup_to_the_new_day() -> None:
 
     by_day = {r.day.isoformat(): r for r in DailyUsage.objects.all()}
     assert by_day["2026-02-01"].cost_usd == Decimal("0.25")
-    assert by_day["2026-02-01"].messages == 1
+    assert by_day["2026-02-01"].message_count == 1
     assert by_day["2026-03-01"].cost_usd == 0
-    assert by_day["2026-03-01"].messages == 1  # the user message stays on its day
+    assert by_day["2026-03-01"].message_count == 1  # the user message stays on its day
 
 
 def test_update_last_on_an_empty_session_is_a_conflict_and_writes_nothing() -> None:
@@ -273,7 +274,7 @@ def test_remove_last_takes_the_message_out_of_totals_and_rollup() -> None:
     assert totals["message_count"] == 1
     assert (totals["api_calls"], totals["prompt_tokens"], totals["cost_usd"]) == (0, 0, 0)
     assert_totals_follow_messages("k")
-    assert rollup_totals()["messages"] == 1
+    assert rollup_totals()["message_count"] == 1
 
 
 def test_remove_last_frees_the_seq_for_the_next_append() -> None:
@@ -415,7 +416,7 @@ def test_totals_follow_the_spending_history_rule(ops: list[tuple[str, Any]]) -> 
     key = f"prop-{next(_counter)}"
     DailyUsage.objects.all().delete()
     services.messages_append(key=key, messages=[], session={"model": "gpt-4o-mini"})
-    cleared = dict.fromkeys(SESSION_TO_ROLLUP, 0)
+    cleared = dict.fromkeys(SESSION_TOTALS, 0)
     cleared["cost_usd"] = Decimal(0)
     for name, arg in ops:
         if name == "append":
@@ -443,7 +444,7 @@ def test_totals_follow_the_spending_history_rule(ops: list[tuple[str, Any]]) -> 
     assert seqs == list(range(1, len(seqs) + 1))
     assert session.last_seq == len(seqs)
     rollup = rollup_totals()
-    assert rollup["messages"] == sums["message_count"] + cleared["message_count"]
-    for name, rollup_name in SESSION_TO_ROLLUP.items():
+    assert rollup["message_count"] == sums["message_count"] + cleared["message_count"]
+    for name in SESSION_TOTALS:
         if name != "message_count":
-            assert rollup[rollup_name] == expected[name], name
+            assert rollup[name] == expected[name], name

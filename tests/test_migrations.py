@@ -11,12 +11,14 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import MinuteUsage
+from sessions.models import DailyUsage, MinuteUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE_MINUTE_USAGE = ("agent_sessions", "0004_price_override_applies_to_all_history")
 MINUTE_USAGE = ("agent_sessions", "0005_minute_usage_and_turn_index")
+BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
+ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
 
 
 @pytest.fixture
@@ -75,3 +77,19 @@ def test_minute_usage_is_filled_from_the_last_two_hours_of_messages(
     assert (gpt.prompt_tokens, gpt.completion_tokens, gpt.cost_usd) == (200, 20, Decimal("0.75"))
     claude = rows[("claude-x", (now - timedelta(minutes=30)).replace(second=0, microsecond=0))]
     assert (claude.api_calls, claude.unpriced_calls, claude.cost_usd) == (1, 1, Decimal(0))
+
+
+def test_renaming_the_rollup_counts_keeps_their_values(executor: MigrationExecutor) -> None:
+    executor.migrate([BEFORE_ROLLUP_NAMES])
+    apps = executor.loader.project_state([BEFORE_ROLLUP_NAMES]).apps
+    daily = apps.get_model("agent_sessions", "DailyUsage")
+    daily.objects.create(
+        day="2026-11-20", agent="koda", messages=7, tool_calls=3, turns=2, cost_usd=Decimal(1)
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([ROLLUP_NAMES])
+
+    row = DailyUsage.objects.get()  # the current model: the renamed columns
+    assert (row.agent, row.message_count, row.tool_call_count, row.turns) == ("koda", 7, 3, 2)
+    assert row.cost_usd == Decimal(1)

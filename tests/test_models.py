@@ -12,10 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sessions import services
-from sessions.models import DailyUsage, Message, ModelPrice, Session
+from sessions.choices import TOKEN_FIELDS
+from sessions.models import DailyUsage, Message, ModelPrice, Session, Totals
 from sessions.money import MAX_USD, from_nanos, to_decimal, to_nanos
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_token_fields_name_the_token_columns_of_sessions_and_messages() -> None:
+    # choices.TOKEN_FIELDS sits below the models, so it cannot read them: it
+    # must list the same fields, in the same order.
+    columns = tuple(field.name for field in Totals._meta.fields)
+
+    assert columns == TOKEN_FIELDS
 
 
 # --- money -----------------------------------------------------------------------

@@ -330,7 +330,7 @@ def test_creating_counts_a_started_session_in_the_rollup() -> None:
         "m",
         "slack",
     )
-    assert (row.sessions_started, row.messages) == (1, 0)
+    assert (row.sessions_started, row.message_count) == (1, 0)
 
 
 def test_reported_totals_set_the_totals_and_move_the_rollup_by_the_difference() -> None:

@@ -12,9 +12,9 @@ from sessions.models import DailyUsage, Message, Session
 
 ROLLUP_COUNTERS = (
     "sessions_started",
-    "messages",
+    "message_count",
     "turns",
-    "tool_calls",
+    "tool_call_count",
     "api_calls",
     "unpriced_calls",
     *TOKEN_FIELDS,

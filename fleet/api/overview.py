@@ -20,7 +20,7 @@ from sessions import selectors, services
 from sessions.errors import InvalidInput
 from sessions.fleet_stats import fleet_totals
 from sessions.inputs import clean_text
-from sessions.shapes import jsonable, session_summary_json, timestamp
+from sessions.shapes import fleet_json, jsonable, session_summary_json, timestamp
 
 router = Router()
 
@@ -105,7 +105,7 @@ def fleet(request: HttpRequest) -> dict:
     purged sessions still count; `unpriced_calls` are calls with no known price, left
     out of `cost_usd`); and the burn rate: cost of the usage dated in the last hour (the
     current UTC minute and the 59 before it). A key scoped to agents sees only theirs."""
-    return jsonable(fleet_totals(agents=key_scope(request).agent_filter))
+    return fleet_json(fleet_totals(agents=key_scope(request).agent_filter))
 
 
 @router.get(

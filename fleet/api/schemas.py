@@ -17,7 +17,7 @@ from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
-from sessions.choices import Channel, Kind, Role, State, Status
+from sessions.choices import TOKEN_FIELDS, Channel, Kind, Role, State, Status
 
 
 def documented(schema: dict[str, Any]) -> WithJsonSchema:
@@ -257,16 +257,7 @@ SESSION_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     "turns": _COUNT,
     "tool_call_count": _COUNT,
     "api_calls": _COUNT,
-    **{
-        name: _TOTAL_TOKENS
-        for name in (
-            "prompt_tokens",
-            "completion_tokens",
-            "reasoning_tokens",
-            "cache_read_tokens",
-            "cache_creation_tokens",
-        )
-    },
+    **dict.fromkeys(TOKEN_FIELDS, _TOTAL_TOKENS),
     "cost_usd": _MONEY_IN,
 }
 SESSION_FIELDS_SCHEMA: dict[str, Any] = {

@@ -53,7 +53,7 @@ class DailyUsageAdmin(admin.ModelAdmin):
         "model",
         "channel",
         "sessions_started",
-        "messages",
+        "message_count",
         "turns",
         "api_calls",
         "prompt_tokens",

@@ -15,6 +15,7 @@ from sessions import inputs, selectors, services
 from sessions.admin.common import StoredChoicesForm, choice_label
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import FleetError
+from sessions.fields import message_fields
 from sessions.models import Message
 from sessions.money import exact_usd
 
@@ -90,6 +91,29 @@ class ArchivedFilter(admin.SimpleListFilter):
         return queryset
 
 
+# django-stubs types the options as a private TypedDict; Any keeps this override compatible.
+Fieldsets = list[tuple[Any, Any]]
+
+
+def laid_out(fieldsets: Fieldsets) -> list[str]:
+    """The field names ``fieldsets`` show, in order (rows are tuples of names)."""
+    return [
+        name
+        for _, options in fieldsets
+        for row in options["fields"]
+        for name in (row if isinstance(row, tuple) else (row,))
+    ]
+
+
+def with_every_field(fieldsets: Fieldsets) -> Fieldsets:
+    """``fieldsets``, the first one ending with any message field they leave out."""
+    shown = set(laid_out(fieldsets))
+    rest = [field.name for field in message_fields() if not field.primary_key]
+    rest = [name for name in rest if name not in shown]
+    (title, options), *others = fieldsets
+    return [(title, {**options, "fields": [*options["fields"], *rest]}), *others]
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     form = MessageAdminForm
@@ -154,6 +178,10 @@ class MessageAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Message | None = None) -> Fieldsets:
+        # A new message field shows in the change form without a change here.
+        return with_every_field(list(super().get_fieldsets(request, obj)))
 
     @admin.display(description="session")
     def session_key(self, obj: Message) -> str:

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from sessions.bounds import MAX_COUNT
 from sessions.errors import FleetError, InvalidInput
+from sessions.fields import MESSAGE_TRUSTED_FIELDS
 from sessions.importers.base import (
     BadRecord,
     Problem,
@@ -51,7 +52,6 @@ from sessions.inputs import (
 from sessions.usage import clean_int
 
 TOTALS = (*TOTAL_COUNTS, *TOKEN_KEYS, "cost_usd")
-TRUSTED_MESSAGE_FIELDS = ("seq", "compacted_at", "is_summary")
 
 
 def read(path: Path) -> Iterator[SourceSession | Problem]:
@@ -136,7 +136,7 @@ def message_from_record(raw: Any, path: str) -> MessageIn:
     if not isinstance(raw, dict):
         raise InvalidInput("must be a message object", field=path)
     message = clean_message(
-        {name: value for name, value in raw.items() if name not in TRUSTED_MESSAGE_FIELDS}, path
+        {name: value for name, value in raw.items() if name not in MESSAGE_TRUSTED_FIELDS}, path
     )
     if raw.get("seq") is not None:
         message.seq = clean_int(raw["seq"], f"{path}.seq", maximum=MAX_COUNT)

@@ -140,13 +140,9 @@ def rollup_add(
         sign=sign,
         # A compaction summary is the server's bookkeeping, not ingest: the
         # rollup stays untouched by compaction (only its usage, if any, counts).
-        messages=int(not message.is_summary),
-        turns=counts["turns"],
-        tool_calls=counts["tool_call_count"],
-        api_calls=counts["api_calls"],
-        unpriced_calls=counts["unpriced_calls"],
-        cost_usd=counts["cost_usd"],
-        **{name: counts[name] for name in TOKEN_FIELDS},
+        message_count=int(not message.is_summary),
+        # The rollup's counters are named like the session's (and cost in nanos).
+        **{name: counts[name] for name in (*SESSION_COUNTERS, "cost_usd")},
     )
 
 

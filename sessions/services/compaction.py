@@ -56,7 +56,12 @@ def _session_compact(key: str, summary: str, keep: int, now: datetime, scope: Ke
     rollup = Rollup()
     append_rows(
         session,
-        [MessageIn(role=Role.SYSTEM, content=summary, is_summary=True, created_at=now)],
+        [
+            MessageIn(
+                fields={"role": Role.SYSTEM, "content": summary, "created_at": now},
+                is_summary=True,
+            )
+        ],
         now,
         rollup,
     )
@@ -88,7 +93,7 @@ def session_compact(
     summary = clean_text(summary, "summary", max_length=10**7)
     if not summary.strip():
         raise InvalidInput("must not be empty", field="summary")
-    summary = clean_message({"role": "system", "content": summary}, "summary").content or ""
+    summary = clean_message({"role": "system", "content": summary}, "summary").fields["content"]
     return _session_compact(key, summary, keep, now or timezone.now(), scope)
 
 

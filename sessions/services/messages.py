@@ -22,11 +22,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from sessions.bulk import NewMessage, insert_messages
+from sessions.bulk import insert_messages, new_message
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import Conflict, FleetError, InvalidInput
+from sessions.fields import message_default
 from sessions.inputs import (
-    MESSAGE_FIELDS,
     MessageIn,
     SessionIn,
     UsageIn,
@@ -70,31 +70,22 @@ def _build_message(
     now: datetime,
     prices: PriceBook | None,
     path: str = "message",
-) -> tuple[NewMessage, PriceBook | None]:
-    message = NewMessage(
+) -> tuple[Message, PriceBook | None]:
+    values = item.values()
+    values.update(
         session_id=session.pk,
         seq=seq,
-        message_id=item.message_id,
-        role=item.role,
-        content=item.content,
-        name=item.name,
-        agent_name=item.agent_name,
-        tool_calls=item.tool_calls,
-        tool_call_id=item.tool_call_id,
-        reasoning=item.reasoning,
-        model=item.model,
-        provider_response_id=item.provider_response_id,
-        status=item.status,
         is_summary=item.is_summary,
         created_at=item.created_at or now,
         compacted_at=item.compacted_at,
     )
+    message = new_message(**values)
     prices = _set_usage(message, item.usage, session, prices, f"{path}.usage")
     return message, prices
 
 
 def _set_usage(
-    message: Message | NewMessage,
+    message: Message,
     usage: UsageIn | None,
     session: Session,
     prices: PriceBook | None,
@@ -149,7 +140,7 @@ def append_rows(
     now: datetime,
     rollup: Rollup,
     prices: PriceBook | None = None,
-) -> tuple[list[NewMessage], int]:
+) -> tuple[list[Message], int]:
     """Insert ``items`` after the session's last message; returns (stored, skipped).
 
     The caller holds the session's row lock and saves the session afterwards.
@@ -163,7 +154,7 @@ def append_rows(
                     session=session, message_id__in=wanted[start : start + 500]
                 ).values_list("message_id", flat=True)
             )
-    rows: list[NewMessage] = []
+    rows: list[Message] = []
     skipped = 0
     seq = session.last_seq
     totals = dict.fromkeys((*SESSION_COUNTERS, "cost_usd"), 0)
@@ -315,12 +306,12 @@ REPLACED_WITH_CONTENT = frozenset({"tool_calls", "reasoning"})
 
 
 def _replace_usage_and_fields(message: Message, patch: MessageIn, session: Session) -> None:
-    for name in MESSAGE_FIELDS - {"usage"}:
-        if name in patch.provided:
-            value = getattr(patch, name)
-            if name == "created_at" and value is None:
+    for name, value in patch.fields.items():
+        if value is None:
+            if name == "created_at":
                 continue  # null keeps the stored time
-            setattr(message, name, value)
+            value = message_default(name)
+        setattr(message, name, value)
     if "usage" in patch.provided or ("model" in patch.provided and message.cost_source):
         usage = patch.usage
         if "usage" not in patch.provided:
@@ -386,9 +377,10 @@ def message_update_last(
     scope.check_writes()
     key = clean_key(key)
     patch = clean_message(message, "message", convention=convention, partial=True)
-    if "content" in patch.provided:
-        # Absent ones are cleared (MessageIn's defaults: no calls, no reasoning).
-        patch.provided |= REPLACED_WITH_CONTENT
+    if "content" in patch.fields:
+        # Absent ones are cleared: None takes the model's default (no calls, no reasoning).
+        for name in REPLACED_WITH_CONTENT:
+            patch.fields.setdefault(name, None)
     return _message_update_last(key, patch, now or timezone.now(), scope)
 
 

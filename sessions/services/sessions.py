@@ -37,6 +37,7 @@ from sessions.inputs import (
 from sessions.models import Session, Tombstone
 from sessions.money import to_nanos
 from sessions.pricing import PriceBook
+from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
 from sessions.selectors import session_get
@@ -252,15 +253,12 @@ def _session_upsert(
                 field="cache_read_tokens",
             )
         changed.update(fields.totals)
+        # Reported totals and the rollup's counters share their names.
         delta = {
             name: fields.totals[name] - before[name]
             for name in fields.totals
-            if name in TOKEN_FIELDS or name == "api_calls"
+            if name in ROLLUP_COUNTERS and name != "cost_usd"
         }
-        if "turns" in fields.totals:
-            delta["turns"] = fields.totals["turns"] - before["turns"]
-        if "tool_call_count" in fields.totals:
-            delta["tool_calls"] = fields.totals["tool_call_count"] - before["tool_call_count"]
         if "cost_usd" in fields.totals:
             delta["cost_usd"] = to_nanos(fields.totals["cost_usd"]) - before_cost
         if (unpriced := _reported_unpriced(session, fields)) is not None:
