@@ -13,15 +13,24 @@ How it is read:
 
 * koda's ``prompt_tokens`` exclude cache tokens (Anthropic style): its usage
   is read as koda's shape (``sessions.usage``, the same rule as the API's), so
-  Fleet's prompt is koda's prompt plus cache reads and writes. ``thinking_tokens`` are reasoning, a
-  part of completion (added to completion when koda counted them apart). A
-  message carries usage when any of its token columns is above zero; koda
-  records no cost, so the server prices it from the session's model --
-  ``session_metadata`` key ``model`` names it when koda recorded one --
-  and otherwise marks it unpriced.
+  Fleet's prompt is koda's prompt plus cache reads and writes.
+  ``thinking_tokens`` are reasoning, a part of completion (added to
+  completion when koda counted them apart). A message carries usage -- and
+  is an API call -- as koda counts one: its ``prompt_tokens`` or
+  ``completion_tokens`` is not NULL, even when every count is zero (a count
+  in another column is never dropped either). koda records no cost, so the
+  server prices it from the message's model, else the session's, and
+  otherwise marks it unpriced.
+* The model: the session's ``model`` column, else ``session_metadata`` key
+  ``model``, else the newest message's; a message's ``model`` column is its
+  own (columns a koda version lacks read as empty).
 * Archived messages stay archived: a message's ``compacted_at`` is kept (it
-  leaves the context view, stays in the full view). koda marks no summary
-  message, so none is flagged as one.
+  leaves the context view, stays in the full view). The summary koda wrote at
+  each compaction (a ``system`` row without usage, inserted with the archive
+  stamp) is marked as Fleet's compaction summaries are (``is_summary``,
+  stamped at its archive's time): the context view puts it first, the
+  transcript shows it with the messages it replaced (``mark_summaries``).
+  koda's continuation hint after it is an ordinary assistant message.
 * ``session_metadata``: ``todo`` is the todo list, ``model`` the model;
   every other key goes to the session's metadata.
 * The agent is the session's ``agent_name``, else ``koda``, unless
@@ -37,9 +46,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sessions.choices import Role
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
@@ -57,7 +68,7 @@ from sessions.importers.base import (
 )
 from sessions.inputs import MessageIn
 
-SESSION_COLUMNS = ("id", "created_at", "agent_name", "project_root", "last_accessed_at")
+SESSION_COLUMNS = ("id", "created_at", "agent_name", "project_root", "last_accessed_at", "model")
 MESSAGE_COLUMNS = (
     "id",
     "session_id",
@@ -73,7 +84,9 @@ MESSAGE_COLUMNS = (
     "agent_name",
     "compacted_at",
     "created_at",
+    "model",
 )
+SECOND = timedelta(seconds=1)
 TOKEN_COLUMNS = {
     "prompt_tokens": "prompt_tokens",
     "completion_tokens": "completion_tokens",
@@ -136,13 +149,14 @@ def _session(
         "created_at": created,
         "project_root": to_text(row["project_root"]),
     }
+    model = to_text(row["model"]).strip()
     extra: dict[str, str] = {}
     for entry in metadata:
         name, value = to_text(entry["key"]), to_text(entry["value"])
         if name == "todo":
             fields["todo"] = value
         elif name == "model":
-            fields["model"] = value
+            model = model or value
         else:
             extra[name] = value
     if extra:
@@ -164,7 +178,37 @@ def _session(
     session.last_active_at = (
         optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
     )
+    mark_summaries(session.messages)
+    # The session's model, else the newest message's that names one.
+    model = model or next((m.model for m in reversed(session.messages) if m.model), "")
+    if model:
+        fields["model"] = model
     return session
+
+
+def mark_summaries(messages: list[MessageIn]) -> None:
+    """Mark the summaries koda wrote at compaction as Fleet's compaction summaries.
+
+    koda's ``compact_session`` stamps the archived rows ``compacted_at =
+    datetime('now')`` and, in the same transaction, inserts the summary as a
+    ``system`` row without usage (then an ``assistant`` continuation hint). So
+    a summary is the first such ``system`` row after rows archived at its own
+    time -- or the next second, when the transaction crossed one. It is
+    stamped with its archive's time, as Fleet's own compaction stamps both, so
+    the transcript shows it with the messages it replaced.
+    """
+    archives: list[datetime] = []  # compaction times of the rows read so far
+    summarised: set[datetime] = set()
+    for message in messages:
+        if message.role == Role.SYSTEM and message.usage is None and message.created_at is not None:
+            for moment in archives:
+                if moment not in summarised and moment <= message.created_at <= moment + SECOND:
+                    message.is_summary = True
+                    message.created_at = moment
+                    summarised.add(moment)
+                    break
+        if message.compacted_at is not None and message.compacted_at not in archives:
+            archives.append(message.compacted_at)
 
 
 def _message(row: Any) -> MessageIn:
@@ -174,6 +218,7 @@ def _message(row: Any) -> MessageIn:
         "content": row["content"],
         "tool_call_id": to_text(row["tool_call_id"]),
         "agent_name": to_text(row["agent_name"]),
+        "model": to_text(row["model"]).strip(),
         "created_at": parse_time(row["created_at"], "created_at"),
     }
     if row["tool_calls"] not in (None, ""):
@@ -181,8 +226,12 @@ def _message(row: Any) -> MessageIn:
             values["tool_calls"] = json.loads(row["tool_calls"])
         except (TypeError, ValueError) as exc:
             raise BadRecord(f"tool_calls is not JSON ({exc})") from None
-    tokens = {name: to_count(row[column], column) or 0 for column, name in TOKEN_COLUMNS.items()}
-    if any(tokens.values()):
+    counts = {name: to_count(row[column], column) for column, name in TOKEN_COLUMNS.items()}
+    tokens = {name: count or 0 for name, count in counts.items()}
+    # koda counts a row as an API call when its prompt or completion tokens are
+    # not NULL, zero or not; a count in another column is never dropped.
+    reported = counts["prompt_tokens"] is not None or counts["completion_tokens"] is not None
+    if reported or any(tokens.values()):
         # koda's own usage shape (sessions.usage): input without cache tokens,
         # thinking as reasoning -- read by the same rule as the API's.
         values["usage"] = tokens
