@@ -421,3 +421,48 @@ def test_a_second_import_of_summaries_models_and_zero_usage_changes_nothing(
     assert snapshot() == before
     assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in out
     assert dry == out.replace("Imported", "Would import")
+
+
+def test_a_reimport_after_koda_compacted_archives_what_fleet_already_holds(
+    tmp_path: Path,
+) -> None:
+    from sessions.models import Message
+
+    def row(role: str, content: str, at: str, archived: str | None = None) -> Any:
+        return message(
+            session_id="c", role=role, content=content, created_at=at, compacted_at=archived
+        )
+
+    session = [{"id": "c", "created_at": "2026-03-01 11:59:00"}]
+    first = [
+        row("user", "Fix the test.", "2026-03-01 12:00:01"),
+        row("assistant", "Fixed.", "2026-03-01 12:00:05"),
+        row("user", "Now the docs.", "2026-03-01 12:01:00"),
+    ]
+    run_import("koda", str(koda_store(tmp_path / "first.db", sessions=session, messages=first)))
+    # koda compacted since: the first two archived, its summary and hint added.
+    archived = "2026-03-01 12:05:00"
+    later = [
+        row("user", "Fix the test.", "2026-03-01 12:00:01", archived),
+        row("assistant", "Fixed.", "2026-03-01 12:00:05", archived),
+        first[2],
+        row("system", "Summary: the test is fixed.", archived),
+        row("assistant", CONTINUATION, archived),
+    ]
+    store = koda_store(tmp_path / "later.db", sessions=session, messages=later)
+
+    out, _ = run_import("koda", str(store))
+
+    at = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
+    assert [m.compacted_at for m in messages_of("c")] == [at, at, None, None, None]
+    context = Message.objects.filter(session__key="c").context()
+    assert [m.content for m in context] == [
+        "Summary: the test is fixed.",
+        "Now the docs.",
+        CONTINUATION,
+    ]
+    assert "(0 new, 1 updated, 0 unchanged) with 2 messages" in out
+    before = snapshot()
+    again, _ = run_import("koda", str(store))
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in again
