@@ -466,3 +466,23 @@ def test_a_reimport_after_koda_compacted_archives_what_fleet_already_holds(
     again, _ = run_import("koda", str(store))
     assert snapshot() == before
     assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in again
+
+
+def test_newer_kodas_title_thinking_and_mode_are_kept(tmp_path: Path) -> None:
+    store = build(tmp_path / "koda.db")
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE sessions ADD COLUMN title TEXT")
+        conn.execute("ALTER TABLE sessions ADD COLUMN mode TEXT")
+        conn.execute("ALTER TABLE messages ADD COLUMN thinking_content TEXT")
+        conn.execute("UPDATE sessions SET title = 'Fix the tests', mode = 'plan' WHERE id = 's-1'")
+        conn.execute("UPDATE messages SET thinking_content = 'Read the file first.' WHERE id = 2")
+
+    run_import("koda", str(store))
+
+    session = Session.objects.get(key="s-1")
+    assert (session.name, session.metadata) == (
+        "Fix the tests",
+        {"git_branch": "fix/tests", "mode": "plan"},
+    )
+    assert [m.reasoning for m in messages_of("s-1")] == ["", "Read the file first.", "", ""]
+    assert Session.objects.get(key="s-2").name == ""

@@ -32,7 +32,10 @@ How it is read:
   transcript shows it with the messages it replaced (``mark_summaries``).
   koda's continuation hint after it is an ordinary assistant message.
 * ``session_metadata``: ``todo`` is the todo list, ``model`` the model;
-  every other key goes to the session's metadata.
+  every other key goes to the session's metadata. Newer koda versions' columns
+  are read when present: the session's ``title`` is its name, its ``mode``
+  metadata ``mode`` (a ``session_metadata`` key of that name wins), a
+  message's ``thinking_content`` its reasoning.
 * The agent is the session's ``agent_name``, else ``koda``, unless
   ``--agent`` says; a message's ``agent_name`` is its sub-agent. koda has no
   session status: new sessions are ``active`` and a re-import leaves the
@@ -68,7 +71,16 @@ from sessions.importers.base import (
 )
 from sessions.inputs import MessageIn
 
-SESSION_COLUMNS = ("id", "created_at", "agent_name", "project_root", "last_accessed_at", "model")
+SESSION_COLUMNS = (
+    "id",
+    "created_at",
+    "agent_name",
+    "project_root",
+    "last_accessed_at",
+    "model",
+    "title",
+    "mode",
+)
 MESSAGE_COLUMNS = (
     "id",
     "session_id",
@@ -85,6 +97,7 @@ MESSAGE_COLUMNS = (
     "compacted_at",
     "created_at",
     "model",
+    "thinking_content",
 )
 SECOND = timedelta(seconds=1)
 TOKEN_COLUMNS = {
@@ -150,7 +163,11 @@ def _session(
         "project_root": to_text(row["project_root"]),
     }
     model = to_text(row["model"]).strip()
+    if to_text(row["title"]).strip():
+        fields["name"] = to_text(row["title"])
     extra: dict[str, str] = {}
+    if to_text(row["mode"]).strip():
+        extra["mode"] = to_text(row["mode"])
     for entry in metadata:
         name, value = to_text(entry["key"]), to_text(entry["value"])
         if name == "todo":
@@ -219,6 +236,7 @@ def _message(row: Any) -> MessageIn:
         "tool_call_id": to_text(row["tool_call_id"]),
         "agent_name": to_text(row["agent_name"]),
         "model": to_text(row["model"]).strip(),
+        "reasoning": to_text(row["thinking_content"]),
         "created_at": parse_time(row["created_at"], "created_at"),
     }
     if row["tool_calls"] not in (None, ""):
