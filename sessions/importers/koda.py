@@ -69,7 +69,6 @@ from sessions.importers.base import (
     to_count,
     to_text,
 )
-from sessions.inputs import MessageIn
 
 SESSION_COLUMNS = (
     "id",
@@ -180,55 +179,68 @@ def _session(
         fields["metadata"] = extra
     session = SourceSession(key=key, where=where, last_active_at=created, fields=fields)
     last_message = created
+    # First every row's values (a corrupt one is reported), then the summaries
+    # among them, then each is validated: marking a summary restamps it.
+    parsed: list[tuple[str, dict[str, Any], datetime | None]] = []
     for message_row in rows:
         row_where = f"{path.name}: messages id={message_row['id']}"
         try:
-            message = _message(message_row)
+            parsed.append((row_where, *_values(message_row)))
         except BadRecord as exc:
             session.problems.append(Problem(row_where, str(exc)))
-            continue
+    summaries = mark_summaries([(values, archived) for _, values, archived in parsed])
+    newest_model = ""
+    for index, (row_where, values, archived) in enumerate(parsed):
+        try:
+            message = source_message(values)
         except FleetError as exc:
             session.problems.append(problem_from(row_where, exc))
             continue
+        message.compacted_at = archived
+        message.is_summary = index in summaries
         session.messages.append(message)
-        last_message = max(last_message, message.created_at or created)
+        last_message = max(last_message, values["created_at"])
+        newest_model = values["model"] or newest_model
     session.last_active_at = (
         optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
     )
-    mark_summaries(session.messages)
     # The session's model, else the newest message's that names one.
-    model = model or next((m.model for m in reversed(session.messages) if m.model), "")
+    model = model or newest_model
     if model:
         fields["model"] = model
     return session
 
 
-def mark_summaries(messages: list[MessageIn]) -> None:
-    """Mark the summaries koda wrote at compaction as Fleet's compaction summaries.
+def mark_summaries(rows: list[tuple[dict[str, Any], datetime | None]]) -> set[int]:
+    """The places of the summaries koda wrote at compaction, restamped (see below).
 
+    ``rows`` are messages' values with their archive time, in koda's order.
     koda's ``compact_session`` stamps the archived rows ``compacted_at =
     datetime('now')`` and, in the same transaction, inserts the summary as a
     ``system`` row without usage (then an ``assistant`` continuation hint). So
     a summary is the first such ``system`` row after rows archived at its own
-    time -- or the next second, when the transaction crossed one. It is
-    stamped with its archive's time, as Fleet's own compaction stamps both, so
-    the transcript shows it with the messages it replaced.
+    time -- or the next second, when the transaction crossed one. Its
+    ``created_at`` becomes its archive's time, as Fleet's own compaction
+    stamps both, so the transcript shows it with the messages it replaced.
     """
     archives: list[datetime] = []  # compaction times of the rows read so far
     summarised: set[datetime] = set()
-    for message in messages:
-        if message.role == Role.SYSTEM and message.usage is None and message.created_at is not None:
+    places: set[int] = set()
+    for index, (values, archived) in enumerate(rows):
+        if values["role"] == Role.SYSTEM and "usage" not in values:
             for moment in archives:
-                if moment not in summarised and moment <= message.created_at <= moment + SECOND:
-                    message.is_summary = True
-                    message.created_at = moment
+                if moment not in summarised and moment <= values["created_at"] <= moment + SECOND:
+                    values["created_at"] = moment
                     summarised.add(moment)
+                    places.add(index)
                     break
-        if message.compacted_at is not None and message.compacted_at not in archives:
-            archives.append(message.compacted_at)
+        if archived is not None and archived not in archives:
+            archives.append(archived)
+    return places
 
 
-def _message(row: Any) -> MessageIn:
+def _values(row: Any) -> tuple[dict[str, Any], datetime | None]:
+    """A message row's values for ``source_message``, and its archive time."""
     values: dict[str, Any] = {
         "message_id": f"koda:{row['id']}",
         "role": to_text(row["role"]).strip().lower(),
@@ -253,6 +265,4 @@ def _message(row: Any) -> MessageIn:
         # koda's own usage shape (sessions.usage): input without cache tokens,
         # thinking as reasoning -- read by the same rule as the API's.
         values["usage"] = tokens
-    message = source_message(values)
-    message.compacted_at = optional_time(row["compacted_at"], "compacted_at")
-    return message
+    return values, optional_time(row["compacted_at"], "compacted_at")
