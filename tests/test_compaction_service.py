@@ -269,3 +269,22 @@ def test_removing_the_summary_leaves_the_rollup_as_it_was() -> None:
 
     assert rollup_rows() == rollup_before
     assert not Message.objects.filter(is_summary=True).exists()
+
+
+def test_an_import_archives_stored_messages_at_the_stores_time_and_never_unarchives() -> None:
+    seed(count=4)
+    ids = dict(Message.objects.values_list("seq", "id"))
+    Message.objects.filter(id=ids[1]).update(compacted_at=T0, message_id="a")
+    Message.objects.filter(id=ids[2]).update(message_id="b")
+    Message.objects.filter(id=ids[3]).update(message_id="c")
+    before, rollup_before = totals("k"), rollup_rows()
+
+    archived = services.messages_archive_stored(key="k", archived={"a": T1, "b": T1, "missing": T1})
+
+    assert archived == 1
+    stored = dict(Message.objects.values_list("message_id", "compacted_at"))
+    # Already archived keeps its time; only the active one moves to the archive.
+    assert (stored["a"], stored["b"], stored["c"]) == (T0, T1, None)
+    assert totals("k") == before
+    assert rollup_rows() == rollup_before
+    assert services.messages_archive_stored(key="k", archived={"b": T1}) == 0

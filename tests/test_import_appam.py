@@ -127,7 +127,7 @@ def test_the_usage_json_fills_the_session_totals(store: Path) -> None:
         "claude-sonnet-4-5",
     )
     assert (session.turns, session.tool_call_count, session.api_calls) == (4, 3, 3)
-    # A Claude session's input excludes cache reads and writes: they are added.
+    # Cache writes (only Anthropic reports them): the input excludes the cache.
     assert session.prompt_tokens == 1200 + 2000 + 5000
     assert (session.cache_read_tokens, session.cache_creation_tokens) == (5000, 2000)
     assert (session.completion_tokens, session.reasoning_tokens) == (300, 100)
@@ -152,6 +152,68 @@ def test_an_openai_session_keeps_its_inclusive_input(tmp_path: Path) -> None:
     assert (session.prompt_tokens, session.cache_read_tokens) == (9000, 4096)
     # Reasoning above the output was counted apart.
     assert (session.completion_tokens, session.reasoning_tokens) == (450, 400)
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "prompt"),
+    [
+        # Only appam's Anthropic clients report cache writes: input without cache.
+        (
+            "gateway/sonnet",
+            {
+                "total_input_tokens": 9000,
+                "total_cache_creation_tokens": 300,
+                "total_cache_read_tokens": 500,
+            },
+            9000 + 300 + 500,
+        ),
+        # Cache reads above the input: only an input without them allows it.
+        (
+            "gpt-5",
+            {"total_input_tokens": 100, "total_cache_read_tokens": 4096},
+            100 + 4096,
+        ),
+        # Reads alone, within the input: the input holds them, as appam prices it.
+        (
+            "claude-sonnet-4-5",
+            {"total_input_tokens": 9000, "total_cache_read_tokens": 4096},
+            9000,
+        ),
+    ],
+    ids=["cache-writes", "reads-above-input", "reads-within-input"],
+)
+def test_the_cache_convention_comes_from_the_usage_fields_not_the_model_name(
+    tmp_path: Path, model: str, usage: dict[str, int], prompt: int
+) -> None:
+    usage = {"total_output_tokens": 50, "request_count": 2, **usage}
+    store = appam_store(tmp_path / "history.db", [row(model=model, usage=usage)])
+
+    run_import("appam", str(store))
+
+    session = Session.objects.get()
+    assert session.prompt_tokens == prompt
+    assert session.cache_read_tokens == usage["total_cache_read_tokens"]
+
+
+def test_a_session_appam_ended_since_the_last_import_ends_at_appams_time(
+    tmp_path: Path,
+) -> None:
+    running = row(ended_at=None, updated_at="2026-03-05T09:00:06Z")
+    run_import("appam", str(appam_store(tmp_path / "first.db", [running])))
+    assert Session.objects.get().status == "active"
+    # Meanwhile the agent restarted and Fleet presumed the session crashed.
+    Session.objects.update(status="unknown")
+
+    out, _ = run_import("appam", str(appam_store(tmp_path / "later.db", [row()])))
+
+    session = Session.objects.get()
+    assert (session.status, session.state, session.ended_at) == (
+        "completed",
+        "idle",
+        datetime(2026, 3, 5, 9, 0, 10, tzinfo=UTC),
+    )
+    assert session.last_active_at == datetime(2026, 3, 5, 9, 0, 10, tzinfo=UTC)
+    assert "(0 new, 1 updated, 0 unchanged)" in out
 
 
 def test_an_ended_session_is_completed_and_an_open_one_active(tmp_path: Path) -> None:

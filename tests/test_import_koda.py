@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fleet import transcript
 from sessions.models import Session
 from tests.import_stores import koda_store, messages_of, run_import, snapshot
 
@@ -264,3 +265,224 @@ def test_koda_usage_reads_like_koda_usage_sent_to_the_api(tmp_path: Path) -> Non
         stored.reasoning_tokens,
         stored.cache_read_tokens,
     ) == expected
+
+
+# --- compaction summaries, models, usage rows as koda counts them ----------------------
+
+CONTINUATION = "Your context was compacted. The previous message contains a summary."
+
+
+def compacted(path: Path) -> Path:
+    """A session koda compacted twice: summary and continuation hint after each archive.
+
+    koda's ``compact_session`` stamps the archived rows with ``datetime('now')``
+    and inserts the summary (``system``, no usage) and a continuation hint
+    (``assistant``) in the same transaction; the second compaction's summary
+    fell on the next second.
+    """
+
+    def row(role: str, content: str, at: str, archived: str | None = None, **more: Any) -> Any:
+        return message(
+            session_id="c",
+            role=role,
+            content=content,
+            created_at=at,
+            compacted_at=archived,
+            **more,
+        )
+
+    return koda_store(
+        path,
+        sessions=[{"id": "c", "created_at": "2026-03-01 11:59:00", "agent_name": "koda"}],
+        messages=[
+            row("system", "You are koda.", "2026-03-01 12:00:00", "2026-03-01 12:05:00"),
+            row("user", "Fix the test.", "2026-03-01 12:00:01", "2026-03-01 12:05:00"),
+            row(
+                "assistant",
+                "Fixed.",
+                "2026-03-01 12:00:05",
+                "2026-03-01 12:05:00",
+                prompt_tokens=10,
+                completion_tokens=5,
+            ),
+            row("user", "Now the docs.", "2026-03-01 12:01:00", "2026-03-01 13:00:00"),
+            row(
+                "system",
+                "Summary: the test is fixed.",
+                "2026-03-01 12:05:00",
+                "2026-03-01 13:00:00",
+            ),
+            row("assistant", CONTINUATION, "2026-03-01 12:05:00", "2026-03-01 13:00:00"),
+            row("system", "Reminder: run the linter.", "2026-03-01 12:30:00"),
+            row("user", "Done?", "2026-03-01 12:59:00"),
+            row("system", "Summary: test and docs.", "2026-03-01 13:00:01"),
+            row("assistant", CONTINUATION, "2026-03-01 13:00:01"),
+        ],
+    )
+
+
+def test_summaries_koda_wrote_at_compaction_are_marked_as_fleets_own(tmp_path: Path) -> None:
+    from sessions.models import Message
+
+    run_import("koda", str(compacted(tmp_path / "koda.db")))
+
+    messages = messages_of("c")
+    summaries = [(m.content, m.created_at, m.compacted_at) for m in messages if m.is_summary]
+    assert summaries == [
+        (
+            "Summary: the test is fixed.",
+            datetime(2026, 3, 1, 12, 5, tzinfo=UTC),
+            datetime(2026, 3, 1, 13, 0, tzinfo=UTC),
+        ),
+        # Stamped at the moment of its archive, as Fleet's compaction stamps both.
+        ("Summary: test and docs.", datetime(2026, 3, 1, 13, 0, tzinfo=UTC), None),
+    ]
+    # The system prompt and a system message at another time are no summaries.
+    assert [m.content for m in messages if m.role == "system" and not m.is_summary] == [
+        "You are koda.",
+        "Reminder: run the linter.",
+    ]
+    # The dashboard's transcript shows each with the run it replaced.
+    runs = [item for item in transcript.build(messages) if isinstance(item, transcript.ArchivedRun)]
+    assert [(len(run.entries), run.summary and run.summary.message.content) for run in runs] == [
+        (3, "Summary: the test is fixed."),
+        (3, "Summary: test and docs."),
+    ]
+    context = Message.objects.filter(session__key="c").context()
+    assert [m.content for m in context] == [
+        "Summary: test and docs.",
+        "Reminder: run the linter.",
+        "Done?",
+        CONTINUATION,
+    ]
+
+
+def test_a_model_in_the_session_or_its_messages_is_kept(tmp_path: Path) -> None:
+    store = build(tmp_path / "koda.db")
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE sessions ADD COLUMN model TEXT")
+        conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+        conn.execute("UPDATE messages SET model = 'claude-haiku-4-5' WHERE id = 4")
+        conn.execute("UPDATE messages SET model = 'gpt-4o-mini' WHERE session_id = 's-2'")
+        conn.execute("DELETE FROM session_metadata WHERE key = 'model'")
+        conn.execute("UPDATE sessions SET model = 'claude-sonnet-4-5' WHERE id = 's-1'")
+
+    run_import("koda", str(store))
+
+    assert Session.objects.get(key="s-1").model == "claude-sonnet-4-5"
+    assert [m.model for m in messages_of("s-1")] == ["", "", "", "claude-haiku-4-5"]
+    # No model for the session: its newest message's model names it.
+    assert Session.objects.get(key="s-2").model == "gpt-4o-mini"
+    reply = messages_of("s-2")[0]
+    assert (reply.model, reply.cost_source) == ("gpt-4o-mini", "computed")
+
+
+def test_a_row_with_usage_is_an_api_call_even_when_its_counts_are_zero(tmp_path: Path) -> None:
+    # koda's session_token_usage counts a row as an API call when its
+    # prompt_tokens or completion_tokens is not NULL; zero is a count.
+    store = build(
+        tmp_path / "koda.db",
+        extra=[
+            message(
+                session_id="s-2",
+                role="assistant",
+                content="cached",
+                prompt_tokens=0,
+                completion_tokens=0,
+                created_at="2026-03-02 08:00:02",
+            ),
+            message(session_id="s-2", role="user", content="ok", created_at="2026-03-02 08:00:03"),
+        ],
+    )
+
+    run_import("koda", str(store))
+
+    zero, plain = messages_of("s-2")[1:]
+    assert (zero.cost_source, zero.prompt_tokens, plain.cost_source) == ("unpriced", 0, "")
+    assert Session.objects.get(key="s-2").api_calls == 2
+
+
+def test_a_second_import_of_summaries_models_and_zero_usage_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = compacted(tmp_path / "koda.db")
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")
+        conn.execute(
+            "UPDATE messages SET model = 'claude-haiku-4-5', prompt_tokens = 0, "
+            "completion_tokens = 0 WHERE id = 10"
+        )
+    run_import("koda", str(store))
+    before = snapshot()
+
+    out, _ = run_import("koda", str(store))
+    dry, _ = run_import("koda", str(store), "--dry-run")
+
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in out
+    assert dry == out.replace("Imported", "Would import")
+
+
+def test_a_reimport_after_koda_compacted_archives_what_fleet_already_holds(
+    tmp_path: Path,
+) -> None:
+    from sessions.models import Message
+
+    def row(role: str, content: str, at: str, archived: str | None = None) -> Any:
+        return message(
+            session_id="c", role=role, content=content, created_at=at, compacted_at=archived
+        )
+
+    session = [{"id": "c", "created_at": "2026-03-01 11:59:00"}]
+    first = [
+        row("user", "Fix the test.", "2026-03-01 12:00:01"),
+        row("assistant", "Fixed.", "2026-03-01 12:00:05"),
+        row("user", "Now the docs.", "2026-03-01 12:01:00"),
+    ]
+    run_import("koda", str(koda_store(tmp_path / "first.db", sessions=session, messages=first)))
+    # koda compacted since: the first two archived, its summary and hint added.
+    archived = "2026-03-01 12:05:00"
+    later = [
+        row("user", "Fix the test.", "2026-03-01 12:00:01", archived),
+        row("assistant", "Fixed.", "2026-03-01 12:00:05", archived),
+        first[2],
+        row("system", "Summary: the test is fixed.", archived),
+        row("assistant", CONTINUATION, archived),
+    ]
+    store = koda_store(tmp_path / "later.db", sessions=session, messages=later)
+
+    out, _ = run_import("koda", str(store))
+
+    at = datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
+    assert [m.compacted_at for m in messages_of("c")] == [at, at, None, None, None]
+    context = Message.objects.filter(session__key="c").context()
+    assert [m.content for m in context] == [
+        "Summary: the test is fixed.",
+        "Now the docs.",
+        CONTINUATION,
+    ]
+    assert "(0 new, 1 updated, 0 unchanged) with 2 messages" in out
+    before = snapshot()
+    again, _ = run_import("koda", str(store))
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 1 unchanged) with 0 messages" in again
+
+
+def test_newer_kodas_title_thinking_and_mode_are_kept(tmp_path: Path) -> None:
+    store = build(tmp_path / "koda.db")
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE sessions ADD COLUMN title TEXT")
+        conn.execute("ALTER TABLE sessions ADD COLUMN mode TEXT")
+        conn.execute("ALTER TABLE messages ADD COLUMN thinking_content TEXT")
+        conn.execute("UPDATE sessions SET title = 'Fix the tests', mode = 'plan' WHERE id = 's-1'")
+        conn.execute("UPDATE messages SET thinking_content = 'Read the file first.' WHERE id = 2")
+
+    run_import("koda", str(store))
+
+    session = Session.objects.get(key="s-1")
+    assert (session.name, session.metadata) == (
+        "Fix the tests",
+        {"git_branch": "fix/tests", "mode": "plan"},
+    )
+    assert [m.reasoning for m in messages_of("s-1")] == ["", "Read the file first.", "", ""]
+    assert Session.objects.get(key="s-2").name == ""

@@ -329,3 +329,19 @@ def test_every_format_dry_runs_without_writing(fmt: str, tmp_path: Path) -> None
     real, _ = run_import(fmt, str(store))
     assert real == dry.replace("Would import", "Imported")
     assert Session.objects.count() == 1
+
+
+@pytest.mark.parametrize("fmt", ["zeph", "zeroclaw", "appam", "koda", "fleet"])
+def test_every_format_reimports_without_change_and_dry_runs_the_same_counts(
+    fmt: str, tmp_path: Path
+) -> None:
+    store = store_of(fmt, tmp_path)
+    run_import(fmt, str(store))
+    before = snapshot()
+
+    dry, _ = run_import(fmt, str(store), "--dry-run")
+    real, _ = run_import(fmt, str(store))
+
+    assert snapshot() == before
+    assert real.startswith("Imported 1 session (0 new, 0 updated, 1 unchanged) with 0 messages")
+    assert dry == real.replace("Imported", "Would import")

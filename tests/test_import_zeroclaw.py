@@ -186,6 +186,14 @@ def database(tmp_path: Path) -> Path:
                 "last_activity": "2026-02-02T11:00:00Z",
                 "state": "idle",
             },
+            {
+                "session_key": "slack_failed",
+                "created_at": "2026-02-04T08:00:00Z",
+                "last_activity": "2026-02-04T08:02:00Z",
+                "state": "error",
+                "turn_id": "turn-12",
+                "turn_started_at": "2026-02-04T08:01:30Z",
+            },
         ],
         messages=[
             {
@@ -263,6 +271,14 @@ def test_state_routing_context_and_names_carry_over(database: Path) -> None:
     )
 
 
+def test_an_error_state_keeps_the_turn_that_failed(database: Path) -> None:
+    run_import("zeroclaw", str(database))
+
+    session = Session.objects.get(key="slack_failed")
+    assert (session.state, session.turn_id) == ("error", "turn-12")
+    assert session.turn_started_at == datetime(2026, 2, 4, 8, 1, 30, tzinfo=UTC)
+
+
 def test_a_key_with_messages_but_no_metadata_spans_its_messages(database: Path) -> None:
     run_import("zeroclaw", str(database))
 
@@ -313,7 +329,7 @@ def test_a_second_import_of_the_database_adds_nothing_and_changes_nothing(databa
     out, _ = run_import("zeroclaw", str(database))
 
     assert snapshot() == before
-    assert "(0 new, 0 updated, 3 unchanged) with 0 messages" in out
+    assert "(0 new, 0 updated, 4 unchanged) with 0 messages" in out
 
 
 def test_a_re_import_leaves_the_status_fleet_gave_the_session(database: Path) -> None:

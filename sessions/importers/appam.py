@@ -17,12 +17,19 @@ How it is read:
   turn and tool-call counts are the session's totals (appam computes and
   prices them itself, so its cost is reported cost). They are set after the
   messages, so they win over what the messages alone would count.
-* Token convention: appam adds up what each provider reports. Anthropic's
-  input excludes cache reads and writes, OpenAI's includes cached input. So a
-  session on a Claude model, or one whose cache tokens exceed its input
-  (which only an exclusive count allows), gets its cache tokens added to the
-  prompt; other sessions are taken as they are. Reasoning above output was
-  counted apart and is added to completion.
+* Token convention: appam adds up what each provider reports, unchanged.
+  Anthropic's input excludes cache reads and writes; OpenAI's (Chat,
+  Responses, Codex) and OpenRouter's include cached input; Gemini (Vertex)
+  reports no cache tokens. The usage fields decide, never the model name (a
+  gateway or a fine-tune hides the provider): cache writes, which only
+  appam's Anthropic clients report, or cache reads above the input, which
+  only an input without them allows, mean an Anthropic-style input, and the
+  cache tokens are added to the prompt. Cache reads alone, within the input,
+  are taken as part of it -- the way appam's own pricing reads its totals
+  (billable input = input - cache reads); an Anthropic session that only
+  read a cache another session wrote is then under-counted by its reads,
+  which its totals cannot show. Reasoning above output was counted apart and
+  is added to completion.
 * ``ended_at`` set means the session ended: ``completed``. Without it the
   session is new and ``active``, or keeps the status Fleet gave it.
 * A message's ``id`` (a string, or a number as its decimal text) is its
@@ -127,7 +134,7 @@ def session_from_row(row: Any, where: str) -> SourceSession:
     if not isinstance(messages, list):
         raise BadRecord("messages is not a JSON array")
     session = SourceSession(key=key, where=where, last_active_at=updated, fields=fields)
-    session.totals = _totals(row, model)
+    session.totals = _totals(row)
     moment = started
     for index, raw in enumerate(messages):
         item_where = f"{where} messages[{index}]"
@@ -184,7 +191,18 @@ def _message(raw: Any, index: int, previous: datetime) -> MessageIn:
     return source_message(values)
 
 
-def _totals(row: Any, model: str) -> dict[str, Any]:
+def input_excludes_cache(prompt: int, cache_read: int, cache_creation: int) -> bool:
+    """Whether appam's summed input leaves its cache tokens out (Anthropic style).
+
+    Read from the usage fields alone (see the module docstring): cache writes
+    come only from appam's Anthropic clients, and reads above the input only
+    from an input without them. Reads alone, within the input, are part of it,
+    as appam's own pricing takes them (it bills input minus cache reads).
+    """
+    return cache_creation > 0 or cache_read > prompt
+
+
+def _totals(row: Any) -> dict[str, Any]:
     totals: dict[str, Any] = {}
     for column, name in (("turn_count", "turns"), ("tool_call_count", "tool_call_count")):
         value = to_count(row[column], column)
@@ -203,7 +221,7 @@ def _totals(row: Any, model: str) -> dict[str, Any]:
     cache_read = count("total_cache_read_tokens")
     cache_creation = count("total_cache_creation_tokens")
     reasoning = count("total_reasoning_tokens")
-    if "claude" in model.lower() or cache_read + cache_creation > prompt:
+    if input_excludes_cache(prompt, cache_read, cache_creation):
         prompt += cache_read + cache_creation
     totals.update(
         prompt_tokens=prompt,

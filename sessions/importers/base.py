@@ -13,7 +13,9 @@ Idempotency: every imported message carries a ``message_id`` derived from its
 place in the store (each reader says how), so a second import skips what the
 first stored; session fields are set to the values they already have, and the
 session's activity time is the store's (``now`` of the services is the store's
-last activity, never the clock), so nothing moves on a re-import.
+last activity, never the clock), so nothing moves on a re-import. Messages the
+store archived since they were imported are archived at the store's time
+(koda's compaction); none is ever un-archived.
 """
 
 from __future__ import annotations
@@ -182,12 +184,14 @@ def write_session(
             before = _snapshot(source.key)
             if before is None:
                 fields = {**source.new_fields, **fields}
-            appended = skipped = 0
+            appended = skipped = archived = 0
             if source.messages:
                 result = services.messages_append_all(
                     key=source.key, messages=source.messages, session=fields, now=now
                 )
                 appended, skipped = result.appended, result.skipped
+                if skipped:
+                    archived = _archive_stored(source)
                 if source.totals:
                     services.session_upsert(key=source.key, fields=source.totals, now=now)
             else:
@@ -201,11 +205,23 @@ def write_session(
         )
     if before is None:
         result_name = "created"
-    elif before != after:
+    elif before != after or archived:
         result_name = "updated"
     else:
         result_name = "unchanged"
     return SessionOutcome(source.key, source.where, result_name, appended, skipped)
+
+
+def _archive_stored(source: SourceSession) -> int:
+    """Carry the store's archive over to messages a previous import stored active."""
+    archived = {
+        message.message_id: message.compacted_at
+        for message in source.messages
+        if message.message_id and message.compacted_at is not None
+    }
+    if not archived:
+        return 0
+    return services.messages_archive_stored(key=source.key, archived=archived)
 
 
 def run_import(

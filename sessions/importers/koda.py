@@ -13,17 +13,29 @@ How it is read:
 
 * koda's ``prompt_tokens`` exclude cache tokens (Anthropic style): its usage
   is read as koda's shape (``sessions.usage``, the same rule as the API's), so
-  Fleet's prompt is koda's prompt plus cache reads and writes. ``thinking_tokens`` are reasoning, a
-  part of completion (added to completion when koda counted them apart). A
-  message carries usage when any of its token columns is above zero; koda
-  records no cost, so the server prices it from the session's model --
-  ``session_metadata`` key ``model`` names it when koda recorded one --
-  and otherwise marks it unpriced.
+  Fleet's prompt is koda's prompt plus cache reads and writes.
+  ``thinking_tokens`` are reasoning, a part of completion (added to
+  completion when koda counted them apart). A message carries usage -- and
+  is an API call -- as koda counts one: its ``prompt_tokens`` or
+  ``completion_tokens`` is not NULL, even when every count is zero (a count
+  in another column is never dropped either). koda records no cost, so the
+  server prices it from the message's model, else the session's, and
+  otherwise marks it unpriced.
+* The model: the session's ``model`` column, else ``session_metadata`` key
+  ``model``, else the newest message's; a message's ``model`` column is its
+  own (columns a koda version lacks read as empty).
 * Archived messages stay archived: a message's ``compacted_at`` is kept (it
-  leaves the context view, stays in the full view). koda marks no summary
-  message, so none is flagged as one.
+  leaves the context view, stays in the full view). The summary koda wrote at
+  each compaction (a ``system`` row without usage, inserted with the archive
+  stamp) is marked as Fleet's compaction summaries are (``is_summary``,
+  stamped at its archive's time): the context view puts it first, the
+  transcript shows it with the messages it replaced (``mark_summaries``).
+  koda's continuation hint after it is an ordinary assistant message.
 * ``session_metadata``: ``todo`` is the todo list, ``model`` the model;
-  every other key goes to the session's metadata.
+  every other key goes to the session's metadata. Newer koda versions' columns
+  are read when present: the session's ``title`` is its name, its ``mode``
+  metadata ``mode`` (a ``session_metadata`` key of that name wins), a
+  message's ``thinking_content`` its reasoning.
 * The agent is the session's ``agent_name``, else ``koda``, unless
   ``--agent`` says; a message's ``agent_name`` is its sub-agent. koda has no
   session status: new sessions are ``active`` and a re-import leaves the
@@ -37,9 +49,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sessions.choices import Role
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
@@ -55,9 +69,17 @@ from sessions.importers.base import (
     to_count,
     to_text,
 )
-from sessions.inputs import MessageIn
 
-SESSION_COLUMNS = ("id", "created_at", "agent_name", "project_root", "last_accessed_at")
+SESSION_COLUMNS = (
+    "id",
+    "created_at",
+    "agent_name",
+    "project_root",
+    "last_accessed_at",
+    "model",
+    "title",
+    "mode",
+)
 MESSAGE_COLUMNS = (
     "id",
     "session_id",
@@ -73,7 +95,10 @@ MESSAGE_COLUMNS = (
     "agent_name",
     "compacted_at",
     "created_at",
+    "model",
+    "thinking_content",
 )
+SECOND = timedelta(seconds=1)
 TOKEN_COLUMNS = {
     "prompt_tokens": "prompt_tokens",
     "completion_tokens": "completion_tokens",
@@ -136,44 +161,94 @@ def _session(
         "created_at": created,
         "project_root": to_text(row["project_root"]),
     }
+    model = to_text(row["model"]).strip()
+    if to_text(row["title"]).strip():
+        fields["name"] = to_text(row["title"])
     extra: dict[str, str] = {}
+    if to_text(row["mode"]).strip():
+        extra["mode"] = to_text(row["mode"])
     for entry in metadata:
         name, value = to_text(entry["key"]), to_text(entry["value"])
         if name == "todo":
             fields["todo"] = value
         elif name == "model":
-            fields["model"] = value
+            model = model or value
         else:
             extra[name] = value
     if extra:
         fields["metadata"] = extra
     session = SourceSession(key=key, where=where, last_active_at=created, fields=fields)
     last_message = created
+    # First every row's values (a corrupt one is reported), then the summaries
+    # among them, then each is validated: marking a summary restamps it.
+    parsed: list[tuple[str, dict[str, Any], datetime | None]] = []
     for message_row in rows:
         row_where = f"{path.name}: messages id={message_row['id']}"
         try:
-            message = _message(message_row)
+            parsed.append((row_where, *_values(message_row)))
         except BadRecord as exc:
             session.problems.append(Problem(row_where, str(exc)))
-            continue
+    summaries = mark_summaries([(values, archived) for _, values, archived in parsed])
+    newest_model = ""
+    for index, (row_where, values, archived) in enumerate(parsed):
+        try:
+            message = source_message(values)
         except FleetError as exc:
             session.problems.append(problem_from(row_where, exc))
             continue
+        message.compacted_at = archived
+        message.is_summary = index in summaries
         session.messages.append(message)
-        last_message = max(last_message, message.created_at or created)
+        last_message = max(last_message, values["created_at"])
+        newest_model = values["model"] or newest_model
     session.last_active_at = (
         optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
     )
+    # The session's model, else the newest message's that names one.
+    model = model or newest_model
+    if model:
+        fields["model"] = model
     return session
 
 
-def _message(row: Any) -> MessageIn:
+def mark_summaries(rows: list[tuple[dict[str, Any], datetime | None]]) -> set[int]:
+    """The places of the summaries koda wrote at compaction, restamped (see below).
+
+    ``rows`` are messages' values with their archive time, in koda's order.
+    koda's ``compact_session`` stamps the archived rows ``compacted_at =
+    datetime('now')`` and, in the same transaction, inserts the summary as a
+    ``system`` row without usage (then an ``assistant`` continuation hint). So
+    a summary is the first such ``system`` row after rows archived at its own
+    time -- or the next second, when the transaction crossed one. Its
+    ``created_at`` becomes its archive's time, as Fleet's own compaction
+    stamps both, so the transcript shows it with the messages it replaced.
+    """
+    archives: list[datetime] = []  # compaction times of the rows read so far
+    summarised: set[datetime] = set()
+    places: set[int] = set()
+    for index, (values, archived) in enumerate(rows):
+        if values["role"] == Role.SYSTEM and "usage" not in values:
+            for moment in archives:
+                if moment not in summarised and moment <= values["created_at"] <= moment + SECOND:
+                    values["created_at"] = moment
+                    summarised.add(moment)
+                    places.add(index)
+                    break
+        if archived is not None and archived not in archives:
+            archives.append(archived)
+    return places
+
+
+def _values(row: Any) -> tuple[dict[str, Any], datetime | None]:
+    """A message row's values for ``source_message``, and its archive time."""
     values: dict[str, Any] = {
         "message_id": f"koda:{row['id']}",
         "role": to_text(row["role"]).strip().lower(),
         "content": row["content"],
         "tool_call_id": to_text(row["tool_call_id"]),
         "agent_name": to_text(row["agent_name"]),
+        "model": to_text(row["model"]).strip(),
+        "reasoning": to_text(row["thinking_content"]),
         "created_at": parse_time(row["created_at"], "created_at"),
     }
     if row["tool_calls"] not in (None, ""):
@@ -181,11 +256,13 @@ def _message(row: Any) -> MessageIn:
             values["tool_calls"] = json.loads(row["tool_calls"])
         except (TypeError, ValueError) as exc:
             raise BadRecord(f"tool_calls is not JSON ({exc})") from None
-    tokens = {name: to_count(row[column], column) or 0 for column, name in TOKEN_COLUMNS.items()}
-    if any(tokens.values()):
+    counts = {name: to_count(row[column], column) for column, name in TOKEN_COLUMNS.items()}
+    tokens = {name: count or 0 for name, count in counts.items()}
+    # koda counts a row as an API call when its prompt or completion tokens are
+    # not NULL, zero or not; a count in another column is never dropped.
+    reported = counts["prompt_tokens"] is not None or counts["completion_tokens"] is not None
+    if reported or any(tokens.values()):
         # koda's own usage shape (sessions.usage): input without cache tokens,
         # thinking as reasoning -- read by the same rule as the API's.
         values["usage"] = tokens
-    message = source_message(values)
-    message.compacted_at = optional_time(row["compacted_at"], "compacted_at")
-    return message
+    return values, optional_time(row["compacted_at"], "compacted_at")

@@ -18,8 +18,9 @@ metadata row is a session from its first to its last message.
 ``message_count`` is checked against the messages imported: a mismatch (or
 an unreadable count) is reported as a warning, the session imported.
 
-What carries over: the name; the turn state (``idle``/``running``/``error``
-with the turn's id and start; a state Fleet does not know, such as ``paused``,
+What carries over: the name; the turn state (``idle``/``running``/``error``;
+``running`` and ``error`` with the turn's id and start -- the turn under way,
+or the one that failed; a state Fleet does not know, such as ``paused``,
 leaves the state as it is, is kept in metadata ``source_state`` and reported
 as a warning -- the session is imported all the same); the routing context (``channel_id`` is the
 ``<type>.<alias>`` channel reference, e.g. ``discord.clamps``; room and sender
@@ -272,7 +273,9 @@ def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any
             )
         if state is not None:
             fields["state"] = state
-            if state == State.RUNNING:
+            # ``running`` is the turn under way, ``error`` the turn that failed:
+            # both keep it (``idle`` has none, and the services clear it).
+            if state in (State.RUNNING, State.ERROR):
                 fields["turn_id"] = to_text(meta["turn_id"])
                 started = optional_time(meta["turn_started_at"], "turn_started_at")
                 if started is not None:

@@ -11,7 +11,8 @@ modules below hold them, each with the rules it protects, bottom to top:
 * ``messages``: ``messages_append`` (``messages_append_all`` for a
   transcript longer than one batch) and the corrections (update-last,
   remove-last, clear, the admin's edits).
-* ``compaction``: ``session_compact`` and ``session_delete``.
+* ``compaction``: ``session_compact``, ``messages_archive_stored`` (an
+  importer's) and ``session_delete``.
 
 The rule they all share: a refused write writes nothing. Input is validated
 before the transaction, and every domain error inside it rolls the whole
@@ -19,7 +20,11 @@ transaction back.
 """
 
 from sessions.services.accounting import contribution
-from sessions.services.compaction import session_compact, session_delete
+from sessions.services.compaction import (
+    messages_archive_stored,
+    session_compact,
+    session_delete,
+)
 from sessions.services.messages import (
     AppendResult,
     message_remove_last,
@@ -39,6 +44,7 @@ __all__ = [
     "message_update_last",
     "messages_append",
     "messages_append_all",
+    "messages_archive_stored",
     "messages_clear",
     "session_compact",
     "session_delete",

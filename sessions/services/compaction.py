@@ -2,7 +2,8 @@
 
 The rules these protect:
 
-* Compaction archives, never removes: archived messages stay until purged,
+* Compaction archives, never removes (an import carries an agent's own
+  archive over, ``messages_archive_stored``): archived messages stay until purged,
   and the totals and daily rollup are never lowered. A retried compaction
   adds no second summary.
 * A deleted session leaves a tombstone for its key; its daily rollups stay
@@ -11,6 +12,7 @@ The rules these protect:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.db import transaction
@@ -95,6 +97,34 @@ def session_compact(
         raise InvalidInput("must not be empty", field="summary")
     summary = clean_message({"role": "system", "content": summary}, "summary").fields["content"]
     return _session_compact(key, summary, keep, now or timezone.now(), scope)
+
+
+@transaction.atomic
+def messages_archive_stored(
+    *, key: str, archived: Mapping[str, datetime], scope: KeyScope = FULL
+) -> int:
+    """Archive stored messages that an agent's store archived since (importers).
+
+    ``archived`` maps a ``message_id`` to the time the store archived it. Only
+    messages still active are archived -- never one un-archived or moved -- so
+    a re-import after the agent compacted carries its archive over and a
+    second one changes nothing. Totals and rollups stay (archiving never
+    lowers them). Returns how many were archived.
+    """
+    scope.check_writes()
+    session = lock_existing(clean_key(key), scope)
+    by_moment: dict[datetime, list[str]] = {}
+    for message_id, moment in archived.items():
+        by_moment.setdefault(moment, []).append(message_id)
+    count = 0
+    for moment, ids in by_moment.items():
+        for offset in range(0, len(ids), 500):  # below every database's parameter limit
+            count += Message.objects.filter(
+                session=session,
+                message_id__in=ids[offset : offset + 500],
+                compacted_at__isnull=True,
+            ).update(compacted_at=moment)
+    return count
 
 
 @transaction.atomic
