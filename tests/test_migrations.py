@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import MinuteUsage
+from sessions.models import MinuteUsage, QuarterHourUsage, project_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,3 +75,64 @@ def test_minute_usage_is_filled_from_the_last_two_hours_of_messages(
     assert (gpt.prompt_tokens, gpt.completion_tokens, gpt.cost_usd) == (200, 20, Decimal("0.75"))
     claude = rows[("claude-x", (now - timedelta(minutes=30)).replace(second=0, microsecond=0))]
     assert (claude.api_calls, claude.unpriced_calls, claude.cost_usd) == (1, 1, Decimal(0))
+
+
+BEFORE_BUDGETS = ("agent_sessions", "0008_turn_kept_on_error")
+BUDGETS = ("agent_sessions", "0010_quarter_hour_usage_and_budgets")
+
+
+def test_quarter_hour_usage_is_filled_from_every_stored_message_with_usage(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BEFORE_BUDGETS])
+    apps = executor.loader.project_state([BEFORE_BUDGETS]).apps
+    session_model = apps.get_model("agent_sessions", "Session")
+    message_model = apps.get_model("agent_sessions", "Message")
+    t0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    session = session_model.objects.create(
+        key="s", agent="koda", model="gpt-4o", channel="cli", project_root="/src/app"
+    )
+    for seq, (at, model, source, cost) in enumerate(
+        [
+            (t0, "", "computed", Decimal("0.5")),
+            (t0 + timedelta(minutes=14, seconds=59), "", "reported", Decimal("0.000000001")),
+            (t0 + timedelta(minutes=15), "", "computed", Decimal(2)),  # the next quarter
+            (t0 + timedelta(minutes=1), "claude-x", "unpriced", None),
+            (t0 + timedelta(minutes=2), "", "", None),  # a user message: no usage
+            (t0 + timedelta(days=40), "", "computed", Decimal(7)),  # long ago or not: all
+        ],
+        start=1,
+    ):
+        message_model.objects.create(
+            session=session,
+            seq=seq,
+            role="assistant" if source else "user",
+            model=model,
+            cost_source=source,
+            cost_usd=cost,
+            created_at=at,
+            prompt_tokens=10 if source else 0,
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([BUDGETS])
+
+    rows = {
+        (row.quarter, row.model): (
+            row.api_calls,
+            row.unpriced_calls,
+            row.cost_usd,
+            row.prompt_tokens,
+        )
+        for row in QuarterHourUsage.objects.all()
+    }
+    assert rows == {
+        (t0, "gpt-4o"): (2, 0, Decimal("0.500000001"), 20),
+        (t0, "claude-x"): (1, 1, Decimal(0), 10),
+        (t0 + timedelta(minutes=15), "gpt-4o"): (1, 0, Decimal(2), 10),
+        (t0 + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+    }
+    row = QuarterHourUsage.objects.first()
+    assert row is not None
+    assert (row.agent, row.channel, row.project) == ("koda", "cli", "/src/app")
+    assert row.project_key == project_key("/src/app")

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sessions.choices import TOKEN_FIELDS, CostSource
-from sessions.models import DailyUsage, Message, Session
+from sessions.models import DailyUsage, Message, QuarterHourUsage, Session
 
 ROLLUP_COUNTERS = (
     "sessions_started",
@@ -50,4 +50,12 @@ def rollup_totals(**filters: Any) -> dict[str, Any]:
     rows = list(DailyUsage.objects.filter(**filters))
     totals: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in ROLLUP_COUNTERS}
     totals["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
+    if set(filters) <= {"agent", "model", "channel"}:
+        # The budgets' quarter-hour rollup moves with every write like the daily one.
+        quarters = list(QuarterHourUsage.objects.filter(**filters))
+        for name in QuarterHourUsage.COUNTERS:
+            kept = sum(
+                (getattr(r, name) for r in quarters), Decimal(0) if name == "cost_usd" else 0
+            )
+            assert kept == totals[name], (name, kept, totals[name])
     return totals

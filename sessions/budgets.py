@@ -1,0 +1,203 @@
+"""Budgets: what a budget has spent in its current period, read from the rollup.
+
+The one home of the budget rules (docs/DECISIONS.md "Budgets"):
+
+- **Period**: the current day, ISO week (Monday to Monday) or calendar month
+  in the configured time zone (``FLEET_TIME_ZONE``, Django's ``TIME_ZONE``),
+  as ``[start, end)``. A day with a DST change is 23 or 25 hours long.
+- **Spend**: the sum of ``QuarterHourUsage`` buckets whose quarter hour lies
+  in the period and whose dimensions match the budget's scope. Every UTC
+  offset in use is a whole number of quarter hours, so a local period starts
+  and ends on bucket boundaries and the sum is exact (integer nano-dollars,
+  read as ``Decimal``). It holds reported and computed costs; calls that
+  could not be priced are counted apart (``unpriced_calls``) and add nothing.
+- **Scope**: a budget's blank dimension matches any value; a set one matches
+  exactly that value. ``budgets_applying`` answers the budgets that may apply
+  to a call described by some of (agent, model, channel, project): an
+  omitted dimension may be anything, so budgets set on it are included.
+- **Key scope**: a key limited to agents sees the budgets of those agents
+  and the budgets that name no agent (they count its agents' spend too).
+- ``warning`` when the spend reaches ``warning_percent`` of the amount,
+  ``exceeded`` when it reaches the amount (nothing remains). Budgets never
+  stop a write: agents ask and stop themselves.
+- ``forecast``: the spend at the period's end if it goes on at the period's
+  average rate so far (elapsed time counted as at least ``FORECAST_MIN_ELAPSED``
+  so the first minutes of a period do not forecast wildly).
+
+Cost: ``budget_statuses`` reads ``STATUSES_PER_QUERY`` budgets per query (one
+conditional exact sum each over the buckets of the widest period).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from sessions.models import Budget, QuarterHourUsage, project_key
+from sessions.money import display, from_nanos
+from sessions.scopes import FULL, KeyScope
+from sessions.sql import exact_sums, exact_totals
+
+STATUSES_PER_QUERY = 20
+FORECAST_MIN_ELAPSED = timedelta(hours=1)
+_COUNTERS = ("cost_usd", "unpriced_calls", "api_calls")
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget in its current period. Amounts are ``Decimal`` USD."""
+
+    budget: Budget
+    period_start: datetime  # aware, in the configured time zone
+    period_end: datetime  # exclusive
+    spent: Decimal
+    unpriced_calls: int
+    api_calls: int
+    remaining: Decimal  # never below zero
+    forecast: Decimal
+    warning: bool
+    exceeded: bool
+
+    @property
+    def percent(self) -> int:
+        """The spent share of the amount in whole percent, capped at 100 (a bar's width)."""
+        return min(100, int(self.spent * 100 / self.budget.amount_usd))
+
+    @property
+    def forecast_percent(self) -> int:
+        return min(100, int(self.forecast * 100 / self.budget.amount_usd))
+
+
+def period_bounds(
+    period: str, now: datetime, zone: tzinfo | None = None
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the day, week or month holding ``now`` in ``zone``.
+
+    ``zone`` defaults to the configured time zone. A local midnight that does
+    not exist (a DST gap) starts the day at the first moment that does.
+    """
+    zone = zone or timezone.get_default_timezone()
+    today = now.astimezone(zone).date()
+    if period == Budget.Period.DAY:
+        first, after = today, today + timedelta(days=1)
+    elif period == Budget.Period.WEEK:
+        first = today - timedelta(days=today.weekday())
+        after = first + timedelta(days=7)
+    elif period == Budget.Period.MONTH:
+        first = today.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown budget period {period!r}")
+    return _midnight(first, zone), _midnight(after, zone)
+
+
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    # Through UTC and back: a midnight in a DST gap (fold=0 reads it with the
+    # offset before the change) lands on the first moment of the day.
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC).astimezone(zone)
+
+
+def _scope_filter(budget: Budget) -> Q:
+    where = Q()
+    for name, value in budget.scope.items():
+        if name == "project":
+            where &= Q(project_key=project_key(value))
+        else:
+            where &= Q(**{name: value})
+    return where
+
+
+def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> list[BudgetStatus]:
+    """Each budget's status at ``now``: one query per ``STATUSES_PER_QUERY`` budgets."""
+    now = now or timezone.now()
+    budgets = list(budgets)
+    statuses = []
+    for at in range(0, len(budgets), STATUSES_PER_QUERY):
+        statuses.extend(_statuses(budgets[at : at + STATUSES_PER_QUERY], now))
+    return statuses
+
+
+def budget_status(budget: Budget, now: datetime | None = None) -> BudgetStatus:
+    """``budget`` at ``now`` (one query)."""
+    return budget_statuses([budget], now)[0]
+
+
+def _statuses(budgets: Sequence[Budget], now: datetime) -> list[BudgetStatus]:
+    if not budgets:
+        return []
+    bounds = [period_bounds(budget.period, now) for budget in budgets]
+    aggregates = {}
+    for index, (budget, (start, end)) in enumerate(zip(budgets, bounds, strict=True)):
+        where = Q(quarter__gte=start, quarter__lt=end) & _scope_filter(budget)
+        aggregates.update(exact_sums(*_COUNTERS, where=where, prefix=f"b{index}_"))
+    found = QuarterHourUsage.objects.filter(
+        quarter__gte=min(start for start, _ in bounds), quarter__lt=max(end for _, end in bounds)
+    ).aggregate(**aggregates)
+    return [
+        _status(budget, start, end, now, exact_totals(found, [f"b{i}_{c}" for c in _COUNTERS]), i)
+        for i, (budget, (start, end)) in enumerate(zip(budgets, bounds, strict=True))
+    ]
+
+
+def _status(
+    budget: Budget, start: datetime, end: datetime, now: datetime, sums: dict[str, int], i: int
+) -> BudgetStatus:
+    spent = from_nanos(sums[f"b{i}_cost_usd"])
+    amount = budget.amount_usd
+    # In UTC: subtracting two times of one zone gives the wall-clock difference,
+    # an hour off across a DST change.
+    length = end.astimezone(UTC) - start.astimezone(UTC)
+    elapsed = min(max(now.astimezone(UTC) - start.astimezone(UTC), FORECAST_MIN_ELAPSED), length)
+    # Whole microseconds: the ratio of two exact integers, then nine places.
+    forecast = display(
+        spent
+        * Decimal(length // timedelta(microseconds=1))
+        / Decimal(elapsed // timedelta(microseconds=1))
+    )
+    return BudgetStatus(
+        budget=budget,
+        period_start=start,
+        period_end=end,
+        spent=spent,
+        unpriced_calls=sums[f"b{i}_unpriced_calls"],
+        api_calls=sums[f"b{i}_api_calls"],
+        remaining=max(amount - spent, Decimal(0)),
+        forecast=max(forecast, spent),
+        warning=spent * 100 >= amount * budget.warning_percent,
+        exceeded=spent >= amount,
+    )
+
+
+def budgets_applying(
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    channel: str | None = None,
+    project: str | None = None,
+    scope: KeyScope = FULL,
+) -> QuerySet[Budget]:
+    """The budgets that may apply to usage with these dimensions, seen through ``scope``.
+
+    A given dimension matches budgets that leave it blank or name exactly it;
+    an omitted one (``None``) matches every budget. See the module doc.
+    """
+    budgets = visible_budgets(scope)
+    for name, value in (("agent", agent), ("model", model), ("channel", channel)):
+        if value is not None:
+            budgets = budgets.filter(Q(**{name: ""}) | Q(**{name: value}))
+    if project is not None:
+        budgets = budgets.filter(Q(project="") | Q(project=project))
+    return budgets
+
+
+def visible_budgets(scope: KeyScope = FULL) -> QuerySet[Budget]:
+    """Every budget a key with ``scope`` may read (its agents' and those naming no agent)."""
+    budgets = Budget.objects.order_by("name", "id")
+    if scope.agent_filter is not None:
+        budgets = budgets.filter(Q(agent="") | Q(agent__in=scope.agent_filter))
+    return budgets
