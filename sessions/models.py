@@ -28,7 +28,7 @@ from sessions.choices import (
     Status,
 )
 from sessions.errors import Conflict, InvalidInput
-from sessions.money import MoneyField
+from sessions.money import MoneyField, to_decimal
 from sessions.querysets import MessageQuerySet, SessionQuerySet
 from sessions.scopes import KeyScope, clean_agents
 
@@ -467,8 +467,13 @@ class Budget(models.Model):
             models.CheckConstraint(
                 condition=Q(warning_percent__gte=1, warning_percent__lte=100),
                 name="budget_warning_percent_range",
+                violation_error_message="The warning share is a percent from 1 to 100.",
             ),
-            models.CheckConstraint(condition=Q(amount_usd__gt=0), name="budget_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_usd__gt=0),
+                name="budget_amount_positive",
+                violation_error_message="The amount must be above zero.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -486,10 +491,16 @@ class Budget(models.Model):
         return {name: value for name, value in values.items() if value}
 
     def clean(self) -> None:
-        """Refuse a scope value no usage can carry: ingest refuses control
-        characters in these fields, and a value with surrounding spaces is a
-        typo of a name (the channel's choices and the lengths are the fields')."""
+        """Refuse an amount past the bound of money, and a scope value no usage
+        can carry: ingest refuses control characters in these fields, and a
+        value with surrounding spaces is a typo of a name (the channel's
+        choices and the lengths are the fields' own checks)."""
         errors = {}
+        if self.amount_usd is not None:
+            try:
+                to_decimal(self.amount_usd)  # the bound of every amount
+            except ValueError as exc:
+                errors["amount_usd"] = str(exc)
         for name, value in self.scope.items():
             if _CONTROL.search(value):
                 errors[name] = "no usage can match: names carry no control characters"

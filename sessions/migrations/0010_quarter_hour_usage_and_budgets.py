@@ -171,9 +171,12 @@ class Migration(migrations.Migration):
                             ("warning_percent__gte", 1), ("warning_percent__lte", 100)
                         ),
                         name="budget_warning_percent_range",
+                        violation_error_message="The warning share is a percent from 1 to 100.",
                     ),
                     models.CheckConstraint(
-                        condition=models.Q(("amount_usd__gt", 0)), name="budget_amount_positive"
+                        condition=models.Q(("amount_usd__gt", 0)),
+                        name="budget_amount_positive",
+                        violation_error_message="The amount must be above zero.",
                     ),
                 ],
             },
