@@ -18,9 +18,10 @@ older than ``MinuteUsage.RECENT`` (the burn rate reads only the last hour of
 them; they are a window, not history).
 
 What stays: the daily and quarter-hour usage rollups, untouched, so the
-dashboard's cost history, period totals and budgets are the same after a purge. Purged sessions leave
-**no tombstone**: a tombstone refuses writes to a key someone deleted on
-purpose, while a purged session merely aged out, and routing keys
+dashboard's cost history, period totals and budgets are the same after a
+purge. Purged sessions leave **no tombstone**: a tombstone refuses writes to
+a key someone deleted on purpose, while a purged session merely aged out,
+and routing keys
 (``telegram_user123``) come back — the user's next message starts a new
 session.
 
