@@ -21,9 +21,8 @@ What stays: the daily and quarter-hour usage rollups, untouched, so the
 dashboard's cost history, period totals and budgets are the same after a
 purge. Purged sessions leave **no tombstone**: a tombstone refuses writes to
 a key someone deleted on purpose, while a purged session merely aged out,
-and routing keys
-(``telegram_user123``) come back — the user's next message starts a new
-session.
+and routing keys (``telegram_user123``) come back — the user's next message
+starts a new session.
 
 How: rows are chosen by id (``values_list``, keyset pagination, never model
 instances) and removed with ``DELETE … WHERE id IN (…)`` in bounded batches,
