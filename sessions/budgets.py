@@ -24,18 +24,19 @@ The one home of the budget rules (docs/DECISIONS.md "Budgets"):
   average rate so far (elapsed time counted as at least ``FORECAST_MIN_ELAPSED``
   so the first minutes of a period do not forecast wildly).
 
-Cost: ``budget_statuses`` reads ``STATUSES_PER_QUERY`` budgets per query (one
-conditional exact sum each over the buckets of the widest period).
+Cost: ``budget_statuses`` is one query for any number of budgets; it answers
+a row per agent × model × channel × project with usage in the widest period
+and per interval between the periods' boundaries (at most five).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from sessions.models import Budget, QuarterHourUsage, project_key
@@ -43,7 +44,6 @@ from sessions.money import display, from_nanos
 from sessions.scopes import FULL, KeyScope
 from sessions.sql import exact_sums, exact_totals
 
-STATUSES_PER_QUERY = 20
 FORECAST_MIN_ELAPSED = timedelta(hours=1)
 _COUNTERS = ("cost_usd", "unpriced_calls", "api_calls")
 
@@ -102,23 +102,44 @@ def _midnight(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
-def _scope_filter(budget: Budget) -> Q:
-    where = Q()
-    for name, value in budget.scope.items():
-        if name == "project":
-            where &= Q(project_key=project_key(value))
-        else:
-            where &= Q(**{name: value})
-    return where
-
-
 def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> list[BudgetStatus]:
-    """Each budget's status at ``now``: one query per ``STATUSES_PER_QUERY`` budgets."""
+    """Each budget's status at ``now``: one query, whatever the number of budgets.
+
+    The periods' boundaries cut time into at most five intervals; the query
+    sums the buckets per interval and agent × model × channel × project (rows:
+    the combinations with usage in the widest period, times the intervals),
+    and each budget adds the rows of its intervals and scope in Python. A
+    filtered sum per budget instead would test every bucket once per budget.
+    """
     now = now or timezone.now()
     budgets = list(budgets)
+    if not budgets:
+        return []
+    bounds = [period_bounds(budget.period, now) for budget in budgets]
+    cuts = sorted({moment.astimezone(UTC) for pair in bounds for moment in pair})
+    interval = Case(
+        *(When(quarter__lt=cut, then=Value(index)) for index, cut in enumerate(cuts[1:-1])),
+        default=Value(len(cuts) - 2),
+        output_field=IntegerField(),
+    )
+    rows = [
+        (row, exact_totals(row, _COUNTERS))
+        for row in QuarterHourUsage.objects.filter(quarter__gte=cuts[0], quarter__lt=cuts[-1])
+        .annotate(interval=interval)
+        .values("agent", "model", "channel", "project_key", "interval")
+        .annotate(**exact_sums(*_COUNTERS))
+        .order_by()
+    ]
     statuses = []
-    for at in range(0, len(budgets), STATUSES_PER_QUERY):
-        statuses.extend(_statuses(budgets[at : at + STATUSES_PER_QUERY], now))
+    for budget, (start, end) in zip(budgets, bounds, strict=True):
+        first, after = cuts.index(start.astimezone(UTC)), cuts.index(end.astimezone(UTC))
+        scope = _scope_values(budget)
+        sums = dict.fromkeys(_COUNTERS, 0)
+        for row, totals in rows:
+            if first <= row["interval"] < after and all(row[k] == v for k, v in scope.items()):
+                for name in _COUNTERS:
+                    sums[name] += totals[name]
+        statuses.append(_status(budget, start, end, now, sums))
     return statuses
 
 
@@ -127,27 +148,18 @@ def budget_status(budget: Budget, now: datetime | None = None) -> BudgetStatus:
     return budget_statuses([budget], now)[0]
 
 
-def _statuses(budgets: Sequence[Budget], now: datetime) -> list[BudgetStatus]:
-    if not budgets:
-        return []
-    bounds = [period_bounds(budget.period, now) for budget in budgets]
-    aggregates = {}
-    for index, (budget, (start, end)) in enumerate(zip(budgets, bounds, strict=True)):
-        where = Q(quarter__gte=start, quarter__lt=end) & _scope_filter(budget)
-        aggregates.update(exact_sums(*_COUNTERS, where=where, prefix=f"b{index}_"))
-    found = QuarterHourUsage.objects.filter(
-        quarter__gte=min(start for start, _ in bounds), quarter__lt=max(end for _, end in bounds)
-    ).aggregate(**aggregates)
-    return [
-        _status(budget, start, end, now, exact_totals(found, [f"b{i}_{c}" for c in _COUNTERS]), i)
-        for i, (budget, (start, end)) in enumerate(zip(budgets, bounds, strict=True))
-    ]
+def _scope_values(budget: Budget) -> dict[str, str]:
+    """The budget's scope as the rollup's columns (a project by its key)."""
+    scope = dict(budget.scope)
+    if "project" in scope:
+        scope["project_key"] = project_key(scope.pop("project"))
+    return scope
 
 
 def _status(
-    budget: Budget, start: datetime, end: datetime, now: datetime, sums: dict[str, int], i: int
+    budget: Budget, start: datetime, end: datetime, now: datetime, sums: dict[str, int]
 ) -> BudgetStatus:
-    spent = from_nanos(sums[f"b{i}_cost_usd"])
+    spent = from_nanos(sums["cost_usd"])
     amount = budget.amount_usd
     # In UTC: subtracting two times of one zone gives the wall-clock difference,
     # an hour off across a DST change.
@@ -164,8 +176,8 @@ def _status(
         period_start=start,
         period_end=end,
         spent=spent,
-        unpriced_calls=sums[f"b{i}_unpriced_calls"],
-        api_calls=sums[f"b{i}_api_calls"],
+        unpriced_calls=sums["unpriced_calls"],
+        api_calls=sums["api_calls"],
         remaining=max(amount - spent, Decimal(0)),
         forecast=max(forecast, spent),
         warning=spent * 100 >= amount * budget.warning_percent,

@@ -12,17 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connections
-from django.db.models import (
-    BigIntegerField,
-    F,
-    Field,
-    Func,
-    IntegerField,
-    Model,
-    Q,
-    QuerySet,
-    Sum,
-)
+from django.db.models import BigIntegerField, F, Field, Func, IntegerField, Model, QuerySet, Sum
 
 
 def column_name(model: type[Model], name: str) -> str:
@@ -72,23 +62,19 @@ def count_of(qs: QuerySet) -> QuerySet:
 _SPLIT = 2**32
 
 
-def exact_sums(*names: str, where: Q | None = None, prefix: str = "") -> dict[str, Sum]:
+def exact_sums(*names: str) -> dict[str, Sum]:
     """Aggregates for ``annotate``/``aggregate``: an exact sum of each column, in halves.
 
     Integer division and its remainder truncate alike on SQLite and
     PostgreSQL, so ``high * 2**32 + low`` is the exact sum (negative rows too).
-    Read the result with ``exact_totals`` (the names with ``prefix``).
-    ``where``: sum only the rows it matches (several differently filtered
-    sums in one query, each named with its own ``prefix``).
+    Read the result with ``exact_totals``.
     """
     aggregates = {}
     for name in names:
         high = Func(F(name), template=f"(%(expressions)s / {_SPLIT})")
         low = Func(F(name), template=f"(%(expressions)s - (%(expressions)s / {_SPLIT}) * {_SPLIT})")
-        aggregates[f"{prefix}{name}__high"] = Sum(
-            high, output_field=BigIntegerField(), filter=where
-        )
-        aggregates[f"{prefix}{name}__low"] = Sum(low, output_field=BigIntegerField(), filter=where)
+        aggregates[f"{name}__high"] = Sum(high, output_field=BigIntegerField())
+        aggregates[f"{name}__low"] = Sum(low, output_field=BigIntegerField())
     return aggregates
 
 
