@@ -5,12 +5,13 @@ The one home of the budget rules (docs/DECISIONS.md "Budgets"):
 - **Period**: the current day, ISO week (Monday to Monday) or calendar month
   in the configured time zone (``FLEET_TIME_ZONE``, Django's ``TIME_ZONE``),
   as ``[start, end)``. A day with a DST change is 23 or 25 hours long.
-- **Spend**: the sum of ``QuarterHourUsage`` buckets whose quarter hour lies
-  in the period and whose dimensions match the budget's scope. Every UTC
-  offset in use is a whole number of quarter hours, so a local period starts
-  and ends on bucket boundaries and the sum is exact (integer nano-dollars,
-  read as ``Decimal``). It holds reported and computed costs; calls that
-  could not be priced are counted apart (``unpriced_calls``) and add nothing.
+- **Spend**: the sum of the ``BudgetUsage`` rows that tile the period (its
+  whole UTC days, and quarter hours at its edges) and whose dimensions match
+  the budget's scope. Every UTC offset in use is a whole number of quarter
+  hours, so a local period starts and ends on bucket boundaries and the sum
+  is exact (integer nano-dollars, read as ``Decimal``). It holds reported
+  and computed costs; calls that could not be priced are counted apart
+  (``unpriced_calls``) and add nothing.
 - **Scope**: a budget's blank dimension matches any value; a set one matches
   exactly that value. ``budgets_applying`` answers the budgets that may apply
   to a call described by some of (agent, model, channel, project): an
@@ -24,23 +25,24 @@ The one home of the budget rules (docs/DECISIONS.md "Budgets"):
   average rate so far (elapsed time counted as at least ``FORECAST_MIN_ELAPSED``
   so the first minutes of a period do not forecast wildly).
 
-Cost: ``budget_statuses`` is one query for any number of budgets; it answers
-a row per agent × model × channel × project with usage in the widest period
-and per interval between the periods' boundaries (at most five).
+Cost: ``budget_statuses`` is one query for any number of budgets (see there).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from sessions.models import Budget, QuarterHourUsage, project_key
+from sessions.models import Budget, BudgetUsage, project_key
 from sessions.money import display, from_nanos
+from sessions.rollups import utc_day_start
 from sessions.scopes import FULL, KeyScope
 from sessions.sql import exact_sums, exact_totals
 
@@ -102,41 +104,84 @@ def _midnight(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC).astimezone(zone)
 
 
+Piece = tuple[str, datetime, datetime]  # span, [start, end) in UTC
+
+
+def _pieces(start: datetime, end: datetime) -> list[Piece]:
+    """``[start, end)`` as the rollup's rows cover it: its whole UTC days from day
+    rows, the edges before the first and after the last UTC midnight from
+    quarter-hour rows (in UTC, a period is all quarter hours)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first = utc_day_start(start)
+    if first < start:
+        first += timedelta(days=1)
+    last = utc_day_start(end)
+    if first >= last:
+        return [(BudgetUsage.Span.QUARTER, start, end)]
+    pieces: list[Piece] = [(BudgetUsage.Span.DAY, first, last)]
+    if start < first:
+        pieces.append((BudgetUsage.Span.QUARTER, start, first))
+    if last < end:
+        pieces.append((BudgetUsage.Span.QUARTER, last, end))
+    return pieces
+
+
 def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> list[BudgetStatus]:
     """Each budget's status at ``now``: one query, whatever the number of budgets.
 
-    The periods' boundaries cut time into at most five intervals; the query
-    sums the buckets per interval and agent × model × channel × project (rows:
-    the combinations with usage in the widest period, times the intervals),
-    and each budget adds the rows of its intervals and scope in Python. A
-    filtered sum per budget instead would test every bucket once per budget.
+    Each period is read as pieces (``_pieces``: whole UTC days from day rows,
+    edges under a day from quarter-hour rows). The pieces' boundaries cut each
+    span's time into intervals; the query sums the rows of the pieces per
+    interval and agent × model × channel × project (rows: the combinations with
+    usage in the periods, times a handful of intervals), and each budget adds
+    the rows of its pieces and scope in Python. A month costs ~30 day rows and
+    at most two days of quarter-hour rows per combination.
     """
     now = now or timezone.now()
     budgets = list(budgets)
     if not budgets:
         return []
     bounds = [period_bounds(budget.period, now) for budget in budgets]
-    cuts = sorted({moment.astimezone(UTC) for pair in bounds for moment in pair})
+    pieces = [_pieces(start, end) for start, end in bounds]
+    distinct = {piece for per_budget in pieces for piece in per_budget}
+    cuts = {
+        span: sorted({moment for s, lo, hi in distinct if s == span for moment in (lo, hi)})
+        for span in BudgetUsage.Span.values
+    }
+    where = Q()
+    for span, lo, hi in distinct:
+        where |= Q(span=span, start__gte=lo, start__lt=hi)
     interval = Case(
-        *(When(quarter__lt=cut, then=Value(index)) for index, cut in enumerate(cuts[1:-1])),
-        default=Value(len(cuts) - 2),
+        *(
+            When(span=span, start__lt=cut, then=Value(index))
+            for span, span_cuts in cuts.items()
+            for index, cut in enumerate(span_cuts[1:])
+        ),
+        default=Value(-1),
         output_field=IntegerField(),
     )
-    rows = [
-        (row, exact_totals(row, _COUNTERS))
-        for row in QuarterHourUsage.objects.filter(quarter__gte=cuts[0], quarter__lt=cuts[-1])
+    rows: list[tuple[dict[str, Any], dict[str, int]]] = [
+        (dict(row), exact_totals(row, _COUNTERS))
+        for row in BudgetUsage.objects.filter(where)
         .annotate(interval=interval)
-        .values("agent", "model", "channel", "project_key", "interval")
+        .values("span", "agent", "model", "channel", "project_key", "interval")
         .annotate(**exact_sums(*_COUNTERS))
         .order_by()
     ]
     statuses = []
-    for budget, (start, end) in zip(budgets, bounds, strict=True):
-        first, after = cuts.index(start.astimezone(UTC)), cuts.index(end.astimezone(UTC))
+    for budget, (start, end), own in zip(budgets, bounds, pieces, strict=True):
+        covered = {
+            (span, index)
+            for span, lo, hi in own
+            for index, (a, b) in enumerate(itertools.pairwise(cuts[span]))
+            if lo <= a and b <= hi
+        }
         scope = _scope_values(budget)
         sums = dict.fromkeys(_COUNTERS, 0)
         for row, totals in rows:
-            if first <= row["interval"] < after and all(row[k] == v for k, v in scope.items()):
+            if (row["span"], row["interval"]) in covered and all(
+                row[k] == v for k, v in scope.items()
+            ):
                 for name in _COUNTERS:
                     sums[name] += totals[name]
         statuses.append(_status(budget, start, end, now, sums))

@@ -386,7 +386,7 @@ class MinuteUsage(UsageBucket):
 
 
 def project_key(project: str) -> str:
-    """The fixed-width key of a project path in the quarter-hour rollup's unique index.
+    """The fixed-width key of a project path in the budgets' rollup's unique index.
 
     A path is up to 1024 characters (4 bytes each in UTF-8): too wide for a
     PostgreSQL B-tree entry next to the other dimensions, and an index error
@@ -395,37 +395,45 @@ def project_key(project: str) -> str:
     return hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class QuarterHourUsage(UsageBucket):
-    """Spend per UTC quarter hour × agent × model × channel × project: budgets' source.
+class BudgetUsage(UsageBucket):
+    """Spend per UTC quarter hour and per UTC day × agent × model × channel × project.
 
-    Kept with ingest like ``DailyUsage`` (same deltas, same transaction), for
-    all history, and kept by purge. A quarter hour because every UTC offset in
-    use is a whole number of quarter hours (India +5:30, Nepal +5:45): a day,
-    week or month in the configured time zone begins and ends on a bucket
-    boundary, so a budget's spend is an exact sum of whole buckets
-    (docs/DECISIONS.md). ``project_key`` is ``project_key(project)``.
+    The budgets' source (``sessions.budgets``). Kept with ingest like
+    ``DailyUsage`` (same deltas, same upsert statement: each delta moves one
+    quarter-hour row and one day row), for all history, and kept by purge.
+    Quarter hours because every UTC offset in use is a whole number of them
+    (India +5:30, Nepal +5:45): a day, week or month in the configured time
+    zone begins and ends on a quarter-hour boundary, so a budget's spend is an
+    exact sum of whole rows. Day rows make long periods cheap: a period's
+    whole UTC days are read from them, only its edges (under a day each) from
+    quarter hours (docs/DECISIONS.md). ``project_key`` is ``project_key(project)``.
     """
 
-    BUCKET = timedelta(minutes=15)
+    class Span(models.TextChoices):
+        QUARTER = "quarter"
+        DAY = "day"
+
+    QUARTER = timedelta(minutes=15)
     COUNTERS = ("api_calls", "unpriced_calls", "prompt_tokens", "completion_tokens", "cost_usd")
 
-    quarter = models.DateTimeField()
+    span = models.CharField(max_length=8, choices=Span.choices)
+    start = models.DateTimeField()
     project = models.CharField(max_length=1024, blank=True)
     project_key = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["-quarter", "agent", "model", "channel", "project"]
-        verbose_name = "quarter-hour usage"
-        verbose_name_plural = "quarter-hour usage"
+        ordering = ["span", "-start", "agent", "model", "channel", "project"]
+        verbose_name = "budget usage"
+        verbose_name_plural = "budget usage"
         constraints = [
             models.UniqueConstraint(
-                fields=["quarter", "agent", "model", "channel", "project_key"],
-                name="quarterhourusage_unique_bucket",
+                fields=["span", "start", "agent", "model", "channel", "project_key"],
+                name="budgetusage_unique_bucket",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.quarter:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
+        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
 
 
 class Budget(models.Model):
@@ -435,7 +443,7 @@ class Budget(models.Model):
     budget to usage with exactly that value; all blank is the whole fleet.
     The period is the current day, ISO week (Monday first) or month in the
     configured time zone (``FLEET_TIME_ZONE``). Spend comes from
-    ``QuarterHourUsage`` (``sessions.budgets``); a budget never stops a write.
+    ``BudgetUsage`` (``sessions.budgets``); a budget never stops a write.
     """
 
     class Period(models.TextChoices):

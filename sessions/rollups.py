@@ -2,8 +2,8 @@
 
 Every write that moves usage adds its deltas to a ``Rollup``, which keeps three
 tables: ``DailyUsage`` (per UTC day, the history the charts and period totals
-read; kept by purge), ``QuarterHourUsage`` (spend per UTC quarter hour, also
-per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
+read; kept by purge), ``BudgetUsage`` (spend per UTC quarter hour and per
+UTC day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
 minute, only for usage dated within ``MinuteUsage.RECENT``: the burn rate's
 source).
 
@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from sessions.bounds import limit_of
 from sessions.errors import InvalidInput
-from sessions.models import DailyUsage, MinuteUsage, QuarterHourUsage, project_key
+from sessions.models import BudgetUsage, DailyUsage, MinuteUsage, project_key
 
 COUNTERS = (
     "sessions_started",
@@ -49,8 +49,9 @@ COUNTERS = (
     "cost_usd",  # nano-dollars here
 )
 DIMENSIONS = ("agent", "model", "channel")
-# The quarter-hour rollup's key adds the project's key; ``project`` rides along.
-QUARTER_DIMENSIONS = (*DIMENSIONS, "project_key", "project")
+# The budgets' rollup's key: the span (quarter hour or day), the dimensions and
+# the project's key; ``project`` rides along.
+BUDGET_DIMENSIONS = ("span", *DIMENSIONS, "project_key", "project")
 
 
 def utc_day(moment: datetime) -> date:
@@ -59,6 +60,11 @@ def utc_day(moment: datetime) -> date:
 
 def utc_minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def utc_day_start(moment: datetime) -> datetime:
+    """The start (UTC midnight) of the UTC day holding ``moment``."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def utc_quarter(moment: datetime) -> datetime:
@@ -165,7 +171,7 @@ class _Buckets:
 
 
 class Rollup:
-    """Accumulates counter deltas per day and quarter hour (and, when recent, minute) bucket."""
+    """Accumulates counter deltas per day, per budget bucket and (when recent) minute."""
 
     def __init__(self) -> None:
         # The real clock, not the write's ``now``: the demo generator and
@@ -175,18 +181,19 @@ class Rollup:
         self._day: date | None = None
         self._minute: datetime | None = None
         self._quarter: datetime | None = None
+        self._day_start: datetime | None = None
         self._project: tuple[str, str] = ("", project_key(""))
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
         self._minutes = _Buckets(
             MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value
         )
-        self._quarters = _Buckets(
-            QuarterHourUsage,
-            "quarter",
-            QuarterHourUsage.COUNTERS,
+        self._budget = _Buckets(
+            BudgetUsage,
+            "start",
+            BudgetUsage.COUNTERS,
             connection.ops.adapt_datetimefield_value,
-            dimensions=QUARTER_DIMENSIONS,
-            keyed=len(QUARTER_DIMENSIONS) - 1,
+            dimensions=BUDGET_DIMENSIONS,
+            keyed=len(BUDGET_DIMENSIONS) - 1,
         )
 
     def add(
@@ -205,18 +212,21 @@ class Rollup:
             self._at = at
             self._day = utc_day(at)
             self._quarter = utc_quarter(at)
+            self._day_start = utc_day_start(at)
             self._minute = utc_minute(at) if at >= self._recent_since else None
         dimensions = (agent or "", model or "", channel or "")
         self._daily.add(self._day, dimensions, sign, counts)
         project = project or ""
         if project != self._project[0]:
             self._project = (project, project_key(project))
-        self._quarters.add(self._quarter, (*dimensions, self._project[1], project), sign, counts)
+        where = (*dimensions, self._project[1], project)
+        self._budget.add(self._quarter, (BudgetUsage.Span.QUARTER, *where), sign, counts)
+        self._budget.add(self._day_start, (BudgetUsage.Span.DAY, *where), sign, counts)
         if self._minute is not None:
             self._minutes.add(self._minute, dimensions, sign, counts)
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
         self._daily.apply()
-        self._quarters.apply()
+        self._budget.apply()
         self._minutes.apply()

@@ -19,11 +19,11 @@ from django.test import override_settings
 
 from sessions import services
 from sessions.models import (
+    BudgetUsage,
     DailyUsage,
     Message,
     MinuteUsage,
     ModelPrice,
-    QuarterHourUsage,
     Session,
 )
 from tests.api_client import ApiClient, assert_error, make_key, store_counts
@@ -554,11 +554,11 @@ def test_minute_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
     assert_error(append(api, spend("1"), key="one"), 422, "invalid")
 
 
-def test_quarter_hour_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
+def test_budget_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
     from sessions.bounds import MAX_COST_NANOS
 
     append(api, spend("1"), key="one")
-    QuarterHourUsage.objects.update(cost_usd=Value(MAX_COST_NANOS, output_field=BigIntegerField()))
+    BudgetUsage.objects.update(cost_usd=Value(MAX_COST_NANOS, output_field=BigIntegerField()))
     DailyUsage.objects.update(cost_usd=0)
     MinuteUsage.objects.update(cost_usd=0)
 

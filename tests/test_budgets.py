@@ -23,7 +23,7 @@ from sessions.budgets import (
     period_bounds,
     visible_budgets,
 )
-from sessions.models import Budget, DailyUsage, QuarterHourUsage
+from sessions.models import Budget, BudgetUsage, DailyUsage
 from sessions.scopes import KeyScope
 
 pytestmark = pytest.mark.django_db
@@ -269,16 +269,44 @@ def test_statuses_cost_one_query_whatever_the_number_of_budgets() -> None:
     assert [s.spent for s in statuses[:4]] == [Decimal(3), Decimal(1), Decimal(2), Decimal(3)]
 
 
+@override_settings(TIME_ZONE="Asia/Kolkata")
 def test_spend_past_64_bits_of_nano_dollars_sums_exactly() -> None:
-    now = datetime(2026, 11, 10, 12, tzinfo=UTC)
-    fleet = budget(period="month")
-    big = Decimal("999999999")
-    QuarterHourUsage.objects.bulk_create(
-        QuarterHourUsage(quarter=now - timedelta(minutes=15 * n), project_key="k", cost_usd=big)
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    month, day = budget(period="month"), budget(period="day")
+    big = Decimal("999999999")  # 20 of them are past 2**63 nano-dollars
+    BudgetUsage.objects.bulk_create(
+        BudgetUsage(span="day", start=datetime(2026, 11, 5 + n, tzinfo=UTC), cost_usd=big)
+        for n in range(20)
+    )
+    # The local day (18:30 to 18:30 UTC) holds no whole UTC day: all quarter hours.
+    BudgetUsage.objects.bulk_create(
+        BudgetUsage(span="quarter", start=now - timedelta(minutes=15 * n), cost_usd=big)
         for n in range(20)
     )
 
-    assert budget_status(fleet, now).spent == big * 20
+    assert [s.spent for s in budget_statuses([month, day], now)] == [big * 20, big * 20]
+
+
+def test_a_month_reads_whole_utc_days_from_day_rows_and_its_edges_from_quarter_hours() -> None:
+    # Written through the services: both spans move together; in New York the
+    # month's first and last local hours are quarter-hour rows of UTC days
+    # that straddle the month's edges.
+    with override_settings(TIME_ZONE="America/New_York"):
+        month = budget(period="month")
+        for at, cost in [
+            (datetime(2026, 11, 1, 0, 0, tzinfo=NEW_YORK), "1"),  # 04:00 UTC
+            (datetime(2026, 10, 31, 23, 59, tzinfo=NEW_YORK), "100"),  # same UTC day, October
+            (datetime(2026, 11, 15, 12, tzinfo=NEW_YORK), "0.5"),  # a whole UTC day
+            (datetime(2026, 11, 30, 23, 59, tzinfo=NEW_YORK), "0.25"),  # 04:59 UTC, 1 December
+            (datetime(2026, 12, 1, 0, 0, tzinfo=NEW_YORK), "1000"),  # 05:00 UTC, December
+        ]:
+            spend(at, cost)
+
+        with CaptureQueriesContext(connection) as queries:
+            status = budget_status(month, datetime(2026, 11, 20, tzinfo=NEW_YORK))
+
+    assert status.spent == Decimal("1.75")
+    assert len(queries) == 1
 
 
 # --- which budgets apply -------------------------------------------------------

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import MinuteUsage, QuarterHourUsage, project_key
+from sessions.models import BudgetUsage, MinuteUsage, project_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,10 +78,10 @@ def test_minute_usage_is_filled_from_the_last_two_hours_of_messages(
 
 
 BEFORE_BUDGETS = ("agent_sessions", "0008_turn_kept_on_error")
-BUDGETS = ("agent_sessions", "0010_quarter_hour_usage_and_budgets")
+BUDGETS = ("agent_sessions", "0010_budgets")
 
 
-def test_quarter_hour_usage_is_filled_from_every_stored_message_with_usage(
+def test_budget_usage_is_filled_from_every_stored_message_with_usage(
     executor: MigrationExecutor,
 ) -> None:
     executor.migrate([BEFORE_BUDGETS])
@@ -118,21 +118,25 @@ def test_quarter_hour_usage_is_filled_from_every_stored_message_with_usage(
     executor.migrate([BUDGETS])
 
     rows = {
-        (row.quarter, row.model): (
+        (row.span, row.start, row.model): (
             row.api_calls,
             row.unpriced_calls,
             row.cost_usd,
             row.prompt_tokens,
         )
-        for row in QuarterHourUsage.objects.all()
+        for row in BudgetUsage.objects.all()
     }
+    day = t0.replace(hour=0)
     assert rows == {
-        (t0, "gpt-4o"): (2, 0, Decimal("0.500000001"), 20),
-        (t0, "claude-x"): (1, 1, Decimal(0), 10),
-        (t0 + timedelta(minutes=15), "gpt-4o"): (1, 0, Decimal(2), 10),
-        (t0 + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+        ("quarter", t0, "gpt-4o"): (2, 0, Decimal("0.500000001"), 20),
+        ("quarter", t0, "claude-x"): (1, 1, Decimal(0), 10),
+        ("quarter", t0 + timedelta(minutes=15), "gpt-4o"): (1, 0, Decimal(2), 10),
+        ("quarter", t0 + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+        ("day", day, "gpt-4o"): (3, 0, Decimal("2.500000001"), 30),
+        ("day", day, "claude-x"): (1, 1, Decimal(0), 10),
+        ("day", day + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
     }
-    row = QuarterHourUsage.objects.first()
+    row = BudgetUsage.objects.first()
     assert row is not None
     assert (row.agent, row.channel, row.project) == ("koda", "cli", "/src/app")
     assert row.project_key == project_key("/src/app")

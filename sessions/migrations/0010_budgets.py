@@ -1,7 +1,7 @@
-"""Budgets and their rollup: spend per UTC quarter hour × agent × model × channel × project.
+"""Budgets and their rollup: spend per UTC quarter hour and per UTC day, also per project.
 
-The backfill fills ``QuarterHourUsage`` from the stored messages that carry
-usage, so budgets are right for them the moment this migration ends; from
+The backfill fills ``BudgetUsage`` (both spans) from the stored messages that
+carry usage, so budgets are right for them the moment this migration ends; from
 then on ingest keeps it (``sessions.rollups``). What it cannot rebuild:
 usage whose messages are gone (purged) and totals that agents report on the
 session instead of sending messages (they have no time but the session's):
@@ -29,7 +29,7 @@ def _project_key(project):
 
 def backfill(apps, schema_editor):
     message_model = apps.get_model("agent_sessions", "Message")
-    quarter_usage = apps.get_model("agent_sessions", "QuarterHourUsage")
+    budget_usage = apps.get_model("agent_sessions", "BudgetUsage")
     rows = (
         message_model.objects.filter(cost_source__gt="")
         .annotate(
@@ -48,45 +48,51 @@ def backfill(apps, schema_editor):
         )
         .order_by("bucket")
     )
-    # Minutes come in order: a quarter's buckets are complete once a later
-    # quarter starts, so memory holds one quarter hour at a time.
-    pending = {}
-    current = None
+    # Minutes come in order: a quarter's (a day's) buckets are complete once a
+    # later quarter (day) starts, so memory holds one day at a time.
+    pending = {"quarter": {}, "day": {}}
+    current = {"quarter": None, "day": None}
     batch = []
 
-    def flush():
-        batch.extend(pending.values())
-        pending.clear()
+    def flush(span):
+        batch.extend(pending[span].values())
+        pending[span].clear()
         if len(batch) >= BATCH:
-            quarter_usage.objects.bulk_create(batch)
+            budget_usage.objects.bulk_create(batch)
             batch.clear()
 
     for row in rows.iterator():
         minute = row["bucket"].astimezone(UTC)
-        quarter = minute.replace(minute=minute.minute - minute.minute % 15, second=0)
-        if quarter != current:
-            flush()
-            current = quarter
+        starts = {
+            "quarter": minute.replace(minute=minute.minute - minute.minute % 15, second=0),
+            "day": minute.replace(hour=0, minute=0, second=0),
+        }
         project = row["session__project_root"] or ""
         key = (row["session__agent"], row["bucket_model"] or "", row["session__channel"], project)
-        bucket = pending.get(key)
-        if bucket is None:
-            bucket = pending[key] = quarter_usage(
-                quarter=quarter,
-                agent=key[0],
-                model=key[1],
-                channel=key[2],
-                project=project,
-                project_key=_project_key(project),
-                cost_usd=Decimal(0),
-            )
-        bucket.api_calls += row["calls"]
-        bucket.unpriced_calls += row["unpriced"]
-        bucket.prompt_tokens += row["prompt"] or 0
-        bucket.completion_tokens += row["completion"] or 0
-        bucket.cost_usd += row["cost"] or Decimal(0)
-    flush()
-    quarter_usage.objects.bulk_create(batch)
+        for span, start in starts.items():
+            if start != current[span]:
+                flush(span)
+                current[span] = start
+            bucket = pending[span].get(key)
+            if bucket is None:
+                bucket = pending[span][key] = budget_usage(
+                    span=span,
+                    start=start,
+                    agent=key[0],
+                    model=key[1],
+                    channel=key[2],
+                    project=project,
+                    project_key=_project_key(project),
+                    cost_usd=Decimal(0),
+                )
+            bucket.api_calls += row["calls"]
+            bucket.unpriced_calls += row["unpriced"]
+            bucket.prompt_tokens += row["prompt"] or 0
+            bucket.completion_tokens += row["completion"] or 0
+            bucket.cost_usd += row["cost"] or Decimal(0)
+    flush("quarter")
+    flush("day")
+    budget_usage.objects.bulk_create(batch)
 
 
 class Migration(migrations.Migration):
@@ -182,7 +188,7 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.CreateModel(
-            name="QuarterHourUsage",
+            name="BudgetUsage",
             fields=[
                 (
                     "id",
@@ -198,18 +204,24 @@ class Migration(migrations.Migration):
                 ("prompt_tokens", models.BigIntegerField(default=0)),
                 ("completion_tokens", models.BigIntegerField(default=0)),
                 ("cost_usd", sessions.money.MoneyField(default=Decimal("0"))),
-                ("quarter", models.DateTimeField()),
+                (
+                    "span",
+                    models.CharField(
+                        choices=[("quarter", "Quarter"), ("day", "Day")], max_length=8
+                    ),
+                ),
+                ("start", models.DateTimeField()),
                 ("project", models.CharField(blank=True, max_length=1024)),
                 ("project_key", models.CharField(max_length=64)),
             ],
             options={
-                "verbose_name": "quarter-hour usage",
-                "verbose_name_plural": "quarter-hour usage",
-                "ordering": ["-quarter", "agent", "model", "channel", "project"],
+                "verbose_name": "budget usage",
+                "verbose_name_plural": "budget usage",
+                "ordering": ["span", "-start", "agent", "model", "channel", "project"],
                 "constraints": [
                     models.UniqueConstraint(
-                        fields=("quarter", "agent", "model", "channel", "project_key"),
-                        name="quarterhourusage_unique_bucket",
+                        fields=("span", "start", "agent", "model", "channel", "project_key"),
+                        name="budgetusage_unique_bucket",
                     )
                 ],
             },
