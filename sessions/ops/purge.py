@@ -17,7 +17,7 @@ Every run that is not a dry run also drops the per-minute usage buckets
 older than ``MinuteUsage.RECENT`` (the burn rate reads only the last hour of
 them; they are a window, not history).
 
-What stays: the daily and quarter-hour usage rollups, untouched, so the
+What stays: the daily and the budgets' usage rollups, untouched, so the
 dashboard's cost history, period totals and budgets are the same after a
 purge. Purged sessions leave **no tombstone**: a tombstone refuses writes to
 a key someone deleted on purpose, while a purged session merely aged out,
