@@ -67,12 +67,16 @@ class BudgetStatus:
 
     @property
     def percent(self) -> int:
-        """The spent share of the amount in whole percent, capped at 100 (a bar's width)."""
-        return min(100, int(self.spent * 100 / self.budget.amount_usd))
+        """The spent share of the amount in whole percent, 0 to 100 (a bar's width)."""
+        return _share(self.spent, self.budget.amount_usd)
 
     @property
     def forecast_percent(self) -> int:
-        return min(100, int(self.forecast * 100 / self.budget.amount_usd))
+        return _share(self.forecast, self.budget.amount_usd)
+
+
+def _share(part: Decimal, whole: Decimal) -> int:
+    return max(0, min(100, int(part * 100 / whole)))
 
 
 def period_bounds(
@@ -108,9 +112,9 @@ Piece = tuple[str, datetime, datetime]  # span, [start, end) in UTC
 
 
 def _pieces(start: datetime, end: datetime) -> list[Piece]:
-    """``[start, end)`` as the rollup's rows cover it: its whole UTC days from day
+    """``[start, end)`` as the rollup's rows tile it: its whole UTC days from day
     rows, the edges before the first and after the last UTC midnight from
-    quarter-hour rows (in UTC, a period is all quarter hours)."""
+    quarter-hour rows (in UTC: no edges; holding no whole UTC day: all edge)."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     first = utc_day_start(start)
     if first < start:
