@@ -6,7 +6,7 @@ The one home of the budget rules (docs/DECISIONS.md "Budgets"):
   in the configured time zone (``FLEET_TIME_ZONE``, Django's ``TIME_ZONE``),
   as ``[start, end)``. A day with a DST change is 23 or 25 hours long.
 - **Spend**: the sum of the ``BudgetUsage`` rows that tile the period (its
-  whole UTC days, and quarter hours at its edges) and whose dimensions match
+  whole UTC days, whole hours and quarter hours at its edges) and whose dimensions match
   the budget's scope. Every UTC offset in use is a whole number of quarter
   hours, so a local period starts and ends on bucket boundaries and the sum
   is exact (integer nano-dollars, read as ``Decimal``). It holds reported
@@ -42,7 +42,7 @@ from django.utils import timezone
 
 from sessions.models import Budget, BudgetUsage, project_key
 from sessions.money import display, from_nanos
-from sessions.rollups import utc_day_start
+from sessions.rollups import utc_day_start, utc_hour
 from sessions.scopes import FULL, KeyScope
 from sessions.sql import exact_sums, exact_totals
 
@@ -109,44 +109,55 @@ def _midnight(day: date, zone: tzinfo) -> datetime:
 
 
 Piece = tuple[str, datetime, datetime]  # span, [start, end) in UTC
+# Coarsest first: (span, the start of the unit holding a moment, the unit).
+_UNITS = (
+    (BudgetUsage.Span.DAY, utc_day_start, timedelta(days=1)),
+    (BudgetUsage.Span.HOUR, utc_hour, timedelta(hours=1)),
+)
 
 
-def _pieces(start: datetime, end: datetime) -> list[Piece]:
+def period_pieces(start: datetime, end: datetime) -> list[Piece]:
     """``[start, end)`` as the rollup's rows tile it: its whole UTC days from day
-    rows, the edges before the first and after the last UTC midnight from
-    quarter-hour rows (in UTC: no edges; holding no whole UTC day: all edge)."""
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    first = utc_day_start(start)
-    if first < start:
-        first += timedelta(days=1)
-    last = utc_day_start(end)
-    if first >= last:
-        return [(BudgetUsage.Span.QUARTER, start, end)]
-    pieces: list[Piece] = [(BudgetUsage.Span.DAY, first, last)]
-    if start < first:
-        pieces.append((BudgetUsage.Span.QUARTER, start, first))
-    if last < end:
-        pieces.append((BudgetUsage.Span.QUARTER, last, end))
+    rows, then the whole hours of what is left at each edge from hour rows,
+    then the rest (under an hour at each end, only in zones with a :30 or :45
+    offset) from quarter-hour rows."""
+    pieces: list[Piece] = []
+    edges = [(start.astimezone(UTC), end.astimezone(UTC))]
+    for span, unit_start, unit in _UNITS:
+        rest = []
+        for lo, hi in edges:
+            first = unit_start(lo)
+            if first < lo:
+                first += unit
+            last = unit_start(hi)
+            if first >= last:
+                rest.append((lo, hi))
+                continue
+            pieces.append((span, first, last))
+            rest.extend(edge for edge in ((lo, first), (last, hi)) if edge[0] < edge[1])
+        edges = rest
+    pieces.extend((BudgetUsage.Span.QUARTER, lo, hi) for lo, hi in edges)
     return pieces
 
 
 def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> list[BudgetStatus]:
     """Each budget's status at ``now``: one query, whatever the number of budgets.
 
-    Each period is read as pieces (``_pieces``: whole UTC days from day rows,
-    edges under a day from quarter-hour rows). The pieces' boundaries cut each
-    span's time into intervals; the query sums the rows of the pieces per
-    interval and agent × model × channel × project (rows: the combinations with
-    usage in the periods, times a handful of intervals), and each budget adds
-    the rows of its pieces and scope in Python. A month costs ~30 day rows and
-    at most two days of quarter-hour rows per combination.
+    Each period is read as pieces (``period_pieces``: whole UTC days from day rows,
+    whole hours at the edges from hour rows, the rest from quarter hours). The
+    pieces' boundaries cut each span's time into intervals; the query sums the
+    rows of the pieces per interval and agent × model × channel × project
+    (rows: the combinations with usage in the periods, times a handful of
+    intervals), and each budget adds the rows of its pieces and scope in
+    Python. A month costs at most ~30 day, 46 hour and 6 quarter-hour rows per
+    combination.
     """
     now = now or timezone.now()
     budgets = list(budgets)
     if not budgets:
         return []
     bounds = [period_bounds(budget.period, now) for budget in budgets]
-    pieces = [_pieces(start, end) for start, end in bounds]
+    pieces = [period_pieces(start, end) for start, end in bounds]
     distinct = {piece for per_budget in pieces for piece in per_budget}
     cuts = {
         span: sorted({moment for s, lo, hi in distinct if s == span for moment in (lo, hi)})
@@ -172,22 +183,24 @@ def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> l
         .annotate(**exact_sums(*_COUNTERS))
         .order_by()
     ]
+    by_interval: dict[tuple[str, int], list[tuple[dict[str, Any], dict[str, int]]]] = {}
+    for row, totals in rows:
+        by_interval.setdefault((row["span"], row["interval"]), []).append((row, totals))
     statuses = []
     for budget, (start, end), own in zip(budgets, bounds, pieces, strict=True):
-        covered = {
+        covered = [
             (span, index)
             for span, lo, hi in own
             for index, (a, b) in enumerate(itertools.pairwise(cuts[span]))
             if lo <= a and b <= hi
-        }
-        scope = _scope_values(budget)
+        ]
+        scope = list(_scope_values(budget).items())
         sums = dict.fromkeys(_COUNTERS, 0)
-        for row, totals in rows:
-            if (row["span"], row["interval"]) in covered and all(
-                row[k] == v for k, v in scope.items()
-            ):
-                for name in _COUNTERS:
-                    sums[name] += totals[name]
+        for key in covered:
+            for row, totals in by_interval.get(key, ()):
+                if all(row[name] == value for name, value in scope):
+                    for name in _COUNTERS:
+                        sums[name] += totals[name]
         statuses.append(_status(budget, start, end, now, sums))
     return statuses
 

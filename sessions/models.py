@@ -396,21 +396,22 @@ def project_key(project: str) -> str:
 
 
 class BudgetUsage(UsageBucket):
-    """Spend per UTC quarter hour and per UTC day × agent × model × channel × project.
+    """Spend per UTC quarter hour, hour and day × agent × model × channel × project.
 
     The budgets' source (``sessions.budgets``). Kept with ingest like
     ``DailyUsage`` (same deltas, same upsert statement: each delta moves one
-    quarter-hour row and one day row), for all history, and kept by purge.
-    Quarter hours because every UTC offset in use is a whole number of them
-    (India +5:30, Nepal +5:45): a day, week or month in the configured time
-    zone begins and ends on a quarter-hour boundary, so a budget's spend is an
-    exact sum of whole rows. Day rows make long periods cheap: a period's
-    whole UTC days are read from them, only its edges (under a day each) from
-    quarter hours (docs/DECISIONS.md). ``project_key`` is ``project_key(project)``.
+    row of each span), for all history, and kept by purge. Quarter hours
+    because every UTC offset in use is a whole number of them (India +5:30,
+    Nepal +5:45): a day, week or month in the configured time zone begins and
+    ends on a quarter-hour boundary, so a budget's spend is an exact sum of
+    whole rows. Day and hour rows make long periods cheap: a period is read
+    as its whole UTC days, then whole hours, then quarter hours at its very
+    edges (docs/DECISIONS.md). ``project_key`` is ``project_key(project)``.
     """
 
     class Span(models.TextChoices):
         QUARTER = "quarter"
+        HOUR = "hour"
         DAY = "day"
 
     QUARTER = timedelta(minutes=15)

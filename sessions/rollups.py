@@ -2,8 +2,8 @@
 
 Every write that moves usage adds its deltas to a ``Rollup``, which keeps three
 tables: ``DailyUsage`` (per UTC day, the history the charts and period totals
-read; kept by purge), ``BudgetUsage`` (spend per UTC quarter hour and per
-UTC day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
+read; kept by purge), ``BudgetUsage`` (spend per UTC quarter hour, hour and
+day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
 minute, only for usage dated within ``MinuteUsage.RECENT``: the burn rate's
 source).
 
@@ -65,6 +65,10 @@ def utc_minute(moment: datetime) -> datetime:
 def utc_day_start(moment: datetime) -> datetime:
     """The start (UTC midnight) of the UTC day holding ``moment``."""
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def utc_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def utc_quarter(moment: datetime) -> datetime:
@@ -181,6 +185,7 @@ class Rollup:
         self._day: date | None = None
         self._minute: datetime | None = None
         self._quarter: datetime | None = None
+        self._hour: datetime | None = None
         self._day_start: datetime | None = None
         self._project: tuple[str, str] = ("", project_key(""))
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
@@ -212,6 +217,7 @@ class Rollup:
             self._at = at
             self._day = utc_day(at)
             self._quarter = utc_quarter(at)
+            self._hour = utc_hour(at)
             self._day_start = utc_day_start(at)
             self._minute = utc_minute(at) if at >= self._recent_since else None
         dimensions = (agent or "", model or "", channel or "")
@@ -221,6 +227,7 @@ class Rollup:
             self._project = (project, project_key(project))
         where = (*dimensions, self._project[1], project)
         self._budget.add(self._quarter, (BudgetUsage.Span.QUARTER, *where), sign, counts)
+        self._budget.add(self._hour, (BudgetUsage.Span.HOUR, *where), sign, counts)
         self._budget.add(self._day_start, (BudgetUsage.Span.DAY, *where), sign, counts)
         if self._minute is not None:
             self._minutes.add(self._minute, dimensions, sign, counts)

@@ -21,6 +21,7 @@ from sessions.budgets import (
     budget_statuses,
     budgets_applying,
     period_bounds,
+    period_pieces,
     visible_budgets,
 )
 from sessions.models import Budget, BudgetUsage, DailyUsage
@@ -270,21 +271,47 @@ def test_statuses_cost_one_query_whatever_the_number_of_budgets() -> None:
 
 
 @override_settings(TIME_ZONE="Asia/Kolkata")
-def test_spend_past_64_bits_of_nano_dollars_sums_exactly() -> None:
-    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+def test_spend_past_64_bits_of_nano_dollars_sums_exactly_from_every_span() -> None:
+    now = datetime(2026, 11, 25, 16, tzinfo=UTC)
     month, day = budget(period="month"), budget(period="day")
     big = Decimal("999999999")  # 20 of them are past 2**63 nano-dollars
-    BudgetUsage.objects.bulk_create(
-        BudgetUsage(span="day", start=datetime(2026, 11, 5 + n, tzinfo=UTC), cost_usd=big)
-        for n in range(20)
-    )
-    # The local day (18:30 to 18:30 UTC) holds no whole UTC day: all quarter hours.
-    BudgetUsage.objects.bulk_create(
-        BudgetUsage(span="quarter", start=now - timedelta(minutes=15 * n), cost_usd=big)
-        for n in range(20)
+
+    def rows(span: str, starts: list[datetime]) -> None:
+        BudgetUsage.objects.bulk_create(
+            BudgetUsage(span=span, start=start, cost_usd=big) for start in starts
+        )
+
+    rows("day", [datetime(2026, 11, 5 + n, tzinfo=UTC) for n in range(20)])
+    # The local day is 18:30 to 18:30 UTC: 23 whole hours and two half hours.
+    rows("hour", [now - timedelta(hours=n) for n in range(20)])
+    rows(
+        "quarter",
+        [
+            datetime(2026, 11, 24, 18, 30, tzinfo=UTC) + timedelta(minutes=15 * n)
+            for n in (0, 1, 94, 95)
+        ],
     )
 
-    assert [s.spent for s in budget_statuses([month, day], now)] == [big * 20, big * 20]
+    assert [s.spent for s in budget_statuses([month, day], now)] == [big * 20, big * 24]
+
+
+def test_a_period_is_tiled_by_days_then_hours_then_quarter_hours() -> None:
+    start = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)
+    end = datetime(2026, 12, 1, 5, 45, tzinfo=UTC)
+
+    pieces = sorted(period_pieces(start, end), key=lambda piece: piece[1])
+
+    utc = lambda *parts: datetime(*parts, tzinfo=UTC)  # noqa: E731
+    assert pieces == [
+        ("quarter", utc(2026, 11, 1, 4, 30), utc(2026, 11, 1, 5)),
+        ("hour", utc(2026, 11, 1, 5), utc(2026, 11, 2)),
+        ("day", utc(2026, 11, 2), utc(2026, 12, 1)),
+        ("hour", utc(2026, 12, 1), utc(2026, 12, 1, 5)),
+        ("quarter", utc(2026, 12, 1, 5), utc(2026, 12, 1, 5, 45)),
+    ]
+    assert period_pieces(utc(2026, 11, 1), utc(2026, 11, 8)) == [
+        ("day", utc(2026, 11, 1), utc(2026, 11, 8))
+    ]
 
 
 def test_a_month_reads_whole_utc_days_from_day_rows_and_its_edges_from_quarter_hours() -> None:

@@ -1,4 +1,4 @@
-"""Budgets and their rollup: spend per UTC quarter hour and per UTC day, also per project.
+"""Budgets and their rollup: spend per UTC quarter hour, hour and day, also per project.
 
 The backfill fills ``BudgetUsage`` (both spans) from the stored messages that
 carry usage, so budgets are right for them the moment this migration ends; from
@@ -48,10 +48,10 @@ def backfill(apps, schema_editor):
         )
         .order_by("bucket")
     )
-    # Minutes come in order: a quarter's (a day's) buckets are complete once a
-    # later quarter (day) starts, so memory holds one day at a time.
-    pending = {"quarter": {}, "day": {}}
-    current = {"quarter": None, "day": None}
+    # Minutes come in order: a quarter's (an hour's, a day's) buckets are
+    # complete once a later one starts, so memory holds one day at a time.
+    pending = {"quarter": {}, "hour": {}, "day": {}}
+    current = {"quarter": None, "hour": None, "day": None}
     batch = []
 
     def flush(span):
@@ -65,6 +65,7 @@ def backfill(apps, schema_editor):
         minute = row["bucket"].astimezone(UTC)
         starts = {
             "quarter": minute.replace(minute=minute.minute - minute.minute % 15, second=0),
+            "hour": minute.replace(minute=0, second=0),
             "day": minute.replace(hour=0, minute=0, second=0),
         }
         project = row["session__project_root"] or ""
@@ -90,8 +91,8 @@ def backfill(apps, schema_editor):
             bucket.prompt_tokens += row["prompt"] or 0
             bucket.completion_tokens += row["completion"] or 0
             bucket.cost_usd += row["cost"] or Decimal(0)
-    flush("quarter")
-    flush("day")
+    for span in pending:
+        flush(span)
     budget_usage.objects.bulk_create(batch)
 
 
@@ -207,7 +208,8 @@ class Migration(migrations.Migration):
                 (
                     "span",
                     models.CharField(
-                        choices=[("quarter", "Quarter"), ("day", "Day")], max_length=8
+                        choices=[("quarter", "Quarter"), ("hour", "Hour"), ("day", "Day")],
+                        max_length=8,
                     ),
                 ),
                 ("start", models.DateTimeField()),
