@@ -7,11 +7,13 @@ Rules the database can hold are constraints here; rules that span rows
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -26,11 +28,13 @@ from sessions.choices import (
     Status,
 )
 from sessions.errors import Conflict, InvalidInput
-from sessions.money import MoneyField
+from sessions.money import MoneyField, to_decimal
 from sessions.querysets import MessageQuerySet, SessionQuerySet
 from sessions.scopes import KeyScope, clean_agents
 
 KEY_MAX_LENGTH = 255
+# What ingest refuses in one-line fields (sessions.inputs).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _token_checks(prefix: str) -> list[models.CheckConstraint]:
@@ -381,6 +385,140 @@ class MinuteUsage(UsageBucket):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
+
+
+def project_key(project: str) -> str:
+    """The fixed-width key of a project path in the budgets' rollup's unique index.
+
+    A path is up to 1024 characters (4 bytes each in UTF-8): too wide for a
+    PostgreSQL B-tree entry next to the other dimensions, and an index error
+    would refuse the write, while Fleet never refuses to record spend.
+    """
+    return hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class BudgetUsage(UsageBucket):
+    """Spend per UTC quarter hour, hour and day × agent × model × channel × project.
+
+    The budgets' source (``sessions.budgets``). Kept with ingest like
+    ``DailyUsage`` (same deltas, same upsert statement: each delta moves one
+    row of each span), for all history, and kept by purge. Quarter hours
+    because every UTC offset in use is a whole number of them (India +5:30,
+    Nepal +5:45): a day, week or month in the configured time zone begins and
+    ends on a quarter-hour boundary, so a budget's spend is an exact sum of
+    whole rows. Day and hour rows make long periods cheap: a period is read
+    as its whole UTC days, then whole hours, then quarter hours at its very
+    edges (docs/DECISIONS.md). ``project_key`` is ``project_key(project)``.
+    """
+
+    class Span(models.TextChoices):
+        QUARTER = "quarter"
+        HOUR = "hour"
+        DAY = "day"
+
+    QUARTER = timedelta(minutes=15)
+    COUNTERS = ("api_calls", "unpriced_calls", "prompt_tokens", "completion_tokens", "cost_usd")
+
+    span = models.CharField(max_length=8, choices=Span.choices)
+    start = models.DateTimeField()
+    project = models.CharField(max_length=1024, blank=True)
+    project_key = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["span", "-start", "agent", "model", "channel", "project"]
+        verbose_name = "budget usage"
+        verbose_name_plural = "budget usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["span", "start", "agent", "model", "channel", "project_key"],
+                name="budgetusage_unique_bucket",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
+
+
+class Budget(models.Model):
+    """A spending limit over a calendar period, for the fleet or a part of it.
+
+    Scope: each of ``agent``, ``model``, ``channel``, ``project`` narrows the
+    budget to usage with exactly that value; all blank is the whole fleet.
+    The period is the current day, ISO week (Monday first) or month in the
+    configured time zone (``FLEET_TIME_ZONE``). Spend comes from
+    ``BudgetUsage`` (``sessions.budgets``); a budget never stops a write.
+    """
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        WEEK = "week"
+        MONTH = "month"
+
+    NAME_LENGTH = 100
+
+    name = models.CharField(max_length=NAME_LENGTH, unique=True)
+    agent = models.CharField(max_length=255, blank=True, help_text="blank: every agent")
+    model = models.CharField(max_length=255, blank=True, help_text="blank: every model")
+    channel = models.CharField(
+        max_length=16, choices=Channel.choices, blank=True, help_text="blank: every channel"
+    )
+    project = models.CharField(
+        max_length=1024, blank=True, help_text="a session's project_root, exactly; blank: every"
+    )
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    amount_usd = MoneyField(help_text="USD per period, above 0 and below one billion")
+    warning_percent = models.PositiveSmallIntegerField(
+        default=80, help_text="warn when the spend reaches this share of the amount (1-100)"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(warning_percent__gte=1, warning_percent__lte=100),
+                name="budget_warning_percent_range",
+                violation_error_message="The warning share is a percent from 1 to 100.",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_usd__gt=0),
+                name="budget_amount_positive",
+                violation_error_message="The amount must be above zero.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scope(self) -> dict[str, str]:
+        """The scope's non-blank dimensions (empty: the whole fleet)."""
+        values = {
+            "agent": self.agent,
+            "model": self.model,
+            "channel": self.channel,
+            "project": self.project,
+        }
+        return {name: value for name, value in values.items() if value}
+
+    def clean(self) -> None:
+        """Refuse an amount past the bound of money, and a scope value no usage
+        can carry: ingest refuses control characters in these fields, and a
+        value with surrounding spaces is a typo of a name (the channel's
+        choices and the lengths are the fields' own checks)."""
+        errors = {}
+        if self.amount_usd is not None:
+            try:
+                to_decimal(self.amount_usd)  # the bound of every amount
+            except ValueError as exc:
+                errors["amount_usd"] = str(exc)
+        for name, value in self.scope.items():
+            if _CONTROL.search(value):
+                errors[name] = "no usage can match: names carry no control characters"
+            elif value != value.strip():
+                errors[name] = "no usage can match: remove the spaces around the name"
+        if errors:
+            raise ValidationError(errors)
 
 
 class ApiKey(models.Model):

@@ -1,9 +1,11 @@
 """Usage rollups: deltas gathered in Python, applied in one upsert per table.
 
-Every write that moves usage adds its deltas to a ``Rollup``, which keeps two
+Every write that moves usage adds its deltas to a ``Rollup``, which keeps three
 tables: ``DailyUsage`` (per UTC day, the history the charts and period totals
-read; kept by purge) and ``MinuteUsage`` (per UTC minute, only for usage dated
-within ``MinuteUsage.RECENT``: the burn rate's source).
+read; kept by purge), ``BudgetUsage`` (spend per UTC quarter hour, hour and
+day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
+minute, only for usage dated within ``MinuteUsage.RECENT``: the burn rate's
+source).
 
 The upsert (``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x``) is
 the same SQL on SQLite (≥ 3.35 for ``RETURNING``) and PostgreSQL, and adds
@@ -30,7 +32,7 @@ from django.utils import timezone
 
 from sessions.bounds import limit_of
 from sessions.errors import InvalidInput
-from sessions.models import DailyUsage, MinuteUsage
+from sessions.models import BudgetUsage, DailyUsage, MinuteUsage, project_key
 
 COUNTERS = (
     "sessions_started",
@@ -46,7 +48,10 @@ COUNTERS = (
     "cache_creation_tokens",
     "cost_usd",  # nano-dollars here
 )
-Dimensions = tuple[str, str, str]  # agent, model, channel
+DIMENSIONS = ("agent", "model", "channel")
+# The budgets' rollup's key: the span (quarter hour or day), the dimensions and
+# the project's key; ``project`` rides along.
+BUDGET_DIMENSIONS = ("span", *DIMENSIONS, "project_key", "project")
 
 
 def utc_day(moment: datetime) -> date:
@@ -57,21 +62,50 @@ def utc_minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+def utc_day_start(moment: datetime) -> datetime:
+    """The start (UTC midnight) of the UTC day holding ``moment``."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def utc_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def utc_quarter(moment: datetime) -> datetime:
+    """The start of the UTC quarter hour holding ``moment``."""
+    minute = utc_minute(moment)
+    return minute.replace(minute=minute.minute - minute.minute % 15)
+
+
 class _Buckets:
-    """Counter deltas of one rollup table, keyed by (period, agent, model, channel)."""
+    """Counter deltas of one rollup table, keyed by (period, *dimensions).
+
+    The unique key is the period and the first ``keyed`` dimensions; any
+    further ones are determined by those (``project`` by ``project_key``).
+    """
 
     def __init__(
-        self, table: type[models.Model], period: str, counters: Sequence[str], adapt: Callable
+        self,
+        table: type[models.Model],
+        period: str,
+        counters: Sequence[str],
+        adapt: Callable,
+        dimensions: Sequence[str] = DIMENSIONS,
+        keyed: int = len(DIMENSIONS),
     ) -> None:
         self.table = table
         self.period = period
         self.counters = counters
         self.adapt = adapt
+        self.dimensions = tuple(dimensions)
+        self.keyed = keyed
         self.deltas: dict[tuple[Any, ...], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(counters, 0)
         )
 
-    def add(self, period: Any, dimensions: Dimensions, sign: int, counts: dict[str, int]) -> None:
+    def add(
+        self, period: Any, dimensions: tuple[str, ...], sign: int, counts: dict[str, int]
+    ) -> None:
         bucket = self.deltas[(period, *dimensions)]
         for name, value in counts.items():
             if value and name in bucket:
@@ -102,7 +136,9 @@ class _Buckets:
                     self._refuse(name)
         quote = connection.ops.quote_name
         table = quote(self.table._meta.db_table)
-        columns = [quote(c) for c in (self.period, "agent", "model", "channel", *self.counters)]
+        columns = [quote(c) for c in (self.period, *self.dimensions, *self.counters)]
+        key_columns = columns[: 1 + self.keyed]
+        values_at = 1 + len(self.dimensions)
         placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
         updates = ", ".join(
             f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in self.counters
@@ -110,8 +146,8 @@ class _Buckets:
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - names are ours
             f"{', '.join([placeholders] * len(rows))} "
-            f"ON CONFLICT ({', '.join(columns[:4])}) DO UPDATE SET {updates} "
-            f"RETURNING {', '.join(columns[4:])}"
+            f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {updates} "
+            f"RETURNING {', '.join(columns[values_at:])}"
         )
         params: list[Any] = []
         for (at, *dimensions), counts in rows:
@@ -139,7 +175,7 @@ class _Buckets:
 
 
 class Rollup:
-    """Accumulates counter deltas per day (and, when recent, per minute) bucket."""
+    """Accumulates counter deltas per day, per budget bucket and (when recent) minute."""
 
     def __init__(self) -> None:
         # The real clock, not the write's ``now``: the demo generator and
@@ -148,25 +184,56 @@ class Rollup:
         self._at: datetime | None = None
         self._day: date | None = None
         self._minute: datetime | None = None
+        self._quarter: datetime | None = None
+        self._hour: datetime | None = None
+        self._day_start: datetime | None = None
+        self._project: tuple[str, str] = ("", project_key(""))
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
         self._minutes = _Buckets(
             MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value
         )
+        self._budget = _Buckets(
+            BudgetUsage,
+            "start",
+            BudgetUsage.COUNTERS,
+            connection.ops.adapt_datetimefield_value,
+            dimensions=BUDGET_DIMENSIONS,
+            keyed=len(BUDGET_DIMENSIONS) - 1,
+        )
 
     def add(
-        self, *, at: datetime, agent: str, model: str, channel: str, sign: int = 1, **counts: int
+        self,
+        *,
+        at: datetime,
+        agent: str,
+        model: str,
+        channel: str,
+        project: str = "",
+        sign: int = 1,
+        **counts: int,
     ) -> None:
         if at != self._at:
             # The messages of a batch mostly share one timestamp: convert once.
             self._at = at
             self._day = utc_day(at)
+            self._quarter = utc_quarter(at)
+            self._hour = utc_hour(at)
+            self._day_start = utc_day_start(at)
             self._minute = utc_minute(at) if at >= self._recent_since else None
         dimensions = (agent or "", model or "", channel or "")
         self._daily.add(self._day, dimensions, sign, counts)
+        project = project or ""
+        if project != self._project[0]:
+            self._project = (project, project_key(project))
+        where = (*dimensions, self._project[1], project)
+        self._budget.add(self._quarter, (BudgetUsage.Span.QUARTER, *where), sign, counts)
+        self._budget.add(self._hour, (BudgetUsage.Span.HOUR, *where), sign, counts)
+        self._budget.add(self._day_start, (BudgetUsage.Span.DAY, *where), sign, counts)
         if self._minute is not None:
             self._minutes.add(self._minute, dimensions, sign, counts)
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
         self._daily.apply()
+        self._budget.apply()
         self._minutes.apply()

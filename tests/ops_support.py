@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sessions import services
-from sessions.models import DailyUsage, Message, Session
+from sessions.models import BudgetUsage, DailyUsage, Message, Session
 from tests.processes import run_in_processes  # noqa: F401 - the ops tests import it from here
 
 
@@ -66,8 +66,12 @@ def run_json(command: str, *args: str, **options: Any) -> dict[str, Any]:
 
 
 def rollup_rows() -> list[dict[str, Any]]:
-    """Every daily usage row: what the dashboard's charts and period totals read."""
-    return list(DailyUsage.objects.order_by("day", "agent", "model", "channel").values())
+    """Every daily and budget usage row: what charts, period totals and budgets read."""
+    budget = BudgetUsage.objects.order_by("span", "start", "agent", "model", "channel", "project")
+    return [
+        *DailyUsage.objects.order_by("day", "agent", "model", "channel").values(),
+        *budget.values(),
+    ]
 
 
 def message_counts_agree() -> list[tuple[str, int, int]]:

@@ -16,7 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from sessions import services
-from sessions.models import DailyUsage, Message, ModelPrice, Session, Tombstone
+from sessions.models import Budget, DailyUsage, Message, ModelPrice, Session, Tombstone
 
 pytestmark = pytest.mark.django_db
 
@@ -666,3 +666,60 @@ def test_the_message_list_says_when_nothing_is_archived(admin_client: Client) ->
     page = admin_client.get(MESSAGES_URL).content.decode()
 
     assert "Archived by compaction: nothing" in page
+
+
+# --- budgets -----------------------------------------------------------------
+
+BUDGETS_URL = "/admin/agent_sessions/budget/"
+
+
+def budget_form(**fields: Any) -> dict[str, Any]:
+    return {
+        "name": "koda monthly",
+        "period": "month",
+        "amount_usd": "25",
+        "warning_percent": "80",
+        "agent": "",
+        "model": "",
+        "channel": "",
+        "project": "",
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("agent", "ko\x01da"),
+        ("model", "o3\x7f"),
+        ("channel", "fax"),
+        ("project", "/src\x07app"),
+        ("amount_usd", "0"),
+        ("amount_usd", "1000000000"),
+        ("warning_percent", "101"),
+    ],
+)
+def test_a_budget_no_usage_can_match_or_out_of_bounds_is_a_form_error(
+    admin_client: Client, field: str, value: str
+) -> None:
+    response = admin_client.post(f"{BUDGETS_URL}add/", budget_form(**{field: value}))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert not Budget.objects.exists()
+
+
+def test_a_budget_is_added_and_the_list_shows_this_periods_spend(admin_client: Client) -> None:
+    services.messages_append(
+        key="b",
+        session={"agent": "koda"},
+        messages=[{"role": "assistant", "content": "a", "usage": {"cost_usd": "2.5"}}],
+    )
+
+    added = admin_client.post(f"{BUDGETS_URL}add/", budget_form(agent="koda"))
+    listing = admin_client.get(BUDGETS_URL)
+    change = admin_client.get(f"{BUDGETS_URL}{Budget.objects.get().pk}/change/")
+
+    assert added.status_code == 302
+    assert "$2.50 of $25.00 (10 %, ok)" in listing.content.decode()
+    assert "$2.50 of $25.00 (10 %, ok)" in change.content.decode()

@@ -41,6 +41,8 @@ ENDPOINTS = {
     "/api/v1/reconcile": {"post"},
     "/api/v1/search": {"get"},
     "/api/v1/fleet": {"get"},
+    "/api/v1/budgets": {"get"},
+    "/api/v1/budgets/check": {"get"},
 }
 
 
@@ -64,13 +66,14 @@ def test_the_openapi_document_lists_403_where_a_key_scope_can_refuse(client: Cli
         if "403" in operation["responses"]
     }
 
-    # Every write, and every read of one session; lists, search and totals filter.
+    # Every write, every read of one session, and a budget check naming another
+    # agent; lists, search and totals filter.
     expected = {
         (path, method)
         for path, methods in ENDPOINTS.items()
         for method in methods
         if method != "get" or path.startswith("/api/v1/sessions/{key}")
-    }
+    } | {("/api/v1/budgets/check", "get")}
     assert forbidden == expected
     assert "forbidden (403" in str(schema["components"]["schemas"]["ErrorDetail"])
 
@@ -81,6 +84,7 @@ NEW_READS = {
     ("/api/v1/sessions/{key}/pending-tool-calls", "get"),
     ("/api/v1/compaction-stats", "get"),
     ("/api/v1/sessions", "get"),
+    ("/api/v1/budgets/check", "get"),
 }
 
 

@@ -18,7 +18,14 @@ from django.db.models import BigIntegerField, Value
 from django.test import override_settings
 
 from sessions import services
-from sessions.models import DailyUsage, Message, MinuteUsage, ModelPrice, Session
+from sessions.models import (
+    BudgetUsage,
+    DailyUsage,
+    Message,
+    MinuteUsage,
+    ModelPrice,
+    Session,
+)
 from tests.api_client import ApiClient, assert_error, make_key, store_counts
 
 
@@ -545,6 +552,18 @@ def test_minute_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
     DailyUsage.objects.update(cost_usd=0)
 
     assert_error(append(api, spend("1"), key="one"), 422, "invalid")
+
+
+def test_budget_rollups_are_bounded_like_daily_ones(api: ApiClient) -> None:
+    from sessions.bounds import MAX_COST_NANOS
+
+    append(api, spend("1"), key="one")
+    BudgetUsage.objects.update(cost_usd=Value(MAX_COST_NANOS, output_field=BigIntegerField()))
+    DailyUsage.objects.update(cost_usd=0)
+    MinuteUsage.objects.update(cost_usd=0)
+
+    assert_error(append(api, spend("1"), key="one"), 422, "invalid")
+    assert Message.objects.count() == 1
 
 
 def test_token_counts_inside_the_limit_never_crash_pricing(api: ApiClient) -> None:

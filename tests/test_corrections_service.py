@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
-from sessions.models import DailyUsage, Message, ModelPrice, Session
+from sessions.models import BudgetUsage, DailyUsage, Message, ModelPrice, Session
 from sessions.pricing import library_rates
 from tests.totals_support import message_sums, rollup_totals, usage
 
@@ -415,6 +415,7 @@ operations = st.lists(
 def test_totals_follow_the_spending_history_rule(ops: list[tuple[str, Any]]) -> None:
     key = f"prop-{next(_counter)}"
     DailyUsage.objects.all().delete()
+    BudgetUsage.objects.all().delete()
     services.messages_append(key=key, messages=[], session={"model": "gpt-4o-mini"})
     cleared = dict.fromkeys(SESSION_TOTALS, 0)
     cleared["cost_usd"] = Decimal(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,8 +14,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from fleet.views.fleet import PAGE_BUDGETS
 from sessions import services
-from sessions.models import Session
+from sessions.models import Budget, Session
 from tests.clock import Clock
 
 pytestmark = pytest.mark.django_db
@@ -156,6 +158,66 @@ def test_it_draws_the_cost_and_token_charts_as_svg(admin_client: Client) -> None
     html = response.content.decode()
     assert html.count('<svg class="chart-svg"') == 2
     assert "gpt-4o: $2.00</title>" in html
+
+
+def budget_items(html: str) -> list[str]:
+    return re.findall(r'<li class="budget[^"]*">.*?</li>', html, flags=re.S)
+
+
+def test_each_budget_is_a_bar_of_its_spend_red_when_exceeded(admin_client: Client) -> None:
+    add_session("c1", messages=[priced("3.00")])
+    Budget.objects.create(name="alpha daily", agent="alpha", period="day", amount_usd=Decimal(2))
+    Budget.objects.create(name="fleet month", period="month", amount_usd=Decimal(12))
+    Budget.objects.create(
+        name="o3 only", model="o3", period="week", amount_usd=Decimal(1), warning_percent=50
+    )
+
+    response = admin_client.get("/")
+
+    alpha, fleet, o3 = budget_items(response.content.decode())
+    assert 'class="budget exceeded"' in alpha
+    assert '<rect class="bar-spent" width="100"' in alpha
+    assert "$3.00</span> / $2.00" in alpha
+    assert "agent alpha · day" in alpha
+    assert 'class="budget"' in fleet
+    assert '<rect class="bar-spent" width="25"' in fleet
+    assert "whole fleet · month" in fleet
+    assert '<rect class="bar-spent" width="0"' in o3
+    assert "exceeded" not in fleet + o3
+
+
+def test_a_budget_past_its_warning_share_is_marked(admin_client: Client) -> None:
+    add_session("c1", messages=[priced("0.90")])
+    Budget.objects.create(name="b", period="day", amount_usd=Decimal(1), warning_percent=80)
+
+    (item,) = budget_items(admin_client.get("/").content.decode())
+
+    assert 'class="budget warning"' in item
+    assert "90 %" in item
+
+
+def test_the_page_shows_a_bounded_number_of_budgets_and_links_the_rest(
+    admin_client: Client,
+) -> None:
+    add_session("c1")
+    Budget.objects.bulk_create(
+        Budget(name=f"b{n:02}", amount_usd=Decimal(1)) for n in range(PAGE_BUDGETS + 1)
+    )
+
+    response = admin_client.get("/")
+
+    assert len(budget_items(response.content.decode())) == PAGE_BUDGETS
+    assert "/admin/agent_sessions/budget/" in response.content.decode()
+
+
+def test_no_budgets_no_panel_and_one_query_to_know(admin_client: Client) -> None:
+    add_session("c1")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/", **LIVE)
+
+    assert "Budgets" not in response.content.decode()
+    assert sum("agent_sessions_budget" in q["sql"] for q in queries.captured_queries) == 1
 
 
 def test_an_empty_fleet_shows_how_to_connect_an_agent(admin_client: Client) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import DailyUsage, MinuteUsage
+from sessions.models import BudgetUsage, DailyUsage, MinuteUsage, project_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,3 +93,71 @@ def test_renaming_the_rollup_counts_keeps_their_values(executor: MigrationExecut
     row = DailyUsage.objects.get()  # the current model: the renamed columns
     assert (row.agent, row.message_count, row.tool_call_count, row.turns) == ("koda", 7, 3, 2)
     assert row.cost_usd == Decimal(1)
+
+
+BEFORE_BUDGETS = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
+BUDGETS = ("agent_sessions", "0010_budgets")
+
+
+def test_budget_usage_is_filled_from_every_stored_message_with_usage(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BEFORE_BUDGETS])
+    apps = executor.loader.project_state([BEFORE_BUDGETS]).apps
+    session_model = apps.get_model("agent_sessions", "Session")
+    message_model = apps.get_model("agent_sessions", "Message")
+    t0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    session = session_model.objects.create(
+        key="s", agent="koda", model="gpt-4o", channel="cli", project_root="/src/app"
+    )
+    for seq, (at, model, source, cost) in enumerate(
+        [
+            (t0, "", "computed", Decimal("0.5")),
+            (t0 + timedelta(minutes=14, seconds=59), "", "reported", Decimal("0.000000001")),
+            (t0 + timedelta(minutes=15), "", "computed", Decimal(2)),  # the next quarter
+            (t0 + timedelta(minutes=1), "claude-x", "unpriced", None),
+            (t0 + timedelta(minutes=2), "", "", None),  # a user message: no usage
+            (t0 + timedelta(days=40), "", "computed", Decimal(7)),  # long ago or not: all
+        ],
+        start=1,
+    ):
+        message_model.objects.create(
+            session=session,
+            seq=seq,
+            role="assistant" if source else "user",
+            model=model,
+            cost_source=source,
+            cost_usd=cost,
+            created_at=at,
+            prompt_tokens=10 if source else 0,
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([BUDGETS])
+
+    rows = {
+        (row.span, row.start, row.model): (
+            row.api_calls,
+            row.unpriced_calls,
+            row.cost_usd,
+            row.prompt_tokens,
+        )
+        for row in BudgetUsage.objects.all()
+    }
+    day = t0.replace(hour=0)
+    assert rows == {
+        ("quarter", t0, "gpt-4o"): (2, 0, Decimal("0.500000001"), 20),
+        ("quarter", t0, "claude-x"): (1, 1, Decimal(0), 10),
+        ("quarter", t0 + timedelta(minutes=15), "gpt-4o"): (1, 0, Decimal(2), 10),
+        ("quarter", t0 + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+        ("hour", t0, "gpt-4o"): (3, 0, Decimal("2.500000001"), 30),
+        ("hour", t0, "claude-x"): (1, 1, Decimal(0), 10),
+        ("hour", t0 + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+        ("day", day, "gpt-4o"): (3, 0, Decimal("2.500000001"), 30),
+        ("day", day, "claude-x"): (1, 1, Decimal(0), 10),
+        ("day", day + timedelta(days=40), "gpt-4o"): (1, 0, Decimal(7), 10),
+    }
+    row = BudgetUsage.objects.first()
+    assert row is not None
+    assert (row.agent, row.channel, row.project) == ("koda", "cli", "/src/app")
+    assert row.project_key == project_key("/src/app")

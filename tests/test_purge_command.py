@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from sessions import services
+from sessions.budgets import budget_status
 from sessions.choices import TOKEN_FIELDS
 from sessions.errors import SessionGone
-from sessions.models import Message, MinuteUsage, Session, Tombstone
+from sessions.models import Budget, BudgetUsage, Message, MinuteUsage, Session, Tombstone
 from sessions.ops.purge import purge
 from sessions.search import search_messages
 from tests.ops_support import (
@@ -98,6 +100,27 @@ def test_the_cost_per_day_data_is_identical_after_a_purge() -> None:
 
     assert keys() == {"s3"}
     assert rollup_rows() == before
+
+
+def test_budgets_spend_the_same_after_a_purge() -> None:
+    make_session("old", at=ago(days=10), count=6, model="gpt-4o")
+    make_session("new", at=ago(minutes=5), count=6, model="gpt-4o")
+    week = Budget.objects.create(name="two", period="week", amount_usd=Decimal(100))
+    now = ago()
+
+    def spend() -> tuple[Decimal, int, int]:
+        status = budget_status(week, now)
+        return status.spent, status.unpriced_calls, status.api_calls
+
+    before = spend()
+    rows = list(BudgetUsage.objects.order_by("span", "start").values())
+    assert before[0] > 0
+
+    run("purge", "--older-than", "7d", "--compacted-older-than", "0")
+
+    assert keys() == {"new"}
+    assert spend() == before
+    assert list(BudgetUsage.objects.order_by("span", "start").values()) == rows
 
 
 def test_a_session_exactly_at_the_cutoff_is_kept() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from fleet.views.fleet import PAGE_BUDGETS
 from sessions import services
-from sessions.models import DailyUsage, Message, Session
+from sessions.models import Budget, DailyUsage, Message, Session
 
 pytestmark = pytest.mark.django_db
 
@@ -119,6 +121,27 @@ def at_two_sizes(client: Client, urls: dict[str, tuple[str, int, dict[str, str]]
     assert small == large
 
 
+def add_budgets(count: int) -> None:
+    """Budgets of every period and scope kind; more than the fleet page shows."""
+    scopes: list[dict[str, str]] = [
+        {},
+        {"agent": "agent-1"},
+        {"model": "o3"},
+        {"channel": "cli"},
+        {"project": "/src/app"},
+        {"agent": "agent-2", "model": "gpt-4o", "channel": "cli"},
+    ]
+    Budget.objects.bulk_create(
+        Budget(
+            name=f"budget {n:03}",
+            period=("day", "week", "month")[n % 3],
+            amount_usd=Decimal(n + 1),
+            **scopes[n % len(scopes)],
+        )
+        for n in range(count)
+    )
+
+
 def test_the_fleet_page_and_its_fragments_cost_the_same_at_any_size(admin_client: Client) -> None:
     at_two_sizes(
         admin_client,
@@ -129,6 +152,28 @@ def test_the_fleet_page_and_its_fragments_cost_the_same_at_any_size(admin_client
             "table poll": ("/?v=stale", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "sessions"}),
         },
     )
+
+
+def test_the_fleet_page_costs_the_same_with_any_number_of_budgets(admin_client: Client) -> None:
+    grow_fleet(10)
+    urls = {
+        "page": ("/", PAGE_BUDGET, {}),
+        "live poll": ("/?v=stale", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "fleet-live"}),
+    }
+    add_budgets(1)
+    one = {name: measure(admin_client, *spec[:2], **spec[2]) for name, spec in urls.items()}
+    Budget.objects.all().delete()
+    add_budgets(PAGE_BUDGETS * 3)
+    grow_fleet(500)
+    many = {name: measure(admin_client, *spec[:2], **spec[2]) for name, spec in urls.items()}
+
+    assert one == many
+    # Budgets cost two queries: the budgets shown, and their spend.
+    Budget.objects.all().delete()
+    none = {name: measure(admin_client, *spec[:2], **spec[2]) for name, spec in urls.items()}
+    assert {name: count - 1 for name, (count, _) in one.items()} == {
+        name: count for name, (count, _) in none.items()
+    }
 
 
 def test_an_unchanged_fleet_poll_costs_one_query(admin_client: Client, frozen: None) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from sessions.choices import TOKEN_FIELDS, CostSource
-from sessions.models import DailyUsage, Message, Session
+from sessions.models import BudgetUsage, DailyUsage, Message, Session
 
 ROLLUP_COUNTERS = (
     "sessions_started",
@@ -50,4 +50,12 @@ def rollup_totals(**filters: Any) -> dict[str, Any]:
     rows = list(DailyUsage.objects.filter(**filters))
     totals: dict[str, Any] = {name: sum(getattr(r, name) for r in rows) for name in ROLLUP_COUNTERS}
     totals["cost_usd"] = sum((r.cost_usd for r in rows), Decimal(0))
+    if set(filters) <= {"agent", "model", "channel"}:
+        # The budgets' rollup moves with every write like the daily one, per span.
+        for span in BudgetUsage.Span.values:
+            rows_of_span = list(BudgetUsage.objects.filter(span=span, **filters))
+            for name in BudgetUsage.COUNTERS:
+                zero = Decimal(0) if name == "cost_usd" else 0
+                kept = sum((getattr(r, name) for r in rows_of_span), zero)
+                assert kept == totals[name], (span, name, kept, totals[name])
     return totals

@@ -268,6 +268,7 @@ def too_large() -> HttpResponse:
 
 # Routes register on import; the order matters: a key may contain "/", so the
 # routes below a key come before the bare /sessions/{key} catch-all.
+from fleet.api import budgets as budget_routes  # noqa: E402
 from fleet.api import messages as message_routes  # noqa: E402
 from fleet.api import overview as overview_routes  # noqa: E402
 from fleet.api import sessions as session_routes  # noqa: E402
@@ -275,3 +276,4 @@ from fleet.api import sessions as session_routes  # noqa: E402
 api.add_router("", message_routes.router, tags=["messages"])
 api.add_router("", session_routes.router, tags=["sessions"])
 api.add_router("", overview_routes.router, tags=["fleet"])
+api.add_router("", budget_routes.router, tags=["budgets"])

@@ -284,6 +284,50 @@ class FleetOut(Schema):
     burn_rate: BurnRateOut
 
 
+class BudgetScopeOut(Schema):
+    agent: str = Field(..., description="empty: every agent")
+    model: str = Field(..., description="empty: every model")
+    channel: str = Field(..., description="empty: every channel")
+    project: str = Field(..., description="a project_root, exactly; empty: every project")
+
+
+class BudgetOut(Schema):
+    id: int
+    name: str
+    scope: BudgetScopeOut
+    period: Literal["day", "week", "month"] = Field(
+        ..., description="in the server's time zone (time_zone); weeks start on Monday"
+    )
+    period_start: Timestamp
+    period_end: Timestamp = Field(..., description="exclusive")
+    amount_usd: Money
+    warning_percent: int
+    spent_usd: Money = Field(
+        ..., description="reported and computed costs dated in the period, exact"
+    )
+    remaining_usd: Money = Field(..., description="amount - spent, never below zero")
+    forecast_usd: Money = Field(
+        ..., description="the spend at the period's end at its average rate so far"
+    )
+    unpriced_calls: int = Field(
+        ..., description="calls in the period with no known price: not in spent_usd"
+    )
+    api_calls: int
+    warning: bool = Field(..., description="spent has reached warning_percent of the amount")
+    exceeded: bool = Field(..., description="spent has reached the amount")
+
+
+class BudgetListOut(Schema):
+    time_zone: str = Field(..., description="the zone the periods' days begin in")
+    exceeded: bool = Field(..., description="any of the items is exceeded")
+    remaining_usd: Money | None = Field(..., description="the least remaining; null: no budget")
+    items: list[BudgetOut]
+
+
+class BudgetCheckOut(BudgetListOut):
+    pass
+
+
 def example_answer(example: dict[str, Any]) -> dict[str, Any]:
     """An operation's ``openapi_extra``: ``example`` as its 200 answer in the docs."""
     return {"responses": {200: {"content": {"application/json": {"example": example}}}}}

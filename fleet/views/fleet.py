@@ -27,6 +27,7 @@ from fleet.charts import cost_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
 from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
+from sessions.budgets import BudgetStatus, budget_statuses, visible_budgets
 from sessions.choices import Channel
 from sessions.fleet_stats import (
     Breakdown,
@@ -40,6 +41,10 @@ from sessions.models import Session
 from sessions.selectors import session_rows
 
 PAGE_SIZE = 50
+# The fleet page shows at most this many budgets (by name; the admin lists them
+# all): a bounded panel, and a bounded amount of work per poll. Their spend is
+# one query however many there are.
+PAGE_BUDGETS = 20
 GOAL_PREVIEW = 500
 TEMPLATE = "fleet/fleet.html"
 
@@ -170,6 +175,17 @@ def labelled(breakdown: Breakdown) -> Breakdown:
     return Breakdown(dimension=breakdown.dimension, rows=rows, more=breakdown.more)
 
 
+def budget_panel(now: datetime) -> dict[str, Any]:
+    """The budgets' bars: one query for the budgets, one for their spend (none without)."""
+    budgets = list(visible_budgets()[: PAGE_BUDGETS + 1])
+    statuses: list[BudgetStatus] = budget_statuses(budgets[:PAGE_BUDGETS], now)
+    return {
+        "budgets": statuses,
+        "budgets_more": len(budgets) > PAGE_BUDGETS,
+        "budget_zone": timezone.get_default_timezone_name(),
+    }
+
+
 def live_context(now: datetime) -> dict[str, Any]:
     totals = fleet_totals(now)
     start, rows = daily_rows(now)
@@ -185,6 +201,7 @@ def live_context(now: datetime) -> dict[str, Any]:
         "tokens_chart": tokens_chart(rows, start=start),
         "stale_minutes": settings.FLEET_STALE_AFTER // 60,
         "stuck_minutes": settings.FLEET_STUCK_AFTER // 60,
+        **budget_panel(now),
     }
 
 

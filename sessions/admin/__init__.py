@@ -11,11 +11,11 @@ Rows imported or written long ago may hold values the domain no longer
 accepts (an unknown status, metadata that is a list): lists and change pages
 show them as they are, marked invalid, and never crash on them.
 
-One module per concept: ``session``, ``message``, ``bookkeeping`` (tombstones,
+One module per concept: ``session``, ``message``, ``budgets``, ``bookkeeping`` (tombstones,
 prices, the daily rollup) and ``apikeys``; ``common`` holds what they share.
 """
 
 from __future__ import annotations
 
 # Importing each module registers its ModelAdmins (Django autodiscovers this package).
-from sessions.admin import apikeys, bookkeeping, message, session  # noqa: F401
+from sessions.admin import apikeys, bookkeeping, budgets, message, session  # noqa: F401

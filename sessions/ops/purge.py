@@ -17,12 +17,12 @@ Every run that is not a dry run also drops the per-minute usage buckets
 older than ``MinuteUsage.RECENT`` (the burn rate reads only the last hour of
 them; they are a window, not history).
 
-What stays: the daily usage rollups, untouched, so the dashboard's cost
-history and period totals are the same after a purge. Purged sessions leave
-**no tombstone**: a tombstone refuses writes to a key someone deleted on
-purpose, while a purged session merely aged out, and routing keys
-(``telegram_user123``) come back — the user's next message starts a new
-session.
+What stays: the daily and the budgets' usage rollups, untouched, so the
+dashboard's cost history, period totals and budgets are the same after a
+purge. Purged sessions leave **no tombstone**: a tombstone refuses writes to
+a key someone deleted on purpose, while a purged session merely aged out,
+and routing keys (``telegram_user123``) come back — the user's next message
+starts a new session.
 
 How: rows are chosen by id (``values_list``, keyset pagination, never model
 instances) and removed with ``DELETE … WHERE id IN (…)`` in bounded batches,

@@ -152,7 +152,16 @@ def _reprice_batch(
             for s in Session.objects.select_for_update()
             .filter(id__in=sorted(set(session_ids)))
             .order_by("id")
-            .only("id", "key", "agent", "model", "channel", "cost_usd", "unpriced_calls")
+            .only(
+                "id",
+                "key",
+                "agent",
+                "model",
+                "channel",
+                "project_root",
+                "cost_usd",
+                "unpriced_calls",
+            )
         }
         # Read under the locks: what is stored now, not what the page saw.
         rows = Message.objects.filter(id__in=ids, cost_source__in=REPRICEABLE).values_list(*_FIELDS)
@@ -199,6 +208,7 @@ def _reprice_batch(
                 agent=session.agent,
                 model=model,
                 channel=session.channel,
+                project=session.project_root,
                 cost_usd=moved,
                 unpriced_calls=unpriced,
             )

@@ -137,6 +137,7 @@ def rollup_add(
         agent=session.agent,
         model=message.model or session.model,
         channel=session.channel,
+        project=session.project_root,
         sign=sign,
         # A compaction summary is the server's bookkeeping, not ingest: the
         # rollup stays untouched by compaction (only its usage, if any, counts).

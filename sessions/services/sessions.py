@@ -270,6 +270,7 @@ def _session_upsert(
             agent=session.agent,
             model=session.model,
             channel=session.channel,
+            project=session.project_root,
             **delta,
         )
     if "last_active_at" not in fields.values:

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from django.core.management import call_command
 from django.core.signals import request_started
 
 from sessions import services
-from sessions.models import Session, Status
+from sessions.models import Budget, Session, Status
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the
 # tests make between browser steps are ordinary synchronous code.
@@ -593,6 +594,11 @@ def phone(request: Any, browser: Any, live_server: Any, settings: Any) -> Iterat
 def test_every_page_fits_a_phone(phone: Any, operator: Any) -> None:
     width = phone.viewport_size["width"]
     call_command("demo_fleet", sessions=30, messages_per_session=8, seed=7, stdout=StringIO())
+    # Budget bars with long names and scopes, one exceeded.
+    Budget.objects.create(name=f"fleet {LONG_WORD}", period="month", amount_usd=Decimal("0.01"))
+    Budget.objects.create(
+        name="koda daily", agent="koda", project=f"/src/{LONG_WORD}", amount_usd=Decimal(100)
+    )
     conversation("team/fix-ci")
     add(
         "team/fix-ci",
