@@ -11,7 +11,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import DailyUsage, MinuteUsage
+from sessions import search
+from sessions.models import DailyUsage, Message, MinuteUsage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,6 +20,7 @@ BEFORE_MINUTE_USAGE = ("agent_sessions", "0004_price_override_applies_to_all_his
 MINUTE_USAGE = ("agent_sessions", "0005_minute_usage_and_turn_index")
 BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
 ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
+MESSAGE_METADATA = ("agent_sessions", "0020_message_metadata")
 
 
 @pytest.fixture
@@ -93,3 +95,24 @@ def test_renaming_the_rollup_counts_keeps_their_values(executor: MigrationExecut
     row = DailyUsage.objects.get()  # the current model: the renamed columns
     assert (row.agent, row.message_count, row.tool_call_count, row.turns) == ("koda", 7, 3, 2)
     assert row.cost_usd == Decimal(1)
+
+
+def test_messages_stored_before_message_metadata_have_none_and_stay_searchable(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([ROLLUP_NAMES])
+    apps = executor.loader.project_state([ROLLUP_NAMES]).apps
+    session = apps.get_model("agent_sessions", "Session").objects.create(
+        key="s", agent="koda", last_active_at=timezone.now()
+    )
+    message_model = apps.get_model("agent_sessions", "Message")
+    message_model.objects.create(session=session, seq=1, role="user", content="older words")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([MESSAGE_METADATA])
+
+    older = Message.objects.get(seq=1)  # the current model: the new column
+    assert older.metadata == {}
+    Message.objects.create(session_id=session.pk, seq=2, role="user", content="newer words")
+    found = {hit.seq for result in search.search_messages("words") for hit in result.hits}
+    assert found == {1, 2}
