@@ -78,6 +78,8 @@ class Entry:
     message: Message
     content: Text
     reasoning: Text
+    # The message's metadata as pretty JSON, folded on the page.
+    metadata: Text = field(default_factory=lambda: Text(head=""))
     calls: list[Call] = field(default_factory=list)
     is_tool_result: bool = False
 
@@ -126,6 +128,7 @@ def _entry(message: Message) -> Entry:
         message=message,
         content=split_text(content),
         reasoning=split_text(message.reasoning, head_lines=10**9),
+        metadata=split_text(pretty_json_text(message.metadata) if message.metadata else None),
         is_tool_result=message.role == Role.TOOL,
     )
 

@@ -11,7 +11,10 @@ Adding a message field therefore touches the model, its migration and the
 API's schema (``fleet.api.schemas.MESSAGE_SCHEMA`` for a field clients write,
 ``fleet.api.responses.MessageOut`` for every field); ``tests/test_api_docs.py``
 fails until the schema names it. A field the server sets goes in
-``MESSAGE_SERVER_FIELDS`` here instead of the request schema.
+``MESSAGE_SERVER_FIELDS`` here instead of the request schema. A client's
+value is checked by the field's type (``inputs._field_cleaner``): a
+JSONField whose default is ``dict`` (``metadata``) holds an object within
+``FLEET_MAX_METADATA_BYTES``.
 """
 
 from __future__ import annotations

@@ -194,15 +194,25 @@ def metadata_size(value: Mapping[str, Any]) -> int:
     return len(dumped.encode("utf-8", "surrogatepass"))
 
 
-def check_metadata_size(value: Mapping[str, Any], path: str, *, merged: bool = False) -> None:
-    """Refuse metadata over ``FLEET_MAX_METADATA_BYTES`` (``merged``: the session's result)."""
+def check_metadata_size(
+    value: Mapping[str, Any],
+    path: str,
+    *,
+    merged: bool = False,
+    hint: str = "; a null value removes a key",
+) -> None:
+    """Refuse metadata over ``FLEET_MAX_METADATA_BYTES`` (``merged``: the session's result).
+
+    ``hint`` ends the message: how to shrink it (a message's metadata is
+    replaced, not merged, so it has none).
+    """
     limit = settings.FLEET_MAX_METADATA_BYTES
     size = metadata_size(value)
     if size > limit:
         what = "merged with the stored metadata, would be" if merged else "is"
         raise InvalidInput(
             f"must be at most {limit} bytes of JSON in UTF-8 (the server's "
-            f"FLEET_MAX_METADATA_BYTES); {what} {size}; a null value removes a key",
+            f"FLEET_MAX_METADATA_BYTES); {what} {size}{hint}",
             field=path,
         )
 
@@ -301,6 +311,19 @@ def clean_json(value: Any, path: str) -> Any:
     return value
 
 
+def clean_json_object(value: Any, path: str) -> dict[str, Any]:
+    """A JSON object of any values, at most ``FLEET_MAX_METADATA_BYTES`` like
+    a session's metadata (a message's ``metadata``)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"must be an object, got {type(value).__name__}", field=path)
+    for name in value:
+        if not isinstance(name, str):
+            raise InvalidInput(f"keys must be strings, got {name!r}"[:200], field=path)
+    _check_json_text(value, path)
+    check_metadata_size(value, path, hint="")
+    return dict(value)
+
+
 def clean_bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(f"must be true or false, got {value!r}"[:200], field=path)
@@ -349,7 +372,9 @@ def _field_cleaner(field: models.Field) -> Cleaner:
     if isinstance(field, models.IntegerField):
         return lambda value, path: clean_int(value, path, maximum=MAX_COUNT)
     if isinstance(field, models.JSONField):
-        return clean_json
+        # A field whose default is an object holds an object, bounded like
+        # a session's metadata; any other holds any JSON.
+        return clean_json_object if isinstance(field.get_default(), dict) else clean_json
     raise TypeError(f"no rule checks a client's {type(field).__name__} (Message.{name})")
 
 

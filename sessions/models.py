@@ -184,6 +184,10 @@ class Message(Totals):
     model = models.CharField(max_length=255, blank=True)
     provider_response_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=32, blank=True)
+    # The agent's own data about the message, any JSON object (at most
+    # FLEET_MAX_METADATA_BYTES); importers keep here what a store has and
+    # Fleet has no field for (appam's content blocks, koda's full output).
+    metadata = models.JSONField(default=dict, blank=True)
     # A compaction summary: the context view places it before the messages
     # the compaction preserved.
     is_summary = models.BooleanField(default=False)

@@ -66,6 +66,10 @@ def form_data(response: Any) -> dict[str, str]:
         value = form[name].value()
         assert not isinstance(field, forms.SplitDateTimeField), name
         data[name] = "" if value is None else str(value)
+        if field.show_hidden_initial:
+            # A field whose default is callable (metadata, tool_calls) posts its
+            # initial value too: Django compares the two to see what changed.
+            data[form.add_initial_prefix(name)] = str(field.prepare_value(form[name].initial))
     data["_save"] = "Save"
     return data
 
@@ -414,6 +418,59 @@ def test_editing_a_message_refuses_usage_that_breaks_the_token_rules(
     assert "tool_calls" in errors
     assert "__all__" in errors  # reasoning is a part of completion
     assert Session.objects.get(pk=session.pk).reasoning_tokens == 0
+
+
+def test_a_messages_metadata_is_shown_escaped_and_can_be_edited(admin_client: Client) -> None:
+    session = make_session("e", messages=2)
+    message = Message.objects.get(session=session, seq=2)
+    Message.objects.filter(pk=message.pk).update(metadata={"note": "<script>x</script>"})
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    page = admin_client.get(url)
+    assert "<script>x</script>" not in page.content.decode()
+    assert "&lt;script&gt;x&lt;/script&gt;" in page.content.decode()
+    data = form_data(page)
+    data.update(metadata=json.dumps({"note": "fixed", "steps": [1, 2]}))
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Message.objects.get(pk=message.pk).metadata == {"note": "fixed", "steps": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("[1, 2]", "must be an object"), (json.dumps({"x": "y" * 200}), "at most 100")],
+)
+def test_a_messages_metadata_that_is_not_an_object_or_too_big_is_a_form_error(
+    admin_client: Client, settings: Any, value: str, said: str
+) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 100
+    session = make_session("e", messages=2)
+    message = Message.objects.get(session=session, seq=2)
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    data = form_data(admin_client.get(url))
+    data.update(metadata=value)
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert said in str(errors["metadata"])
+    assert Message.objects.get(pk=message.pk).metadata == {}
+
+
+def test_an_emptied_messages_metadata_is_stored_as_an_empty_object(admin_client: Client) -> None:
+    session = make_session("e", messages=2)
+    message = Message.objects.get(session=session, seq=2)
+    Message.objects.filter(pk=message.pk).update(metadata={"a": 1})
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    data = form_data(admin_client.get(url))
+    data.update(metadata="")
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Message.objects.get(pk=message.pk).metadata == {}
 
 
 def test_editing_a_session_goes_through_the_upsert(admin_client: Client) -> None:

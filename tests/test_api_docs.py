@@ -206,6 +206,14 @@ def test_the_openapi_document_answers_every_field_of_a_message(client: Client) -
     assert set(message_json(stored)["usage"]) == usage
 
 
+def test_the_documented_message_example_shows_every_field_of_a_message(client: Client) -> None:
+    schema = client.get("/api/v1/openapi.json").json()
+    last = schema["paths"]["/api/v1/sessions/{key}/messages/last"]["get"]
+    example = last["responses"]["200"]["content"]["application/json"]["example"]
+
+    assert set(example) == set(MESSAGE_JSON_KEYS)
+
+
 def test_the_openapi_document_names_every_session_field(client: Client) -> None:
     # Session fields still have their lists (sessions.inputs, sessions.shapes,
     # the API's schemas): these fail when the model gains a field one misses.

@@ -213,10 +213,67 @@ def test_messages_have_every_field_and_usage_is_null_without_usage(api: ApiClien
         "model",
         "provider_response_id",
         "status",
+        "metadata",
         "usage",
         "created_at",
         "compacted_at",
     }
+
+
+def test_a_message_keeps_the_metadata_object_it_was_sent_with(api: ApiClient) -> None:
+    meta = {"trace": {"span": "a1", "steps": [1, 2]}, "source": "éclair", "flag": None}
+
+    response = append(api, "s1", user("q", metadata=meta), assistant("a"))
+
+    assert response.status_code == 201, response.content
+    items = api.get("sessions/s1/messages", view="all").json()["items"]
+    assert items[0]["metadata"] == meta
+    assert items[1]["metadata"] == {}
+
+
+@pytest.mark.parametrize("value", ["text", ["a"], 3, True])
+def test_message_metadata_that_is_not_an_object_is_422_naming_it(
+    api: ApiClient, value: Any
+) -> None:
+    response = append(api, "s1", user("q"), user("r", metadata=value))
+
+    assert_error(response, 422, "invalid", "messages[1].metadata")
+    assert not Session.objects.filter(key="s1").exists()
+
+
+def test_message_metadata_past_the_metadata_cap_is_422(api: ApiClient, settings: Any) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 20
+    fits = {"k": "x" * 12}  # {"k":"xxxxxxxxxxxx"} is 20 bytes
+
+    assert append(api, "s1", user("q", metadata=fits)).status_code == 201
+    response = append(api, "s1", user("r", metadata={"k": "x" * 13}))
+
+    error = assert_error(response, 422, "invalid", "messages[0].metadata")
+    assert "FLEET_MAX_METADATA_BYTES" in error["message"]
+    assert Message.objects.filter(session__key="s1").count() == 1
+
+
+def test_update_last_replaces_the_metadata_and_keeps_it_when_absent(api: ApiClient) -> None:
+    append(api, "s1", assistant("", status="streaming", metadata={"a": 1}))
+
+    replaced = api.put("sessions/s1/messages/last", {"message": {"metadata": {"b": [2]}}})
+    kept = api.put("sessions/s1/messages/last", {"message": {"content": "done"}})
+    refused = api.put("sessions/s1/messages/last", {"message": {"metadata": "b"}})
+
+    assert replaced.status_code == 200, replaced.content
+    assert replaced.json()["message"]["metadata"] == {"b": [2]}
+    assert kept.json()["message"]["metadata"] == {"b": [2]}
+    assert_error(refused, 422, "invalid", "message.metadata")
+    assert Message.objects.get(session__key="s1").metadata == {"b": [2]}
+
+
+def test_update_last_with_null_metadata_clears_it(api: ApiClient) -> None:
+    append(api, "s1", assistant("a", metadata={"a": 1}))
+
+    response = api.put("sessions/s1/messages/last", {"message": {"metadata": None}})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["message"]["metadata"] == {}
 
 
 def test_the_all_view_pages_by_seq_with_after_role_and_a_cursor(api: ApiClient) -> None:

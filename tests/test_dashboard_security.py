@@ -282,7 +282,12 @@ def hostile() -> None:
                 ],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "cost_usd": "0.01"},
             },
-            {"role": "tool", "tool_call_id": f"id{XSS}", "content": f'{{"out": "{XSS}"}}'},
+            {
+                "role": "tool",
+                "tool_call_id": f"id{XSS}",
+                "content": f'{{"out": "{XSS}"}}',
+                "metadata": {f"msgmeta{XSS}": [f"item{XSS}"]},
+            },
             {"role": "assistant", "content": f"needle again {XSS}", "status": "<b>st</b>"},
         ],
     )
@@ -334,7 +339,13 @@ def test_agent_text_is_escaped_on_the_session_page(admin_client: Client, hostile
 
     assert response.status_code == 200
     html = response.content.decode()
-    for text in ("todo&lt;script&gt;", "meta&lt;script&gt;", "tool&lt;script&gt;", "thinking&lt;"):
+    for text in (
+        "todo&lt;script&gt;",
+        "meta&lt;script&gt;",
+        "tool&lt;script&gt;",
+        "thinking&lt;",
+        "msgmeta&lt;script&gt;",
+    ):
         assert text in html
     assert_inert(html)
 

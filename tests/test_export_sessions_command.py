@@ -117,6 +117,28 @@ def test_totals_beyond_the_stored_messages_and_seq_gaps_survive(tmp_path: Path) 
     assert [m.seq for m in messages_of("k")] == [3, 4, 5]
 
 
+def test_a_messages_metadata_survives_the_round_trip(tmp_path: Path) -> None:
+    metadata = {"raw_content_blocks": [{"type": "image", "source": {"media_type": "image/png"}}]}
+    services.messages_append(
+        key="k",
+        messages=[
+            {"role": "user", "content": "look", "metadata": metadata},
+            {"role": "assistant", "content": "a cat"},
+        ],
+        now=T0,
+    )
+    messages = messages_as_rows()
+    path = tmp_path / "fleet.jsonl"
+    export(str(path))
+    assert json.loads(path.read_text().splitlines()[0])["messages"][0]["metadata"] == metadata
+    empty_the_database()
+
+    run_import("fleet", str(path))
+
+    assert messages_as_rows() == messages
+    assert [m.metadata for m in messages_of("k")] == [metadata, {}]
+
+
 def test_a_second_import_of_an_export_adds_nothing_and_changes_nothing(tmp_path: Path) -> None:
     call_command("demo_fleet", sessions=12, messages_per_session=6, seed=3, stdout=StringIO())
     path = tmp_path / "fleet.jsonl"

@@ -22,6 +22,15 @@ CALLS = [
     }
 ]
 
+# What appam keeps beside the text (Anthropic's blocks as returned, a tool's
+# own report, a non-text part): imported into the message's metadata.
+BLOCKS = [
+    {"type": "thinking", "thinking": "Fetch the list first.", "signature": "EqQBCgIYAhIM"},
+    {"type": "tool_use", "id": "toolu_01", "name": "http_get", "input": {}},
+]
+TOOL_METADATA = {"status_code": 200, "duration_ms": 41, "truncated": False}
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+
 
 def transcript() -> list[dict[str, Any]]:
     return [
@@ -40,12 +49,18 @@ def transcript() -> list[dict[str, Any]]:
             "timestamp": "2026-03-05T09:00:05Z",
             "provider_response_id": "msg_01abc",
             "reasoning": "Fetch the list first.",
+            "raw_content_blocks": BLOCKS,
         },
         {
             "role": "tool",
             "tool_call_id": "toolu_01",
             "name": "http_get",
-            "content": [{"type": "text", "text": "200 OK"}, {"type": "text", "text": "[]"}],
+            "content": [
+                {"type": "text", "text": "200 OK"},
+                {"type": "text", "text": "[]"},
+                IMAGE,
+            ],
+            "tool_metadata": TOOL_METADATA,
             "timestamp": "2026-03-05T09:00:06Z",
         },
         {
@@ -115,6 +130,55 @@ def test_it_imports_the_transcript(store: Path) -> None:
     # No timestamp: the session's start for the first, the previous message's after.
     assert system.created_at == datetime(2026, 3, 5, 8, 59, 59, tzinfo=UTC)
     assert all(not m.cost_source for m in messages)
+
+
+def test_content_blocks_tool_metadata_and_non_text_parts_are_kept_in_metadata(
+    store: Path,
+) -> None:
+    run_import("appam", str(store))
+
+    system, user, call, result, reply = messages_of("run-1")
+    assert call.metadata == {"raw_content_blocks": BLOCKS}
+    assert result.content == "200 OK\n[]"
+    # The parts as appam holds them, in their order, when joining the text lost any.
+    assert result.metadata == {
+        "tool_metadata": TOOL_METADATA,
+        "content": [{"type": "text", "text": "200 OK"}, {"type": "text", "text": "[]"}, IMAGE],
+    }
+    assert system.metadata == user.metadata == reply.metadata == {}
+
+
+def test_text_parts_alone_are_only_joined(tmp_path: Path) -> None:
+    parts = [{"type": "text", "text": "a"}, "b"]
+    messages = [{"role": "user", "content": parts, "id": "m-1", "unknown_key": None}]
+
+    run_import("appam", str(appam_store(tmp_path / "h.db", [row(messages=messages)])))
+
+    (message,) = messages_of("run-1")
+    assert (message.content, message.metadata) == ("a\nb", {})
+
+
+def test_any_other_key_of_an_appam_message_is_kept_under_its_name(tmp_path: Path) -> None:
+    messages = [{"role": "assistant", "content": "x", "id": "m-1", "stop_reason": "end_turn"}]
+
+    run_import("appam", str(appam_store(tmp_path / "h.db", [row(messages=messages)])))
+
+    assert messages_of("run-1")[0].metadata == {"stop_reason": "end_turn"}
+
+
+def test_metadata_past_the_cap_is_left_out_with_a_warning_and_the_message_kept(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 200
+    big = [{"type": "image", "source": {"type": "base64", "data": "A" * 500}}]
+    messages = [{"role": "user", "content": "see", "id": "m-1", "raw_content_blocks": big}]
+
+    out, err = run_import("appam", str(appam_store(tmp_path / "h.db", [row(messages=messages)])))
+
+    (message,) = messages_of("run-1")
+    assert (message.content, message.metadata) == ("see", {})
+    assert "warning: h.db: session_history id='run-1' messages[0]: metadata left out" in err
+    assert out.strip().endswith("0 errors, 1 warning.")
 
 
 def test_the_usage_json_fills_the_session_totals(store: Path) -> None:

@@ -486,3 +486,51 @@ def test_newer_kodas_title_thinking_and_mode_are_kept(tmp_path: Path) -> None:
     )
     assert [m.reasoning for m in messages_of("s-1")] == ["", "Read the file first.", "", ""]
     assert Session.objects.get(key="s-2").name == ""
+
+
+def with_full_content(store: Path, values: dict[int, str]) -> Path:
+    """Newer koda's ``full_content`` column, set on the rows ``values`` names by id."""
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE messages ADD COLUMN full_content TEXT")
+        for row_id, text in values.items():
+            conn.execute("UPDATE messages SET full_content = ? WHERE id = ?", (text, row_id))
+    return store
+
+
+def test_a_tool_rows_full_content_is_kept_in_its_metadata(tmp_path: Path) -> None:
+    whole = "print('hi')\n" + "# line\n" * 50
+    # Row 3 is the tool result koda shortened; row 4's full text is its content.
+    store = with_full_content(build(tmp_path / "koda.db"), {3: whole, 4: "Fixed."})
+
+    out, _ = run_import("koda", str(store))
+
+    messages = messages_of("s-1")
+    assert [m.metadata for m in messages] == [{}, {}, {"full_content": whole}, {}]
+    assert messages[2].content == "print('hi')"
+    assert "0 errors" in out
+
+
+def test_a_second_import_of_full_content_changes_nothing(tmp_path: Path) -> None:
+    store = with_full_content(build(tmp_path / "koda.db"), {3: "print('hi')\nprint('bye')"})
+    run_import("koda", str(store))
+    before = snapshot()
+
+    out, _ = run_import("koda", str(store))
+
+    assert snapshot() == before
+    assert "(0 new, 0 updated, 2 unchanged) with 0 messages" in out
+
+
+def test_a_full_content_past_the_metadata_cap_is_left_out_with_a_warning(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.FLEET_MAX_METADATA_BYTES = 100
+    store = with_full_content(build(tmp_path / "koda.db"), {3: "y" * 500})
+
+    out, err = run_import("koda", str(store))
+
+    tool = messages_of("s-1")[2]
+    assert (tool.content, tool.metadata) == ("print('hi')", {})
+    assert "warning: koda.db: messages id=3: metadata left out" in err
+    assert "FLEET_MAX_METADATA_BYTES" in err
+    assert out.strip().endswith("0 errors, 1 warning.")

@@ -11,7 +11,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from sessions.models import BudgetUsage, DailyUsage, MinuteUsage, project_key
+from sessions import search
+from sessions.models import BudgetUsage, DailyUsage, Message, MinuteUsage, project_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,6 +20,7 @@ BEFORE_MINUTE_USAGE = ("agent_sessions", "0004_price_override_applies_to_all_his
 MINUTE_USAGE = ("agent_sessions", "0005_minute_usage_and_turn_index")
 BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
 ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
+MESSAGE_METADATA = ("agent_sessions", "0011_message_metadata")
 
 
 @pytest.fixture
@@ -161,3 +163,24 @@ def test_budget_usage_is_filled_from_every_stored_message_with_usage(
     assert row is not None
     assert (row.agent, row.channel, row.project) == ("koda", "cli", "/src/app")
     assert row.project_key == project_key("/src/app")
+
+
+def test_messages_stored_before_message_metadata_have_none_and_stay_searchable(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BUDGETS])
+    apps = executor.loader.project_state([BUDGETS]).apps
+    session = apps.get_model("agent_sessions", "Session").objects.create(
+        key="s", agent="koda", last_active_at=timezone.now()
+    )
+    message_model = apps.get_model("agent_sessions", "Message")
+    message_model.objects.create(session=session, seq=1, role="user", content="older words")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([MESSAGE_METADATA])
+
+    older = Message.objects.get(seq=1)  # the current model: the new column
+    assert older.metadata == {}
+    Message.objects.create(session_id=session.pk, seq=2, role="user", content="newer words")
+    found = {hit.seq for result in search.search_messages("words") for hit in result.hits}
+    assert found == {1, 2}

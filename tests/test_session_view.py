@@ -120,6 +120,29 @@ def test_it_folds_reasoning(admin_client: Client) -> None:
     assert "I should grep first" in reasoning[: reasoning.index("</details>")]
 
 
+def test_a_messages_metadata_is_folded_as_json_and_absent_without_any(
+    admin_client: Client,
+) -> None:
+    add(
+        KEY,
+        {"role": "user", "content": "plain"},
+        {
+            "role": "assistant",
+            "content": "answer",
+            "tool_calls": [{"id": "c1", "name": "ls", "arguments": {}}],
+            "metadata": {"trace": "t-1"},
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "a", "metadata": {"exit": 0}},
+    )
+
+    html = admin_client.get(URL).content.decode()
+
+    folds = html.split('<details class="metadata">')[1:]
+    assert len(folds) == 2  # the reply and its tool result; the plain message has none
+    assert "{\n  &quot;trace&quot;: &quot;t-1&quot;\n}" in folds[0].split("</details>")[0]
+    assert "&quot;exit&quot;: 0" in folds[1].split("</details>")[0]
+
+
 def test_it_folds_long_text_and_clips_huge_text(admin_client: Client) -> None:
     long_text = "\n".join(f"line {i}" for i in range(100))
     add(KEY, {"role": "user", "content": long_text}, {"role": "user", "content": "y" * 150_000})

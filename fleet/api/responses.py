@@ -121,6 +121,7 @@ class MessageOut(Schema):
     model: str
     provider_response_id: str
     status: str
+    metadata: dict[str, Any]
     usage: UsageOut | None
     is_summary: bool
     created_at: Timestamp
@@ -346,6 +347,7 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
     "provider_response_id": "msg_01",
     "status": "complete",
+    "metadata": {"trace_id": "4bf92f35"},
     "usage": {
         "prompt_tokens": 1200,
         "completion_tokens": 40,

@@ -214,6 +214,15 @@ MESSAGE_SCHEMA: dict[str, Any] = {
         "model": _TEXT,
         "provider_response_id": _TEXT,
         "status": {"type": "string", "maxLength": 32, "example": "complete"},
+        "metadata": {
+            "type": ["object", "null"],
+            "description": (
+                "the agent's own data about the message, any JSON object; stored as sent "
+                "(update-last replaces it, null empties it). At most FLEET_MAX_METADATA_BYTES "
+                "bytes of compact JSON in UTF-8 (default 65536); 422 above"
+            ),
+            "example": {"trace_id": "4bf92f35"},
+        },
         "usage": {"anyOf": [USAGE_SCHEMA, {"type": "null"}]},
         "created_at": _TIME,
     },

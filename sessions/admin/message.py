@@ -37,6 +37,15 @@ class MessageAdminForm(StoredChoicesForm):
         elif stored_calls is not None and not isinstance(stored_calls, list | str | dict):
             # Totals count len(tool_calls): a stored number cannot be corrected from.
             self.add_error("tool_calls", "The stored value is not a list: enter a list, e.g. [].")
+        if "metadata" in self.changed_data and "metadata" in cleaned:
+            # An emptied box is an empty object (the column holds no NULL).
+            metadata = cleaned["metadata"]
+            try:
+                cleaned["metadata"] = (
+                    {} if metadata is None else inputs.clean_json_object(metadata, "metadata")
+                )
+            except FleetError as exc:
+                self.add_fleet_error(exc)
         if cleaned.get("role") == Role.TOOL and not cleaned.get("tool_call_id"):
             self.add_error("tool_call_id", "A tool message must say which call it answers.")
         cost = cleaned.get("cost_usd")
@@ -163,6 +172,7 @@ class MessageAdmin(admin.ModelAdmin):
                     "tool_call_id",
                     "reasoning",
                     ("model", "provider_response_id", "status"),
+                    "metadata",
                     ("created_at", "compacted_at"),
                 ],
             },

@@ -39,9 +39,15 @@ How it is read:
   ``appam:<index>:<hash of role and content>`` (appam rewrites the array,
   only ever appending). ``timestamp`` is its time, else the previous
   message's, else the session's start. Content given as a list of parts has
-  its text parts joined. A message that does not read is reported and
-  skipped; a ``messages`` column that is not a JSON array skips the session
-  (importing its totals without its transcript would half-write it).
+  its text parts joined; when it holds anything else (an image, a part with
+  more than its text), the list as appam holds it is kept in the message's
+  metadata ``content``. Every other key of appam's message that Fleet has no
+  field for (``raw_content_blocks``, ``tool_metadata``, …) is kept in the
+  metadata under its own name; metadata past ``FLEET_MAX_METADATA_BYTES`` is
+  left out with a warning, the message imported all the same. A message
+  that does not read is reported and skipped; a ``messages`` column that
+  is not a JSON array skips the session (importing its totals without its
+  transcript would half-write it).
 * The agent is ``agent_name``, else ``appam``, unless ``--agent`` says; the
   kind is ``autonomous``.
 """
@@ -68,12 +74,11 @@ from sessions.importers.base import (
     parse_time,
     problem_from,
     select_sql,
-    source_message,
+    source_message_keeping,
     to_count,
     to_text,
     to_usd,
 )
-from sessions.inputs import MessageIn
 
 TABLE = "session_history"
 REQUIRED = ("id", "messages", "started_at")
@@ -90,6 +95,9 @@ COLUMNS = (
     "usage",
 )
 MESSAGE_KEYS = ("name", "tool_call_id", "tool_calls", "provider_response_id", "status")
+# The keys of an appam message Fleet reads into its own fields; any other
+# (raw_content_blocks, tool_metadata, …) is kept in the message's metadata.
+READ_KEYS = frozenset({"role", "content", "id", "timestamp", "reasoning", *MESSAGE_KEYS})
 
 
 def read(path: Path) -> Iterator[SourceSession | Problem]:
@@ -139,7 +147,9 @@ def session_from_row(row: Any, where: str) -> SourceSession:
     for index, raw in enumerate(messages):
         item_where = f"{where} messages[{index}]"
         try:
-            message = _message(raw, index, moment)
+            message = source_message_keeping(
+                _values(raw, index, moment), where=item_where, warnings=session.warnings
+            )
         except BadRecord as exc:
             session.problems.append(Problem(item_where, str(exc)))
             continue
@@ -164,7 +174,22 @@ def _text(content: Any) -> Any:
     return content
 
 
-def _message(raw: Any, index: int, previous: datetime) -> MessageIn:
+def _only_text(content: list[Any]) -> bool:
+    """Whether joining ``content``'s parts keeps all of it: strings and bare text parts."""
+    return all(
+        isinstance(part, str)
+        or (
+            isinstance(part, dict)
+            and isinstance(part.get("text"), str)
+            and part.keys() <= {"type", "text"}
+            and part.get("type", "text") == "text"
+        )
+        for part in content
+    )
+
+
+def _values(raw: Any, index: int, previous: datetime) -> dict[str, Any]:
+    """An appam message's values for ``source_message``."""
     if not isinstance(raw, dict):
         raise BadRecord("not a message object")
     role = raw.get("role")
@@ -188,7 +213,15 @@ def _message(raw: Any, index: int, previous: datetime) -> MessageIn:
     reasoning = raw.get("reasoning")
     if reasoning is not None:
         values["reasoning"] = reasoning if isinstance(reasoning, str) else json.dumps(reasoning)
-    return source_message(values)
+    metadata = {
+        name: value for name, value in raw.items() if name not in READ_KEYS and value is not None
+    }
+    parts = raw.get("content")
+    if isinstance(parts, list) and not _only_text(parts):
+        metadata["content"] = parts  # the parts as appam holds them, in their order
+    if metadata:
+        values["metadata"] = metadata
+    return values
 
 
 def input_excludes_cache(prompt: int, cache_read: int, cache_creation: int) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import DatabaseError, transaction
 
 from sessions import services
-from sessions.errors import FleetError
+from sessions.errors import FleetError, InvalidInput
 from sessions.inputs import MessageIn, clean_message
 from sessions.models import Session
 
@@ -373,6 +373,24 @@ def completion_with_reasoning(completion: int, reasoning: int) -> int:
 def source_message(values: Mapping[str, Any], *, convention: str | None = None) -> MessageIn:
     """Validate one message of a store (raises ``InvalidInput`` naming the field)."""
     return clean_message(dict(values), "message", convention=convention)
+
+
+def source_message_keeping(
+    values: Mapping[str, Any], *, where: str, warnings: list[Problem]
+) -> MessageIn:
+    """``source_message``, whose ``metadata`` (what the store keeps beside
+    Fleet's fields) never costs the message: metadata the message cannot hold
+    (past ``FLEET_MAX_METADATA_BYTES``, or not JSON the databases store) is
+    left out and a warning says where; the message is imported all the same.
+    """
+    try:
+        return source_message(values)
+    except InvalidInput as exc:
+        if exc.field != "message.metadata":
+            raise
+        reason = exc.message
+    warnings.append(Problem(where, f"metadata left out: it {reason}"[:300]))
+    return source_message({name: value for name, value in values.items() if name != "metadata"})
 
 
 # --- SQLite stores ----------------------------------------------------------------

@@ -35,7 +35,11 @@ How it is read:
   every other key goes to the session's metadata. Newer koda versions' columns
   are read when present: the session's ``title`` is its name, its ``mode``
   metadata ``mode`` (a ``session_metadata`` key of that name wins), a
-  message's ``thinking_content`` its reasoning.
+  message's ``thinking_content`` its reasoning, and a row's
+  ``full_content`` (a tool's whole output; ``content`` is what koda sends the
+  model), when it differs from ``content``, its metadata ``full_content``.
+  Metadata past ``FLEET_MAX_METADATA_BYTES`` is left out with a warning
+  (``source_message_keeping``); the message is imported all the same.
 * The agent is the session's ``agent_name``, else ``koda``, unless
   ``--agent`` says; a message's ``agent_name`` is its sub-agent. koda has no
   session status: new sessions are ``active`` and a re-import leaves the
@@ -65,7 +69,7 @@ from sessions.importers.base import (
     parse_time,
     problem_from,
     select_sql,
-    source_message,
+    source_message_keeping,
     to_count,
     to_text,
 )
@@ -97,6 +101,7 @@ MESSAGE_COLUMNS = (
     "created_at",
     "model",
     "thinking_content",
+    "full_content",
 )
 SECOND = timedelta(seconds=1)
 TOKEN_COLUMNS = {
@@ -192,7 +197,7 @@ def _session(
     newest_model = ""
     for index, (row_where, values, archived) in enumerate(parsed):
         try:
-            message = source_message(values)
+            message = source_message_keeping(values, where=row_where, warnings=session.warnings)
         except FleetError as exc:
             session.problems.append(problem_from(row_where, exc))
             continue
@@ -251,6 +256,10 @@ def _values(row: Any) -> tuple[dict[str, Any], datetime | None]:
         "reasoning": to_text(row["thinking_content"]),
         "created_at": parse_time(row["created_at"], "created_at"),
     }
+    full = row["full_content"]
+    if full is not None and full != row["content"]:
+        # The whole output, beside the shortened content koda sends the model.
+        values["metadata"] = {"full_content": to_text(full)}
     if row["tool_calls"] not in (None, ""):
         try:
             values["tool_calls"] = json.loads(row["tool_calls"])
