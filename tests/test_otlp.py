@@ -1,0 +1,782 @@
+"""The OTLP/HTTP receiver (``/otlp/v1/traces``, ``/otlp/v1/logs``; docs/OTLP.md).
+
+Spans are made by the official OpenTelemetry SDK and encoded by its OTLP
+encoder, or exported by its ``OTLPSpanExporter`` to a live server: the bytes
+are a real client's, not hand-made.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tracemalloc
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+from google.protobuf import json_format
+from google.rpc.status_pb2 import Status
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status as SpanStatus
+from opentelemetry.trace import StatusCode
+
+from sessions import services
+from sessions.models import ApiKey, Message, Session
+
+TRACES = "/otlp/v1/traces"
+LOGS = "/otlp/v1/logs"
+PROTOBUF = "application/x-protobuf"
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
+SECOND = 1_000_000_000
+
+
+@pytest.fixture
+def token(db: Any) -> str:
+    return ApiKey.generate(name="otel")[1]
+
+
+class Recorder:
+    """Spans made with the official SDK, kept in memory until exported."""
+
+    def __init__(self, service: str = "support-bot") -> None:
+        self.memory = InMemorySpanExporter()
+        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.tracer = self.provider.get_tracer("tests.otlp")
+
+    def span(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        start: int,
+        end: int,
+        *,
+        error: bool = False,
+    ) -> None:
+        span = self.tracer.start_span(name, attributes=attributes, start_time=start)
+        if error:
+            span.set_status(SpanStatus(StatusCode.ERROR, "provider said no"))
+        span.end(end_time=end)
+
+    @property
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.memory.get_finished_spans()
+
+    def protobuf(self) -> bytes:
+        return encode_spans(self.spans).SerializeToString()
+
+    def json(self) -> bytes:
+        """OTLP/JSON as the spec writes it: camelCase, hex ids, int64 as strings."""
+        document = json_format.MessageToDict(encode_spans(self.spans))
+        for resource in document["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    for name in ("traceId", "spanId", "parentSpanId"):
+                        if name in span:
+                            span[name] = _b64_to_hex(span[name])
+        return json.dumps(document).encode()
+
+
+def _b64_to_hex(value: str) -> str:
+    import base64
+
+    return base64.b64decode(value).hex()
+
+
+def chat(
+    recorder: Recorder,
+    conversation: str,
+    *,
+    at: int = T0,
+    prompt: str | None = None,
+    answer: str | None = None,
+    error: bool = False,
+    **extra: Any,
+) -> None:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.id": f"chatcmpl-{at}",
+        "gen_ai.conversation.id": conversation,
+        "gen_ai.usage.input_tokens": 1200,
+        "gen_ai.usage.output_tokens": 80,
+        "gen_ai.usage.cache_read.input_tokens": 1000,
+        **extra,
+    }
+    if prompt is not None:
+        attributes["gen_ai.input.messages"] = json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]
+        )
+    if answer is not None:
+        attributes["gen_ai.output.messages"] = json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": answer}],
+                    "finish_reason": "stop",
+                }
+            ]
+        )
+    recorder.span("chat gpt-4o", attributes, at, at + 2 * SECOND, error=error)
+
+
+def post(
+    client: Client,
+    body: bytes,
+    token: str | None,
+    *,
+    path: str = TRACES,
+    content_type: str = PROTOBUF,
+    **headers: str,
+) -> Any:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.post(path, body, content_type=content_type, headers=headers)
+
+
+def answer(response: Any) -> ExportTraceServiceResponse:
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == PROTOBUF
+    return ExportTraceServiceResponse.FromString(response.content)
+
+
+def failure(response: Any, status: int) -> Status:
+    assert response.status_code == status, response.content
+    if response["Content-Type"] == "application/json":
+        return json_format.Parse(response.content, Status())
+    assert response["Content-Type"] == PROTOBUF
+    return Status.FromString(response.content)
+
+
+# --- mapping, through the encoder of the official SDK -------------------------
+
+
+@pytest.mark.django_db
+def test_a_chat_span_becomes_the_turn_with_its_usage_model_and_response_id(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-1", prompt="Where is my order?", answer="It ships today.")
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert not result.HasField("partial_success")
+    session = Session.objects.get(key="conv-1")
+    assert session.agent == "support-bot"
+    user, assistant = Message.objects.filter(session=session).order_by("seq")
+    assert (user.seq, user.role, user.content) == (1, "user", "Where is my order?")
+    assert (assistant.seq, assistant.role, assistant.content) == (2, "assistant", "It ships today.")
+    assert assistant.model == "gpt-4o-2024-08-06"
+    assert assistant.provider_response_id == f"chatcmpl-{T0}"
+    assert assistant.created_at.timestamp() == (T0 + 2 * SECOND) / SECOND
+    assert user.created_at.timestamp() == T0 / SECOND
+    # OTel's input tokens include the cache reads: stored as they are.
+    assert (assistant.prompt_tokens, assistant.completion_tokens) == (1200, 80)
+    assert assistant.cache_read_tokens == 1000
+    assert (session.prompt_tokens, session.completion_tokens, session.cache_read_tokens) == (
+        1200,
+        80,
+        1000,
+    )
+    assert (session.turns, session.api_calls, session.message_count) == (1, 1, 2)
+
+
+@pytest.mark.django_db
+def test_the_cost_is_the_one_the_json_api_computes_for_the_same_turn(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-cost", answer="ok")
+    answer(post(client, recorder.protobuf(), token))
+    services.messages_append(
+        key="via-api",
+        messages=[
+            {
+                "role": "assistant",
+                "content": "ok",
+                "model": "gpt-4o-2024-08-06",
+                "created_at": "2026-01-01T00:00:02Z",
+                "usage": {
+                    "prompt_tokens": 1200,
+                    "completion_tokens": 80,
+                    "cache_read_tokens": 1000,
+                },
+            }
+        ],
+    )
+    otlp = Session.objects.get(key="conv-cost")
+    api = Session.objects.get(key="via-api")
+    assert otlp.cost_usd == api.cost_usd
+    assert otlp.cost_usd > Decimal(0)
+    assert Message.objects.get(session=otlp).cost_source == "computed"
+
+
+@pytest.mark.django_db
+def test_without_captured_content_the_turn_shows_with_its_usage_only(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-quiet")
+
+    answer(post(client, recorder.protobuf(), token))
+
+    (message,) = Message.objects.filter(session__key="conv-quiet")
+    assert (message.role, message.content, message.prompt_tokens) == ("assistant", None, 1200)
+    assert Session.objects.get(key="conv-quiet").api_calls == 1
+
+
+@pytest.mark.django_db
+def test_a_retried_export_adds_nothing(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-retry", prompt="hi", answer="hello")
+    body = recorder.protobuf()
+    answer(post(client, body, token))
+    before = Session.objects.values().get(key="conv-retry")
+
+    answer(post(client, body, token))
+
+    assert Message.objects.filter(session__key="conv-retry").count() == 2
+    after = Session.objects.values().get(key="conv-retry")
+    assert {k: after[k] for k in ("message_count", "prompt_tokens", "cost_usd", "turns")} == {
+        k: before[k] for k in ("message_count", "prompt_tokens", "cost_usd", "turns")
+    }
+
+
+@pytest.mark.django_db
+def test_spans_of_an_export_land_in_their_own_time_order(client: Client, token: str) -> None:
+    recorder = Recorder()
+    # Ended (and so exported) in the reverse order of their start.
+    chat(recorder, "conv-order", at=T0 + 10 * SECOND, answer="second")
+    chat(recorder, "conv-order", at=T0, answer="first")
+
+    answer(post(client, recorder.protobuf(), token))
+
+    contents = list(
+        Message.objects.filter(session__key="conv-order")
+        .order_by("seq")
+        .values_list("content", flat=True)
+    )
+    assert contents == ["first", "second"]
+
+
+@pytest.mark.django_db
+def test_the_session_key_falls_back_to_session_id_then_the_trace_id(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    recorder.span(
+        "llm",
+        {"openinference.span.kind": "LLM", "session.id": "oi-session", "llm.model_name": "m"},
+        T0,
+        T0 + SECOND,
+    )
+    recorder.span("chat", {"gen_ai.operation.name": "chat"}, T0, T0 + SECOND)
+    trace_id = format(recorder.spans[1].context.trace_id, "032x")
+
+    answer(post(client, recorder.protobuf(), token))
+
+    assert set(Session.objects.values_list("key", flat=True)) == {"oi-session", trace_id}
+
+
+@pytest.mark.django_db
+def test_openinference_token_counts_and_messages_are_read(client: Client, token: str) -> None:
+    recorder = Recorder()
+    recorder.span(
+        "ChatCompletion",
+        {
+            "openinference.span.kind": "LLM",
+            "session.id": "oi",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.token_count.prompt": 50,
+            "llm.token_count.completion": 7,
+            "llm.token_count.prompt_details.cache_read": 20,
+            "llm.input_messages.0.message.role": "system",
+            "llm.input_messages.0.message.content": "be brief",
+            "llm.input_messages.1.message.role": "user",
+            "llm.input_messages.1.message.content": "2+2?",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "4",
+        },
+        T0,
+        T0 + SECOND,
+    )
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="oi")
+        .order_by("seq")
+        .values_list("role", "content", "prompt_tokens", "completion_tokens", "cache_read_tokens")
+    )
+    assert rows == [("user", "2+2?", 0, 0, 0), ("assistant", "4", 50, 7, 20)]
+
+
+@pytest.mark.django_db
+def test_input_tokens_counted_without_the_cache_are_normalised(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-anthropic", **{"gen_ai.usage.input_tokens": 10})
+
+    answer(post(client, recorder.protobuf(), token))
+
+    message = Message.objects.get(session__key="conv-anthropic")
+    assert (message.prompt_tokens, message.cache_read_tokens) == (1010, 1000)
+
+
+@pytest.mark.django_db
+def test_a_tool_span_becomes_the_call_and_its_result_paired_by_call_id(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-tool")
+    recorder.span(
+        "execute_tool get_weather",
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.conversation.id": "conv-tool",
+            "gen_ai.tool.name": "get_weather",
+            "gen_ai.tool.call.id": "call_1",
+            "gen_ai.tool.call.arguments": '{"city": "Oslo"}',
+            "gen_ai.tool.call.result": "-3 °C",
+        },
+        T0 + 3 * SECOND,
+        T0 + 4 * SECOND,
+    )
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="conv-tool")
+        .order_by("seq")
+        .values_list("role", "tool_calls", "tool_call_id", "content")
+    )
+    assert rows[1:] == [
+        (
+            "assistant",
+            [{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}],
+            "",
+            None,
+        ),
+        ("tool", [], "call_1", "-3 °C"),
+    ]
+    assert Session.objects.get(key="conv-tool").tool_call_count == 1
+
+
+@pytest.mark.django_db
+def test_a_call_the_model_span_carries_is_not_repeated_by_its_tool_span(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    output = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_9", "name": "search", "arguments": {}}],
+        }
+    ]
+    chat(recorder, "conv-call", **{"gen_ai.output.messages": json.dumps(output)})
+    recorder.span(
+        "execute_tool search",
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.conversation.id": "conv-call",
+            "gen_ai.tool.name": "search",
+            "gen_ai.tool.call.id": "call_9",
+        },
+        T0 + 3 * SECOND,
+        T0 + 4 * SECOND,
+    )
+
+    answer(post(client, recorder.protobuf(), token))
+
+    session = Session.objects.get(key="conv-call")
+    assert session.tool_call_count == 1
+    roles = list(Message.objects.filter(session=session).order_by("seq").values_list("role"))
+    assert roles == [("assistant",), ("tool",)]
+
+
+@pytest.mark.django_db
+def test_an_error_status_marks_the_message_error(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-error", error=True)
+
+    answer(post(client, recorder.protobuf(), token))
+
+    assert Message.objects.get(session__key="conv-error").status == "error"
+
+
+@pytest.mark.django_db
+def test_spans_without_genai_attributes_are_counted_rejected_and_write_nothing(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    recorder.span("GET /orders", {"http.request.method": "GET"}, T0, T0 + SECOND)
+    recorder.span("SELECT orders", {"db.system.name": "postgresql"}, T0, T0 + SECOND)
+    recorder.span("embed", {"gen_ai.operation.name": "embeddings"}, T0, T0 + SECOND)
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert result.partial_success.rejected_spans == 3
+    assert "2 spans ignored: no GenAI attribute" in result.partial_success.error_message
+    assert "1 span not mapped: GenAI operation 'embeddings'" in result.partial_success.error_message
+    assert not Session.objects.exists()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_mixed_spans_store_the_genai_ones_and_count_the_rest(client: Client, token: str) -> None:
+    recorder = Recorder()
+    recorder.span("GET /", {"http.request.method": "GET"}, T0, T0 + SECOND)
+    chat(recorder, "conv-mixed", answer="hi")
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert result.partial_success.rejected_spans == 1
+    assert Message.objects.filter(session__key="conv-mixed").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_deleted_session_rejects_its_spans_and_the_others_are_stored(
+    client: Client, token: str
+) -> None:
+    services.messages_append(key="gone", messages=[{"role": "user", "content": "x"}])
+    services.session_delete(key="gone")
+    recorder = Recorder()
+    chat(recorder, "gone", answer="late")
+    chat(recorder, "alive", answer="fine")
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert result.partial_success.rejected_spans == 1
+    assert "'gone'" in result.partial_success.error_message
+    assert "deleted" in result.partial_success.error_message
+    assert list(Session.objects.values_list("key", flat=True)) == ["alive"]
+
+
+@pytest.mark.django_db
+def test_a_key_scoped_to_other_agents_stores_nothing_of_this_one(client: Client) -> None:
+    scoped = ApiKey.generate(name="scoped", agents=["other-bot"])[1]
+    recorder = Recorder(service="support-bot")
+    chat(recorder, "conv-scope", answer="x")
+
+    result = answer(post(client, recorder.protobuf(), scoped))
+
+    assert result.partial_success.rejected_spans == 1
+    assert "may write only sessions of" in result.partial_success.error_message
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_invalid_value_rejects_that_span_alone(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-bad", **{"gen_ai.usage.output_tokens": -5})
+    chat(recorder, "conv-good", answer="ok")
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert result.partial_success.rejected_spans == 1
+    assert "completion_tokens" in result.partial_success.error_message
+    assert list(Session.objects.values_list("key", flat=True)) == ["conv-good"]
+
+
+# --- OTLP/JSON ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_otlp_json_with_hex_ids_lands_like_protobuf_and_answers_json(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-json", prompt="hi", answer="hello")
+    recorder.span("GET /", {"http.request.method": "GET"}, T0, T0 + SECOND)
+
+    response = post(client, recorder.json(), token, content_type="application/json")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "partialSuccess": {
+            "rejectedSpans": "1",
+            "errorMessage": (
+                "1 span ignored: no GenAI attribute (gen_ai.*, llm.*, openinference.span.kind)"
+            ),
+        }
+    }
+    span = recorder.spans[0]
+    expected_id = (
+        f"otel:{span.context.trace_id:032x}:{span.context.span_id:016x}"  # hex, not base64
+    )
+    assert Message.objects.filter(session__key="conv-json", message_id=expected_id).exists()
+    assert Message.objects.filter(session__key="conv-json").count() == 2
+
+
+@pytest.mark.django_db
+def test_otlp_json_ids_that_are_not_hex_are_a_400(client: Client, token: str) -> None:
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}
+
+    response = post(client, json.dumps(body).encode(), token, content_type="application/json")
+
+    assert "traceId must be hex" in failure(response, 400).message
+
+
+@pytest.mark.django_db
+def test_an_empty_export_is_a_full_success(client: Client, token: str) -> None:
+    response = post(client, b"{}", token, content_type="application/json")
+    assert response.status_code == 200
+    assert response.json() == {}
+
+
+# --- bad input ----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"not a protobuf", PROTOBUF),
+        (b"\xff\xff\xff\xff\xff", PROTOBUF),
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"resourceSpans": 7}', "application/json"),
+        (b"\xff\xfe\x00", "application/json"),
+    ],
+)
+def test_undecodable_bodies_are_a_400_and_write_nothing(
+    client: Client, token: str, body: bytes, content_type: str
+) -> None:
+    response = post(client, body, token, content_type=content_type)
+
+    assert failure(response, 400).message
+    assert response["Content-Type"] == content_type
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_truncated_protobuf_is_a_400_and_writes_nothing(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-cut", prompt="hi", answer="hello")
+    body = recorder.protobuf()
+
+    response = post(client, body[: len(body) - 7], token)
+
+    assert "not a valid protobuf" in failure(response, 400).message
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", ""])
+def test_another_content_type_is_a_415(client: Client, token: str, content_type: str) -> None:
+    response = post(client, b"{}", token, content_type=content_type)
+    assert "application/x-protobuf" in failure(response, 415).message
+
+
+@pytest.mark.django_db
+def test_an_unknown_content_encoding_is_a_415(client: Client, token: str) -> None:
+    response = post(client, b"x", token, **{"Content-Encoding": "br"})
+    assert "Content-Encoding" in failure(response, 415).message
+
+
+@pytest.mark.django_db
+def test_a_gzipped_export_is_read(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-gzip", answer="zipped")
+
+    answer(post(client, gzip.compress(recorder.protobuf()), token, **{"Content-Encoding": "gzip"}))
+
+    assert Message.objects.get(session__key="conv-gzip").content == "zipped"
+
+
+@pytest.mark.django_db
+def test_a_gzip_bomb_stops_at_the_body_limit_with_a_413(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.FLEET_API_MAX_BODY_BYTES = 256 * 1024
+    bomb = gzip.compress(b"\x00" * (200 * 1024 * 1024), compresslevel=9)  # 200 MiB, ~200 KiB
+    assert len(bomb) < settings.FLEET_API_MAX_BODY_BYTES
+
+    tracemalloc.start()
+    try:
+        response = post(client, bomb, token, **{"Content-Encoding": "gzip"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert "decompressed body is larger than the limit of 262144" in failure(response, 413).message
+    # Decompression stopped at the limit: nowhere near the 200 MiB it would make.
+    assert peak < 8 * 1024 * 1024
+
+
+@pytest.mark.django_db
+def test_corrupt_or_truncated_gzip_is_a_400(client: Client, token: str) -> None:
+    whole = gzip.compress(b"\x0a\x00" * 100)
+    for body in (b"\x1f\x8b\x08garbage", whole[:-12]):
+        response = post(client, body, token, **{"Content-Encoding": "gzip"})
+        assert "gzip" in failure(response, 400).message
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.FLEET_API_MAX_BODY_BYTES = 1024
+    response = post(client, b"\x0a" * 2048, token)
+    assert failure(response, 413).message
+
+
+# --- keys ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_no_key_or_a_bad_key_is_a_401(client: Client, token: str) -> None:
+    for key in (None, "fleet_wrong"):
+        response = post(client, b"", key)
+        assert failure(response, 401).message
+        assert response["WWW-Authenticate"] == 'Bearer realm="fleet"'
+
+
+@pytest.mark.django_db
+def test_a_read_only_key_is_a_403_and_writes_nothing(client: Client) -> None:
+    read_only = ApiKey.generate(name="ro", read_only=True)[1]
+    recorder = Recorder()
+    chat(recorder, "conv-ro", answer="x")
+
+    response = post(client, recorder.protobuf(), read_only)
+
+    assert "read-only" in failure(response, 403).message
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bad_keys_are_throttled_like_the_json_api(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.FLEET_API_BAD_KEY_LIMIT = 3
+    for _ in range(3):
+        failure(post(client, b"", "fleet_wrong"), 401)
+
+    response = post(client, b"", token)  # the right key, from the blocked address
+
+    failure(response, 429)
+    assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.django_db
+def test_get_is_not_allowed(client: Client, token: str) -> None:
+    assert client.get(TRACES).status_code == 405
+
+
+# --- logs -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_log_records_are_answered_as_rejected_not_pretended_stored(
+    client: Client, token: str
+) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    records = request.resource_logs.add().scope_logs.add().log_records
+    for _ in range(3):
+        records.add().body.string_value = "claude_code.api_request"
+
+    response = post(client, request.SerializeToString(), token, path=LOGS)
+
+    assert response.status_code == 200
+    result = ExportLogsServiceResponse.FromString(response.content)
+    assert result.partial_success.rejected_log_records == 3
+    assert "does not map OTLP log records yet" in result.partial_success.error_message
+    assert not Session.objects.exists()
+
+
+# --- a real exporter against a live server ------------------------------------
+
+
+@pytest.fixture
+def live_token(transactional_db: Any) -> str:
+    return ApiKey.generate(name="live")[1]
+
+
+@pytest.fixture
+def exporter(live_server: Any, live_token: str) -> Iterator[OTLPSpanExporter]:
+    exporter = OTLPSpanExporter(
+        endpoint=f"{live_server.url}{TRACES}",
+        headers={"Authorization": f"Bearer {live_token}"},
+        timeout=10,
+    )
+    yield exporter
+    exporter.shutdown()
+
+
+def test_the_official_exporter_lands_sessions_messages_and_tokens_exactly(
+    exporter: OTLPSpanExporter,
+) -> None:
+    recorder = Recorder(service="research-agent")
+    for turn in range(3):
+        chat(
+            recorder,
+            "live-conv",
+            at=T0 + turn * 10 * SECOND,
+            prompt=f"question {turn}",
+            answer=f"answer {turn}",
+        )
+    chat(recorder, "live-other", answer="elsewhere")
+
+    assert exporter.export(recorder.spans) == SpanExportResult.SUCCESS
+
+    session = Session.objects.get(key="live-conv")
+    assert session.agent == "research-agent"
+    assert (session.turns, session.api_calls, session.message_count) == (3, 3, 6)
+    assert (session.prompt_tokens, session.completion_tokens, session.cache_read_tokens) == (
+        3600,
+        240,
+        3000,
+    )
+    contents = list(
+        Message.objects.filter(session=session).order_by("seq").values_list("content", flat=True)
+    )
+    assert contents == [
+        "question 0",
+        "answer 0",
+        "question 1",
+        "answer 1",
+        "question 2",
+        "answer 2",
+    ]
+    assert Session.objects.get(key="live-other").turns == 1
+
+    # The exporter retries an export whose answer it lost: nothing is added.
+    assert exporter.export(recorder.spans) == SpanExportResult.SUCCESS
+    assert Message.objects.filter(session=session).count() == 6
+    assert Session.objects.get(key="live-conv").prompt_tokens == 3600
+
+
+def test_the_official_exporter_with_gzip_and_a_bad_key(live_server: Any, live_token: str) -> None:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    recorder = Recorder()
+    chat(recorder, "live-gzip", answer="compressed")
+    good = OTLPSpanExporter(
+        endpoint=f"{live_server.url}{TRACES}",
+        headers={"Authorization": f"Bearer {live_token}"},
+        compression=Compression.Gzip,
+        timeout=10,
+    )
+    bad = OTLPSpanExporter(
+        endpoint=f"{live_server.url}{TRACES}",
+        headers={"Authorization": "Bearer fleet_not_a_key"},
+        timeout=10,
+    )
+
+    assert bad.export(recorder.spans) == SpanExportResult.FAILURE
+    assert not Session.objects.exists()
+    assert good.export(recorder.spans) == SpanExportResult.SUCCESS
+    assert Message.objects.get(session__key="live-gzip").content == "compressed"
