@@ -160,12 +160,16 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _parts_text(message: Mapping[str, Any], kind: str) -> str | None:
     texts = []
     content = message.get("content")
     if kind == "text" and isinstance(content, str):
         texts.append(content)
-    for part in message.get("parts") or ():
+    for part in _list(message.get("parts")):
         if isinstance(part, Mapping) and part.get("type") == kind:
             value = part.get("content")
             if isinstance(value, str):
@@ -175,7 +179,7 @@ def _parts_text(message: Mapping[str, Any], kind: str) -> str | None:
 
 def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     calls = []
-    for part in message.get("parts") or ():
+    for part in _list(message.get("parts")):
         if isinstance(part, Mapping) and part.get("type") == "tool_call":
             calls.append(
                 {"id": part.get("id"), "name": part.get("name"), "arguments": part.get("arguments")}

@@ -18,6 +18,8 @@ import pytest
 from django.test import Client
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -31,6 +33,7 @@ from opentelemetry.trace import StatusCode
 
 from sessions import services
 from sessions.models import ApiKey, Message, Session
+from sessions.otlp import SpanIn, spans_ingest
 
 TRACES = "/otlp/v1/traces"
 LOGS = "/otlp/v1/logs"
@@ -780,3 +783,95 @@ def test_the_official_exporter_with_gzip_and_a_bad_key(live_server: Any, live_to
     assert not Session.objects.exists()
     assert good.export(recorder.spans) == SpanExportResult.SUCCESS
     assert Message.objects.get(session__key="live-gzip").content == "compressed"
+
+
+# --- no input is a crash --------------------------------------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_message_lists = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "tool", "system", 7]),
+            "content": _values,
+            "parts": st.one_of(
+                _scalars,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {"type": st.sampled_from(["text", "tool_call", "reasoning"])},
+                        optional={"content": _values, "id": _values, "name": _values},
+                    ),
+                    max_size=3,
+                ),
+            ),
+        },
+    ),
+    max_size=3,
+).map(json.dumps)
+_read_attributes = [
+    "gen_ai.conversation.id",
+    "session.id",
+    "gen_ai.agent.name",
+    "gen_ai.request.model",
+    "gen_ai.response.id",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.tool.call.id",
+    "gen_ai.tool.name",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id",
+    "llm.input_messages.0.message.role",
+]
+
+
+@pytest.mark.django_db
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    operation=st.sampled_from(["chat", "chat", "chat", "execute_tool", "invoke_agent", None]),
+    attributes=st.dictionaries(st.sampled_from(_read_attributes), _values, max_size=8),
+    inputs=st.one_of(_message_lists, st.none(), _values),
+    outputs=st.one_of(_message_lists, st.none(), _values),
+    times=st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)),
+)
+def test_any_attribute_values_are_stored_or_rejected_never_a_crash(
+    operation: str | None,
+    attributes: dict[str, Any],
+    inputs: Any,
+    outputs: Any,
+    times: tuple[int, int],
+) -> None:
+    values = dict(attributes)
+    if operation:
+        values["gen_ai.operation.name"] = operation
+    if inputs is not None:
+        values["gen_ai.input.messages"] = inputs
+    if outputs is not None:
+        values["gen_ai.output.messages"] = outputs
+    span = SpanIn(
+        trace_id="1" * 32,
+        span_id="2" * 16,
+        start_ns=times[0],
+        end_ns=times[1],
+        attributes=values,
+        resource={"service.name": "fuzz"},
+    )
+
+    result = spans_ingest(spans=[span])
+
+    assert result.accepted + result.rejected == 1
