@@ -301,7 +301,7 @@ def _tool_messages(
     span: SpanIn, base: str, agent_name: str, announced: set[str]
 ) -> list[dict[str, Any]]:
     attributes = span.attributes
-    call_id = _text_attribute(span, ("gen_ai.tool.call.id",), resource=False) or f"otel-{base}"
+    call_id = _text_attribute(span, ("gen_ai.tool.call.id",), resource=False) or base
     name = _text_attribute(span, ("gen_ai.tool.name", "tool.name"), resource=False) or span.name
     arguments = attributes.get("gen_ai.tool.call.arguments", attributes.get("input.value"))
     result = attributes.get("gen_ai.tool.call.result", attributes.get("output.value"))

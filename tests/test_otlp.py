@@ -875,3 +875,21 @@ def test_any_attribute_values_are_stored_or_rejected_never_a_crash(
     result = spans_ingest(spans=[span])
 
     assert result.accepted + result.rejected == 1
+
+
+@pytest.mark.django_db
+def test_ten_thousand_spans_in_one_export_all_land(client: Client, token: str) -> None:
+    recorder = Recorder()
+    for index in range(10_000):
+        # 9 000 in one session (past the append batch of 1 000), the rest in ten others.
+        conversation = "big" if index < 9_000 else f"small-{index % 10}"
+        chat(recorder, conversation, at=T0 + index * SECOND)
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert not result.HasField("partial_success")
+    big = Session.objects.get(key="big")
+    assert (big.message_count, big.api_calls, big.last_seq) == (9_000, 9_000, 9_000)
+    assert big.prompt_tokens == 9_000 * 1200
+    assert Message.objects.count() == 10_000
+    assert Session.objects.count() == 11
