@@ -677,27 +677,175 @@ def test_get_is_not_allowed(client: Client, token: str) -> None:
     assert client.get(TRACES).status_code == 405
 
 
-# --- logs -----------------------------------------------------------------------
+# --- logs: Claude Code's events ---------------------------------------------------
+
+
+def claude_code_export(*events: tuple[str, dict[str, Any]], session: str = "cc-1") -> bytes:
+    """Records shaped as Claude Code sends them: the body is the event's name, the
+    attributes its fields with numbers as strings, ``event.sequence`` its order."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    for name, value in (("service.name", "claude-code"), ("service.version", "2.1.0")):
+        attribute = resource_logs.resource.attributes.add()
+        attribute.key, attribute.value.string_value = name, value
+    records = resource_logs.scope_logs.add().log_records
+    for sequence, (event, fields) in enumerate(events, start=1):
+        record = records.add()
+        record.time_unix_nano = T0 + sequence * SECOND
+        record.observed_time_unix_nano = T0 + sequence * SECOND
+        record.body.string_value = f"claude_code.{event}"
+        values = {
+            "event.name": event,
+            "event.timestamp": "2026-01-01T00:00:00.000Z",
+            "event.sequence": sequence,
+            "session.id": session,
+            "prompt.id": "7f0c0d1e-prompt",
+            "terminal.type": "vscode",
+            **fields,
+        }
+        for name, value in values.items():
+            attribute = record.attributes.add()
+            attribute.key = name
+            if isinstance(value, int):
+                attribute.value.int_value = value
+            else:
+                attribute.value.string_value = value
+    return request.SerializeToString()
+
+
+TURN = (
+    ("user_prompt", {"prompt_length": "42"}),
+    (
+        "api_request",
+        {
+            "model": "claude-sonnet-4-5-20250929",
+            "cost_usd": "0.0123",
+            "duration_ms": "2345",
+            "input_tokens": "12",
+            "output_tokens": "340",
+            "cache_read_tokens": "20000",
+            "cache_creation_tokens": "1500",
+        },
+    ),
+    (
+        "tool_result",
+        {
+            "tool_name": "Bash",
+            "success": "true",
+            "duration_ms": "120",
+            "tool_parameters": '{"bash_command": "ls"}',
+        },
+    ),
+    ("tool_decision", {"tool_name": "Bash", "decision": "accept", "source": "config"}),
+)
+
+
+def logs_answer(response: Any) -> ExportLogsServiceResponse:
+    assert response.status_code == 200, response.content
+    return ExportLogsServiceResponse.FromString(response.content)
 
 
 @pytest.mark.django_db
-def test_log_records_are_answered_as_rejected_not_pretended_stored(
+def test_a_claude_code_turn_lands_with_reported_cost_and_anthropic_tokens_normalised(
     client: Client, token: str
 ) -> None:
+    result = logs_answer(post(client, claude_code_export(*TURN), token, path=LOGS))
+
+    # tool_decision is not mapped: said so, nothing pretended.
+    assert result.partial_success.rejected_log_records == 1
+    assert "Claude Code event 'tool_decision'" in result.partial_success.error_message
+    session = Session.objects.get(key="cc-1")
+    assert (session.agent, session.model) == ("claude-code", "claude-sonnet-4-5-20250929")
+    rows = list(
+        Message.objects.filter(session=session)
+        .order_by("seq")
+        .values_list("role", "content", "prompt_tokens", "completion_tokens", "cost_source")
+    )
+    assert rows == [
+        ("user", None, 0, 0, ""),
+        # Claude Code's input excludes the cache (Anthropic's count): 12 + 20000 + 1500.
+        ("assistant", None, 21_512, 340, "reported"),
+        ("assistant", None, 0, 0, ""),
+        ("tool", None, 0, 0, ""),
+    ]
+    assert session.cost_usd == Decimal("0.0123")
+    assert (session.cache_read_tokens, session.cache_creation_tokens) == (20_000, 1_500)
+    assert (session.api_calls, session.tool_call_count) == (1, 1)
+    call = Message.objects.get(session=session, seq=3).tool_calls[0]
+    assert (call["name"], call["arguments"]) == ("Bash", '{"bash_command": "ls"}')
+
+
+@pytest.mark.django_db
+def test_a_retried_claude_code_export_adds_nothing(client: Client, token: str) -> None:
+    body = claude_code_export(*TURN)
+    logs_answer(post(client, body, token, path=LOGS))
+
+    logs_answer(post(client, body, token, path=LOGS))
+
+    session = Session.objects.get(key="cc-1")
+    assert (session.message_count, session.cost_usd) == (4, Decimal("0.0123"))
+
+
+@pytest.mark.django_db
+def test_a_logged_prompt_and_an_api_error_and_a_failed_tool(client: Client, token: str) -> None:
+    body = claude_code_export(
+        ("user_prompt", {"prompt_length": "5", "prompt": "hello"}),
+        ("api_error", {"model": "claude-opus-4", "error": "overloaded", "status_code": "529"}),
+        ("tool_result", {"tool_name": "Read", "success": "false", "error": "no such file"}),
+    )
+
+    logs_answer(post(client, body, token, path=LOGS))
+
+    rows = list(
+        Message.objects.filter(session__key="cc-1")
+        .order_by("seq")
+        .values_list("role", "content", "status")
+    )
+    assert rows == [
+        ("user", "hello", ""),
+        ("assistant", None, "error"),
+        ("assistant", None, ""),
+        ("tool", "no such file", "error"),
+    ]
+
+
+@pytest.mark.django_db
+def test_other_log_records_are_rejected_not_pretended_stored(client: Client, token: str) -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     request = ExportLogsServiceRequest()
     records = request.resource_logs.add().scope_logs.add().log_records
-    for _ in range(3):
-        records.add().body.string_value = "claude_code.api_request"
+    records.add().body.string_value = "GET /health 200"
+    records.add().body.string_value = "codex.api_request"
+    records.add().body.string_value = "claude_code.api_request"  # no session.id
 
-    response = post(client, request.SerializeToString(), token, path=LOGS)
+    result = logs_answer(post(client, request.SerializeToString(), token, path=LOGS))
+
+    assert result.partial_success.rejected_log_records == 3
+    assert "2 log records not mapped: not a Claude Code event" in (
+        result.partial_success.error_message
+    )
+    assert "without session.id" in result.partial_success.error_message
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db
+def test_claude_code_events_as_otlp_json(client: Client, token: str) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    document = json_format.MessageToDict(
+        ExportLogsServiceRequest.FromString(claude_code_export(*TURN[:2]))
+    )
+
+    response = post(
+        client, json.dumps(document).encode(), token, path=LOGS, content_type="application/json"
+    )
 
     assert response.status_code == 200
-    result = ExportLogsServiceResponse.FromString(response.content)
-    assert result.partial_success.rejected_log_records == 3
-    assert "does not map OTLP log records yet" in result.partial_success.error_message
-    assert not Session.objects.exists()
+    assert response.json() == {}
+    assert Session.objects.get(key="cc-1").message_count == 2
 
 
 # --- a real exporter against a live server ------------------------------------

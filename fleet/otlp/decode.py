@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from sessions.otlp import SpanIn
+from sessions.otlp import LogIn, SpanIn
 
 M = TypeVar("M", bound=Message)
 READ_SIZE = 64 * 1024
@@ -158,9 +158,20 @@ def spans(request: Any) -> list[SpanIn]:
     return found
 
 
-def log_record_count(request: Any) -> int:
-    return sum(
-        len(scope_logs.log_records)
-        for resource_logs in request.resource_logs
-        for scope_logs in resource_logs.scope_logs
-    )
+def log_records(request: Any) -> list[LogIn]:
+    """Every record of an ``ExportLogsServiceRequest``, with its resource's attributes."""
+    found = []
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                found.append(
+                    LogIn(
+                        time_ns=record.time_unix_nano,
+                        observed_ns=record.observed_time_unix_nano,
+                        body=value(record.body),
+                        attributes=attributes(record.attributes),
+                        resource=resource,
+                    )
+                )
+    return found

@@ -8,8 +8,8 @@ records were rejected, which the client must not retry); failures carry a
 403 read-only key, 413 too large (compressed or decompressed), 415 unknown
 Content-Type or Content-Encoding, 429 too many wrong keys (``Retry-After``),
 503 database unavailable (``Retry-After``; retryable, and a retry duplicates
-nothing). Keys and scopes are the JSON API's. The mapping is
-``sessions.otlp``; docs/OTLP.md has the table.
+nothing). Keys and scopes are the JSON API's. The mapping (GenAI spans;
+Claude Code's log events) is ``sessions.otlp``; docs/OTLP.md has the tables.
 """
 
 from __future__ import annotations
@@ -50,10 +50,6 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 # google.rpc.Code of each refusal (the spec lets clients ignore it; it helps logs).
 RPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14, 500: 13}
-LOGS_NOT_MAPPED = (
-    "Fleet does not map OTLP log records yet (docs/OTLP.md): none of them was stored; "
-    "send GenAI spans to /otlp/v1/traces"
-)
 
 
 def _encoding(request: HttpRequest) -> str | None:
@@ -171,11 +167,11 @@ def _traces(body: bytes, encoding: str, scope: KeyScope) -> Message:
 
 def _logs(body: bytes, encoding: str, scope: KeyScope) -> Message:
     request = decode.parse(body, encoding, ExportLogsServiceRequest())
+    result = otlp.logs_ingest(records=decode.log_records(request), scope=scope)
     response = ExportLogsServiceResponse()
-    count = decode.log_record_count(request)
-    if count:
-        response.partial_success.rejected_log_records = count
-        response.partial_success.error_message = LOGS_NOT_MAPPED
+    if result.rejected:
+        response.partial_success.rejected_log_records = result.rejected
+        response.partial_success.error_message = result.message
     return response
 
 

@@ -1,41 +1,15 @@
-"""OpenTelemetry spans → sessions and messages (the mapping table is docs/OTLP.md).
-
-The web layer (``fleet/otlp.py``) decodes OTLP/HTTP requests into ``SpanIn``
-records (plain values: hex ids, nanosecond times, attributes as Python values);
-this module maps them onto Fleet's model and writes through
-``services.messages_append_all``, as the importers do. Rules it protects:
-
-* **Deterministic keys and ids**: a span's session key and agent come from its
-  own attributes or its resource, never from other spans of the export (a
-  parent span usually ends, and is exported, after its children). Each message
-  id derives from the trace and span id, so an exporter's retry adds nothing.
-* **Nothing half-written, per session**: one session's messages of one export
-  are one append (one transaction). A session that is refused (deleted key,
-  outside the API key's scope, a bound) rejects its own spans only; the other
-  sessions of the export are stored. A span whose values are invalid is
-  rejected alone, before anything is written.
-* **Order by the record's own time**: within an export a session's messages
-  are appended by ``created_at`` (a model call's prompt at the span's start,
-  its answer at the end); a span arriving in a later export is appended after
-  what is stored, with its own ``created_at``.
-* Spans with no GenAI attribute, and GenAI operations Fleet does not map
-  (embeddings, retrieval, …), write nothing and are counted as rejected, with
-  the reason, so the exporter's partial-success answer says what was left out.
-"""
+"""GenAI (and OpenInference) spans → messages: the span rows of docs/OTLP.md."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sessions import services
-from sessions.errors import FleetError
-from sessions.inputs import MessageIn, clean_message
-from sessions.models import Session
+from sessions.otlp.store import IngestResult, Mapped, clean, store
 from sessions.scopes import FULL, KeyScope
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
@@ -43,7 +17,6 @@ TOOL_OPERATIONS = frozenset({"execute_tool"})
 AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
 SESSION_KEY_ATTRIBUTES = ("gen_ai.conversation.id", "session.id")
 NO_GENAI = "ignored: no GenAI attribute (gen_ai.*, llm.*, openinference.span.kind)"
-MAX_REASON_CHARS = 1000
 # (attribute, Fleet usage field), first present wins per field: the current
 # GenAI names, their deprecated predecessors, then OpenInference's.
 USAGE_ATTRIBUTES = (
@@ -76,39 +49,6 @@ class SpanIn:
     status_message: str = ""
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class IngestResult:
-    """What became of an export's spans: stored (or already stored), or rejected and why."""
-
-    accepted: int = 0
-    rejected: int = 0
-    appended: int = 0
-    sessions: list[str] = field(default_factory=list)
-    reasons: Counter[str] = field(default_factory=Counter)
-
-    def reject(self, reason: str, count: int = 1) -> None:
-        self.rejected += count
-        self.reasons[reason] += count
-
-    @property
-    def message(self) -> str:
-        """One English sentence per reason, for OTLP's ``partial_success.error_message``."""
-        parts = [
-            f"{count} span{'s' if count != 1 else ''} {reason}"
-            for reason, count in self.reasons.most_common()
-        ]
-        return "; ".join(parts)[:MAX_REASON_CHARS]
-
-
-@dataclass
-class _Mapped:
-    span: SpanIn
-    key: str
-    agent: str
-    model: str
-    messages: list[MessageIn]
 
 
 def _kind(attributes: Mapping[str, Any]) -> str | None:
@@ -336,21 +276,6 @@ def _tool_messages(
     return messages
 
 
-def _clean(span: SpanIn, raw: list[dict[str, Any]], result: IngestResult) -> list[MessageIn] | None:
-    cleaned = []
-    for index, message in enumerate(raw):
-        values = {name: value for name, value in message.items() if value not in (None, "", [])}
-        if "content" in message and message["content"] is None:
-            values.pop("content", None)
-        try:
-            cleaned.append(clean_message(values, f"message {index}"))
-        except FleetError as error:
-            where = f" ({error.field})" if error.field else ""
-            result.reject(f"refused: span {span.span_id}{where}: {error.message}"[:300])
-            return None
-    return cleaned
-
-
 def _valid_ids(span: SpanIn) -> bool:
     return (
         len(span.trace_id) == 32
@@ -360,7 +285,7 @@ def _valid_ids(span: SpanIn) -> bool:
     )
 
 
-def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[_Mapped]:
+def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
     """Each span's session and messages (no writes); rejects what cannot be used."""
     kinds = [_kind(span.attributes) for span in spans]
     announced: set[str] = set()  # tool call ids a model span of this export carries
@@ -390,58 +315,30 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[_Mapped]:
             raw = _tool_messages(span, base, own_agent, announced)
         else:
             raw = []
-        messages = _clean(span, raw, result)
+        messages = clean(raw, f"span {span.span_id}", result)
         if messages is None:
             continue
         model = next((m.model for m in messages if m.model), "")
-        mapped.append(_Mapped(span=span, key=key, agent=agent, model=model, messages=messages))
+        mapped.append(
+            Mapped(
+                key=key,
+                agent=agent,
+                model=model,
+                messages=messages,
+                order=(span.start_ns, span.span_id),
+            )
+        )
     return mapped
 
 
 def spans_ingest(
     *, spans: Sequence[SpanIn], scope: KeyScope = FULL, now: datetime | None = None
 ) -> IngestResult:
-    """Store an export's spans as sessions and messages; see the module's rules.
+    """Store an export's spans as sessions and messages (the package's rules).
 
     Database errors propagate (the caller answers "retry later"); the sessions
     stored before one are skipped on the retry, by message id.
     """
-    result = IngestResult()
-    groups: dict[str, list[_Mapped]] = defaultdict(list)
-    for item in _map(spans, result):
-        groups[item.key].append(item)
-    stored = dict(
-        Session.objects.filter(key__in=list(groups)).values_list("key", "agent") if groups else ()
-    )
-    for key in sorted(groups):
-        group = sorted(groups[key], key=lambda item: (item.span.start_ns, item.span.span_id))
-        agent = stored.get(key)
-        fields: dict[str, Any] = {}
-        if agent is None:
-            # The export that creates a session names its agent and model;
-            # later exports do not rename it (spans of sub-agents name theirs).
-            agent = group[0].agent
-            fields = {"agent": agent, "model": next((i.model for i in group if i.model), "")}
-            fields = {name: value for name, value in fields.items() if value}
-        messages = []
-        for order, item in enumerate(group):
-            for position, message in enumerate(item.messages):
-                if message.agent_name == agent:
-                    message.agent_name = ""
-                messages.append((message.created_at, order, position, message))
-        messages.sort(key=lambda entry: (entry[0] or datetime.min.replace(tzinfo=UTC), *entry[1:3]))
-        try:
-            append = services.messages_append_all(
-                key=key,
-                messages=[entry[3] for entry in messages],
-                session=fields,
-                now=now,
-                scope=scope,
-            )
-        except FleetError as error:
-            result.reject(f"refused for session {key[:100]!r}: {error.message}"[:300], len(group))
-            continue
-        result.accepted += len(group)
-        result.appended += append.appended
-        result.sessions.append(key)
+    result = IngestResult(noun="span")
+    store(_map(spans, result), result, scope=scope, now=now)
     return result

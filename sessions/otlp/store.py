@@ -1,0 +1,118 @@
+"""Writing mapped OTLP records: one append per session, refusals counted with their reason."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sessions import services
+from sessions.errors import FleetError
+from sessions.inputs import MessageIn, clean_message
+from sessions.models import Session
+from sessions.scopes import FULL, KeyScope
+
+MAX_REASON_CHARS = 1000
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass
+class IngestResult:
+    """What became of an export's records: stored (or already stored), or rejected and why."""
+
+    noun: str = "span"
+    accepted: int = 0
+    rejected: int = 0
+    appended: int = 0
+    sessions: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected += count
+        self.reasons[reason] += count
+
+    @property
+    def message(self) -> str:
+        """One English phrase per reason, for OTLP's ``partial_success.error_message``."""
+        parts = [
+            f"{count} {self.noun}{'s' if count != 1 else ''} {reason}"
+            for reason, count in self.reasons.most_common()
+        ]
+        return "; ".join(parts)[:MAX_REASON_CHARS]
+
+
+@dataclass
+class Mapped:
+    """One record's session, agent and messages; ``order`` sorts records of a session."""
+
+    key: str
+    agent: str
+    model: str
+    messages: list[MessageIn]
+    order: tuple[int, str]
+
+
+def clean(raw: list[dict[str, Any]], label: str, result: IngestResult) -> list[MessageIn] | None:
+    """A record's messages validated, or None (the record rejected, with the reason)."""
+    cleaned = []
+    for index, message in enumerate(raw):
+        values = {name: value for name, value in message.items() if value not in (None, "", [])}
+        try:
+            cleaned.append(clean_message(values, f"message {index}"))
+        except FleetError as error:
+            where = f" ({error.field})" if error.field else ""
+            result.reject(f"refused: {label}{where}: {error.message}"[:300])
+            return None
+    return cleaned
+
+
+def store(
+    mapped: Sequence[Mapped],
+    result: IngestResult,
+    *,
+    scope: KeyScope = FULL,
+    now: datetime | None = None,
+) -> None:
+    """Append each session's messages in one transaction, sessions in key order.
+
+    A refused session rejects its own records; the others are stored. The
+    export that creates a session names its agent and model; later exports do
+    not rename it (records of sub-agents name theirs on their messages).
+    """
+    groups: dict[str, list[Mapped]] = defaultdict(list)
+    for item in mapped:
+        groups[item.key].append(item)
+    stored = dict(
+        Session.objects.filter(key__in=list(groups)).values_list("key", "agent") if groups else ()
+    )
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda item: item.order)
+        agent = stored.get(key)
+        fields: dict[str, Any] = {}
+        if agent is None:
+            agent = group[0].agent
+            fields = {"agent": agent, "model": next((i.model for i in group if i.model), "")}
+            fields = {name: value for name, value in fields.items() if value}
+        messages = []
+        for order, item in enumerate(group):
+            for position, message in enumerate(item.messages):
+                if message.agent_name == agent:
+                    message.agent_name = ""
+                messages.append((message.created_at or _EARLIEST, order, position, message))
+        messages.sort(key=lambda entry: entry[:3])
+        try:
+            append = services.messages_append_all(
+                key=key,
+                messages=[entry[3] for entry in messages],
+                session=fields,
+                now=now,
+                scope=scope,
+            )
+        except FleetError as error:
+            result.reject(f"refused for session {key[:100]!r}: {error.message}"[:300], len(group))
+            continue
+        result.accepted += len(group)
+        result.appended += append.appended
+        result.sessions.append(key)
