@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -1041,3 +1043,95 @@ def test_ten_thousand_spans_in_one_export_all_land(client: Client, token: str) -
     assert big.prompt_tokens == 9_000 * 1200
     assert Message.objects.count() == 10_000
     assert Session.objects.count() == 11
+
+
+# --- an official GenAI instrumentation, against a fake provider ------------------
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    """Answers every chat completion as OpenAI does, with usage."""
+
+    turns = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).turns += 1
+        body = json.dumps(
+            {
+                "id": f"chatcmpl-fake{self.turns}",
+                "object": "chat.completion",
+                "created": 1_767_225_600,
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"answer {self.turns}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 2, "total_tokens": 32},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
+    exporter: OTLPSpanExporter, fake_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openai import OpenAI
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    provider = TracerProvider(resource=Resource.create({"service.name": "quiz-bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = OpenAI(base_url=fake_openai, api_key="sk-test")
+        with provider.get_tracer("quiz").start_as_current_span("quiz round") as round_span:
+            history: list[Any] = [{"role": "user", "content": "Capital of France?"}]
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=history)
+            history += [
+                {"role": "assistant", "content": reply.choices[0].message.content},
+                {"role": "user", "content": "And of Spain?"},
+            ]
+            client.chat.completions.create(model="gpt-4o-mini", messages=history)
+        trace_id = format(round_span.get_span_context().trace_id, "032x")
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+
+    # The instrumentation names no conversation: the trace is the session.
+    session = Session.objects.get(key=trace_id)
+    assert (session.agent, session.turns, session.api_calls) == ("quiz-bot", 2, 2)
+    assert (session.prompt_tokens, session.completion_tokens) == (60, 4)
+    rows = list(
+        Message.objects.filter(session=session)
+        .order_by("seq")
+        .values_list("role", "content", "provider_response_id", "model")
+    )
+    assert rows == [
+        ("user", "Capital of France?", "", ""),
+        ("assistant", "answer 1", "chatcmpl-fake1", "gpt-4o-mini-2024-07-18"),
+        ("user", "And of Spain?", "", ""),
+        ("assistant", "answer 2", "chatcmpl-fake2", "gpt-4o-mini-2024-07-18"),
+    ]
+    assert Message.objects.filter(session=session, cost_source="computed").count() == 2
