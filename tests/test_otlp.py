@@ -813,6 +813,113 @@ def test_a_logged_prompt_and_an_api_error_and_a_failed_tool(client: Client, toke
     ]
 
 
+def codex_export(*events: dict[str, Any], conversation: str = "codex-conv-1") -> bytes:
+    """Records shaped as Codex CLI sends them: ``event.name`` names the event,
+    ``conversation.id`` the session; token counts as integers."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    attribute = resource_logs.resource.attributes.add()
+    attribute.key, attribute.value.string_value = "service.name", "codex_cli_rs"
+    records = resource_logs.scope_logs.add().log_records
+    for index, fields in enumerate(events, start=1):
+        record = records.add()
+        record.time_unix_nano = T0 + index * SECOND
+        values = {
+            "conversation.id": conversation,
+            "app.version": "0.137.0",
+            "terminal.type": "iTerm.app",
+            "model": "gpt-5.1-codex",
+            **fields,
+        }
+        for name, value in values.items():
+            attribute = record.attributes.add()
+            attribute.key = name
+            if isinstance(value, int):
+                attribute.value.int_value = value
+            else:
+                attribute.value.string_value = value
+    return request.SerializeToString()
+
+
+CODEX_TURN = (
+    {"event.name": "codex.conversation_starts", "provider_name": "openai"},
+    {"event.name": "codex.user_prompt", "prompt_length": 17, "prompt": "[REDACTED]"},
+    {"event.name": "codex.api_request", "attempt": 1, "http.response.status_code": "200"},
+    {"event.name": "codex.sse_event", "event.kind": "response.output_text.delta"},
+    {
+        "event.name": "codex.sse_event",
+        "event.kind": "response.completed",
+        "response.id": "resp_123",
+        "input_token_count": 5000,
+        "output_token_count": 300,
+        "cached_token_count": 4000,
+        "reasoning_token_count": 120,
+        "tool_token_count": 0,
+    },
+    {
+        "event.name": "codex.tool_result",
+        "tool_name": "shell",
+        "call_id": "call_abc",
+        "arguments": '{"command": ["ls"]}',
+        "duration_ms": 40,
+        "success": "true",
+        "output": "README.md",
+    },
+)
+
+
+@pytest.mark.django_db
+def test_a_codex_turn_lands_with_openai_token_counts(client: Client, token: str) -> None:
+    result = logs_answer(post(client, codex_export(*CODEX_TURN), token, path=LOGS))
+
+    message = result.partial_success.error_message
+    assert result.partial_success.rejected_log_records == 3
+    assert "Codex event 'conversation_starts'" in message
+    assert "Codex event 'api_request'" in message  # it succeeded: the usage comes below
+    assert "Codex event 'sse_event' of kind 'response.output_text.delta'" in message
+    session = Session.objects.get(key="codex-conv-1")
+    assert (session.agent, session.model) == ("codex_cli_rs", "gpt-5.1-codex")
+    rows = list(
+        Message.objects.filter(session=session)
+        .order_by("seq")
+        .values_list("role", "content", "provider_response_id", "tool_call_id")
+    )
+    assert rows == [
+        ("user", None, "", ""),  # the prompt was redacted: no text, not "[REDACTED]"
+        ("assistant", None, "resp_123", ""),
+        ("assistant", None, "", ""),
+        ("tool", "README.md", "", "call_abc"),
+    ]
+    # OpenAI's input count includes the cached part: stored as sent.
+    assert (session.prompt_tokens, session.cache_read_tokens) == (5000, 4000)
+    assert (session.completion_tokens, session.reasoning_tokens) == (300, 120)
+    assert session.tool_call_count == 1
+    assert Message.objects.get(session=session, seq=2).cost_source in ("computed", "unpriced")
+
+    logs_answer(post(client, codex_export(*CODEX_TURN), token, path=LOGS))  # a retry
+
+    assert Session.objects.get(key="codex-conv-1").message_count == 4
+
+
+@pytest.mark.django_db
+def test_a_failed_codex_request_is_an_error_message(client: Client, token: str) -> None:
+    body = codex_export(
+        {
+            "event.name": "codex.api_request",
+            "attempt": 2,
+            "http.response.status_code": "429",
+            "error.message": "rate limited",
+        }
+    )
+
+    logs_answer(post(client, body, token, path=LOGS))
+
+    message = Message.objects.get(session__key="codex-conv-1")
+    assert (message.role, message.status) == ("assistant", "error")
+
+
 @pytest.mark.django_db
 def test_other_log_records_are_rejected_not_pretended_stored(client: Client, token: str) -> None:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -826,10 +933,10 @@ def test_other_log_records_are_rejected_not_pretended_stored(client: Client, tok
     result = logs_answer(post(client, request.SerializeToString(), token, path=LOGS))
 
     assert result.partial_success.rejected_log_records == 3
-    assert "2 log records not mapped: not a Claude Code event" in (
-        result.partial_success.error_message
-    )
-    assert "without session.id" in result.partial_success.error_message
+    message = result.partial_success.error_message
+    assert "1 log record not mapped: not a Claude Code or Codex event" in message
+    assert "1 log record not mapped: Codex event 'api_request'" in message  # succeeded
+    assert "1 log record refused: a Claude Code event without session.id" in message
     assert not Session.objects.exists()
 
 

@@ -1,9 +1,9 @@
-"""OpenTelemetry spans → sessions and messages and Claude Code's log events (docs/OTLP.md).
+"""OpenTelemetry spans → sessions and messages and coding agents' log events (docs/OTLP.md).
 
 The web layer (``fleet/otlp``) decodes OTLP/HTTP requests into ``SpanIn`` and
 ``LogIn`` records (plain values: hex ids, nanosecond times, attributes as
-Python values); ``spans`` and ``claude_code`` map them onto Fleet's model and
-``store`` writes through ``services.messages_append_all``, as the importers
+Python values); ``spans`` and ``logs`` (``claude_code``, ``codex``) map them
+onto Fleet's model and ``store`` writes through ``services.messages_append_all``, as the importers
 do. Rules they protect:
 
 * **Deterministic keys and ids**: a span's session key and agent come from its
@@ -24,7 +24,8 @@ do. Rules they protect:
   the reason, so the exporter's partial-success answer says what was left out.
 """
 
-from sessions.otlp.claude_code import LogIn, logs_ingest
+from sessions.otlp.logs import logs_ingest
+from sessions.otlp.records import LogIn
 from sessions.otlp.spans import SpanIn, spans_ingest
 from sessions.otlp.store import IngestResult
 
