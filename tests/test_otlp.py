@@ -35,7 +35,7 @@ from opentelemetry.trace import StatusCode
 
 from sessions import services
 from sessions.models import ApiKey, Message, Session
-from sessions.otlp import SpanIn, spans_ingest
+from sessions.otlp import LogIn, SpanIn, logs_ingest, spans_ingest
 
 TRACES = "/otlp/v1/traces"
 LOGS = "/otlp/v1/logs"
@@ -1242,3 +1242,65 @@ def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
         ("assistant", "answer 2", "chatcmpl-fake2", "gpt-4o-mini-2024-07-18"),
     ]
     assert Message.objects.filter(session=session, cost_source="computed").count() == 2
+
+
+_log_attributes = [
+    "session.id",
+    "conversation.id",
+    "event.sequence",
+    "event.kind",
+    "prompt",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cost_usd",
+    "input_token_count",
+    "cached_token_count",
+    "reasoning_token_count",
+    "response.id",
+    "tool_name",
+    "tool_parameters",
+    "call_id",
+    "arguments",
+    "success",
+    "output",
+    "error",
+    "error.message",
+    "http.response.status_code",
+]
+_log_values = st.one_of(_values, st.sampled_from(["12", "²", "١٢", "-3", "1e3", " 7 ", "false"]))
+
+
+@pytest.mark.django_db
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    event=st.sampled_from(
+        [
+            "claude_code.user_prompt",
+            "claude_code.api_request",
+            "claude_code.api_error",
+            "claude_code.tool_result",
+            "codex.user_prompt",
+            "codex.sse_event",
+            "codex.tool_result",
+            "codex.api_request",
+            "other",
+        ]
+    ),
+    attributes=st.dictionaries(st.sampled_from(_log_attributes), _log_values, max_size=10),
+    times=st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)),
+)
+def test_any_log_attribute_values_are_stored_or_rejected_never_a_crash(
+    event: str, attributes: dict[str, Any], times: tuple[int, int]
+) -> None:
+    values = {"session.id": "s", "conversation.id": "c", **attributes}
+    if event.startswith("codex."):
+        values["event.name"] = event
+    if event == "codex.sse_event" and "event.kind" not in attributes:
+        values["event.kind"] = "response.completed"
+    record = LogIn(time_ns=times[0], observed_ns=times[1], body=event, attributes=values)
+
+    result = logs_ingest(records=[record])
+
+    assert result.accepted + result.rejected == 1

@@ -47,7 +47,8 @@ def text(record: LogIn, name: str) -> str:
 
 def number(value: Any) -> Any:
     """Agents send counts as strings too: ``"1200"`` → 1200 (anything else as it came)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    # ASCII digits only: "²" and "١٢" are digits to str.isdigit, not to int().
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return value
 
