@@ -410,13 +410,39 @@ def test_a_call_the_model_span_carries_is_not_repeated_by_its_tool_span(
 
 
 @pytest.mark.django_db
-def test_an_error_status_marks_the_message_error(client: Client, token: str) -> None:
+def test_an_error_status_marks_the_message_and_the_sessions_turn_error(
+    client: Client, token: str
+) -> None:
     recorder = Recorder()
     chat(recorder, "conv-error", error=True)
 
     answer(post(client, recorder.protobuf(), token))
 
     assert Message.objects.get(session__key="conv-error").status == "error"
+    session = Session.objects.get(key="conv-error")
+    assert (session.state, session.turn_id) == (
+        "error",
+        format(recorder.spans[0].context.trace_id, "032x"),
+    )
+    assert session.turn_started_at.timestamp() == T0 / SECOND
+
+    later = Recorder()
+    chat(later, "conv-error", at=T0 + 60 * SECOND, answer="recovered")
+    answer(post(client, later.protobuf(), token))
+
+    session.refresh_from_db()
+    assert (session.state, session.turn_id, session.turn_started_at) == ("idle", "", None)
+
+
+@pytest.mark.django_db
+def test_an_older_success_does_not_hide_the_newest_error(client: Client, token: str) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-newest", at=T0 + 10 * SECOND, error=True)
+    chat(recorder, "conv-newest", at=T0)
+
+    answer(post(client, recorder.protobuf(), token))
+
+    assert Session.objects.get(key="conv-newest").state == "error"
 
 
 @pytest.mark.django_db
@@ -675,6 +701,40 @@ def test_bad_keys_are_throttled_like_the_json_api(
 
 
 @pytest.mark.django_db
+def test_a_database_failure_is_a_retryable_503_and_a_retry_adds_nothing_twice(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from sessions.otlp import store
+
+    recorder = Recorder()
+    chat(recorder, "a-first", answer="one")
+    chat(recorder, "b-second", answer="two")
+    body = recorder.protobuf()
+    real = store.services.messages_append_all
+
+    def fail_on_second(**kwargs: Any) -> Any:
+        if kwargs["key"] == "b-second":
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.services, "messages_append_all", fail_on_second)
+
+    response = post(client, body, token)
+
+    assert "retry later" in failure(response, 503).message
+    assert response["Retry-After"] == "5"
+    assert not Session.objects.filter(key="b-second").exists()
+    monkeypatch.setattr(store.services, "messages_append_all", real)
+
+    answer(post(client, body, token))  # the exporter's retry
+
+    assert Message.objects.filter(session__key="a-first").count() == 1
+    assert Message.objects.filter(session__key="b-second").count() == 1
+
+
+@pytest.mark.django_db
 def test_get_is_not_allowed(client: Client, token: str) -> None:
     assert client.get(TRACES).status_code == 405
 
@@ -811,6 +871,9 @@ def test_a_logged_prompt_and_an_api_error_and_a_failed_tool(client: Client, toke
         ("assistant", None, ""),
         ("tool", "no such file", "error"),
     ]
+    # The newest event failed: the session's turn (Claude Code's prompt.id) is in error.
+    session = Session.objects.get(key="cc-1")
+    assert (session.state, session.turn_id) == ("error", "7f0c0d1e-prompt")
 
 
 def codex_export(*events: dict[str, Any], conversation: str = "codex-conv-1") -> bytes:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sessions.otlp import claude_code, codex
-from sessions.otlp.records import LogIn, Source, text
+from sessions.otlp.records import LogIn, Source, text, time
 from sessions.otlp.store import IngestResult, Mapped, clean, store
 from sessions.scopes import FULL, KeyScope
 
@@ -44,6 +44,8 @@ def _map(records: Sequence[LogIn], result: IngestResult) -> list[Mapped]:
                 model=next((m.model for m in messages if m.model), ""),
                 messages=messages,
                 order=(record.time_ns or record.observed_ns, raw[0]["message_id"]),
+                turn=text(record, "prompt.id"),
+                started=time(record),
             )
         )
     return mapped

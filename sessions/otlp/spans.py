@@ -326,6 +326,8 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
                 model=model,
                 messages=messages,
                 order=(span.start_ns, span.span_id),
+                turn=span.trace_id,
+                started=_time(span.start_ns),
             )
         )
     return mapped

@@ -45,13 +45,41 @@ class IngestResult:
 
 @dataclass
 class Mapped:
-    """One record's session, agent and messages; ``order`` sorts records of a session."""
+    """One record's session, agent and messages; ``order`` sorts records of a session.
+
+    ``turn`` (a trace id, Claude Code's ``prompt.id``) and ``started`` name the
+    turn when the record failed.
+    """
 
     key: str
     agent: str
     model: str
     messages: list[MessageIn]
     order: tuple[int, str]
+    turn: str = ""
+    started: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(message.status == "error" for message in self.messages)
+
+
+def _turn_fields(newest: Mapped, state: str | None) -> dict[str, Any]:
+    """The session's turn state after an export, from its newest record.
+
+    A failed model call or tool run leaves the session in ``error``, naming the
+    turn; a later success clears an ``error`` to ``idle``. Otherwise the state
+    is left as it is (OTLP says nothing of turns still running).
+    """
+    if newest.failed:
+        fields: dict[str, Any] = {"state": "error"}
+        if newest.turn and newest.turn.isprintable():
+            fields["turn_id"] = newest.turn[:255]
+            fields["turn_started_at"] = newest.started
+        return fields
+    if state == "error":
+        return {"state": "idle"}
+    return {}
 
 
 def clean(raw: list[dict[str, Any]], label: str, result: IngestResult) -> list[MessageIn] | None:
@@ -84,17 +112,23 @@ def store(
     groups: dict[str, list[Mapped]] = defaultdict(list)
     for item in mapped:
         groups[item.key].append(item)
-    stored = dict(
-        Session.objects.filter(key__in=list(groups)).values_list("key", "agent") if groups else ()
-    )
+    stored = {
+        key: (agent, state)
+        for key, agent, state in (
+            Session.objects.filter(key__in=list(groups)).values_list("key", "agent", "state")
+            if groups
+            else ()
+        )
+    }
     for key in sorted(groups):
         group = sorted(groups[key], key=lambda item: item.order)
-        agent = stored.get(key)
+        agent, state = stored.get(key, (None, None))
         fields: dict[str, Any] = {}
         if agent is None:
             agent = group[0].agent
             fields = {"agent": agent, "model": next((i.model for i in group if i.model), "")}
             fields = {name: value for name, value in fields.items() if value}
+        fields.update(_turn_fields(group[-1], state))
         messages = []
         for order, item in enumerate(group):
             for position, message in enumerate(item.messages):
