@@ -410,6 +410,64 @@ def test_a_call_the_model_span_carries_is_not_repeated_by_its_tool_span(
 
 
 @pytest.mark.django_db
+def test_messages_of_an_agent_span_s_children_name_that_sub_agent(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    tracer = recorder.tracer
+    with tracer.start_as_current_span(
+        "invoke_agent researcher",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": "researcher",
+            "gen_ai.conversation.id": "conv-sub",
+        },
+        start_time=T0,
+        end_on_exit=False,
+    ) as agent_span:
+        chat(recorder, "conv-sub", at=T0 + SECOND, answer="found it")
+    agent_span.end(end_time=T0 + 5 * SECOND)
+    chat(recorder, "conv-sub", at=T0 + 10 * SECOND, answer="summary")  # the main agent's
+
+    answer(post(client, recorder.protobuf(), token))
+
+    session = Session.objects.get(key="conv-sub")
+    assert session.agent == "orchestrator"  # agent spans write nothing themselves
+    rows = list(
+        Message.objects.filter(session=session).order_by("seq").values_list("content", "agent_name")
+    )
+    assert rows == [("found it", "researcher"), ("summary", "")]
+
+
+@pytest.mark.django_db
+def test_a_sub_agent_under_the_main_agent_is_named_on_its_messages(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    chat(recorder, "conv-sub2", at=T0, answer="plan")  # the main agent, no agent span
+    with recorder.tracer.start_as_current_span(
+        "invoke_agent coder",
+        attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "coder"},
+        start_time=T0 + SECOND,
+        end_on_exit=False,
+    ) as agent_span:
+        chat(recorder, "conv-sub2", at=T0 + 2 * SECOND, answer="code")
+    agent_span.end(end_time=T0 + 5 * SECOND)
+
+    result = answer(post(client, recorder.protobuf(), token))
+
+    assert result.partial_success.rejected_spans == 0
+    assert Session.objects.count() == 1  # the agent span made no session of its own
+    rows = list(
+        Message.objects.filter(session__key="conv-sub2")
+        .order_by("seq")
+        .values_list("content", "agent_name")
+    )
+    assert rows == [("plan", ""), ("code", "coder")]
+    assert Session.objects.get(key="conv-sub2").agent == "orchestrator"
+
+
+@pytest.mark.django_db
 def test_an_error_status_marks_the_message_and_the_sessions_turn_error(
     client: Client, token: str
 ) -> None:

@@ -285,9 +285,27 @@ def _valid_ids(span: SpanIn) -> bool:
     )
 
 
+MAX_ANCESTORS = 64
+
+
+def _sub_agent(span: SpanIn, by_id: Mapping[tuple[str, str], SpanIn]) -> str:
+    """The agent a span speaks for: its own ``gen_ai.agent.name``, else that of its
+    nearest agent-span ancestor *in the same export* (attribution only; never a key)."""
+    seen = 0
+    current: SpanIn | None = span
+    while current is not None and seen < MAX_ANCESTORS:
+        name = _text_attribute(current, ("gen_ai.agent.name",), resource=False)
+        if name and (current is span or _kind(current.attributes) == "agent"):
+            return name
+        current = by_id.get((current.trace_id, current.parent_span_id))
+        seen += 1
+    return ""
+
+
 def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
     """Each span's session and messages (no writes); rejects what cannot be used."""
     kinds = [_kind(span.attributes) for span in spans]
+    by_id = {(span.trace_id, span.span_id): span for span in spans}
     announced: set[str] = set()  # tool call ids a model span of this export carries
     for span, kind in zip(spans, kinds, strict=True):
         if kind == "model":
@@ -305,16 +323,20 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
         if not _valid_ids(span):
             result.reject("refused: no valid trace or span id")
             continue
+        if kind == "agent":
+            # Used for its children's attribution (``_sub_agent``); it writes
+            # nothing and creates no session of its own.
+            result.accepted += 1
+            continue
         key = _text_attribute(span, SESSION_KEY_ATTRIBUTES) or span.trace_id
         own_agent = _text_attribute(span, ("gen_ai.agent.name",), resource=False)
         agent = own_agent or _text_attribute(span, ("service.name",))
         base = f"otel:{span.trace_id}:{span.span_id}"
+        speaker = _sub_agent(span, by_id)
         if kind == "model":
-            raw = _model_messages(span, base, own_agent)
-        elif kind == "tool":
-            raw = _tool_messages(span, base, own_agent, announced)
+            raw = _model_messages(span, base, speaker)
         else:
-            raw = []
+            raw = _tool_messages(span, base, speaker, announced)
         messages = clean(raw, f"span {span.span_id}", result)
         if messages is None:
             continue
