@@ -276,6 +276,23 @@ def test_spans_of_an_export_land_in_their_own_time_order(client: Client, token: 
 
 
 @pytest.mark.django_db
+def test_each_export_logs_one_line_with_what_was_stored_and_rejected(
+    client: Client, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-log", prompt="hi", answer="hello")
+    recorder.span("GET /", {"http.request.method": "GET"}, T0, T0 + SECOND)
+
+    with caplog.at_level("INFO", logger="fleet.otlp.views"):
+        answer(post(client, recorder.protobuf(), token))
+
+    (line,) = [r for r in caplog.records if r.name == "fleet.otlp.views"]
+    assert line.getMessage() == (
+        "OTLP /otlp/v1/traces key=otel accepted=1 rejected=1 appended=2 sessions=1"
+    )
+
+
+@pytest.mark.django_db
 def test_the_session_key_falls_back_to_session_id_then_the_trace_id(
     client: Client, token: str
 ) -> None:

@@ -84,7 +84,7 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-def _scope(request: HttpRequest) -> KeyScope:
+def _key(request: HttpRequest) -> ApiKey:
     """The request's key, as the JSON API checks it (throttle first, then the key)."""
     try:
         throttle.check(request)
@@ -101,12 +101,11 @@ def _scope(request: HttpRequest) -> KeyScope:
     if key is None:
         throttle.record_bad_key(request)
         raise Refused(401, "the API key is not valid or was revoked")
-    scope = key.scope
     try:
-        scope.check_writes()
+        key.scope.check_writes()
     except Forbidden as exc:
         raise Refused(403, exc.message) from None
-    return scope
+    return key
 
 
 def _body(request: HttpRequest) -> bytes:
@@ -132,15 +131,18 @@ def _body(request: HttpRequest) -> bytes:
 
 
 def _receive(
-    request: HttpRequest, handle: Callable[[bytes, str, KeyScope], Message]
+    request: HttpRequest,
+    handle: Callable[[bytes, str, KeyScope], tuple[Message, otlp.IngestResult]],
 ) -> HttpResponse:
     encoding = _encoding(request)
     answer_in = encoding or "protobuf"
     try:
-        scope = _scope(request)
+        key = _key(request)
         if encoding is None:
             raise BadRequest(415, "Content-Type must be application/x-protobuf or application/json")
-        return _serialize(handle(_body(request), encoding, scope), encoding)
+        response, result = handle(_body(request), encoding, key.scope)
+        _log(request, key, result)
+        return _serialize(response, encoding)
     except Refused as exc:
         return _failure(exc.status, exc.message, answer_in, retry_after=exc.retry_after)
     except BadRequest as exc:
@@ -155,24 +157,39 @@ def _receive(
         return _failure(500, "internal error; it has been logged", answer_in)
 
 
-def _traces(body: bytes, encoding: str, scope: KeyScope) -> Message:
+def _log(request: HttpRequest, key: ApiKey, result: otlp.IngestResult) -> None:
+    """One line per export: what was stored and what was rejected (the reasons are in
+    the exporter's answer; an operator sees here that a client sends what Fleet ignores)."""
+    fields = {
+        "path": request.path,
+        "key": key.name,
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+        "appended": result.appended,
+        "sessions": len(result.sessions),
+    }
+    text = " ".join(f"{name}={value}" for name, value in fields.items() if name != "path")
+    logger.info("OTLP %s %s", request.path, text, extra=fields)
+
+
+def _traces(body: bytes, encoding: str, scope: KeyScope) -> tuple[Message, otlp.IngestResult]:
     request = decode.parse(body, encoding, ExportTraceServiceRequest())
     result = otlp.spans_ingest(spans=decode.spans(request), scope=scope)
     response = ExportTraceServiceResponse()
     if result.rejected:
         response.partial_success.rejected_spans = result.rejected
         response.partial_success.error_message = result.message
-    return response
+    return response, result
 
 
-def _logs(body: bytes, encoding: str, scope: KeyScope) -> Message:
+def _logs(body: bytes, encoding: str, scope: KeyScope) -> tuple[Message, otlp.IngestResult]:
     request = decode.parse(body, encoding, ExportLogsServiceRequest())
     result = otlp.logs_ingest(records=decode.log_records(request), scope=scope)
     response = ExportLogsServiceResponse()
     if result.rejected:
         response.partial_success.rejected_log_records = result.rejected
         response.partial_success.error_message = result.message
-    return response
+    return response, result
 
 
 @csrf_exempt  # bearer keys, not cookies
