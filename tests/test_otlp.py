@@ -345,6 +345,51 @@ def test_openinference_token_counts_and_messages_are_read(client: Client, token:
 
 
 @pytest.mark.django_db
+def test_openllmetry_spans_are_read(client: Client, token: str) -> None:
+    recorder = Recorder()
+    recorder.span(
+        "openai.chat",
+        {
+            "llm.request.type": "chat",
+            "gen_ai.system": "OpenAI",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "gen_ai.usage.prompt_tokens": 40,
+            "gen_ai.usage.completion_tokens": 9,
+            "session.id": "traceloop",
+            "gen_ai.prompt.0.role": "system",
+            "gen_ai.prompt.0.content": "be brief",
+            "gen_ai.prompt.1.role": "user",
+            "gen_ai.prompt.1.content": "weather in Oslo?",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.tool_calls.0.id": "call_7",
+            "gen_ai.completion.0.tool_calls.0.name": "get_weather",
+            "gen_ai.completion.0.tool_calls.0.arguments": '{"city": "Oslo"}',
+        },
+        T0,
+        T0 + SECOND,
+    )
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="traceloop")
+        .order_by("seq")
+        .values_list("role", "content", "tool_calls", "prompt_tokens", "completion_tokens")
+    )
+    assert rows == [
+        ("user", "weather in Oslo?", [], 0, 0),
+        (
+            "assistant",
+            None,
+            [{"id": "call_7", "name": "get_weather", "arguments": '{"city": "Oslo"}'}],
+            40,
+            9,
+        ),
+    ]
+
+
+@pytest.mark.django_db
 def test_input_tokens_counted_without_the_cache_are_normalised(client: Client, token: str) -> None:
     recorder = Recorder()
     chat(recorder, "conv-anthropic", **{"gen_ai.usage.input_tokens": 10})

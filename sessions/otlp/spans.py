@@ -55,7 +55,13 @@ def _kind(attributes: Mapping[str, Any]) -> str | None:
     """``model``, ``tool``, ``agent``, another GenAI operation's name, or None (not GenAI)."""
     operation = attributes.get("gen_ai.operation.name")
     openinference = attributes.get("openinference.span.kind")
-    if operation in MODEL_OPERATIONS or openinference == "LLM":
+    # OpenLLMetry (Traceloop) names no operation; its request type says it.
+    request_type = attributes.get("llm.request.type")
+    if (
+        operation in MODEL_OPERATIONS
+        or openinference == "LLM"
+        or (operation is None and request_type in ("chat", "completion"))
+    ):
         return "model"
     if operation in TOOL_OPERATIONS or openinference == "TOOL":
         return "tool"
@@ -127,15 +133,29 @@ def _tool_calls(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     return calls
 
 
-def _indexed(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """OpenInference's flattened lists: ``llm.output_messages.0.message.content`` → [{...}]."""
+# Flattened message lists: (attribute prefix, prefix of a message's fields, the
+# names of a tool call's id, name and arguments). OpenInference:
+# ``llm.output_messages.0.message.tool_calls.0.tool_call.function.name``;
+# OpenLLMetry (Traceloop): ``gen_ai.completion.0.tool_calls.0.name``.
+OPENINFERENCE = (
+    "message.",
+    ("tool_call.id", "tool_call.function.name", "tool_call.function.arguments"),
+)
+OPENLLMETRY = ("", ("id", "name", "arguments"))
+
+
+def _indexed(
+    attributes: Mapping[str, Any], prefix: str, shape: tuple[str, tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """A flattened list (``<prefix>0.<fields>``) as GenAI's message objects."""
+    inner, (id_key, name_key, arguments_key) = shape
     items: dict[int, dict[str, Any]] = defaultdict(dict)
     for name, value in attributes.items():
         if not name.startswith(prefix):
             continue
         number, _, rest = name[len(prefix) :].partition(".")
-        if number.isdigit() and rest.startswith("message."):
-            items[int(number)][rest[len("message.") :]] = value
+        if number.isdigit() and rest.startswith(inner):
+            items[int(number)][rest[len(inner) :]] = value
     messages = []
     for _, flat in sorted(items.items()):
         calls: dict[int, dict[str, Any]] = defaultdict(dict)
@@ -147,9 +167,9 @@ def _indexed(attributes: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]
         parts: list[dict[str, Any]] = [
             {
                 "type": "tool_call",
-                "id": call.get("tool_call.id"),
-                "name": call.get("tool_call.function.name"),
-                "arguments": call.get("tool_call.function.arguments"),
+                "id": call.get(id_key),
+                "name": call.get(name_key),
+                "arguments": call.get(arguments_key),
             }
             for _, call in sorted(calls.items())
         ]
@@ -161,14 +181,18 @@ def _input_messages(attributes: Mapping[str, Any]) -> list[Any]:
     value = _json(attributes.get("gen_ai.input.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.input_messages.")
+    return _indexed(attributes, "llm.input_messages.", OPENINFERENCE) or _indexed(
+        attributes, "gen_ai.prompt.", OPENLLMETRY
+    )
 
 
 def _output_messages(attributes: Mapping[str, Any]) -> list[Any]:
     value = _json(attributes.get("gen_ai.output.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.output_messages.")
+    return _indexed(attributes, "llm.output_messages.", OPENINFERENCE) or _indexed(
+        attributes, "gen_ai.completion.", OPENLLMETRY
+    )
 
 
 def _usage(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
