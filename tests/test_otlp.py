@@ -1277,6 +1277,11 @@ _read_attributes = [
     "gen_ai.tool.call.result",
     "llm.output_messages.0.message.tool_calls.0.tool_call.id",
     "llm.input_messages.0.message.role",
+    "llm.request.type",
+    "gen_ai.prompt.0.role",
+    "gen_ai.prompt.0.content",
+    "gen_ai.completion.0.content",
+    "gen_ai.completion.0.tool_calls.0.id",
 ]
 
 
