@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sessions.otlp import claude_code, codex
 from sessions.otlp.records import LogIn, Source, text, time
-from sessions.otlp.store import IngestResult, Mapped, clean, store
+from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
 
 SOURCES: tuple[Source, ...] = (claude_code.SOURCE, codex.SOURCE)
@@ -33,17 +33,13 @@ def _map(records: Sequence[LogIn], result: IngestResult) -> list[Mapped]:
         if not key:
             result.reject(f"refused: a {source.label} event without {source.session_attribute}")
             continue
-        label = f"log record {raw[0]['message_id']}"
-        messages = clean(raw, label, result)
-        if messages is None:
-            continue
         mapped.append(
             Mapped(
                 key=key,
                 agent=text(record, "service.name") or source.agent,
-                model=next((m.model for m in messages if m.model), ""),
-                messages=messages,
+                messages=raw,
                 order=(record.time_ns or record.observed_ns, raw[0]["message_id"]),
+                label=f"log record {raw[0]['message_id']}",
                 turn=text(record, "prompt.id"),
                 started=time(record),
             )

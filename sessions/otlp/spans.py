@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sessions.otlp.store import IngestResult, Mapped, clean, store
+from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
@@ -361,17 +361,13 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
             raw = _model_messages(span, base, speaker)
         else:
             raw = _tool_messages(span, base, speaker, announced)
-        messages = clean(raw, f"span {span.span_id}", result)
-        if messages is None:
-            continue
-        model = next((m.model for m in messages if m.model), "")
         mapped.append(
             Mapped(
                 key=key,
                 agent=agent,
-                model=model,
-                messages=messages,
+                messages=raw,
                 order=(span.start_ns, span.span_id),
+                label=f"span {span.span_id}",
                 turn=span.trace_id,
                 started=_time(span.start_ns),
             )

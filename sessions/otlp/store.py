@@ -45,7 +45,8 @@ class IngestResult:
 
 @dataclass
 class Mapped:
-    """One record's session, agent and messages; ``order`` sorts records of a session.
+    """One record's session, agent and messages (as mappings, validated when stored);
+    ``order`` sorts records of a session; ``label`` names the record in a refusal.
 
     ``turn`` (a trace id, Claude Code's ``prompt.id``) and ``started`` name the
     turn when the record failed.
@@ -53,15 +54,19 @@ class Mapped:
 
     key: str
     agent: str
-    model: str
-    messages: list[MessageIn]
+    messages: list[dict[str, Any]]
     order: tuple[int, str]
+    label: str
     turn: str = ""
     started: datetime | None = None
 
     @property
+    def model(self) -> str:
+        return next((m["model"] for m in self.messages if isinstance(m.get("model"), str)), "")
+
+    @property
     def failed(self) -> bool:
-        return any(message.status == "error" for message in self.messages)
+        return any(message.get("status") == "error" for message in self.messages)
 
 
 def _turn_fields(newest: Mapped, state: str | None) -> dict[str, Any]:
@@ -82,16 +87,16 @@ def _turn_fields(newest: Mapped, state: str | None) -> dict[str, Any]:
     return {}
 
 
-def clean(raw: list[dict[str, Any]], label: str, result: IngestResult) -> list[MessageIn] | None:
+def _clean(item: Mapped, result: IngestResult) -> list[MessageIn] | None:
     """A record's messages validated, or None (the record rejected, with the reason)."""
     cleaned = []
-    for index, message in enumerate(raw):
+    for index, message in enumerate(item.messages):
         values = {name: value for name, value in message.items() if value not in (None, "", [])}
         try:
             cleaned.append(clean_message(values, f"message {index}"))
         except FleetError as error:
             where = f" ({error.field})" if error.field else ""
-            result.reject(f"refused: {label}{where}: {error.message}"[:300])
+            result.reject(f"refused: {item.label}{where}: {error.message}"[:300])
             return None
     return cleaned
 
@@ -121,20 +126,31 @@ def store(
         )
     }
     for key in sorted(groups):
-        group = sorted(groups[key], key=lambda item: item.order)
         agent, state = stored.get(key, (None, None))
-        fields: dict[str, Any] = {}
         if agent is None:
-            agent = group[0].agent
+            agent = min(groups[key], key=lambda item: item.order).agent
+        # Every record validated alone: an invalid one is rejected, its
+        # session's other records still land.
+        group: list[Mapped] = []
+        messages: list[tuple[datetime, int, int, MessageIn]] = []
+        for item in sorted(groups[key], key=lambda item: item.order):
+            for message in item.messages:
+                if message.get("agent_name") == agent:
+                    message["agent_name"] = ""
+            cleaned = _clean(item, result)
+            if cleaned is None:
+                continue
+            for position, (raw, message_in) in enumerate(zip(item.messages, cleaned, strict=True)):
+                at = raw.get("created_at") or _EARLIEST
+                messages.append((at, len(group), position, message_in))
+            group.append(item)
+        if not group:
+            continue
+        fields: dict[str, Any] = {}
+        if key not in stored:
             fields = {"agent": agent, "model": next((i.model for i in group if i.model), "")}
             fields = {name: value for name, value in fields.items() if value}
         fields.update(_turn_fields(group[-1], state))
-        messages = []
-        for order, item in enumerate(group):
-            for position, message in enumerate(item.messages):
-                if message.agent_name == agent:
-                    message.agent_name = ""
-                messages.append((message.created_at or _EARLIEST, order, position, message))
         messages.sort(key=lambda entry: entry[:3])
         try:
             append = services.messages_append_all(
