@@ -596,6 +596,35 @@ def test_mixed_spans_store_the_genai_ones_and_count_the_rest(client: Client, tok
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("sqlite_only")
+def test_an_export_of_more_sessions_than_sqlite_takes_variables_lands(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from django.db import connection
+
+    from sessions.otlp import store
+
+    recorder = Recorder()
+    for index in range(150):
+        chat(recorder, f"many-{index}", at=T0 + index * SECOND)
+    body = recorder.protobuf()
+    connection.ensure_connection()
+    # The stored sessions are read by key before writing: in chunks, so an
+    # export's number of sessions never meets SQLite's bound on variables.
+    raw = connection.connection
+    bound = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+    monkeypatch.setattr(store, "READ_CHUNK", 50)
+    try:
+        answer(post(client, body, token))
+    finally:
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, bound)
+
+    assert Session.objects.filter(key__startswith="many-").count() == 150
+
+
+@pytest.mark.django_db
 def test_a_deleted_session_rejects_its_spans_and_the_others_are_stored(
     client: Client, token: str
 ) -> None:

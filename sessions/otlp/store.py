@@ -15,6 +15,7 @@ from sessions.models import Session
 from sessions.scopes import FULL, KeyScope
 
 MAX_REASON_CHARS = 1000
+READ_CHUNK = 500  # keys per query reading stored sessions (SQLite bounds a query's variables)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
@@ -117,18 +118,17 @@ def store(
     groups: dict[str, list[Mapped]] = defaultdict(list)
     for item in mapped:
         groups[item.key].append(item)
-    stored = {
-        key: (agent, state)
-        for key, agent, state in (
-            Session.objects.filter(key__in=list(groups)).values_list("key", "agent", "state")
-            if groups
-            else ()
-        )
-    }
+    keys = list(groups)
+    stored: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(keys), READ_CHUNK):
+        rows = Session.objects.filter(key__in=keys[start : start + READ_CHUNK])
+        for key, agent, state in rows.values_list("key", "agent", "state"):
+            stored[key] = (agent, state)
     for key in sorted(groups):
-        agent, state = stored.get(key, (None, None))
-        if agent is None:
-            agent = min(groups[key], key=lambda item: item.order).agent
+        if key in stored:
+            agent, state = stored[key]
+        else:
+            agent, state = min(groups[key], key=lambda item: item.order).agent, ""
         # Every record validated alone: an invalid one is rejected, its
         # session's other records still land.
         group: list[Mapped] = []
