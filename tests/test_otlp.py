@@ -1521,3 +1521,36 @@ def test_any_log_attribute_values_are_stored_or_rejected_never_a_crash(
     result = logs_ingest(records=[record])
 
     assert result.accepted + result.rejected == 1
+
+
+def test_the_official_log_exporter_lands_claude_code_events(
+    live_server: Any, live_token: str
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    exporter = OTLPLogExporter(
+        endpoint=f"{live_server.url}{LOGS}",
+        headers={"Authorization": f"Bearer {live_token}"},
+        timeout=10,
+    )
+    provider = LoggerProvider(resource=Resource.create({"service.name": "claude-code"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = provider.get_logger("com.anthropic.claude_code.events")
+    for sequence, (event, fields) in enumerate(TURN[:2], start=1):
+        logger.emit(
+            timestamp=T0 + sequence * SECOND,
+            body=f"claude_code.{event}",
+            attributes={
+                "event.name": event,
+                "event.sequence": sequence,
+                "session.id": "cc-live",
+                **fields,
+            },
+        )
+    provider.shutdown()
+
+    session = Session.objects.get(key="cc-live")
+    assert (session.agent, session.message_count, session.api_calls) == ("claude-code", 2, 1)
+    assert session.cost_usd == Decimal("0.0123")
