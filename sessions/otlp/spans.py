@@ -1,4 +1,4 @@
-"""GenAI (and OpenInference) spans → messages: the span rows of docs/OTLP.md."""
+"""GenAI spans (the semantic conventions, OpenInference, OpenLLMetry) → messages: docs/OTLP.md."""
 
 from __future__ import annotations
 
