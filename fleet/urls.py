@@ -7,6 +7,7 @@ from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from fleet.converters import SessionKeyConverter
+from fleet.otlp import views as otlp
 from fleet.views.auth import login_view, logout_view
 from fleet.views.fleet import fleet_page
 from fleet.views.health import healthz, metrics
@@ -28,6 +29,9 @@ urlpatterns = [
     path("logout/", logout_view, name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("fleet.api.urls")),
+    # OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT=https://host/otlp; docs/OTLP.md).
+    path("otlp/v1/traces", otlp.traces, name="otlp-traces"),
+    path("otlp/v1/logs", otlp.logs, name="otlp-logs"),
     # Ops: no dashboard log-in (/metrics has its own bearer token).
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),

@@ -20,13 +20,13 @@ from sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 
-# Not dashboard pages: the admin and the API have their own authentication and
-# static files are public. Open on purpose, each listed by name so that a new
+# Not dashboard pages: the admin, the API and the OTLP receiver have their own
+# authentication and static files are public. Open on purpose, each listed by name so that a new
 # route is protected unless someone decides otherwise here: the log-in page,
 # log-out (it only ends a session), and the ops endpoints (a public health
 # check; metrics behind their own bearer token), and the browser's default icon
 # path (a redirect to a public static file).
-EXCLUDED_PREFIXES = ("admin/", "api/", "static/")
+EXCLUDED_PREFIXES = ("admin/", "api/", "otlp/", "static/")
 OPEN_ROUTES = {"login/", "logout/", "healthz", "metrics", "favicon.ico"}
 SAMPLE_VALUES = {
     "path": "some/key",

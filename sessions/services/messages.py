@@ -256,11 +256,12 @@ def messages_append_all(
     session: Mapping[str, Any] | SessionIn | None = None,
     convention: str = "otel",
     now: datetime | None = None,
+    scope: KeyScope = FULL,
 ) -> AppendResult:
-    """``messages_append`` for a transcript of any length (importers, the demo):
-    batches of at most ``FLEET_API_MAX_BATCH`` messages in one transaction, so
-    still all or nothing. A refusal names the message by its place in
-    ``messages`` (``messages[1500].role``), not in its batch.
+    """``messages_append`` for a transcript of any length (importers, the demo,
+    the OTLP receiver): batches of at most ``FLEET_API_MAX_BATCH`` messages in
+    one transaction, so still all or nothing. A refusal names the message by its
+    place in ``messages`` (``messages[1500].role``), not in its batch.
     """
     size = settings.FLEET_API_MAX_BATCH
     results: list[AppendResult] = []
@@ -273,6 +274,7 @@ def messages_append_all(
                     session=session,
                     convention=convention,
                     now=now,
+                    scope=scope,
                 )
             )
         except FleetError as error:

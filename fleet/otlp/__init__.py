@@ -1,0 +1,1 @@
+"""The OTLP/HTTP receiver (docs/OTLP.md): decoding in ``decode``, the endpoints in ``views``."""
