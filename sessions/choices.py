@@ -34,6 +34,10 @@ class Status(models.TextChoices):
 
 ENDED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
+# A message's status (free text, e.g. ``streaming``, ``complete``) for a reply
+# its agent never finished: kept in the transcript, left out of the context view.
+MESSAGE_INCOMPLETE = "incomplete"
+
 
 class State(models.TextChoices):
     IDLE = "idle"

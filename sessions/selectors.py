@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Count, F, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, Left, NullIf
 
-from sessions.choices import TOKEN_FIELDS, CostSource, Role
+from sessions.choices import MESSAGE_INCOMPLETE, TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import Message, Session, Tombstone
 from sessions.querysets import SessionQuerySet
@@ -67,21 +67,29 @@ def messages_context(session: Session) -> list[Message]:
 
     Never hands out a tool call without its result or a result without its
     call (the archived boundary can split a pair): unanswered calls are removed
-    from their message, a message left with neither content nor calls is
-    dropped, and results whose call is not in view are dropped.
+    from their message, and results whose call is not in view are dropped.
+    An assistant message that gives the model nothing -- no calls, no
+    reasoning, blank content (a placeholder, or what removing calls left) --
+    is dropped, as is a reply its agent never finished (status
+    ``MESSAGE_INCOMPLETE``): koda's own context leaves both out, and
+    providers refuse an empty assistant turn.
     """
     messages = list(Message.objects.filter(session=session).context())
     answered = {m.tool_call_id for m in messages if m.role == Role.TOOL and m.tool_call_id}
     offered: set[str] = set()
     kept: list[Message] = []
     for message in messages:
-        if message.role == Role.ASSISTANT and message.tool_calls:
+        if message.role == Role.ASSISTANT:
+            if message.status == MESSAGE_INCOMPLETE:
+                continue
             calls = [
-                c for c in message.tool_calls if isinstance(c, dict) and c.get("id") in answered
+                c
+                for c in message.tool_calls or []
+                if isinstance(c, dict) and c.get("id") in answered
             ]
-            if len(calls) != len(message.tool_calls):
-                if not calls and not message.content and not message.reasoning:
-                    continue
+            if not calls and not (message.content or "").strip() and not message.reasoning:
+                continue
+            if len(calls) != len(message.tool_calls or []):
                 message.tool_calls = calls
             offered.update(c["id"] for c in calls)
         elif message.role == Role.TOOL and message.tool_call_id not in offered:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fleet import transcript
+from sessions import selectors
 from sessions.models import Session
 from tests.import_stores import koda_store, messages_of, run_import, snapshot
 
@@ -534,3 +535,37 @@ def test_a_full_content_past_the_metadata_cap_is_left_out_with_a_warning(
     assert "warning: koda.db: messages id=3: metadata left out" in err
     assert "FLEET_MAX_METADATA_BYTES" in err
     assert out.strip().endswith("0 errors, 1 warning.")
+
+
+def with_completed_at(store: Path, values: dict[int, str | None]) -> Path:
+    """Newer koda's ``completed_at`` column: set on every row, then ``values`` by id."""
+    with sqlite3.connect(store) as conn:
+        conn.execute("ALTER TABLE messages ADD COLUMN completed_at TEXT")
+        conn.execute("UPDATE messages SET completed_at = created_at")
+        for row_id, moment in values.items():
+            conn.execute("UPDATE messages SET completed_at = ? WHERE id = ?", (moment, row_id))
+    return store
+
+
+def test_a_reply_koda_never_completed_is_kept_but_left_out_of_the_context(
+    tmp_path: Path,
+) -> None:
+    # Row 6: an interrupted reply (no completed_at); row 7: a whitespace-only one.
+    interrupted = message(role="assistant", content="Half an ans", created_at="2026-03-01 12:00:20")
+    blank = message(role="assistant", content="  \n", created_at="2026-03-01 12:00:30")
+    store = with_completed_at(build(tmp_path / "koda.db", extra=[interrupted, blank]), {6: None})
+
+    run_import("koda", str(store))
+
+    stored = messages_of("s-1")
+    assert [m.content for m in stored[-2:]] == ["Half an ans", "  \n"]
+    assert [m.status for m in stored] == ["", "", "", "", "incomplete", ""]
+    context = selectors.messages_context(Session.objects.get(key="s-1"))
+    # The tool result lost its archived call; the two replies give the model nothing.
+    assert [m.content for m in context] == ["Fixed."]
+
+
+def test_a_koda_without_completed_at_marks_no_reply_incomplete(store: Path) -> None:
+    run_import("koda", str(store))
+
+    assert {m.status for m in messages_of("s-1")} == {""}

@@ -66,6 +66,22 @@ def test_the_context_view_drops_a_result_whose_call_was_archived() -> None:
     ]
 
 
+def test_the_context_view_drops_assistant_turns_that_give_the_model_nothing() -> None:
+    append(
+        "k",
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "  \n"},  # blank: providers refuse it
+        {"role": "assistant", "content": "half an ans", "status": "incomplete"},
+        {"role": "assistant", "content": "", "reasoning": "thought about it"},
+        {"role": "assistant", "content": "answer", "status": "complete"},
+    )
+
+    context = selectors.messages_context(session())
+
+    assert [m.seq for m in context] == [1, 4, 5]
+    assert [m.seq for m in selectors.messages_all(session())] == [1, 2, 3, 4, 5]
+
+
 def test_the_context_view_drops_a_call_without_its_result() -> None:
     append(
         "k",

@@ -458,8 +458,21 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def select_sql(conn: sqlite3.Connection, table: str, columns: Sequence[str], tail: str = "") -> str:
-    """``SELECT`` of ``columns``; a column the store's version lacks reads as NULL."""
+def select_sql(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: Sequence[str],
+    tail: str = "",
+    *,
+    present_flags: Sequence[str] = (),
+) -> str:
+    """``SELECT`` of ``columns``; a column the store's version lacks reads as NULL.
+
+    For each name in ``present_flags`` the row also has ``has_<name>``: 1 if
+    the store's version has that column, else 0 (so a NULL there can be told
+    from a column that does not exist).
+    """
     present = table_columns(conn, table)
     parts = [_quote(name) if name in present else f"NULL AS {_quote(name)}" for name in columns]
+    parts += [f"{int(name in present)} AS {_quote('has_' + name)}" for name in present_flags]
     return f"SELECT {', '.join(parts)} FROM {_quote(table)} {tail}".strip()  # noqa: S608

@@ -57,7 +57,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sessions.choices import Role
+from sessions.choices import MESSAGE_INCOMPLETE, Role
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
@@ -102,6 +102,7 @@ MESSAGE_COLUMNS = (
     "model",
     "thinking_content",
     "full_content",
+    "completed_at",
 )
 SECOND = timedelta(seconds=1)
 TOKEN_COLUMNS = {
@@ -125,7 +126,11 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
     with closing(conn):
         has_metadata = has_table(conn, "session_metadata")
         message_sql = select_sql(
-            conn, "messages", MESSAGE_COLUMNS, "WHERE session_id = ? ORDER BY id"
+            conn,
+            "messages",
+            MESSAGE_COLUMNS,
+            "WHERE session_id = ? ORDER BY id",
+            present_flags=["completed_at"],
         )
         sessions = conn.execute(
             select_sql(conn, "sessions", SESSION_COLUMNS, "ORDER BY created_at, id")
@@ -256,6 +261,10 @@ def _values(row: Any) -> tuple[dict[str, Any], datetime | None]:
         "reasoning": to_text(row["thinking_content"]),
         "created_at": parse_time(row["created_at"], "created_at"),
     }
+    if values["role"] == Role.ASSISTANT and row["has_completed_at"] and not row["completed_at"]:
+        # A reply koda never finished (interrupted): kept, and left out of the
+        # context view as koda's own load leaves it out.
+        values["status"] = MESSAGE_INCOMPLETE
     full = row["full_content"]
     if full is not None and full != row["content"]:
         # The whole output, beside the shortened content koda sends the model.
