@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,14 +20,18 @@ from typing import Any
 import pytest
 from pytest_django.live_server_helper import LiveServer
 
+from fleet.follow import cli
 from fleet.follow.follower import Follower
 from fleet.follow.remote import RemoteWriter
 from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
 from fleet.simulator.client import ApiClient
+from sessions.importers import FORMATS
+from sessions.importers.base import SourceSession
 from sessions.models import ApiKey, DailyUsage, Message, Session, Tombstone
 from tests.import_stores import (
     appam_store,
+    koda_store,
     run_import,
     zeph_store,
     zeroclaw_db,
@@ -228,3 +235,223 @@ def test_the_remote_writer_gives_what_the_local_import_gives(
     assert remote == local
     assert local["sessions"]
     assert report.sessions == len(local["sessions"])
+
+
+# --- agents that keep writing their stores ------------------------------------------------
+
+
+def now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Agent(threading.Thread):
+    """Keeps appending to a store as its agent does, until ``total`` messages or stopped.
+
+    Any ``sqlite3.OperationalError`` (SQLITE_BUSY past the busy timeout: a
+    follower holding a lock) is kept in ``error`` and ends the agent.
+    """
+
+    def __init__(self, total: int, pause: float = 0.003) -> None:
+        super().__init__(daemon=True)
+        self.total = total
+        self.pause = pause
+        self.written = 0
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def write(self, number: int) -> None:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        pass
+
+    def run(self) -> None:
+        try:
+            self.setup()
+            while self.written < self.total and not self.halt.is_set():
+                self.write(self.written)
+                self.written += 1
+                time.sleep(self.pause)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.teardown()
+
+    def teardown(self) -> None:
+        pass
+
+    def finish(self, timeout: float = 60) -> None:
+        self.join(timeout)
+        assert not self.is_alive()
+        assert self.error is None, repr(self.error)
+
+
+class KodaAgent(Agent):
+    """koda: a session row, then message rows with usage, ``last_accessed_at`` moved."""
+
+    def __init__(self, path: Path, total: int, *, journal: str = "wal", sessions: int = 3) -> None:
+        super().__init__(total)
+        self.path = path
+        self.journal = journal
+        self.sessions = sessions
+        self.conn: sqlite3.Connection | None = None
+
+    def setup(self) -> None:
+        koda_store(self.path)
+        # koda's own busy timeout; SQLITE_BUSY past it is a failure of the follower.
+        self.conn = sqlite3.connect(self.path, timeout=5)
+        self.conn.execute(f"PRAGMA journal_mode={self.journal}")
+
+    def write(self, number: int) -> None:
+        assert self.conn is not None
+        key = f"s-{number % self.sessions}"
+        at = now_text()
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO sessions (id, created_at, agent_name) VALUES (?, ?, 'koda')",
+                (key, at),
+            )
+            self.conn.execute(
+                "INSERT INTO messages (session_id, role, content, prompt_tokens, "
+                "completion_tokens, cache_read_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, "assistant" if number % 2 else "user", f"message {number}", 10, 5, 3, at),
+            )
+            self.conn.execute("UPDATE sessions SET last_accessed_at = ? WHERE id = ?", (at, key))
+
+    def teardown(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class ZeroclawAgent(Agent):
+    """zeroclaw JSONL: one line per message appended to ``<key>.jsonl``, in two writes
+    (the follower may see a line without its newline)."""
+
+    def __init__(self, folder: Path, total: int, *, sessions: int = 3) -> None:
+        super().__init__(total)
+        self.folder = folder
+        self.sessions = sessions
+
+    def setup(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, number: int) -> None:
+        line = json.dumps({"role": "user", "content": f"message {number}"})
+        with (self.folder / f"cli_{number % self.sessions}.jsonl").open("a") as handle:
+            handle.write(line[:10])
+            handle.flush()
+            time.sleep(0.005)
+            handle.write(line[10:] + "\n")
+
+
+def store_messages(fmt: str, path: Path) -> dict[str, list[str]]:
+    """The store's message ids per session key, read by the importer's reader."""
+    return {
+        record.key: [m.message_id or "" for m in record.messages]
+        for record in FORMATS[fmt](path)
+        if isinstance(record, SourceSession)
+    }
+
+
+def fleet_messages() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key, message_id in Message.objects.order_by("session__key", "seq").values_list(
+        "session__key", "message_id"
+    ):
+        found.setdefault(key, []).append(message_id)
+    return found
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> float:
+    """Seconds until ``condition`` held (fails past ``timeout``)."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"not within {timeout}s: {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+class Running:
+    """``fleet-follow`` (``cli.main``) in a thread of this process."""
+
+    def __init__(self, *argv: str) -> None:
+        self.stop = threading.Event()
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, args=(argv,), daemon=True)
+        self.thread.start()
+
+    def _run(self, argv: tuple[str, ...]) -> None:
+        self.code = cli.main(list(argv), stop=self.stop)
+
+    def end(self, timeout: float = 30) -> int | None:
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        return self.code
+
+
+def assert_mirrors_the_store(fmt: str, path: Path, *, times: bool = True) -> None:
+    """Fleet holds exactly what ``import_sessions`` of the store gives (ids, totals, fields)."""
+    remote = fleet_rows()
+    wipe()
+    run_import(fmt, str(path))
+    local = fleet_rows()
+    if not times:  # zeroclaw JSONL: a message's time is the file's when it was read
+        for rows in (remote, local):
+            for row in rows["messages"]:
+                row.pop("created_at")
+            for row in rows["sessions"]:
+                for name in ("created_at", "last_active_at"):
+                    row.pop(name)
+            rows.pop("rollups")
+    assert remote == local
+
+
+LIVE = {
+    "koda": ("koda", lambda tmp: KodaAgent(tmp / "koda.db", 240), "koda.db"),
+    "koda-rollback-journal": (
+        "koda",
+        lambda tmp: KodaAgent(tmp / "koda.db", 240, journal="delete"),
+        "koda.db",
+    ),
+    "zeroclaw-jsonl": ("zeroclaw", lambda tmp: ZeroclawAgent(tmp / "zc", 240), "zc"),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("case", sorted(LIVE))
+def test_fleet_holds_what_the_agent_wrote_while_it_was_writing(
+    case: str,
+    tmp_path: Path,
+    live_server: LiveServer,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="fleet.follow")
+    fmt, make, name = LIVE[case]
+    monkeypatch.setenv("FLEET_KEY", token)
+    agent = make(tmp_path)
+    agent.start()
+    wait_until(lambda: agent.written > 0 or agent.error is not None, what="the agent starts")
+    path = tmp_path / name
+    running = Running(
+        fmt,
+        str(path),
+        "--url",
+        live_server.url,
+        "--interval",
+        "100ms",
+        "--state",
+        str(tmp_path / "state.json"),
+    )
+    agent.finish()
+    lag = wait_until(lambda: fleet_messages() == store_messages(fmt, path), what="Fleet catches up")
+
+    assert running.end() == 0
+    assert lag < 3.0  # a few intervals on a busy machine
+    assert sum(map(len, fleet_messages().values())) == agent.total
+    assert_mirrors_the_store(fmt, path, times=fmt != "zeroclaw")
+    # Nothing reported: a JSONL line caught half written is left for the next read.
+    assert [r.message for r in caplog.records if "problem" in r.message] == []
+    assert any("sync:" in r.message for r in caplog.records)
