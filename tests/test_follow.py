@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +28,7 @@ from fleet.follow.follower import Follower
 from fleet.follow.remote import RemoteWriter
 from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
-from fleet.simulator.client import ApiClient
+from fleet.simulator.client import ApiClient, ApiError, Response
 from sessions.importers import FORMATS
 from sessions.importers.base import SourceSession
 from sessions.models import ApiKey, DailyUsage, Message, Session, Tombstone
@@ -37,6 +40,7 @@ from tests.import_stores import (
     zeroclaw_db,
     zeroclaw_folder,
 )
+from tests.server_support import ROOT, clean_environ
 from tests.test_import_appam import row as appam_row
 from tests.test_import_koda import build as koda_build
 from tests.test_import_zeph import row as zeph_row
@@ -455,3 +459,190 @@ def test_fleet_holds_what_the_agent_wrote_while_it_was_writing(
     # Nothing reported: a JSONL line caught half written is left for the next read.
     assert [r.message for r in caplog.records if "problem" in r.message] == []
     assert any("sync:" in r.message for r in caplog.records)
+
+
+# --- restarts, outages, refused keys --------------------------------------------------------
+
+
+def follow_process(path: Path, url: str, token: str, state: Path) -> subprocess.Popen[str]:
+    """``python -m fleet.follow`` with no Django settings and no database in its environment."""
+    env = {**clean_environ(), "FLEET_KEY": token, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleet.follow",
+            "koda",
+            str(path),
+            "--url",
+            url,
+            "--interval",
+            "50ms",
+            "--state",
+            str(state),
+            "--batch",
+            "7",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.once
+@pytest.mark.django_db(transaction=True)
+def test_kill_9_and_restart_lose_nothing_and_duplicate_nothing(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    agent = KodaAgent(tmp_path / "koda.db", 400)
+    agent.start()
+    wait_until(lambda: agent.written > 0, what="the agent starts")
+    state = tmp_path / "state.json"
+    for _ in range(3):
+        process = follow_process(agent.path, live_server.url, token, state)
+        # Killed mid-sync: once some messages are in, and the agent still writes.
+        before = Message.objects.count()
+        wait_until(lambda n=before: Message.objects.count() > n, what="the follower sends")
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    agent.finish()
+    process = follow_process(agent.path, live_server.url, token, state)
+    wait_until(lambda: fleet_messages() == store_messages("koda", agent.path), what="catch up")
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 0, out
+    assert json.loads(state.read_text())["sessions"]  # the cursor was saved, and read
+    assert Message.objects.count() == 400
+    assert_mirrors_the_store("koda", agent.path)
+
+
+class Outage:
+    """Makes the follower's client see Fleet down: connections refused, then 503s."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down = threading.Event()
+        self.refused = 0
+        original = ApiClient.send
+
+        def send(client: ApiClient, method: str, path: str, body: bytes | None = None) -> Any:
+            if self.down.is_set():
+                self.refused += 1
+                if self.refused % 2:
+                    raise ApiError(method, path, None, "ConnectionRefusedError")
+                return Response(503, {"error": {"code": "unavailable", "message": "down"}}, 0)
+            return original(client, method, path, body)
+
+        monkeypatch.setattr(ApiClient, "send", send)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fleet_down_then_back_gets_everything(
+    tmp_path: Path,
+    live_server: LiveServer,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="fleet.follow")
+    monkeypatch.setenv("FLEET_KEY", token)
+    outage = Outage(monkeypatch)
+    agent = KodaAgent(tmp_path / "koda.db", 200)
+    agent.start()
+    wait_until(lambda: agent.written > 0, what="the agent starts")
+    running = Running(
+        "koda",
+        str(agent.path),
+        "--url",
+        live_server.url,
+        "--interval",
+        "50ms",
+        "--max-backoff",
+        "100ms",
+        "--state",
+        str(tmp_path / "state.json"),
+    )
+    wait_until(lambda: Message.objects.exists(), what="the first sync")
+    outage.down.set()
+    wait_until(lambda: outage.refused >= 8, what="retries while Fleet is down")
+    held = Message.objects.count()
+    outage.down.clear()
+    agent.finish()
+    wait_until(lambda: fleet_messages() == store_messages("koda", agent.path), what="catch up")
+
+    assert running.end() == 0
+    assert held < 200
+    assert any("Fleet unavailable" in r.message and "retry" in r.message for r in caplog.records)
+    assert_mirrors_the_store("koda", agent.path)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("once", [True, False])
+def test_a_refused_key_stops_it_with_a_clear_message(
+    once: bool,
+    tmp_path: Path,
+    live_server: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    monkeypatch.setenv("FLEET_KEY", "fleet_wrong")
+    argv = ["koda", str(path), "--url", live_server.url, "--state", str(tmp_path / "s.json")]
+
+    code = cli.main([*argv, *(["--once"] if once else [])])
+
+    assert code == cli.EXIT_KEY_REFUSED
+    assert any("refused the key (HTTP 401" in r.message for r in caplog.records)
+    assert not Session.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_revoked_while_it_follows_stops_it(
+    tmp_path: Path, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored, token = ApiKey.generate(name="revoked")
+    monkeypatch.setenv("FLEET_KEY", token)
+    agent = KodaAgent(tmp_path / "koda.db", 100_000, sessions=1)
+    agent.start()
+    running = Running(
+        "koda",
+        str(agent.path),
+        "--url",
+        live_server.url,
+        "--interval",
+        "50ms",
+        "--state",
+        str(tmp_path / "s.json"),
+    )
+    wait_until(lambda: Message.objects.exists(), what="the first sync")
+
+    stored.revoke()
+
+    running.thread.join(30)
+    agent.halt.set()
+    agent.finish()
+    assert running.code == cli.EXIT_KEY_REFUSED
+
+
+def test_no_key_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FLEET_KEY", raising=False)
+    (tmp_path / "empty").write_text("\n")
+
+    assert cli.main(["koda", "x.db", "--url", "http://fleet.test"]) == cli.EXIT_USAGE
+    assert (
+        cli.main(["koda", "x.db", "--url", "http://f.test", "--key-file", str(tmp_path / "empty")])
+        == cli.EXIT_USAGE
+    )
+
+    err = capsys.readouterr().err
+    assert "no API key: pass --key-file PATH or set FLEET_KEY" in err
+    assert "is empty" in err
+
+
+def test_the_key_is_not_an_option() -> None:
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["koda", "x.db", "--url", "http://f.test", "--key", "secret"])

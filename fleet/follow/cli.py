@@ -82,6 +82,8 @@ def duration(text: str) -> float:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fleet-follow",
+        # No abbreviations: `--key SECRET` must not be read as `--key-file SECRET`.
+        allow_abbrev=False,
         description="Mirror an agent's own store (zeph, zeroclaw, appam, koda) into a "
         "Fleet server over its JSON API, live. The key comes from --key-file or FLEET_KEY.",
     )
