@@ -7,15 +7,18 @@ through the remote writer into a live server gives exactly what
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from fleet.follow import cli
 from fleet.follow.follower import Follower
-from fleet.follow.remote import RemoteWriter
+from fleet.follow.remote import RemoteWriter, Sent, unsent
 from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
 from fleet.simulator.client import ApiClient, ApiError, Response
@@ -646,3 +649,202 @@ def test_no_key_is_a_usage_error(
 def test_the_key_is_not_an_option() -> None:
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["koda", "x.db", "--url", "http://f.test", "--key", "secret"])
+
+
+# --- no database, no settings -----------------------------------------------------------------
+
+NO_DATABASE = """
+import sys
+from fleet.follow import cli
+code = cli.main(sys.argv[1:])
+from django.conf import settings
+from django.db import connections
+assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.dummy", settings.DATABASES
+assert all(connection.connection is None for connection in connections.all())
+print("no database connection")
+sys.exit(code)
+"""
+
+
+@pytest.mark.once
+@pytest.mark.django_db(transaction=True)
+def test_it_needs_no_database_and_no_django_settings(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    key_file = tmp_path / "key"
+    key_file.write_text(token + "\n")
+    env = {**clean_environ(), "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "fleet.settings"}
+    # DJANGO_SETTINGS_MODULE is ignored (fleet.settings would fail here: no secret key).
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_DATABASE,
+            "koda",
+            str(path),
+            "--url",
+            live_server.url,
+            "--key-file",
+            str(key_file),
+            "--state",
+            str(tmp_path / "s.json"),
+            "--once",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no database connection" in result.stdout
+    assert "sync: 2 session(s) sent (2 new), 5 message(s) appended" in result.stderr
+    assert Message.objects.count() == 5
+
+
+def test_its_limits_are_the_servers_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in cli.LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    defaults = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, fleet.settings as s; print(json.dumps("
+            f"{{n: getattr(s, n) for n in {sorted(cli.LIMITS)!r}}}))",
+        ],
+        cwd=ROOT,
+        env={**clean_environ(), "DJANGO_SECRET_KEY": "x"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(defaults.stdout) == cli.LIMITS
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("2s", 2.0), ("500ms", 0.5), ("1m", 60.0), ("1.5", 1.5)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert cli.duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0s", "soon", "-1s", "2h"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.duration(text)
+
+
+# --- one pass: what it reads, sends and remembers -----------------------------------------------
+
+
+class Counting:
+    """A transport that counts the requests it passes on."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        self.calls.append((method, path))
+        return self.inner.call(method, path, body)
+
+
+def transport(url: str, token: str) -> Counting:
+    return Counting(RetryingTransport(ApiClient(url, token), Backoff(base=0.01, cap=0.05)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unchanged_store_is_not_read_again_and_nothing_is_sent(
+    tmp_path: Path, live_server: LiveServer, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    counting = transport(live_server.url, token)
+    one = follower("koda", path, live_server.url, token, tmp_path / "s.json", transport=counting)
+    assert one.sync().sessions == 2
+    sent = len(counting.calls)
+
+    idle = one.sync()
+
+    assert (idle.read, idle.sessions, len(counting.calls)) == (False, 0, sent)
+    # A change moves the stamp: the store is read again, the changed session sent.
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE sessions SET project_root = '/elsewhere' WHERE id = 's-1'")
+    changed = one.sync()
+    assert (changed.read, changed.sessions, changed.messages) == (True, 1, 0)
+    assert counting.calls[sent:] == [("PUT", "/sessions/s-1")]
+    assert Session.objects.get(key="s-1").project_root == "/elsewhere"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restart_resumes_from_the_state_file(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "state" / "koda.json"
+    follower("koda", path, live_server.url, token, state).sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'user', 'later', '2026-03-02 08:00:02')"
+        )
+    counting = transport(live_server.url, token)
+
+    report = follower("koda", path, live_server.url, token, state, transport=counting).sync()
+
+    assert (report.sessions, report.messages, report.skipped) == (1, 1, 0)
+    assert counting.calls == [("POST", "/sessions/s-2/messages"), ("PUT", "/sessions/s-2")]
+    assert [m.content for m in Message.objects.filter(session__key="s-2")] == ["Hello", "later"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_rewritten_under_the_cursor_is_sent_again_and_skipped(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    folder = zeroclaw_files(tmp_path / "zc")
+    state = tmp_path / "s.json"
+    follower("zeroclaw", folder, live_server.url, token, state).sync()
+    # Truncated and written again (zeroclaw rotated it): the cursor's last line is gone.
+    zeroclaw_folder(folder, {"telegram_123": [{"role": "user", "content": "remind me at 5"}]})
+
+    report = follower("zeroclaw", folder, live_server.url, token, state).sync()
+
+    assert (report.messages, report.skipped) == (0, 1)
+    assert Message.objects.filter(session__key="telegram_123").count() == 4
+
+
+def test_the_state_file_is_replaced_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    state = State({"format": "koda", "path": "/x", "url": "http://f"})
+    state.sessions["a"] = Sent(fields="f", count=1, last_id="koda:1")
+    state.save(path)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("fleet.follow.state.json.dump", broken)
+    state.sessions["b"] = Sent(count=2)
+    with pytest.raises(OSError, match="disk full"):
+        state.save(path)
+
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+    loaded, why = State.load(path, state.source)
+    assert (why, list(loaded.sessions)) == ("", ["a"])
+    other, why = State.load(path, {**state.source, "url": "http://other"})
+    assert other.sessions == {}
+    assert "starting a new cursor" in why
+
+
+def test_the_cursor_finds_where_the_unsent_messages_start() -> None:
+    records = [r for r in FORMATS["zeroclaw"](zeroclaw_files(Path(tempfile.mkdtemp())))]
+    messages = next(r for r in records if isinstance(r, SourceSession) and r.messages[1:]).messages
+    assert unsent(messages, None) == 0
+    assert unsent(messages, Sent(count=2, last_id=messages[1].message_id)) == 2
+    assert unsent(messages, Sent(count=2, last_id="zeroclaw:L2:other")) == 0
+    assert unsent(messages, Sent(count=len(messages) + 1, last_id="x")) == 0
