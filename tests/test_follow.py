@@ -848,3 +848,152 @@ def test_the_cursor_finds_where_the_unsent_messages_start() -> None:
     assert unsent(messages, Sent(count=2, last_id=messages[1].message_id)) == 2
     assert unsent(messages, Sent(count=2, last_id="zeroclaw:L2:other")) == 0
     assert unsent(messages, Sent(count=len(messages) + 1, last_id="x")) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dry_run_prints_what_it_would_send_and_sends_nothing(
+    tmp_path: Path, live_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+
+    code = cli.main(["koda", str(path), "--url", live_server.url, "--state", str(state),
+                     "--dry-run", "--once"])  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "POST /sessions/s-1/messages: 4 message(s) koda:1 … koda:4" in out
+    assert 'PUT /sessions/s-2 {"agent": "koda", "created_at": "2026-03-02T08:00:00+00:00"' in out
+    assert not Session.objects.exists()
+    assert not state.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mirror", [False, True])
+def test_sessions_deleted_in_the_store_are_deleted_in_fleet_only_when_asked(
+    mirror: bool, tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    follower("koda", path, live_server.url, token, state).sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM messages WHERE session_id = 's-2'")
+        conn.execute("DELETE FROM sessions WHERE id = 's-2'")
+
+    report = follower("koda", path, live_server.url, token, state, mirror_deletes=mirror).sync()
+
+    assert (report.gone, report.deleted) == (1, int(mirror))
+    assert Session.objects.filter(key="s-2").exists() is not mirror
+    assert Tombstone.objects.filter(key="s-2").exists() is mirror
+    assert "s-2" not in json.loads(state.read_text())["sessions"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_with_an_unreadable_session_deletes_nothing(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    follower("koda", path, live_server.url, token, state).sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE sessions SET created_at = 'garbage' WHERE id = 's-2'")
+
+    report = follower("koda", path, live_server.url, token, state, mirror_deletes=True).sync()
+
+    assert (report.errors, report.gone) == (1, 0)
+    assert Session.objects.filter(key="s-2").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_corrupt_row_is_reported_with_its_place_and_the_rest_follows(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(
+        tmp_path / "koda.db",
+        extra=[{"session_id": "s-2", "role": "wizard", "content": "x", "created_at": "2026-03-02"}],
+    )
+    lines: list[str] = []
+    one = follower("koda", path, live_server.url, token, tmp_path / "s.json", log=lines.append)
+
+    report = one.sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'user', 'after', '2026-03-02 09:00:00')"
+        )
+    again = one.sync()
+
+    assert report.errors == 1
+    assert [line for line in lines if "koda.db: messages id=6" in line] == [
+        "problem: koda.db: messages id=6: message.role: must be one of system, user, assistant, "
+        "tool, "
+        "got 'wizard'"
+    ]
+    assert again.messages == 1
+    assert [m.content for m in Message.objects.filter(session__key="s-2")] == ["Hello", "after"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_zeroclaw_turn_changes_are_forwarded(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = zeroclaw_sqlite(tmp_path / "sessions.db")
+    state = tmp_path / "s.json"
+    follower("zeroclaw", path, live_server.url, token, state).sync()
+    assert Session.objects.get(key="discord_42_ab").state == "running"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "UPDATE session_metadata SET state = 'idle', turn_id = NULL, turn_started_at = NULL, "
+            "last_activity = '2026-02-01T10:06:00+00:00' WHERE session_key = 'discord_42_ab'"
+        )
+
+    report = follower("zeroclaw", path, live_server.url, token, state).sync()
+
+    session = Session.objects.get(key="discord_42_ab")
+    assert (report.sessions, report.messages) == (1, 0)
+    assert (session.state, session.turn_id, session.turn_started_at) == ("idle", "", None)
+    assert session.last_active_at == datetime(2026, 2, 1, 10, 6, tzinfo=UTC)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_fleet_refuses_is_reported_once_and_sent_again_when_it_changes(
+    tmp_path: Path, live_server: LiveServer, token: str, settings: Any
+) -> None:
+    settings.FLEET_MAX_TODO_CHARS = 5  # the server's limit is below the follower's
+    path = koda_build(tmp_path / "koda.db")
+    lines: list[str] = []
+    counting = transport(live_server.url, token)
+    one = follower("koda", path, live_server.url, token, tmp_path / "s.json",
+                   transport=counting, log=lines.append)  # fmt: skip
+
+    first = one.sync()
+    one.state.read_at = None  # read again at once
+    calls = len(counting.calls)
+    second = one.sync()
+
+    assert first.errors == 1
+    assert second.errors == 0
+    assert len(counting.calls) == calls  # not sent again: the store did not change it
+    refused = [line for line in lines if "refused" in line]
+    assert len(refused) == 1
+    assert refused[0].startswith("problem: koda.db: sessions id='s-1': refused by Fleet: HTTP 422")
+    assert refused[0].endswith("FLEET_MAX_TODO_CHARS), got 25 (session.todo)")
+    settings.FLEET_MAX_TODO_CHARS = 1000
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE session_metadata SET value = 'done' WHERE key = 'todo'")
+    one.state.read_at = None
+    assert one.sync().errors == 0
+    assert Session.objects.get(key="s-1").todo == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_with_smaller_batches_gets_smaller_batches(
+    tmp_path: Path, live_server: LiveServer, token: str, settings: Any
+) -> None:
+    settings.FLEET_API_MAX_BATCH = 3
+    path = koda_build(tmp_path / "koda.db")
+
+    report = follower("koda", path, live_server.url, token, batch=100).sync()
+
+    assert (report.errors, report.messages) == (0, 5)
+    assert Message.objects.filter(session__key="s-1").count() == 4
