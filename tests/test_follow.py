@@ -997,3 +997,12 @@ def test_a_server_with_smaller_batches_gets_smaller_batches(
 
     assert (report.errors, report.messages) == (0, 5)
     assert Message.objects.filter(session__key="s-1").count() == 4
+
+
+def test_the_package_installs_the_command() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, name = scripts["fleet-follow"].partition(":")
+    assert module == "fleet.follow.cli"
+    assert getattr(cli, name) is cli.main
