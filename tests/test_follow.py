@@ -1006,3 +1006,58 @@ def test_the_package_installs_the_command() -> None:
     module, _, name = scripts["fleet-follow"].partition(":")
     assert module == "fleet.follow.cli"
     assert getattr(cli, name) is cli.main
+
+
+# --- deployment ---------------------------------------------------------------------------------
+
+
+def test_the_systemd_unit_passes_the_key_as_a_credential_file() -> None:
+    unit = (ROOT / "deploy" / "fleet-follow@.service").read_text()
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    words = start.removeprefix("ExecStart=").split()
+    values = {"${FORMAT}": "koda", "${STORE}": "/s.db", "${FLEET_URL}": "https://f.example"}
+    argv = [values.get(word, word) for word in words[1:]]
+
+    args = cli.parser().parse_args(argv)
+
+    assert words[0] == "/opt/fleet/.venv/bin/fleet-follow"
+    assert str(args.key_file) == "%d/fleet-key"
+    assert "LoadCredential=fleet-key:/etc/fleet-follow/%i.key" in unit
+    assert "FLEET_KEY" not in unit
+
+
+@pytest.mark.once
+@pytest.mark.django_db(transaction=True)
+def test_the_procfile_line_follows_a_store(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    line = next(
+        text
+        for text in (ROOT / "deploy" / "Procfile.follow").read_text().splitlines()
+        if text.startswith("follow:")
+    )
+    path = koda_build(tmp_path / "koda.db")
+    env = {
+        **clean_environ(),
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(tmp_path),  # the default state file goes under it
+        "FORMAT": "koda",
+        "STORE": str(path),
+        "FLEET_URL": live_server.url,
+        "FLEET_KEY": token,
+        "FOLLOW_INTERVAL": "100ms",
+    }
+    command = line.removeprefix("follow:").strip().replace(".venv/bin/python", sys.executable)
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {command}"],  # the runner's shell, out of the way of the signal
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: Message.objects.count() == 5, what="the store arrives")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 0, out
+    assert list((tmp_path / ".local" / "state" / "fleet-follow").glob("koda-*.json"))
