@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -1061,3 +1062,21 @@ def test_the_procfile_line_follows_a_store(
 
     assert process.returncode == 0, out
     assert list((tmp_path / ".local" / "state" / "fleet-follow").glob("koda-*.json"))
+
+
+def test_once_gives_up_on_an_unavailable_fleet_and_says_the_next_run_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    monkeypatch.setenv("FLEET_KEY", "fleet_x")
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    state = tmp_path / "s.json"
+
+    code = cli.main(["koda", str(path), "--url", url, "--state", str(state), "--once",
+                     "--max-backoff", "10ms"])  # fmt: skip
+
+    assert code == cli.EXIT_UNAVAILABLE
+    assert any("the next run resumes from the cursor" in r.message for r in caplog.records)
+    assert not state.exists()  # nothing acknowledged, nothing recorded
