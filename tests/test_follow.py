@@ -1080,3 +1080,47 @@ def test_once_gives_up_on_an_unavailable_fleet_and_says_the_next_run_resumes(
     assert code == cli.EXIT_UNAVAILABLE
     assert any("the next run resumes from the cursor" in r.message for r in caplog.records)
     assert not state.exists()  # nothing acknowledged, nothing recorded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_not_there_yet_is_said_once_and_followed_when_it_appears(
+    tmp_path: Path,
+    live_server: LiveServer,
+    token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="fleet.follow")
+    monkeypatch.setenv("FLEET_KEY", token)
+    path = tmp_path / "koda.db"
+    running = Running("koda", str(path), "--url", live_server.url, "--interval", "20ms",
+                      "--state", str(tmp_path / "s.json"))  # fmt: skip
+    time.sleep(0.3)
+    koda_build(tmp_path / "building.db").rename(path)
+    wait_until(lambda: Message.objects.count() == 5, what="the store arrives")
+
+    assert running.end() == 0
+    missing = [r.message for r in caplog.records if "does not exist" in r.message]
+    assert len(missing) == 1
+
+
+def test_a_stop_ends_the_pass_after_the_session_under_way(tmp_path: Path) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    stop = threading.Event()
+
+    class Stopping:
+        calls = 0
+
+        def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            self.calls += 1
+            stop.set()  # SIGTERM arrives while the first session is sent
+            return (404, None) if method == "GET" else (200, {"appended": 0, "skipped": 0})
+
+    state = tmp_path / "s.json"
+    transport = Stopping()
+    one = follower("koda", path, "http://f.test", "k", state, transport=transport, stop=stop)
+
+    one.sync()
+
+    assert list(json.loads(state.read_text())["sessions"]) == ["s-1"]
+    assert transport.calls == 3  # GET, POST, PUT of s-1; s-2 is left for the next start

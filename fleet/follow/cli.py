@@ -203,13 +203,18 @@ def follow(args: argparse.Namespace, key: str, stop: threading.Event) -> int:
         state_path=None if args.dry_run else state_path,
         mirror_deletes=args.mirror_deletes,
         log=log.info,
+        stop=stop,
     )
     restore = _stop_on_signals(stop)
+    failure = ""
     try:
         while True:
             report = follower.sync()
-            if report.busy or args.once:
+            # A store that cannot be read (not created yet) is said once, not every poll.
+            repeated = bool(report.failure) and report.failure == failure
+            if args.once or (report.busy and not repeated):
                 log.info("%s", report.line())
+            failure = report.failure
             if args.once:
                 if report.failure:
                     return EXIT_USAGE

@@ -18,6 +18,9 @@ A pass (``Follower.sync``):
    deleted in Fleet only with ``mirror_deletes`` -- and never after a read
    that reported an unreadable session (it may be one of them).
 
+``stop`` (SIGTERM) ends a pass after the session under way: a long backlog
+does not hold up a shutdown, and the next start resumes from the cursor.
+
 A poll after a change therefore costs a full read of the store (every
 message parsed and validated) and a comparison per session, and sends only
 the changed sessions: the new messages, and a PUT of the fields.
@@ -25,6 +28,7 @@ the changed sessions: the new messages, and a PUT of the fields.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +99,8 @@ class Follower:
     mirror_deletes: bool = False
     log: Callable[[str], None] = field(default=lambda line: None)
     clock: Callable[[], float] = time.time
+    # Set (SIGTERM): the pass ends after the session under way, its cursor saved.
+    stop: threading.Event = field(default_factory=threading.Event)
     _reported: set[str] = field(default_factory=set)
     _saved_at: float = 0.0
 
@@ -136,6 +142,10 @@ class Follower:
         seen: set[str] = set()
         unreadable = False
         for record in records:
+            if self.stop.is_set():
+                self._save(force=True)
+                report.seconds = time.monotonic() - tick
+                return report
             if isinstance(record, Problem):
                 unreadable = True
                 report.errors += 1

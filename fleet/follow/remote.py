@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from sessions.choices import ENDED_STATUSES
 from sessions.importers.base import Problem, SourceSession
@@ -182,8 +183,6 @@ class Transport(Protocol):
 
 
 def session_path(key: str, suffix: str = "") -> str:
-    from urllib.parse import quote
-
     return f"/sessions/{quote(key, safe='')}{suffix}"
 
 
