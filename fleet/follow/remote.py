@@ -97,11 +97,14 @@ class Payloads:
     session: dict[str, Any]  # the fields (the append's ``session``)
     new_session: dict[str, Any]  # fields that apply only when the write creates the session
     upsert: dict[str, Any]  # the final PUT: fields, reported totals, last_active_at
-    messages: list[dict[str, Any]]
 
 
 def payloads(source: SourceSession, *, agent: str | None = None) -> Payloads:
-    """``source`` as the API's bodies; ``agent`` overrides every session's agent."""
+    """``source``'s session as the API's bodies; ``agent`` overrides every session's agent.
+
+    Its messages are ``message_payload`` each, made only for those sent (a
+    poll compares every session; most send no message).
+    """
     fields = dict(source.fields)
     if agent:
         fields["agent"] = agent
@@ -114,7 +117,6 @@ def payloads(source: SourceSession, *, agent: str | None = None) -> Payloads:
         session=json_value(fields),
         new_session=json_value(source.new_fields),
         upsert=json_value(upsert),
-        messages=[message_payload(message) for message in source.messages],
     )
 
 
@@ -244,7 +246,7 @@ class RemoteWriter:
         outcome.dropped = sum(dropped_marks(m) for m in source.messages[start:])
         position = start
         while position < len(source.messages):
-            chunk = body.messages[position : position + self.batch]
+            chunk = [message_payload(m) for m in source.messages[position : position + self.batch]]
             status, data = self.transport.call(
                 "POST",
                 f"{path.rstrip('/')}/messages",
