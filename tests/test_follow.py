@@ -28,8 +28,8 @@ import pytest
 from pytest_django.live_server_helper import LiveServer
 
 from fleet.follow import cli
-from fleet.follow.follower import Follower
-from fleet.follow.remote import RemoteWriter, Sent, unsent
+from fleet.follow.follower import Follower, read_store
+from fleet.follow.remote import RemoteWriter, Sent, fingerprint, payloads, unsent
 from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
 from fleet.simulator.client import ApiClient, ApiError, Response
@@ -415,14 +415,171 @@ def assert_mirrors_the_store(fmt: str, path: Path, *, times: bool = True) -> Non
     assert remote == local
 
 
-LIVE = {
-    "koda": ("koda", lambda tmp: KodaAgent(tmp / "koda.db", 240), "koda.db"),
+class ZeroclawDbAgent(Agent):
+    """zeroclaw's sessions.db (WAL): a message row, and the metadata's turn state moved
+    (a user message starts a turn, the answer ends it)."""
+
+    def __init__(self, path: Path, total: int, *, sessions: int = 3) -> None:
+        super().__init__(total)
+        self.path = path
+        self.sessions = sessions
+        self.conn: sqlite3.Connection | None = None
+
+    def setup(self) -> None:
+        zeroclaw_db(self.path)
+        self.conn = sqlite3.connect(self.path, timeout=5)
+        self.conn.execute("PRAGMA journal_mode=wal")
+
+    def write(self, number: int) -> None:
+        assert self.conn is not None
+        key = f"discord_{number % self.sessions}"
+        at = datetime.now(UTC).isoformat()
+        user = (number // self.sessions) % 2 == 0
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO sessions (session_key, role, content, created_at) VALUES (?, ?, ?, ?)",
+                (key, "user" if user else "assistant", f"message {number}", at),
+            )
+            self.conn.execute(
+                "INSERT INTO session_metadata (session_key, created_at, last_activity, "
+                "message_count, agent_alias, channel_id) VALUES (?, ?, ?, 0, 'clamps', "
+                "'discord.clamps') ON CONFLICT (session_key) DO NOTHING",
+                (key, at, at),
+            )
+            self.conn.execute(
+                "UPDATE session_metadata SET last_activity = ?, message_count = message_count + 1, "
+                "state = ?, turn_id = ?, turn_started_at = ? WHERE session_key = ?",
+                (at, "running" if user else "idle", f"t{number}" if user else None,
+                 at if user else None, key),
+            )  # fmt: skip
+
+    def teardown(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class AppamAgent(Agent):
+    """appam: one row per session, its messages array rewritten at each message, its
+    usage totals grown; the session's last message ends it (``ended_at``)."""
+
+    def __init__(self, path: Path, total: int, *, sessions: int = 2) -> None:
+        super().__init__(total)
+        self.path = path
+        self.sessions = sessions
+        self.transcripts: dict[str, list[dict[str, Any]]] = {}
+        self.conn: sqlite3.Connection | None = None
+
+    def setup(self) -> None:
+        appam_store(self.path, [])
+        self.conn = sqlite3.connect(self.path, timeout=5)
+        self.conn.execute("PRAGMA journal_mode=wal")
+
+    def write(self, number: int) -> None:
+        assert self.conn is not None
+        key = f"run-{number % self.sessions}"
+        at = datetime.now(UTC).isoformat()
+        messages = self.transcripts.setdefault(key, [])
+        messages.append(
+            {"role": "assistant" if len(messages) % 2 else "user", "content": f"message {number}",
+             "id": f"m-{number}", "timestamp": at}
+        )  # fmt: skip
+        ended = at if number >= self.total - self.sessions else None
+        calls = len(messages) // 2
+        usage = {"total_input_tokens": 100 * calls, "total_output_tokens": 20 * calls,
+                 "total_cost_usd": 0.001 * calls, "request_count": calls}  # fmt: skip
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO session_history (id, agent_name, model, messages, started_at, "
+                "updated_at) VALUES (?, 'worker', 'claude-sonnet-4-5', '[]', ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (key, at, at),
+            )
+            self.conn.execute(
+                "UPDATE session_history SET messages = ?, updated_at = ?, ended_at = ?, "
+                "turn_count = ?, usage = ? WHERE id = ?",
+                (json.dumps(messages), at, ended, calls, json.dumps(usage), key),
+            )
+
+    def teardown(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class ZephAgent(Agent):
+    """zeph: a row of totals per session, grown at each turn; the last turn completes it."""
+
+    def __init__(self, path: Path, total: int, *, sessions: int = 2) -> None:
+        super().__init__(total)
+        self.path = path
+        self.sessions = sessions
+        self.conn: sqlite3.Connection | None = None
+
+    def setup(self) -> None:
+        zeph_store(self.path, [])
+        self.conn = sqlite3.connect(self.path, timeout=5)
+
+    def write(self, number: int) -> None:
+        assert self.conn is not None
+        key = f"zeph-{number % self.sessions}"
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        status = "completed" if number >= self.total - self.sessions else "active"
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO agent_sessions (id, model, created_at, last_active_at) "
+                "VALUES (?, 'claude-sonnet-4-5', ?, ?) ON CONFLICT (id) DO NOTHING",
+                (key, at, at),
+            )
+            self.conn.execute(
+                "UPDATE agent_sessions SET turns = turns + 1, prompt_tokens = prompt_tokens + 100, "
+                "completion_tokens = completion_tokens + 20, cost_cents = cost_cents + 0.25, "
+                "last_active_at = ?, status = ? WHERE id = ?",
+                (at, status, key),
+            )
+
+    def teardown(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def caught_up(fmt: str, path: Path, state: Path) -> bool:
+    """The follower's cursor has every session of the store as it is now."""
+    try:
+        sessions = json.loads(state.read_text())["sessions"]
+    except (OSError, ValueError):
+        return False
+    for record in read_store(fmt, path):
+        if isinstance(record, SourceSession):
+            sent = sessions.get(record.key)
+            if (
+                sent is None
+                or sent["count"] != len(record.messages)
+                or sent["fields"] != fingerprint(payloads(record).upsert)
+            ):
+                return False
+    return True
+
+
+# case: (format, the agent, the store's name in tmp_path, messages written, times kept)
+LIVE: dict[str, tuple[str, Callable[[Path], Agent], str, bool, bool]] = {
+    "koda": ("koda", lambda tmp: KodaAgent(tmp / "koda.db", 240), "koda.db", True, True),
     "koda-rollback-journal": (
         "koda",
         lambda tmp: KodaAgent(tmp / "koda.db", 240, journal="delete"),
         "koda.db",
+        True,
+        True,
     ),
-    "zeroclaw-jsonl": ("zeroclaw", lambda tmp: ZeroclawAgent(tmp / "zc", 240), "zc"),
+    # zeroclaw JSONL: a message's time is the file's when it was read.
+    "zeroclaw-jsonl": ("zeroclaw", lambda tmp: ZeroclawAgent(tmp / "zc", 240), "zc", True, False),
+    "zeroclaw-sqlite": (
+        "zeroclaw",
+        lambda tmp: ZeroclawDbAgent(tmp / "sessions.db", 240),
+        "sessions.db",
+        True,
+        True,
+    ),
+    "appam": ("appam", lambda tmp: AppamAgent(tmp / "history.db", 120), "history.db", True, True),
+    "zeph": ("zeph", lambda tmp: ZephAgent(tmp / "zeph.db", 120), "zeph.db", False, True),
 }
 
 
@@ -437,29 +594,22 @@ def test_fleet_holds_what_the_agent_wrote_while_it_was_writing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="fleet.follow")
-    fmt, make, name = LIVE[case]
+    fmt, make, name, with_messages, times = LIVE[case]
     monkeypatch.setenv("FLEET_KEY", token)
     agent = make(tmp_path)
     agent.start()
     wait_until(lambda: agent.written > 0 or agent.error is not None, what="the agent starts")
-    path = tmp_path / name
+    path, state = tmp_path / name, tmp_path / "state.json"
     running = Running(
-        fmt,
-        str(path),
-        "--url",
-        live_server.url,
-        "--interval",
-        "100ms",
-        "--state",
-        str(tmp_path / "state.json"),
+        fmt, str(path), "--url", live_server.url, "--interval", "100ms", "--state", str(state)
     )
     agent.finish()
-    lag = wait_until(lambda: fleet_messages() == store_messages(fmt, path), what="Fleet catches up")
+    lag = wait_until(lambda: caught_up(fmt, path, state), what="Fleet catches up")
 
     assert running.end() == 0
     assert lag < 3.0  # a few intervals on a busy machine
-    assert sum(map(len, fleet_messages().values())) == agent.total
-    assert_mirrors_the_store(fmt, path, times=fmt != "zeroclaw")
+    assert Message.objects.count() == (agent.total if with_messages else 0)
+    assert_mirrors_the_store(fmt, path, times=times)
     # Nothing reported: a JSONL line caught half written is left for the next read.
     assert [r.message for r in caplog.records if "problem" in r.message] == []
     assert any("sync:" in r.message for r in caplog.records)
