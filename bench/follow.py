@@ -17,6 +17,9 @@ workers, as ``bench/ingest.py``) and prints:
     import_sessions koda`` of the same store into a fresh local database;
     messages per second each (process start included on both sides) and
     their ratio, target ≥ 0.5.
+(c) lag on a large store: (a) again, on (b)'s store (its follower resumes
+    from (b)'s cursor): each poll reads the whole store, so the lag is about
+    the time one read takes.
 
 See bench/README.md for what the figures mean and the ones measured.
 """
@@ -96,7 +99,8 @@ def follow_command(fmt: str, path: Path, url: str, state: Path, *extra: str) -> 
 
 def koda_writer(path: Path, key: str, seconds: float, commits: list[float]) -> None:
     with sqlite3.connect(path, timeout=5) as setup:
-        setup.executescript(KODA_SCHEMA)
+        if not setup.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
+            setup.executescript(KODA_SCHEMA)
         setup.execute("PRAGMA journal_mode=wal")
     conn = sqlite3.connect(path, timeout=5)
     start = time.monotonic()
@@ -149,35 +153,39 @@ def watch(url: str, token: str, keys: dict[str, list[float]], done: threading.Ev
             while len(lags[key]) < count:
                 lags[key].append(seen - commits[len(lags[key])])
         if done.is_set():
-            deadline = deadline or time.monotonic() + 10 * INTERVAL
+            deadline = deadline or time.monotonic() + 60 * INTERVAL
             finished = all(len(lags[key]) == len(keys[key]) for key in keys)
             if finished or time.monotonic() > deadline:
                 return lags
         time.sleep(0.05)
 
 
-def lag_run(url: str, token: str, workdir: Path, seconds: float) -> dict[str, list[float]]:
-    koda, folder = workdir / "lag-koda.db", workdir / "lag-zc"
-    commits: dict[str, list[float]] = {"lag-koda": [], "lag-zc": []}
+def lag_run(
+    url: str, token: str, workdir: Path, seconds: float, stores: dict[str, tuple[str, Path]]
+) -> dict[str, list[float]]:
+    """``stores``: session key → (format, path) written at ``RATE`` while followed."""
+    commits: dict[str, list[float]] = {key: [] for key in stores}
     writers = [
-        threading.Thread(target=koda_writer, args=(koda, "lag-koda", seconds, commits["lag-koda"])),
-        threading.Thread(target=jsonl_writer, args=(folder, "lag-zc", seconds, commits["lag-zc"])),
+        threading.Thread(
+            target=koda_writer if fmt == "koda" else jsonl_writer,
+            args=(path, key, seconds, commits[key]),
+        )
+        for key, (fmt, path) in stores.items()
     ]
     for writer in writers:
         writer.start()
-    while not koda.exists() or not any(folder.glob("*.jsonl")):
+    while not all(commits.values()):
         time.sleep(0.01)
     env = follower_env(token)
-    interval = f"{INTERVAL}s"
     followers = [
         subprocess.Popen(
-            follow_command(fmt, path, url, workdir / f"{fmt}.state", "--interval", interval),
+            follow_command(fmt, path, url, workdir / f"{path.name}.state", "--interval", "1s"),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=(workdir / f"follow-{fmt}.log").open("w"),
+            stderr=(workdir / f"follow-{key}.log").open("w"),
         )
-        for fmt, path in (("koda", koda), ("zeroclaw", folder))
+        for key, (fmt, path) in stores.items()
     ]
     done = threading.Event()
     result: dict[str, dict] = {}
@@ -189,8 +197,18 @@ def lag_run(url: str, token: str, workdir: Path, seconds: float) -> dict[str, li
     watcher.join()
     for process in followers:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     return result["lags"]
+
+
+def lag_line(name: str, values: list[float]) -> str:
+    p50, p99 = quantile(values, 50), quantile(values, 99)
+    verdict = "met" if p99 <= 3 * INTERVAL else "NOT met"
+    return (
+        f"{name}: {len(values)} messages at {RATE}/s, interval {INTERVAL:g}s: "
+        f"lag p50 {p50:.2f}s, p99 {p99:.2f}s, max {max(values, default=0):.2f}s "
+        f"(target p99 ≤ {3 * INTERVAL:g}s: {verdict})"
+    )
 
 
 # --- (b) catch-up ------------------------------------------------------------------
@@ -221,7 +239,7 @@ def catch_up(url: str, token: str, workdir: Path, messages: int) -> tuple[float,
     backlog(store, messages)
     began = time.perf_counter()
     done = subprocess.run(
-        follow_command("koda", store, url, workdir / "backlog.state", "--once"),
+        follow_command("koda", store, url, workdir / f"{store.name}.state", "--once"),
         cwd=ROOT,
         env=follower_env(token),
         capture_output=True,
@@ -247,28 +265,28 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30, help="writing time of (a)")
     parser.add_argument("--backlog", type=int, default=100_000, help="messages of (b)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     parser.add_argument("--quick", action="store_true", help="5 s of (a), 10 000 of (b)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.backlog = 5, 10_000
     with tempfile.TemporaryDirectory(prefix="fleet-bench-follow-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tempfile.mkdtemp(prefix="fleet-bench-follow-") if args.keep else tmp)
+        if args.keep:
+            print(f"work folder (kept): {workdir}")
         env = server_env(workdir / "fleet.sqlite3")
         manage(env, "migrate", "--no-input")
         token = manage(env, "create_api_key", "bench", "-v0")
         server = Gunicorn(env, workdir, args.workers)
         server.wait_ready()
         try:
-            lags = lag_run(server.url, token, workdir, args.seconds)
-            for key, name in (("lag-koda", "koda (WAL)"), ("lag-zc", "zeroclaw JSONL")):
-                values = lags[key]
-                p50, p99 = quantile(values, 50), quantile(values, 99)
-                verdict = "met" if p99 <= 3 * INTERVAL else "NOT met"
-                print(
-                    f"(a) {name}: {len(values)} messages at {RATE}/s, interval {INTERVAL:g}s: "
-                    f"lag p50 {p50:.2f}s, p99 {p99:.2f}s, max {max(values, default=0):.2f}s "
-                    f"(target p99 ≤ {3 * INTERVAL:g}s: {verdict})"
-                )
+            stores = {
+                "lag-koda": ("koda", workdir / "lag-koda.db"),
+                "lag-zc": ("zeroclaw", workdir / "lag-zc"),
+            }
+            lags = lag_run(server.url, token, workdir, args.seconds, stores)
+            print(lag_line("(a) koda (WAL)", lags["lag-koda"]))
+            print(lag_line("(a) zeroclaw JSONL", lags["lag-zc"]))
             follow_s, import_s = catch_up(server.url, token, workdir, args.backlog)
             ratio = import_s / follow_s
             print(
@@ -276,6 +294,12 @@ def main() -> int:
                 f"{args.backlog / follow_s:,.0f} msg/s ({follow_s:.1f}s), import_sessions "
                 f"{args.backlog / import_s:,.0f} msg/s ({import_s:.1f}s): ratio {ratio:.2f} "
                 f"(target ≥ 0.5: {'met' if ratio >= 0.5 else 'NOT met'})"
+            )
+            # (c) the backlog's store, followed from (b)'s cursor, written to live.
+            stores = {"backlog-live": ("koda", workdir / "backlog.db")}
+            lags = lag_run(server.url, token, workdir, args.seconds, stores)
+            print(
+                lag_line(f"(c) koda after a {args.backlog}-message backlog", lags["backlog-live"])
             )
         finally:
             server.stop()
