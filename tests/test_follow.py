@@ -674,7 +674,7 @@ def test_kill_9_and_restart_lose_nothing_and_duplicate_nothing(
 
 
 class Outage:
-    """Makes the follower's client see Fleet down: connections refused, then 503s."""
+    """Makes the follower's client see Fleet down: connections refused, 503s and 429s."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.down = threading.Event()
@@ -684,9 +684,10 @@ class Outage:
         def send(client: ApiClient, method: str, path: str, body: bytes | None = None) -> Any:
             if self.down.is_set():
                 self.refused += 1
-                if self.refused % 2:
+                if self.refused % 3 == 1:
                     raise ApiError(method, path, None, "ConnectionRefusedError")
-                return Response(503, {"error": {"code": "unavailable", "message": "down"}}, 0)
+                status = 503 if self.refused % 3 == 2 else 429
+                return Response(status, {"error": {"code": "unavailable", "message": "down"}}, 0)
             return original(client, method, path, body)
 
         monkeypatch.setattr(ApiClient, "send", send)
@@ -1274,3 +1275,49 @@ def test_a_stop_ends_the_pass_after_the_session_under_way(tmp_path: Path) -> Non
 
     assert list(json.loads(state.read_text())["sessions"]) == ["s-1"]
     assert transport.calls == 3  # GET, POST, PUT of s-1; s-2 is left for the next start
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("scope", "agent"), [({"agents": ["koda"]}, "reviewer"), ({"read_only": True}, None)]
+)
+def test_a_key_not_allowed_to_write_the_sessions_stops_it(
+    scope: dict[str, Any],
+    agent: str | None,
+    tmp_path: Path,
+    live_server: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    monkeypatch.setenv("FLEET_KEY", ApiKey.generate(name="scoped", **scope)[1])
+    argv = ["koda", str(path), "--url", live_server.url, "--state", str(tmp_path / "s.json")]
+
+    code = cli.main([*argv, "--once", *(["--agent", agent] if agent else [])])
+
+    assert code == cli.EXIT_KEY_REFUSED
+    assert any("refused the key (HTTP 403 forbidden" in r.message for r in caplog.records)
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agent_names_every_session(tmp_path: Path, live_server: LiveServer, token: str) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    transport = RetryingTransport(ApiClient(live_server.url, token))
+    one = follower("koda", path, live_server.url, token, transport=transport)
+    one.writer.agent = "koda-laptop"
+
+    one.sync()
+
+    assert set(Session.objects.values_list("agent", flat=True)) == {"koda-laptop"}
+
+
+def test_an_unreadable_state_file_starts_a_new_cursor(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text('{"version": 1, "source": ')
+
+    state, why = State.load(path, {"format": "koda", "path": "/x", "url": "http://f"})
+
+    assert state.sessions == {}
+    assert why.startswith(f"cannot read {path} (")
+    assert why.endswith("starting a new cursor")
