@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +163,24 @@ def token() -> str:
     return ApiKey.generate(name="follower")[1]
 
 
+_CLIENTS: list[ApiClient] = []
+
+
+def client(url: str, token: str) -> ApiClient:
+    """A client closed after the test: an idle keep-alive connection would hold the
+    live server's request thread, and its database connection, past the test."""
+    made = ApiClient(url, token)
+    _CLIENTS.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def follower(
     fmt: str,
     path: Path,
@@ -176,7 +194,7 @@ def follower(
     source = {"format": fmt, "path": str(path), "url": url}
     loaded, _ = State.load(state, source)
     transport = transport or RetryingTransport(
-        ApiClient(url, token), Backoff(base=0.01, cap=0.05), attempts=20
+        client(url, token), Backoff(base=0.01, cap=0.05), attempts=20
     )
     return Follower(
         fmt=fmt,
@@ -857,6 +875,7 @@ def test_it_needs_no_database_and_no_django_settings(
     assert Message.objects.count() == 5
 
 
+@pytest.mark.once
 def test_its_limits_are_the_servers_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in cli.LIMITS:
         monkeypatch.delenv(name, raising=False)
@@ -905,7 +924,7 @@ class Counting:
 
 
 def transport(url: str, token: str) -> Counting:
-    return Counting(RetryingTransport(ApiClient(url, token), Backoff(base=0.01, cap=0.05)))
+    return Counting(RetryingTransport(client(url, token), Backoff(base=0.01, cap=0.05)))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1303,7 +1322,7 @@ def test_a_key_not_allowed_to_write_the_sessions_stops_it(
 @pytest.mark.django_db(transaction=True)
 def test_agent_names_every_session(tmp_path: Path, live_server: LiveServer, token: str) -> None:
     path = koda_build(tmp_path / "koda.db")
-    transport = RetryingTransport(ApiClient(live_server.url, token))
+    transport = RetryingTransport(client(live_server.url, token))
     one = follower("koda", path, live_server.url, token, transport=transport)
     one.writer.agent = "koda-laptop"
 

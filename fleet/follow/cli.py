@@ -179,6 +179,7 @@ def follow(args: argparse.Namespace, key: str, stop: threading.Event) -> int:
     if why:
         log.info(why)
     transport: Transport
+    client: ApiClient | None = None
     if args.dry_run:
         transport = DryRun(sys.stdout)
     else:
@@ -231,6 +232,8 @@ def follow(args: argparse.Namespace, key: str, stop: threading.Event) -> int:
         return EXIT_UNAVAILABLE
     finally:
         restore()
+        if client is not None:
+            client.close()
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
