@@ -1149,6 +1149,9 @@ def test_a_session_fleet_refuses_is_reported_once_and_sent_again_when_it_changes
     assert len(refused) == 1
     assert refused[0].startswith("problem: koda.db: sessions id='s-1': refused by Fleet: HTTP 422")
     assert refused[0].endswith("FLEET_MAX_TODO_CHARS), got 25 (session.todo)")
+    # A restart tries it once more (the server's limit may have been raised meanwhile).
+    restarted = follower("koda", path, live_server.url, token, tmp_path / "s.json")
+    assert (restarted.sync().errors, restarted.sync().errors) == (1, 0)
     settings.FLEET_MAX_TODO_CHARS = 1000
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE session_metadata SET value = 'done' WHERE key = 'todo'")

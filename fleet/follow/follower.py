@@ -3,10 +3,10 @@
 A pass (``Follower.sync``):
 
 1. Stats the store's files (``state.store_stamp``). When nothing moved since
-   the last read, and the newest change is older than ``SETTLE`` seconds
-   before that read began (a write in the same clock tick as the read would
-   not move the stamp), the pass ends there: an idle store costs a few
-   ``stat`` calls per interval.
+   the last read (of this process: a restart reads the store once), and the
+   newest change is older than ``SETTLE`` seconds before that read began (a
+   write in the same clock tick as the read would not move the stamp), the
+   pass ends there: an idle store costs a few ``stat`` calls per interval.
 2. Otherwise reads the whole store with the format's reader -- the same
    reader ``import_sessions`` uses -- into memory, so the SQLite read
    transaction (``mode=ro``: never a write lock) ends before anything is sent.
@@ -103,6 +103,7 @@ class Follower:
     stop: threading.Event = field(default_factory=threading.Event)
     _reported: set[str] = field(default_factory=set)
     _saved_at: float = 0.0
+    _read_once: bool = False  # this process has read the whole store
 
     def _report(self, problem: Problem) -> None:
         text = str(problem)
@@ -120,8 +121,8 @@ class Follower:
 
     def _unchanged(self, stamp: list[list[Any]]) -> bool:
         read_at = self.state.read_at
-        if stamp != self.state.stamp or read_at is None:
-            return False
+        if stamp != self.state.stamp or read_at is None or not self._read_once:
+            return False  # changed, never read, or the first pass of this process
         newest = max((entry[2] for entry in stamp), default=0) / 1e9
         return newest < read_at - SETTLE
 
@@ -172,6 +173,7 @@ class Follower:
                 del self.state.sessions[key]
         self.state.stamp = stamp
         self.state.read_at = started
+        self._read_once = True
         self._save(force=True)
         report.seconds = time.monotonic() - tick
         return report

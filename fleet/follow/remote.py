@@ -136,7 +136,9 @@ class Sent:
     ``count`` messages of the store, in its order, are acknowledged, the last
     of them ``last_id``; ``fields`` is the fingerprint of the last PUT
     acknowledged. ``refused`` is the signature of a version of the session the
-    server refused (422, 410): it is not sent again until the store changes it.
+    server refused (422, 410): it is not sent again until the store changes it
+    or the follower restarts (it is not saved: a restart, say after the
+    server's limit was raised, tries once more).
     """
 
     fields: str = ""
@@ -149,7 +151,6 @@ class Sent:
             "fields": self.fields,
             "count": self.count,
             "last_id": self.last_id,
-            "refused": self.refused,
         }
 
     @classmethod
@@ -158,7 +159,6 @@ class Sent:
             fields=str(data.get("fields") or ""),
             count=int(data.get("count") or 0),
             last_id=data.get("last_id"),
-            refused=str(data.get("refused") or ""),
         )
 
 
@@ -249,7 +249,7 @@ class RemoteWriter:
             chunk = [message_payload(m) for m in source.messages[position : position + self.batch]]
             status, data = self.transport.call(
                 "POST",
-                f"{path.rstrip('/')}/messages",
+                session_path(source.key, "/messages"),
                 {"messages": chunk, "session": session_fields, "convention": "otel"},
             )
             if self._batch_too_big(status, data) and self.batch > 1:
