@@ -1343,3 +1343,22 @@ def test_an_unreadable_state_file_starts_a_new_cursor(tmp_path: Path) -> None:
     assert state.sessions == {}
     assert why.startswith(f"cannot read {path} (")
     assert why.endswith("starting a new cursor")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rotated_jsonl_file_keeps_what_was_sent_and_sends_the_new_lines(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    folder = zeroclaw_folder(
+        tmp_path / "zc", {"cli_1": [{"role": "user", "content": f"old {n}"} for n in range(3)]}
+    )
+    state = tmp_path / "s.json"
+    follower("zeroclaw", folder, live_server.url, token, state).sync()
+    (folder / "cli_1.jsonl").rename(folder / "cli_1.jsonl.1")  # zeroclaw rotates the file
+    zeroclaw_folder(folder, {"cli_1": [{"role": "user", "content": "new 0"}]})
+
+    report = follower("zeroclaw", folder, live_server.url, token, state).sync()
+
+    assert (report.errors, report.gone, report.messages) == (0, 0, 1)
+    contents = Message.objects.filter(session__key="cli_1").order_by("seq")
+    assert [m.content for m in contents] == ["old 0", "old 1", "old 2", "new 0"]
