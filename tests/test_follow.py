@@ -1362,3 +1362,30 @@ def test_a_rotated_jsonl_file_keeps_what_was_sent_and_sends_the_new_lines(
     assert (report.errors, report.gone, report.messages) == (0, 0, 1)
     contents = Message.objects.filter(session__key="cli_1").order_by("seq")
     assert [m.content for m in contents] == ["old 0", "old 1", "old 2", "new 0"]
+
+
+def test_a_retry_after_longer_than_the_backoff_is_waited() -> None:
+    answers = [
+        Response(503, {"error": {"code": "unavailable"}}, 0, {"retry-after": "5"}),
+        Response(429, {"error": {"code": "throttled"}}, 0, {"retry-after": "9999"}),
+        Response(503, None, 0, {"retry-after": "Wed, 21 Oct 2026 07:28:00 GMT"}),
+        Response(200, {"ok": True}, 0),
+    ]
+
+    class Script:
+        def send(self, method: str, path: str, body: bytes | None = None) -> Response:
+            return answers.pop(0)
+
+    class Waits(threading.Event):
+        seen: list[float] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.seen.append(timeout or 0.0)
+            return False
+
+    stop = Waits()
+    retrying = RetryingTransport(Script(), Backoff(base=0.01, cap=0.05), stop=stop)  # type: ignore[arg-type]
+
+    assert retrying.call("GET", "/sessions/x") == (200, {"ok": True})
+    assert stop.seen[:2] == [5.0, 300.0]  # asked for, and capped
+    assert stop.seen[2] <= 0.05  # a date is not read: the backoff's own wait

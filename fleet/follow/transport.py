@@ -6,8 +6,9 @@ the agent's machine with no dependency beyond the package's own.
 
 * No answer (connection refused or reset, a timeout), 429, 500, 502, 503 or
   504: the same request is sent again after an exponential backoff with full
-  jitter (a random wait up to ``base * 2**attempt``, at most ``cap``), until
-  it is answered. Nothing is dropped and nothing is buffered: the caller
+  jitter (a random wait up to ``base * 2**attempt``, at most ``cap``), or
+  the server's ``Retry-After`` when it asks for longer (at most
+  ``RETRY_AFTER_CAP``), until it is answered. Nothing is dropped and nothing is buffered: the caller
   waits, and the store is the buffer. ``attempts`` bounds the tries (``--once``:
   a cron run gives up and exits, the next run resumes from the cursor).
 * 401 or 403: the key is wrong, revoked or not allowed to write: ``KeyRefused``.
@@ -26,6 +27,7 @@ from fleet.follow.remote import error_text
 from fleet.simulator.client import ApiClient, ApiError
 
 RETRIED = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_CAP = 300.0  # seconds: a server asking for longer is waited on this long
 REFUSED_KEY = frozenset({401, 403})
 
 
@@ -61,6 +63,7 @@ class RetryingTransport:
         payload = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         attempt = 0
         while True:
+            asked: float | None = None
             try:
                 response = self.client.send(method, path, payload)
             except ApiError as exc:
@@ -75,10 +78,22 @@ class RetryingTransport:
                 if response.status not in RETRIED:
                     return response.status, response.data
                 reason = error_text(response.status, response.data)
+                asked = retry_after(response.headers)
             attempt += 1
             if self.attempts is not None and attempt >= self.attempts:
                 raise Unavailable(f"{method} {path}: {reason} ({attempt} attempts)")
             wait = self.backoff.delay(attempt)
+            if asked is not None:
+                wait = max(wait, min(asked, RETRY_AFTER_CAP))
             self.log(f"Fleet unavailable ({reason}); retry {attempt} in {wait:.1f}s")
             if self.stop.wait(wait):
                 raise Unavailable(f"{method} {path}: {reason} (stopped)")
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """The seconds of a ``Retry-After`` header (Fleet sends seconds; a date is ignored)."""
+    try:
+        seconds = float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
