@@ -1389,3 +1389,30 @@ def test_a_retry_after_longer_than_the_backoff_is_waited() -> None:
     assert retrying.call("GET", "/sessions/x") == (200, {"ok": True})
     assert stop.seen[:2] == [5.0, 300.0]  # asked for, and capped
     assert stop.seen[2] <= 0.05  # a date is not read: the backoff's own wait
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_changed_files_of_a_zeroclaw_folder_are_read_again(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    folder = zeroclaw_folder(
+        tmp_path / "zc", {f"cli_{n}": [{"role": "user", "content": "hi"}] for n in range(3)}
+    )
+    old = time.time() - 60
+    for file in folder.iterdir():
+        os.utime(file, (old, old))
+    one = follower("zeroclaw", folder, live_server.url, token, tmp_path / "s.json")
+    assert one.sync().records == 3
+
+    with (folder / "cli_1.jsonl").open("a") as handle:
+        handle.write(json.dumps({"role": "assistant", "content": "hello"}) + "\n")
+    partial = one.sync()
+    zeroclaw_folder(folder, {"cli_9": [{"role": "user", "content": "new"}]})
+    added = one.sync()
+    (folder / "cli_0.jsonl").unlink()
+    removed = one.sync()
+
+    assert (partial.records, partial.sessions, partial.messages) == (1, 1, 1)
+    assert (added.records, added.sessions) == (4, 1)  # a file came: the whole folder is read
+    assert (removed.records, removed.gone) == (3, 1)
+    assert fleet_messages()["cli_1"] == store_messages("zeroclaw", folder)["cli_1"]

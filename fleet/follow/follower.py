@@ -10,7 +10,8 @@ A pass (``Follower.sync``):
 2. Otherwise reads the whole store with the format's reader -- the same
    reader ``import_sessions`` uses -- into memory, so the SQLite read
    transaction (``mode=ro``: never a write lock) ends before anything is sent.
-   A zeroclaw JSONL folder is read up to each file's last complete line.
+   A zeroclaw JSONL folder is read up to each file's last complete line, and
+   only its files that changed when no file came or went.
 3. For each session, the remote writer sends what the cursor says Fleet
    lacks (``remote.RemoteWriter``); the cursor is saved after each session
    (at most once a second) and at the end of the pass.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,19 @@ SETTLE = 1.0  # seconds: a stamp this close to the last read is read again
 SAVE_EVERY = 1.0  # seconds between cursor saves within a pass
 
 
-def read_store(fmt: str, path: Path) -> Iterator[SourceSession | Problem]:
+def read_store(
+    fmt: str, path: Path, only: Collection[str] | None = None
+) -> Iterator[SourceSession | Problem]:
+    """The store's records; ``only``: of these files of a zeroclaw folder."""
     if fmt == "zeroclaw" and path.is_dir():
-        return zeroclaw_reader.read_folder(path, complete_lines=True)
+        return zeroclaw_reader.read_folder(path, complete_lines=True, only=only)
     return FORMATS[fmt](path)
 
 
 @dataclass
 class SyncReport:
     read: bool = False
+    records: int = 0  # sessions (and unreadable ones) read
     sessions: int = 0
     created: int = 0
     messages: int = 0
@@ -119,12 +124,30 @@ class Follower:
             self.state.save(self.state_path)
             self._saved_at = now
 
-    def _unchanged(self, stamp: list[list[Any]]) -> bool:
+    def _settled(self, entry: list[Any]) -> bool:
+        """The file's last change came well before the last read began."""
         read_at = self.state.read_at
-        if stamp != self.state.stamp or read_at is None or not self._read_once:
-            return False  # changed, never read, or the first pass of this process
-        newest = max((entry[2] for entry in stamp), default=0) / 1e9
-        return newest < read_at - SETTLE
+        return read_at is not None and entry[2] / 1e9 < read_at - SETTLE
+
+    def _unchanged(self, stamp: list[list[Any]]) -> bool:
+        if stamp != self.state.stamp or not self._read_once:
+            return False  # changed, or the first pass of this process
+        return all(self._settled(entry) for entry in stamp)
+
+    def _changed_files(self, stamp: list[list[Any]]) -> set[str] | None:
+        """A zeroclaw folder's files to read again, or ``None``: read the whole store.
+
+        Only when the same files are there as at the last read (none added or
+        removed: no session came or went) and this process read them all once.
+        """
+        if not self._read_once or not self.path.is_dir() or self.state.stamp is None:
+            return None
+        before = {entry[0]: entry for entry in self.state.stamp}
+        if set(before) != {entry[0] for entry in stamp}:
+            return None
+        return {
+            entry[0] for entry in stamp if entry != before[entry[0]] or not self._settled(entry)
+        }
 
     def sync(self) -> SyncReport:
         """One pass (see the module docstring)."""
@@ -134,12 +157,14 @@ class Follower:
         stamp = store_stamp(self.path)
         if self._unchanged(stamp):
             return report
+        only = self._changed_files(stamp)
         try:
-            records = list(read_store(self.fmt, self.path))
+            records = list(read_store(self.fmt, self.path, only))
         except SourceError as exc:
             report.failure = str(exc)
             return report
         report.read = True
+        report.records = len(records)
         seen: set[str] = set()
         unreadable = False
         for record in records:
@@ -160,7 +185,8 @@ class Follower:
             self.state.sessions[record.key] = outcome.sent
             self._count(report, record, outcome)
             self._save()
-        gone = [key for key in self.state.sessions if key not in seen]
+        # A partial read (``only``) saw the same files as before: nothing is gone.
+        gone = [key for key in self.state.sessions if key not in seen] if only is None else []
         if gone and not unreadable:
             report.gone = len(gone)
             for key in gone:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,10 +146,13 @@ def _channel(channel_ref: str, key: str) -> str:
 # --- JSONL folder -------------------------------------------------------------
 
 
-def read_folder(folder: Path, *, complete_lines: bool = False) -> Iterator[SourceSession | Problem]:
-    """The folder's sessions. ``complete_lines`` (``fleet-follow``, reading while
-    zeroclaw writes): a last line without its newline is still being written
-    and is left for the next read."""
+def read_folder(
+    folder: Path, *, complete_lines: bool = False, only: Collection[str] | None = None
+) -> Iterator[SourceSession | Problem]:
+    """The folder's sessions. For ``fleet-follow``, reading while zeroclaw
+    writes: with ``complete_lines`` a last line without its newline is still
+    being written and is left for the next read; ``only`` names the files to
+    read (those that changed since its last read)."""
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jsonl" and p.is_file())
     if not files:
         hint = ""
@@ -157,7 +160,8 @@ def read_folder(folder: Path, *, complete_lines: bool = False) -> Iterator[Sourc
             hint = f"; to import its SQLite store, pass {folder / 'sessions.db'}"
         raise SourceError(f"{folder} holds no zeroclaw session files (*.jsonl){hint}")
     for file in files:
-        yield _read_file(file, complete_lines=complete_lines)
+        if only is None or file.name in only:
+            yield _read_file(file, complete_lines=complete_lines)
 
 
 def _read_file(file: Path, *, complete_lines: bool = False) -> SourceSession | Problem:
