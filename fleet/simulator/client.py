@@ -12,7 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -43,6 +43,8 @@ class Response:
     status: int
     data: Any
     seconds: float
+    # Header names lower-cased (fleet-follow reads Retry-After).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def session_path(key: str, suffix: str = "") -> str:
@@ -112,7 +114,8 @@ class ApiClient:
             self._answered += 1
             if answer.will_close:
                 self.close()
-            return Response(answer.status, _decode(raw), seconds)
+            headers = {name.lower(): value for name, value in answer.getheaders()}
+            return Response(answer.status, _decode(raw), seconds, headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def call(self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...]) -> Any:

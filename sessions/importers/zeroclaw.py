@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,7 +147,13 @@ def _channel(channel_ref: str, key: str) -> str:
 # --- JSONL folder -------------------------------------------------------------
 
 
-def read_folder(folder: Path) -> Iterator[SourceSession | Problem]:
+def read_folder(
+    folder: Path, *, complete_lines: bool = False, only: Collection[str] | None = None
+) -> Iterator[SourceSession | Problem]:
+    """The folder's sessions. For ``fleet-follow``, reading while zeroclaw
+    writes: with ``complete_lines`` a last line without its newline is still
+    being written and is left for the next read; ``only`` names the files to
+    read (those that changed since its last read)."""
     files = sorted(p for p in folder.iterdir() if p.suffix == ".jsonl" and p.is_file())
     if not files:
         hint = ""
@@ -155,10 +161,11 @@ def read_folder(folder: Path) -> Iterator[SourceSession | Problem]:
             hint = f"; to import its SQLite store, pass {folder / 'sessions.db'}"
         raise SourceError(f"{folder} holds no zeroclaw session files (*.jsonl){hint}")
     for file in files:
-        yield _read_file(file)
+        if only is None or file.name in only:
+            yield _read_file(file, complete_lines=complete_lines)
 
 
-def _read_file(file: Path) -> SourceSession | Problem:
+def _read_file(file: Path, *, complete_lines: bool = False) -> SourceSession | Problem:
     try:
         mtime = datetime.fromtimestamp(file.stat().st_mtime, UTC)
         handle = file.open(encoding="utf-8", errors="surrogateescape", newline="")
@@ -177,6 +184,8 @@ def _read_file(file: Path) -> SourceSession | Problem:
         session.fields["channel"] = channel
     with handle:
         for number, line in enumerate(handle, 1):
+            if complete_lines and not line.endswith("\n"):
+                break
             if not line.strip():
                 continue
             where = f"{file.name}:{number}"

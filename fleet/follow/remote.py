@@ -1,0 +1,301 @@
+"""The remote writer: a reader's ``SourceSession`` written to a Fleet server over its JSON API.
+
+``payloads`` turns a record into the JSON bodies the API accepts -- the same
+values ``sessions.importers.base.write_session`` hands the services locally,
+so no format knowledge is written twice: the readers say what a store means,
+this module only says how the API spells it. ``RemoteWriter.write`` sends
+them, in the local writer's order:
+
+1. ``GET /sessions/{key}``, only for a key the cursor has never seen: a 404
+   means the write creates the session, so the record's ``new_fields`` go
+   with it (a zeroclaw file's first modification time is its creation).
+2. ``POST /sessions/{key}/messages`` with the messages the cursor says are
+   not stored yet, in batches of at most ``batch`` (the server's
+   ``FLEET_API_MAX_BATCH``; a 413 or a batch-size 422 halves it), each with
+   the session fields (as the local writer's ``messages_append_all``) and
+   ``"convention": "otel"`` (a reader's usage is already Fleet's). Every
+   message carries its reader's deterministic ``message_id``: the server
+   skips one it stores already (200, counted in ``skipped``), so a resend
+   after a crash or a lost answer is harmless.
+3. ``PUT /sessions/{key}`` with the fields, the store's reported totals and
+   the store's ``last_active_at``: the append moves the activity time to the
+   server's clock, the store's own time puts it back (the local writer passes
+   it as the services' ``now``). An ending status without an ``ended_at``
+   ends at the store's last activity, as locally.
+
+What the API cannot carry: the trusted marks only an import sets
+(``compacted_at``, ``is_summary``, ``seq``; ``sessions.fields``
+``MESSAGE_TRUSTED_FIELDS``). A message that has one is sent without it and
+counted in ``RemoteOutcome.dropped`` (koda's archived messages arrive in the
+context view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from sessions.choices import ENDED_STATUSES
+from sessions.importers.base import Problem, SourceSession
+from sessions.inputs import MessageIn, UsageIn
+
+USAGE_KEYS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+)
+DEFAULT_BATCH = 1000  # the server's default FLEET_API_MAX_BATCH
+
+
+def json_value(value: Any) -> Any:
+    """A reader's value as JSON: RFC 3339 times, exact decimal text for money."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(name): json_value(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    return value
+
+
+def usage_payload(usage: UsageIn) -> dict[str, Any]:
+    """A validated usage block in Fleet's names (send with ``"convention": "otel"``)."""
+    data: dict[str, Any] = {name: getattr(usage, name) for name in USAGE_KEYS}
+    if usage.cost_usd is not None:
+        data["cost_usd"] = str(usage.cost_usd)
+    return data
+
+
+def message_payload(message: MessageIn) -> dict[str, Any]:
+    """One message as the append's JSON: its client fields (``null`` ones too) and usage."""
+    data = {name: json_value(value) for name, value in message.fields.items()}
+    if message.usage is not None:
+        data["usage"] = usage_payload(message.usage)
+    return data
+
+
+def dropped_marks(message: MessageIn) -> bool:
+    """The message has a mark only an import sets, which the API cannot carry."""
+    return message.compacted_at is not None or message.is_summary or message.seq is not None
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """A record as the API's bodies (see the module docstring)."""
+
+    key: str
+    session: dict[str, Any]  # the fields (the append's ``session``)
+    new_session: dict[str, Any]  # fields that apply only when the write creates the session
+    upsert: dict[str, Any]  # the final PUT: fields, reported totals, last_active_at
+
+
+def payloads(source: SourceSession, *, agent: str | None = None) -> Payloads:
+    """``source``'s session as the API's bodies; ``agent`` overrides every session's agent.
+
+    Its messages are ``message_payload`` each, made only for those sent (a
+    poll compares every session; most send no message).
+    """
+    fields = dict(source.fields)
+    if agent:
+        fields["agent"] = agent
+    last_active = source.last_active_at
+    if fields.get("status") in ENDED_STATUSES and "ended_at" not in fields:
+        fields["ended_at"] = last_active
+    upsert = {**fields, **source.totals, "last_active_at": last_active}
+    return Payloads(
+        key=source.key,
+        session=json_value(fields),
+        new_session=json_value(source.new_fields),
+        upsert=json_value(upsert),
+    )
+
+
+def fingerprint(value: Any) -> str:
+    """A short stable hash of a JSON value (the cursor compares sessions by it)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+# --- the cursor of one session -------------------------------------------------
+
+
+@dataclass
+class Sent:
+    """What Fleet holds of one session, as far as the cursor knows.
+
+    ``count`` messages of the store, in its order, are acknowledged, the last
+    of them ``last_id``; ``fields`` is the fingerprint of the last PUT
+    acknowledged. ``refused`` is the signature of a version of the session the
+    server refused (422, 410): it is not sent again until the store changes it
+    or the follower restarts (it is not saved: a restart, say after the
+    server's limit was raised, tries once more).
+    """
+
+    fields: str = ""
+    count: int = 0
+    last_id: str | None = None
+    refused: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "fields": self.fields,
+            "count": self.count,
+            "last_id": self.last_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sent:
+        return cls(
+            fields=str(data.get("fields") or ""),
+            count=int(data.get("count") or 0),
+            last_id=data.get("last_id"),
+        )
+
+
+def unsent(messages: Sequence[MessageIn], sent: Sent | None) -> int:
+    """Where the messages the cursor has not seen acknowledged start.
+
+    The store's first ``count`` messages are stored when the last of them is
+    still the one acknowledged; otherwise the store was rewritten (a file
+    truncated, rows deleted) and every message is sent again -- the server
+    skips those it stores, by ``message_id``.
+    """
+    if sent is None or sent.count == 0 or sent.count > len(messages):
+        return 0
+    return sent.count if messages[sent.count - 1].message_id == sent.last_id else 0
+
+
+# --- sending ---------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    """Sends one request; answers ``(status, decoded JSON)``. Retries are its business."""
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
+
+
+def session_path(key: str, suffix: str = "") -> str:
+    return f"/sessions/{quote(key, safe='')}{suffix}"
+
+
+def error_text(status: int, data: Any) -> str:
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        error = data["error"]
+        where = f" ({error['field']})" if error.get("field") else ""
+        return f"HTTP {status} {error.get('code')}: {error.get('message')}{where}"[:400]
+    return f"HTTP {status}: {str(data)[:200]}"
+
+
+@dataclass
+class RemoteOutcome:
+    key: str
+    result: str  # "created", "updated", "unchanged" or "error"
+    sent: Sent
+    appended: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    problem: Problem | None = None
+
+
+@dataclass
+class RemoteWriter:
+    """Writes records through a ``Transport`` (see the module docstring)."""
+
+    transport: Transport
+    agent: str | None = None
+    batch: int = DEFAULT_BATCH
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+    def write(self, source: SourceSession, sent: Sent | None = None) -> RemoteOutcome:
+        """Send what ``source`` has that ``sent`` (the cursor) says Fleet lacks."""
+        body = payloads(source, agent=self.agent)
+        start = unsent(source.messages, sent)
+        fields_print = fingerprint(body.upsert)
+        last_id = source.messages[-1].message_id if source.messages else None
+        signature = f"{fields_print}:{len(source.messages)}:{last_id}"
+        if sent is not None:
+            if sent.refused == signature:
+                return RemoteOutcome(source.key, "unchanged", sent)
+            if start == len(source.messages) and sent.fields == fields_print:
+                return RemoteOutcome(source.key, "unchanged", sent)
+        path = session_path(source.key)
+        creating = False
+        if sent is None:
+            status, data = self.transport.call("GET", path)
+            if status == 404:
+                creating = True
+            elif status != 200:
+                return self._refused(source, sent, signature, status, data)
+        session_fields = {**body.new_session, **body.session} if creating else body.session
+        progress = Sent(
+            fields=sent.fields if sent else "",
+            count=start,
+            last_id=source.messages[start - 1].message_id if start else None,
+        )
+        outcome = RemoteOutcome(source.key, "created" if creating else "updated", progress)
+        outcome.dropped = sum(dropped_marks(m) for m in source.messages[start:])
+        position = start
+        while position < len(source.messages):
+            chunk = [message_payload(m) for m in source.messages[position : position + self.batch]]
+            status, data = self.transport.call(
+                "POST",
+                session_path(source.key, "/messages"),
+                {"messages": chunk, "session": session_fields, "convention": "otel"},
+            )
+            if self._batch_too_big(status, data) and self.batch > 1:
+                self.batch = max(1, self.batch // 2)
+                self.log(f"the server refused a batch of {len(chunk)}; sending {self.batch}")
+                continue
+            if status not in (200, 201):
+                return self._refused(source, progress, signature, status, data, outcome)
+            outcome.appended += int(data.get("appended", 0)) if isinstance(data, dict) else 0
+            outcome.skipped += int(data.get("skipped", 0)) if isinstance(data, dict) else 0
+            position += len(chunk)
+            progress.count = position
+            progress.last_id = source.messages[position - 1].message_id
+        upsert = {**body.new_session, **body.upsert} if creating else body.upsert
+        status, data = self.transport.call("PUT", path, upsert)
+        if status not in (200, 201):
+            return self._refused(source, progress, signature, status, data, outcome)
+        progress.fields = fields_print
+        progress.refused = ""
+        return outcome
+
+    @staticmethod
+    def _batch_too_big(status: int, data: Any) -> bool:
+        if status == 413:
+            return True
+        error = data.get("error") if isinstance(data, dict) else None
+        return (
+            status == 422
+            and isinstance(error, dict)
+            and error.get("field") == "messages"
+            and "at most" in str(error.get("message"))
+        )
+
+    @staticmethod
+    def _refused(
+        source: SourceSession,
+        sent: Sent | None,
+        signature: str,
+        status: int,
+        data: Any,
+        outcome: RemoteOutcome | None = None,
+    ) -> RemoteOutcome:
+        kept = sent or Sent()
+        kept.refused = signature
+        problem = Problem(source.where, f"refused by Fleet: {error_text(status, data)}")
+        result = RemoteOutcome(source.key, "error", kept, problem=problem)
+        if outcome is not None:
+            result.appended, result.skipped = outcome.appended, outcome.skipped
+        return result
