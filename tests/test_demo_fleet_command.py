@@ -11,10 +11,11 @@ from django.db.models import Count
 from django.utils import timezone
 
 from sessions import services
+from sessions.budgets import budget_statuses
 from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
 from sessions.demo.fleet import plan_session
 from sessions.demo.text import HOSTILE
-from sessions.models import Message, Session
+from sessions.models import Budget, Message, Session
 
 pytestmark = pytest.mark.django_db
 
@@ -261,3 +262,23 @@ def test_todays_sessions_start_after_midnight_at_any_time_of_day(clock: str) -> 
         if entry[4].get("today"):
             head = session_head(index, seed=7, now=now)
             assert midnight <= head.created_at < head.last_active_at <= now
+
+
+def test_it_sets_budgets_one_under_way_one_in_warning_one_exceeded() -> None:
+    demo(sessions=40)
+
+    statuses = {s.budget.name: s for s in budget_statuses(Budget.objects.all())}
+    assert len(statuses) == 3
+    states = sorted((s.exceeded, s.warning) for s in statuses.values())
+    assert states == [(False, False), (False, True), (True, True)]
+    assert all(s.spent > 0 for s in statuses.values())
+
+
+def test_a_second_seed_leaves_the_budgets_it_found() -> None:
+    demo()
+    Budget.objects.filter(agent="").update(amount_usd=Decimal(123))
+
+    demo(seed=8)
+
+    assert Budget.objects.count() == 3
+    assert Budget.objects.get(agent="", model="").amount_usd == Decimal(123)

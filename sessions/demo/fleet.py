@@ -7,15 +7,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from django.utils import timezone
 
 from sessions import services
+from sessions.budgets import budget_statuses
 from sessions.choices import Status
 from sessions.demo.heads import SessionHead, session_head
 from sessions.demo.transcript import build_messages
-from sessions.models import Session, Tombstone
+from sessions.models import Budget, DailyUsage, Session, Tombstone
 
 
 class FleetLoaded(Exception):
@@ -189,4 +191,42 @@ def write_fleet(
                 services.sessions_mark_unknown(agent=agent, except_keys=spared[agent])
         if progress and (done % progress_every == 0 or done == len(order)):
             progress(done, len(order))
+    demo_budgets(now)
     return summary
+
+
+def _top(dimension: str, since: datetime) -> str:
+    """The agent or model that spent most since ``since`` (from the daily rollup)."""
+    rows = DailyUsage.objects.filter(day__gte=since.date()).exclude(**{dimension: ""})
+    totals: Counter[str] = Counter()
+    for name, cost in rows.values_list(dimension, "cost_usd"):
+        totals[name] += int(cost * 10**9)
+    return totals.most_common(1)[0][0] if totals else ""
+
+
+def demo_budgets(now: datetime) -> list[Budget]:
+    """Three budgets sized on the demo's own spend, so the fleet page shows one
+    under way, one past its warning share and one exceeded. Budgets an operator
+    set are left alone: nothing is written when any exists."""
+    if Budget.objects.exists():
+        return []
+    month_ago = now - timedelta(days=30)
+    agent, model = _top("agent", month_ago), _top("model", month_ago)
+    plans = [
+        # (budget, its amount as a share of what its scope spent so far)
+        (Budget(name="Fleet, this month", period=Budget.Period.MONTH), Decimal("1.6")),
+        (Budget(name=f"{agent}, this month", agent=agent), Decimal("1.1")),
+        (Budget(name=f"{model}, this month", model=model), Decimal("0.75")),
+    ]
+    made = []
+    for budget, share in plans:
+        budget.amount_usd = Decimal(1)
+        spent = budget_statuses([budget], now)[0].spent
+        if spent <= 0 or budget.name.startswith(","):
+            continue  # nothing spent, or no agent/model spent yet (a tiny demo): no bar
+        amount = (spent * share).quantize(Decimal("0.01"), ROUND_UP)
+        budget.amount_usd = max(Decimal("0.01"), amount)
+        budget.full_clean()
+        budget.save()
+        made.append(budget)
+    return made
