@@ -17,30 +17,42 @@ session, a prompt and an answer of a few hundred bytes, token counts):
     exported by ``BatchSpanProcessor(OTLPSpanExporter)``, from the first span
     to the last one stored.
 
-Arize Phoenix, the peer the issue compares with, is not run here (see
-bench/README.md).
+``--phoenix``: instead of the above, Fleet against Arize Phoenix, the peer
+the issue compares with, in the same run. Phoenix is installed on first use
+into its own venv, ``var/bench-phoenix-venv`` (a few minutes; reused after),
+and ``phoenix serve`` runs on loopback with its SQLite default in the
+temporary directory. The same spans, made by the official SDK and exported by
+``BatchSpanProcessor(OTLPSpanExporter)``, go to each store in turn, timed from
+the first span made to the last one queryable (Fleet: its messages in the
+database; Phoenix: the span count its GraphQL API answers); it prints both
+rates, their ratio (target: Fleet >= 10x) and the load average of the machine
+while it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
-from ingest import Gunicorn, manage, server_env
+from ingest import Gunicorn, free_port, manage, server_env
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from raw_sqlite import ROOT
 
 PER_SESSION = 20
 EXPORT_BATCH = 512
@@ -148,24 +160,185 @@ def api_bodies(count: int, prefix: str) -> list[tuple[str, bytes, str]]:
     return bodies
 
 
-def sdk_end_to_end(url: str, token: str, db: Path, count: int) -> float:
-    exporter = OTLPSpanExporter(
-        endpoint=f"{url}/otlp/v1/traces", headers={"Authorization": f"Bearer {token}"}, timeout=120
-    )
-    processor = BatchSpanProcessor(
+def sdk_batch_processor(endpoint: str, headers: dict[str, str], count: int) -> BatchSpanProcessor:
+    """The official exporter behind a BatchSpanProcessor that keeps every span of the run."""
+    exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=120)
+    return BatchSpanProcessor(
         exporter,
-        max_queue_size=count,
+        max_queue_size=max(count, EXPORT_BATCH),
         max_export_batch_size=EXPORT_BATCH,
         schedule_delay_millis=200,
     )
+
+
+def sdk_end_to_end(url: str, token: str, db: Path, count: int, prefix: str = "sdk") -> float:
+    """Seconds from the first span made to the last message stored in Fleet."""
+    headers = {"Authorization": f"Bearer {token}"}
+    processor = sdk_batch_processor(f"{url}/otlp/v1/traces", headers, count)
     started = time.perf_counter()
-    provider, _ = make_spans(count, "sdk", processor)
+    provider, _ = make_spans(count, prefix, processor)
     provider.force_flush(timeout_millis=600_000)
+    # Fleet answers an export once its messages are committed: stored now.
     seconds = time.perf_counter() - started
     provider.shutdown()
-    if stored(db, "sdk") != 2 * count:
-        raise SystemExit(f"the SDK's export stored {stored(db, 'sdk')} of {2 * count} messages")
+    if stored(db, prefix) != 2 * count:
+        raise SystemExit(f"the SDK's export stored {stored(db, prefix)} of {2 * count} messages")
     return seconds
+
+
+# --- Arize Phoenix, the peer ---------------------------------------------------------
+
+PHOENIX = "arize-phoenix==20.26.1"  # the release the figures in bench/README.md were taken with
+PHOENIX_VENV = ROOT / "var" / "bench-phoenix-venv"  # var/ is not tracked
+
+
+def phoenix_command() -> Path:
+    """``phoenix`` from its own venv, made and filled on first use (a few minutes)."""
+    stamp = PHOENIX_VENV / "bench-installed.txt"
+    if not stamp.exists() or stamp.read_text().strip() != PHOENIX:
+        print(f"installing {PHOENIX} into {PHOENIX_VENV} (once; a few minutes)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PHOENIX_VENV)], check=True)
+        pip = [str(PHOENIX_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, PHOENIX], check=True)
+        stamp.write_text(PHOENIX + "\n")
+    return PHOENIX_VENV / "bin" / "phoenix"
+
+
+class Phoenix:
+    """``phoenix serve`` on 127.0.0.1, its SQLite database in ``workdir``; stopped on exit."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / "phoenix.log"
+        home = workdir / "phoenix"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+        env.update(
+            PHOENIX_WORKING_DIR=str(home),
+            PHOENIX_HOST="127.0.0.1",
+            PHOENIX_PORT=str(self.port),
+            PHOENIX_GRPC_PORT=str(free_port()),  # not the shared 4317
+            PHOENIX_TELEMETRY_ENABLED="false",
+        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(phoenix_command()), "serve"], cwd=home, env=env, stdout=log, stderr=log
+            )
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise SystemExit(f"phoenix serve did not start:\n{self.log.read_text()[-3000:]}")
+
+    def span_count(self) -> int:
+        """Spans Phoenix answers for, over all its projects (its GraphQL API, as its UI asks)."""
+        query = "{ projects { edges { node { recordCount } } } }"
+        response = requests.post(f"{self.url}/graphql", json={"query": query}, timeout=30)
+        response.raise_for_status()
+        edges = response.json()["data"]["projects"]["edges"]
+        return sum(int(edge["node"]["recordCount"]) for edge in edges)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def phoenix_end_to_end(phoenix: Phoenix, count: int, prefix: str) -> tuple[float, float]:
+    """Seconds from the first span made to the exports answered, and to the last one counted."""
+    expected = phoenix.span_count() + count
+    processor = sdk_batch_processor(f"{phoenix.url}/v1/traces", {}, count)
+    started = time.perf_counter()
+    provider, _ = make_spans(count, prefix, processor)
+    provider.force_flush(timeout_millis=600_000)
+    # Phoenix answers an export once it is queued; its writer inserts later.
+    answered = time.perf_counter() - started
+    deadline = time.monotonic() + max(300.0, count / 10)
+    seen = phoenix.span_count()
+    while seen < expected and time.monotonic() < deadline:
+        time.sleep(0.5)  # each count is a query on Phoenix's event loop: not too often
+        seen = phoenix.span_count()
+    seconds = time.perf_counter() - started
+    provider.shutdown()
+    if seen != expected:
+        raise SystemExit(f"Phoenix counts {seen - expected + count} of {count} spans")
+    return answered, seconds
+
+
+class LoadAverage:
+    """The machine's 1-minute load average, sampled every second while running."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadAverage:
+        self.samples.append(os.getloadavg()[0])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+
+    def summary(self) -> str:
+        mean = sum(self.samples) / len(self.samples)
+        return f"{min(self.samples):.2f}-{max(self.samples):.2f} (mean {mean:.2f})"
+
+
+def compare_with_phoenix(workdir: Path, url: str, token: str, db: Path, count: int) -> None:
+    """Fleet and Phoenix side by side: the same SDK export, each to its own store."""
+    phoenix = Phoenix(workdir)
+    try:
+        started = time.perf_counter()
+        phoenix.wait_ready()
+        print(f"Phoenix ({PHOENIX}) ready in {time.perf_counter() - started:.0f} s", flush=True)
+        # A first small export to each, so neither run pays its store's warm-up.
+        sdk_end_to_end(url, token, db, 40, "warm")
+        phoenix_end_to_end(phoenix, 40, "warm")
+        cores = os.cpu_count()
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {cores} cores", flush=True)
+        with LoadAverage() as fleet_load:
+            fleet_seconds = sdk_end_to_end(url, token, db, count, "fleet")
+        fleet_rate = count / fleet_seconds
+        print(
+            f"Fleet OTLP: {count:,} spans, first made to last stored: "
+            f"{fleet_rate:,.0f} spans/s ({fleet_seconds:.1f} s); load {fleet_load.summary()}",
+            flush=True,
+        )
+        with LoadAverage() as phoenix_load:
+            answered, phoenix_seconds = phoenix_end_to_end(phoenix, count, "phoenix")
+        phoenix_rate = count / phoenix_seconds
+        print(
+            f"Phoenix: the same {count:,} spans, first made to last queryable: "
+            f"{phoenix_rate:,.0f} spans/s ({phoenix_seconds:.1f} s; every export answered "
+            f"after {answered:.1f} s); load {phoenix_load.summary()}"
+        )
+        log = phoenix.log.read_text(errors="replace")
+        refused = log.count('"POST /v1/traces HTTP/1.1" 503')
+        print(f"(info) Phoenix answered {refused} exports 503 (at capacity); the SDK retried them")
+        ratio = fleet_rate / phoenix_rate
+        print(f"Fleet/Phoenix {ratio:.1f}x (target >= 10x: {'met' if ratio >= 10 else 'MISSED'})")
+    finally:
+        phoenix.stop()
 
 
 def main() -> int:
@@ -173,6 +346,11 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=20_000, help="model-call spans per side")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--quick", action="store_true", help="2 000 spans: a smoke run")
+    parser.add_argument(
+        "--phoenix",
+        action="store_true",
+        help="Fleet against Arize Phoenix instead (installs it into var/bench-phoenix-venv)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.spans = 2_000
@@ -188,6 +366,9 @@ def main() -> int:
         server = Gunicorn(env, workdir, args.workers)
         server.wait_ready()
         print(f"SQLite {sqlite3.sqlite_version}, gunicorn {args.workers} sync workers")
+        if args.phoenix:
+            compare_with_phoenix(workdir, server.url, token, db, count)
+            return 0
         _, memory = make_spans(count, "otlp")
         otlp = otlp_bodies(memory.get_finished_spans())
         api = api_bodies(count, "api")
