@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials.apps.SimpleAppConfig",
     "sessions.apps.SessionsConfig",
+    "alerts.apps.AlertsConfig",
     "fleet.apps.FleetConfig",
 ]
 
@@ -191,6 +192,13 @@ LOGGING: dict[str, Any] = {
 # without activity; a running turn is "stuck" after this many seconds.
 FLEET_STALE_AFTER = env_int("FLEET_STALE_AFTER", 30 * 60, minimum=1)
 FLEET_STUCK_AFTER = env_int("FLEET_STUCK_AFTER", 15 * 60, minimum=1)
+# Alerts (README "Alerts"): seconds a webhook delivery may take to connect
+# and each read; whether webhooks may target private, loopback or link-local
+# addresses (off: a webhook URL must not reach the internal network, SSRF);
+# attempts of a failing delivery before it is given up.
+FLEET_ALERTS_TIMEOUT = env_int("FLEET_ALERTS_TIMEOUT", 5, minimum=1)
+FLEET_ALERTS_ALLOW_PRIVATE_TARGETS = env_bool("FLEET_ALERTS_ALLOW_PRIVATE_TARGETS", default=False)
+FLEET_ALERTS_MAX_ATTEMPTS = env_int("FLEET_ALERTS_MAX_ATTEMPTS", 8, minimum=1)
 # Largest content (or reasoning) of one message, in characters. A long tool
 # result can be hundreds of KB.
 FLEET_MAX_MESSAGE_CHARS = env_int("FLEET_MAX_MESSAGE_CHARS", 2_000_000, minimum=1)
