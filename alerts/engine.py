@@ -9,6 +9,7 @@ Idempotent and safe to run concurrently (docs/DECISIONS.md "Alerts"):
   queues nothing.
 - **Resolving** is a conditional ``UPDATE … WHERE resolved_at IS NULL``; only
   the run whose update changed the row queues the "resolved" deliveries.
+- **Disabling** a rule resolves its open incidents without a notification.
 - **Cooldown**: a subject whose incident of the rule resolved less than the
   rule's cooldown ago does not open a new one (no storm from a flapping
   condition).
@@ -100,6 +101,11 @@ def run_alerts(
     """Evaluate the enabled rules of ``kinds`` at ``now``, then send what is due."""
     now = now or timezone.now()
     result = AlertsResult(dry_run=dry_run)
+    if not dry_run:
+        # A disabled rule watches nothing: its incidents close, with no notification.
+        Incident.objects.filter(resolved_at__isnull=True, rule__enabled=False).update(
+            resolved_at=now
+        )
     rules = list(
         AlertRule.objects.filter(enabled=True, kind__in=list(kinds)).prefetch_related("channels")
     )

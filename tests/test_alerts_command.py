@@ -304,3 +304,53 @@ def test_a_dry_reconcile_triggers_no_alerts() -> None:
     call_command("reconcile", "--dry-run", stdout=io.StringIO())
 
     assert not Incident.objects.exists()
+
+
+def test_the_database_allows_one_open_incident_per_rule_and_subject() -> None:
+    from django.db import IntegrityError, transaction
+
+    watched = rule("session_unknown")
+    Incident.objects.create(rule=watched, subject="session x")
+    Incident.objects.create(rule=watched, subject="session x", resolved_at=timezone.now())
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Incident.objects.create(rule=watched, subject="session x")
+
+
+def test_disabling_a_rule_closes_its_incidents_quietly() -> None:
+    now = timezone.now()
+    watched = rule("session_unknown", email_channel())
+    _unknown_start(now)
+    run_alerts(now)
+    AlertRule.objects.filter(pk=watched.pk).update(enabled=False)
+
+    result = run_alerts(now)
+
+    assert result.resolved == []
+    assert Incident.objects.get(rule=watched).resolved_at == now
+    assert len(mail.outbox) == 1
+
+
+def test_a_claim_abandoned_by_a_dead_run_is_sent_by_the_next() -> None:
+    now = timezone.now()
+    rule("session_unknown", email_channel())
+    _unknown_start(now)
+    run_alerts(now, deliver=False)
+    Delivery.objects.update(status="sending", claimed_until=now - timedelta(seconds=1))
+
+    run_alerts(now)
+
+    assert Delivery.objects.get().status == "sent"
+    assert len(mail.outbox) == 1
+
+
+def test_a_claim_still_leased_is_left_alone() -> None:
+    now = timezone.now()
+    rule("session_unknown", email_channel())
+    _unknown_start(now)
+    run_alerts(now, deliver=False)
+    Delivery.objects.update(status="sending", claimed_until=now + timedelta(minutes=5))
+
+    run_alerts(now)
+
+    assert mail.outbox == []

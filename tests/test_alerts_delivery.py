@@ -241,3 +241,19 @@ def test_a_failed_test_is_not_retried() -> None:
     sent = send_test(channel("webhook", "http://127.0.0.1:9/hook", secret=SECRET))
 
     assert (sent.status, sent.attempts) == ("failed", 1)
+
+
+def test_the_readmes_verification_snippet_verifies_a_delivery(private_allowed: None) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = readme.split("def verify(secret", 1)[0].rsplit("```python", 1)[1]
+    snippet += "def verify(secret" + readme.split("def verify(secret", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 - our own README
+    with receiver() as server:
+        crash(channel("webhook", server.url(), secret=SECRET))
+
+    [got] = server.requests
+    assert namespace["verify"](SECRET, got.headers, got.body)
+    assert not namespace["verify"](SECRET, got.headers, got.body + b" ")
