@@ -106,3 +106,18 @@ def test_pages_cost_the_same_with_any_number_of_incidents(admin_client: Client) 
     assert few == many
     # The incidents page: the log-in's two, the header's count, the list.
     assert few[1] == (4, 200)
+
+
+def test_the_fleet_pages_live_poll_refreshes_the_headers_count(admin_client: Client) -> None:
+    incidents(open_count=2)
+
+    poll = admin_client.get("/?v=stale", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="fleet-live")
+    page = admin_client.get("/").content.decode()
+
+    html = poll.content.decode()
+    assert 'id="incidents-link"' in html
+    assert 'hx-swap-oob="true"' in html
+    assert badge(html) == "2"
+    # The full page has the link once, in the header, not swapped out of band.
+    assert page.count('id="incidents-link"') == 1
+    assert 'data-open-incidents="2">' in page
