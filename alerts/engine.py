@@ -110,12 +110,14 @@ def run_alerts(
         AlertRule.objects.filter(enabled=True, kind__in=list(kinds)).prefetch_related("channels")
     )
     result.rules = len(rules)
+    # Only incidents resolved within the longest cooldown matter (not all history).
+    longest = max((rule.cooldown for rule in rules), default=timedelta(0))
     open_by_rule: dict[int, dict[str, Incident]] = {}
     for incident in Incident.objects.filter(rule__in=rules, resolved_at__isnull=True):
         open_by_rule.setdefault(incident.rule_id, {})[incident.subject] = incident
     last_resolved = {
         (row["rule"], row["subject"]): row["last"]
-        for row in Incident.objects.filter(rule__in=rules, resolved_at__isnull=False)
+        for row in Incident.objects.filter(rule__in=rules, resolved_at__gte=now - longest)
         .values("rule", "subject")
         .annotate(last=Max("resolved_at"))
         .order_by()

@@ -3,8 +3,9 @@
 The JSON webhook's payload (README "Alerts") is ``payload()``; it is signed
 with HMAC-SHA256 over ``"<timestamp>.<body>"`` with the channel's secret,
 sent as ``X-Fleet-Signature: sha256=<hex>`` with ``X-Fleet-Timestamp``.
-Slack gets ``{"text": …}``, Discord ``{"content": …}`` (its 2 000 characters
-at most), email a plain-text message through Django's email backend.
+Slack gets ``{"text": …}`` (``&``, ``<``, ``>`` escaped: no mentions),
+Discord ``{"content": …}`` (its 2 000 characters at most, no mentions), email
+a plain-text message through Django's email backend (a one-line subject).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def text(event: str, incident: Incident | None) -> tuple[str, str]:
     rule = incident.rule
     headlines = {Delivery.Event.OPENED.value: "Alert", Delivery.Event.RESOLVED.value: "Resolved"}
     headline = headlines.get(event, event)
-    subject = f"[Fleet] {headline}: {rule.name} — {incident.subject}"
+    # One line: no header injection, whatever a name holds.
+    subject = " ".join(f"[Fleet] {headline}: {rule.name} — {incident.subject}".split())
     lines = [
         f"{headline}: {rule.get_kind_display()}",
         f"Subject: {incident.subject}",
@@ -58,6 +60,11 @@ def text(event: str, incident: Incident | None) -> tuple[str, str]:
         lines.append(f"Resolved: {incident.resolved_at.isoformat()}")
     lines.extend(f"{name}: {value}" for name, value in incident.details.items() if value)
     return subject, "\n".join(lines)
+
+
+def _slack_escape(value: str) -> str:
+    """Slack's control characters: a name holding ``<!channel>`` must not ping anyone."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -86,7 +93,8 @@ def send(channel: AlertChannel, event: str, incident: Incident | None, delivery_
             "X-Fleet-Signature": sign(channel.secret, timestamp, body),
         }
     elif channel.kind == AlertChannel.Kind.SLACK:
-        body = json.dumps({"text": f"*{subject}*\n{body_text}"}).encode()
+        escaped = _slack_escape(f"*{subject}*\n{body_text}")
+        body = json.dumps({"text": escaped}).encode()
     elif channel.kind == AlertChannel.Kind.DISCORD:
         content = f"**{subject}**\n{body_text}"
         if len(content) > DISCORD_LIMIT:

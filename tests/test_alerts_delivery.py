@@ -257,3 +257,16 @@ def test_the_readmes_verification_snippet_verifies_a_delivery(private_allowed: N
     [got] = server.requests
     assert namespace["verify"](SECRET, got.headers, got.body)
     assert not namespace["verify"](SECRET, got.headers, got.body + b" ")
+
+
+def test_names_in_a_slack_message_cannot_mention_anyone(private_allowed: None) -> None:
+    rule = AlertRule.objects.create(name="crash <!channel>", kind="session_unknown")
+    with receiver() as server:
+        rule.channels.set([channel("slack", server.url())])
+        Session.objects.create(key="k-mention", agent="<!here> & co", status="unknown")
+        run_alerts()
+
+    text = server.requests[0].json["text"]
+    assert "<!" not in text
+    assert "crash &lt;!channel&gt;" in text
+    assert "&lt;!here&gt; &amp; co" in text
