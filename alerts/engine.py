@@ -113,7 +113,8 @@ def run_alerts(
     # Only incidents resolved within the longest cooldown matter (not all history).
     longest = max((rule.cooldown for rule in rules), default=timedelta(0))
     open_by_rule: dict[int, dict[str, Incident]] = {}
-    for incident in Incident.objects.filter(rule__in=rules, resolved_at__isnull=True):
+    still_open = Incident.objects.filter(rule__in=rules, resolved_at__isnull=True)
+    for incident in still_open.only("id", "rule", "subject").order_by():
         open_by_rule.setdefault(incident.rule_id, {})[incident.subject] = incident
     last_resolved = {
         (row["rule"], row["subject"]): row["last"]
