@@ -270,3 +270,22 @@ def test_names_in_a_slack_message_cannot_mention_anyone(private_allowed: None) -
     assert "<!" not in text
     assert "crash &lt;!channel&gt;" in text
     assert "&lt;!here&gt; &amp; co" in text
+
+
+def test_a_mail_server_that_hangs_times_out_and_is_retried(settings: Any) -> None:
+    import socket
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_TIMEOUT = 1
+    with socket.socket() as silent:  # accepts, never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        settings.EMAIL_HOST, settings.EMAIL_PORT = silent.getsockname()
+        began = time.monotonic()
+        crash(channel("email", email_to="ops@example.com"))
+        took = time.monotonic() - began
+
+    delivery = Delivery.objects.get()
+    assert took < 4
+    assert delivery.status == "retry"
+    assert delivery.last_error.startswith("email failed: ")  # smtplib's exception name
