@@ -354,3 +354,19 @@ def test_a_claim_still_leased_is_left_alone() -> None:
     run_alerts(now)
 
     assert mail.outbox == []
+
+
+def test_a_failing_alerts_run_never_fails_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import alerts.receivers
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("alerts are down")
+
+    monkeypatch.setattr(alerts.receivers, "run_alerts", broken)
+    stale = session(last_active_at=timezone.now() - timedelta(hours=1))
+    out = io.StringIO()
+
+    call_command("reconcile", stdout=out)
+
+    assert Session.objects.get(pk=stale.pk).status == "unknown"
+    assert out.getvalue().startswith("Marked 1 stale session unknown")
