@@ -107,6 +107,7 @@ class _ReadOnly(admin.ModelAdmin):
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
+    fk_name = "incident"
     fields = readonly_fields = (
         "event", "channel", "status", "attempts", "next_attempt_at", "sent_at", "last_error",
     )  # fmt: skip
@@ -129,8 +130,16 @@ class IncidentAdmin(_ReadOnly):
 @admin.register(Delivery)
 class DeliveryAdmin(_ReadOnly):
     list_display = [
-        "created_at", "event", "channel", "incident", "status", "attempts", "next_attempt_at",
+        "created_at", "event", "channel", "about", "status", "attempts", "next_attempt_at",
         "last_error",
     ]  # fmt: skip
     list_filter = ["status", "event", "channel"]
-    list_select_related = ["channel", "incident__rule"]
+    list_select_related = ["channel", "incident__rule", "rule"]
+
+    @admin.display(description="about")
+    def about(self, obj: Delivery) -> str:
+        if obj.incident is not None:
+            return f"{obj.incident.rule.name}: {obj.incident.subject}"
+        if obj.rule is not None:
+            return f"{obj.rule.name}: {len(obj.subjects)} subjects (grouped)"
+        return "test"

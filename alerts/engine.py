@@ -2,13 +2,16 @@
 
 Idempotent and safe to run concurrently (docs/DECISIONS.md "Alerts"):
 
-- **Opening** inserts the incident and its "opened" deliveries in one
-  transaction; the database allows one open incident per rule and subject
-  (``incident_one_open_per_rule_subject``), so of two runs that see the same
-  new condition one inserts and the other gets an ``IntegrityError`` and
-  queues nothing.
+- **Opening** inserts a rule's new incidents and their "opened" deliveries
+  in one transaction (each insert in a savepoint); the database allows one
+  open incident per rule and subject (``incident_one_open_per_rule_subject``),
+  so of two runs that see the same new condition one inserts and the other
+  gets an ``IntegrityError`` and queues nothing for it.
 - **Resolving** is a conditional ``UPDATE … WHERE resolved_at IS NULL``; only
   the run whose update changed the row queues the "resolved" deliveries.
+- **Grouping**: a rule that opens (or resolves) more than
+  ``FLEET_ALERTS_GROUP_AFTER`` subjects in one run sends one notification per
+  channel naming them all, not one each (no storm when a fleet crashes).
 - **Disabling** a rule resolves its open incidents without a notification.
 - **Cooldown**: a subject whose incident of the rule resolved less than the
   rule's cooldown ago does not open a new one (no storm from a flapping
@@ -26,7 +29,7 @@ Idempotent and safe to run concurrently (docs/DECISIONS.md "Alerts"):
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,6 +134,7 @@ def run_alerts(
             logger.exception("alert rule %s failed", rule.pk)
             result.errors.append({"rule": rule.name, "error": f"{type(exc).__name__}: {exc}"})
             continue
+        starting = {}
         for subject, details in holding.items():
             if subject in current:
                 continue
@@ -138,11 +142,13 @@ def run_alerts(
             if resolved_at is not None and now - resolved_at < rule.cooldown:
                 result.cooling += 1
                 continue
-            if dry_run or _open(rule, subject, details, now):
-                result.opened.append({"rule": rule.name, "subject": subject})
-        for subject, incident in current.items():
-            if subject not in holding and (dry_run or _resolve(rule, incident, now)):
-                result.resolved.append({"rule": rule.name, "subject": subject})
+            starting[subject] = details
+        ending = [incident for subject, incident in current.items() if subject not in holding]
+        if not dry_run:
+            starting = _open(rule, starting, now)
+            ending = _resolve(rule, ending, now)
+        result.opened.extend({"rule": rule.name, "subject": subject} for subject in starting)
+        result.resolved.extend({"rule": rule.name, "subject": i.subject} for i in ending)
     if dry_run:
         result.due = Delivery.objects.filter(_due(now)).count()
     elif deliver:
@@ -154,33 +160,67 @@ def _channels(rule: AlertRule) -> list[AlertChannel]:
     return [channel for channel in rule.channels.all() if channel.enabled]
 
 
-def _queue(incident: Incident, channels: Iterable[AlertChannel], event: str, now: datetime) -> None:
-    Delivery.objects.bulk_create(
-        Delivery(incident=incident, channel=channel, event=event, next_attempt_at=now)
-        for channel in channels
-    )
+def _queue(rule: AlertRule, event: str, incidents: list[Incident], now: datetime) -> None:
+    """The deliveries of ``event`` for ``incidents`` of ``rule``: one per incident and
+    channel, or, past ``FLEET_ALERTS_GROUP_AFTER`` incidents, one per channel for all."""
+    channels = _channels(rule)
+    if not incidents or not channels:
+        return
+    if len(incidents) <= settings.FLEET_ALERTS_GROUP_AFTER:
+        rows = [
+            Delivery(incident=incident, channel=channel, event=event, next_attempt_at=now)
+            for incident in incidents
+            for channel in channels
+        ]
+    else:
+        subjects = [incident.subject for incident in incidents]
+        rows = [
+            Delivery(rule=rule, subjects=subjects, channel=c, event=event, next_attempt_at=now)
+            for c in channels
+        ]
+    Delivery.objects.bulk_create(rows)
 
 
-def _open(rule: AlertRule, subject: str, details: dict[str, Any], now: datetime) -> bool:
-    try:
-        with transaction.atomic():
-            incident = Incident.objects.create(
-                rule=rule, subject=subject, details=details, opened_at=now
-            )
-            _queue(incident, _channels(rule), Delivery.Event.OPENED, now)
-    except IntegrityError:
-        return False  # another run opened it first
-    return True
-
-
-def _resolve(rule: AlertRule, incident: Incident, now: datetime) -> bool:
+def _open(
+    rule: AlertRule, starting: dict[str, dict[str, Any]], now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Open an incident per subject and queue their notifications, in one transaction;
+    the subjects this run opened (another run may have opened some first)."""
+    if not starting:
+        return {}
+    opened: dict[str, dict[str, Any]] = {}
+    incidents = []
     with transaction.atomic():
-        won = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
-            resolved_at=now
-        )
-        if won:
-            _queue(incident, _channels(rule), Delivery.Event.RESOLVED, now)
-    return bool(won)
+        for subject, details in starting.items():
+            try:
+                with transaction.atomic():
+                    incident = Incident.objects.create(
+                        rule=rule, subject=subject, details=details, opened_at=now
+                    )
+            except IntegrityError:
+                continue  # another run opened it first: its notification is that run's
+            opened[subject] = details
+            incidents.append(incident)
+        _queue(rule, Delivery.Event.OPENED, incidents, now)
+    return opened
+
+
+def _resolve(rule: AlertRule, ending: list[Incident], now: datetime) -> list[Incident]:
+    """Resolve ``ending`` and queue their notifications, in one transaction; the
+    incidents this run resolved (a conditional update: another run may have)."""
+    if not ending:
+        return []
+    resolved = []
+    with transaction.atomic():
+        for incident in ending:
+            won = Incident.objects.filter(pk=incident.pk, resolved_at__isnull=True).update(
+                resolved_at=now
+            )
+            if won:
+                incident.resolved_at = now
+                resolved.append(incident)
+        _queue(rule, Delivery.Event.RESOLVED, resolved, now)
+    return resolved
 
 
 def _due(now: datetime) -> Q:
@@ -216,14 +256,14 @@ def claim_next(skip_channels: Collection[int] = ()) -> Delivery | None:
             # Only one writer's UPDATE still finds the row due; the loser tries the next.
             if Delivery.objects.filter(_due(now), pk=pk).update(**claim):
                 break
-    return Delivery.objects.select_related("channel", "incident__rule").get(pk=pk)
+    return Delivery.objects.select_related("channel", "incident__rule", "rule").get(pk=pk)
 
 
 def attempt(delivery: Delivery) -> bool:
     """Send a claimed delivery and record the outcome; whether it was sent."""
     error = ""
     try:
-        send(delivery.channel, delivery.event, delivery.incident, delivery.pk)
+        send(delivery)
     except DeliveryError as exc:
         error = str(exc)
     except Exception as exc:  # a bug in one channel's formatting fails that delivery only
@@ -236,7 +276,10 @@ def attempt(delivery: Delivery) -> bool:
         delivery.status = Delivery.Status.SENT
         delivery.sent_at = now
         delivery.last_error = ""
-    elif delivery.attempts >= settings.FLEET_ALERTS_MAX_ATTEMPTS or delivery.incident is None:
+    elif (
+        delivery.attempts >= settings.FLEET_ALERTS_MAX_ATTEMPTS
+        or delivery.event == Delivery.Event.TEST
+    ):
         delivery.status = Delivery.Status.FAILED
         delivery.last_error = error
     else:

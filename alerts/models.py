@@ -8,7 +8,8 @@
   incident per rule and subject (a partial unique constraint), so two runs
   can never open the same one twice.
 - A **delivery** is one notification of one incident event (opened,
-  resolved) to one channel; it is the log and the retry queue (status,
+  resolved) to one channel, or of several at once (grouped: no storm when
+  many subjects start or end together); it is the log and the retry queue (status,
   attempts, next attempt, the last error).
 - A **channel** is where notifications go: a JSON webhook (HMAC-signed with
   its secret), a Slack or Discord incoming webhook, or email. Webhook URLs
@@ -243,9 +244,17 @@ class Delivery(models.Model):
         SENT = "sent"
         FAILED = "failed"  # gave up after the last attempt
 
+    # One incident's event; or, grouped (a rule opening or resolving more than
+    # FLEET_ALERTS_GROUP_AFTER subjects in one run), the rule and the subjects;
+    # or neither: a test.
     incident = models.ForeignKey(
         Incident, on_delete=models.CASCADE, related_name="deliveries", null=True, blank=True
     )
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.CASCADE, related_name="grouped_deliveries", null=True,
+        blank=True,
+    )  # fmt: skip
+    subjects = models.JSONField(default=list, blank=True)
     channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=16, choices=Event.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

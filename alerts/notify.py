@@ -19,17 +19,24 @@ from typing import Any
 from django.core.mail import send_mail
 from django.utils import timezone
 
-from alerts.models import AlertChannel, AlertRule, Delivery, Incident
+from alerts.models import AlertChannel, AlertRule, Delivery
 from alerts.transport import DeliveryError, post
 
 DISCORD_LIMIT = 2000
+GROUP_LINES = 50  # subjects listed in a grouped text message (the webhook gets all)
 
 
-def payload(event: str, incident: Incident | None, now: datetime) -> dict[str, Any]:
-    """The JSON webhook's body (a test has no incident: ``"incident": null``)."""
-    data: dict[str, Any] = {"event": event, "sent_at": now.isoformat(), "incident": None}
+def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
+    """The JSON webhook's body: ``incident`` for one, ``group`` for several, neither
+    for a test."""
+    data: dict[str, Any] = {
+        "event": delivery.event,
+        "sent_at": now.isoformat(),
+        "incident": None,
+        "group": None,
+    }
+    incident = delivery.incident
     if incident is not None:
-        rule: AlertRule = incident.rule
         data["incident"] = {
             "id": incident.pk,
             "state": incident.state,
@@ -37,28 +44,48 @@ def payload(event: str, incident: Incident | None, now: datetime) -> dict[str, A
             "opened_at": incident.opened_at.isoformat(),
             "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
             "details": incident.details,
-            "rule": {"id": rule.pk, "name": rule.name, "kind": rule.kind},
+            "rule": _rule(incident.rule),
+        }
+    elif delivery.rule is not None:
+        data["group"] = {
+            "rule": _rule(delivery.rule),
+            "count": len(delivery.subjects),
+            "subjects": delivery.subjects,
         }
     return data
 
 
-def text(event: str, incident: Incident | None) -> tuple[str, str]:
+def _rule(rule: AlertRule) -> dict[str, Any]:
+    return {"id": rule.pk, "name": rule.name, "kind": rule.kind}
+
+
+def text(delivery: Delivery) -> tuple[str, str]:
     """A subject line and a plain-text body."""
-    if incident is None:
-        return "[Fleet] test notification", "A test notification from Fleet's alerts."
-    rule = incident.rule
     headlines = {Delivery.Event.OPENED.value: "Alert", Delivery.Event.RESOLVED.value: "Resolved"}
-    headline = headlines.get(event, event)
+    headline = headlines.get(delivery.event, delivery.event)
+    incident, rule = delivery.incident, delivery.rule
+    if incident is not None:
+        rule = incident.rule
+        about = incident.subject
+        lines = [
+            f"{headline}: {rule.get_kind_display()}",
+            f"Subject: {incident.subject}",
+            f"Opened: {incident.opened_at.isoformat()}",
+        ]
+        if incident.resolved_at:
+            lines.append(f"Resolved: {incident.resolved_at.isoformat()}")
+        lines.extend(f"{name}: {value}" for name, value in incident.details.items() if value)
+    elif rule is not None:
+        shown = delivery.subjects[:GROUP_LINES]
+        about = f"{len(delivery.subjects)} subjects"
+        lines = [f"{headline}: {rule.get_kind_display()}", f"{about}:"]
+        lines.extend(f"- {subject}" for subject in shown)
+        if len(delivery.subjects) > len(shown):
+            lines.append(f"… and {len(delivery.subjects) - len(shown)} more")
+    else:
+        return "[Fleet] test notification", "A test notification from Fleet's alerts."
     # One line: no header injection, whatever a name holds.
-    subject = " ".join(f"[Fleet] {headline}: {rule.name} — {incident.subject}".split())
-    lines = [
-        f"{headline}: {rule.get_kind_display()}",
-        f"Subject: {incident.subject}",
-        f"Opened: {incident.opened_at.isoformat()}",
-    ]
-    if incident.resolved_at:
-        lines.append(f"Resolved: {incident.resolved_at.isoformat()}")
-    lines.extend(f"{name}: {value}" for name, value in incident.details.items() if value)
+    subject = " ".join(f"[Fleet] {headline}: {rule.name} — {about}".split())
     return subject, "\n".join(lines)
 
 
@@ -72,10 +99,11 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def send(channel: AlertChannel, event: str, incident: Incident | None, delivery_id: int) -> None:
+def send(delivery: Delivery) -> None:
     """Send one notification; ``DeliveryError`` when it failed (a safe message)."""
     now = timezone.now()
-    subject, body_text = text(event, incident)
+    channel = delivery.channel
+    subject, body_text = text(delivery)
     if channel.kind == AlertChannel.Kind.EMAIL:
         try:
             send_mail(subject, body_text, None, channel.recipients, fail_silently=False)
@@ -84,11 +112,11 @@ def send(channel: AlertChannel, event: str, incident: Incident | None, delivery_
         return
     headers: dict[str, str] = {}
     if channel.kind == AlertChannel.Kind.WEBHOOK:
-        body = json.dumps(payload(event, incident, now), separators=(",", ":")).encode()
+        body = json.dumps(payload(delivery, now), separators=(",", ":")).encode()
         timestamp = str(int(now.timestamp()))
         headers = {
-            "X-Fleet-Event": event,
-            "X-Fleet-Delivery": str(delivery_id),
+            "X-Fleet-Event": delivery.event,
+            "X-Fleet-Delivery": str(delivery.pk),
             "X-Fleet-Timestamp": timestamp,
             "X-Fleet-Signature": sign(channel.secret, timestamp, body),
         }

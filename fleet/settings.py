@@ -199,6 +199,9 @@ FLEET_STUCK_AFTER = env_int("FLEET_STUCK_AFTER", 15 * 60, minimum=1)
 FLEET_ALERTS_TIMEOUT = env_int("FLEET_ALERTS_TIMEOUT", 5, minimum=1)
 FLEET_ALERTS_ALLOW_PRIVATE_TARGETS = env_bool("FLEET_ALERTS_ALLOW_PRIVATE_TARGETS", default=False)
 FLEET_ALERTS_MAX_ATTEMPTS = env_int("FLEET_ALERTS_MAX_ATTEMPTS", 8, minimum=1)
+# A rule opening (or resolving) more subjects than this in one run sends one
+# notification per channel naming them all (no storm when a fleet crashes).
+FLEET_ALERTS_GROUP_AFTER = env_int("FLEET_ALERTS_GROUP_AFTER", 5, minimum=1)
 # Email alerts go through Django's SMTP backend, configured here (a timeout
 # so a mail server that hangs cannot hold up the alerts run).
 EMAIL_HOST = env_str("FLEET_EMAIL_HOST", "localhost")

@@ -250,7 +250,8 @@ def test_rule_kinds_are_evaluated_in_a_constant_number_of_queries(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_runs_never_send_twice() -> None:
+@pytest.mark.parametrize("group_after", [100, 2], ids=["one each", "grouped"])
+def test_concurrent_runs_never_send_twice(group_after: int) -> None:
     now = timezone.now()
     with receiver(delay=0.05) as server:
         hook = AlertChannel.objects.create(
@@ -264,16 +265,60 @@ def test_concurrent_runs_never_send_twice() -> None:
         def run() -> None:
             from django.test import override_settings
 
-            with override_settings(FLEET_ALERTS_ALLOW_PRIVATE_TARGETS=True):
+            with override_settings(
+                FLEET_ALERTS_ALLOW_PRIVATE_TARGETS=True, FLEET_ALERTS_GROUP_AFTER=group_after
+            ):
                 call_command("alerts", stdout=io.StringIO())
 
         run_in_processes((run, ()), (run, ()), (run, ()))
 
-        hooks = [r.headers["X-Fleet-Delivery"] for r in server.requests if r.path == "/hook"]
+        hooks = [r for r in server.requests if r.path == "/hook"]
         slacks = [r for r in server.requests if r.path == "/slack"]
-    assert (len(hooks), len(set(hooks)), len(slacks)) == (6, 6, 6)
+    ids = [r.headers["X-Fleet-Delivery"] for r in hooks]
+    assert len(ids) == len(set(ids)) == len(slacks)
+    subjects = [
+        subject
+        for r in hooks
+        for subject in (
+            [r.json["incident"]["subject"]] if r.json["incident"] else r.json["group"]["subjects"]
+        )
+    ]
+    assert sorted(subjects) == sorted(Incident.objects.values_list("subject", flat=True))
     assert Incident.objects.count() == 6
-    assert Delivery.objects.filter(status="sent").count() == 12
+    assert Delivery.objects.exclude(status="sent").count() == 0
+    if group_after == 100:
+        assert len(hooks) == 6
+
+
+def test_many_subjects_at_once_are_one_notification_per_channel(settings: Any) -> None:
+    settings.FLEET_ALERTS_GROUP_AFTER = 3
+    now = timezone.now()
+    watched = rule("session_unknown", email_channel(), cooldown_seconds=0)
+    crashed = [_unknown_start(now) for _ in range(4)]
+
+    run_alerts(now)
+    Session.objects.filter(pk__in=[c.pk for c in crashed]).update(status="active")
+    run_alerts(now)
+    run_alerts(now)
+
+    assert Incident.objects.filter(rule=watched).count() == 4
+    assert [m.subject for m in mail.outbox] == [
+        f"[Fleet] Alert: {watched.name} — 4 subjects",
+        f"[Fleet] Resolved: {watched.name} — 4 subjects",
+    ]
+    assert all(f"- session {c.key}" in mail.outbox[0].body for c in crashed)
+
+
+def test_up_to_the_group_size_each_subject_is_its_own_notification(settings: Any) -> None:
+    settings.FLEET_ALERTS_GROUP_AFTER = 3
+    now = timezone.now()
+    rule("session_unknown", email_channel())
+    for _ in range(3):
+        _unknown_start(now)
+
+    run_alerts(now)
+
+    assert len(mail.outbox) == 3
 
 
 def test_reconcile_opens_the_crash_and_stuck_incidents_of_what_it_marks() -> None:

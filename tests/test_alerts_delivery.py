@@ -289,3 +289,22 @@ def test_a_mail_server_that_hangs_times_out_and_is_retried(settings: Any) -> Non
     assert took < 4
     assert delivery.status == "retry"
     assert delivery.last_error.startswith("email failed: ")  # smtplib's exception name
+
+
+def test_a_grouped_webhook_names_every_subject(private_allowed: None, settings: Any) -> None:
+    settings.FLEET_ALERTS_GROUP_AFTER = 1
+    rule = AlertRule.objects.create(name="crashes", kind="session_unknown")
+    with receiver() as server:
+        rule.channels.set([channel("webhook", server.url(), secret=SECRET)])
+        for key in ("g1", "g2"):
+            Session.objects.create(key=key, agent="koda", status="unknown")
+        run_alerts()
+
+    [got] = server.requests
+    assert verify(SECRET, got.headers, got.body)
+    assert got.json["incident"] is None
+    assert got.json["group"] == {
+        "rule": {"id": rule.pk, "name": "crashes", "kind": "session_unknown"},
+        "count": 2,
+        "subjects": ["session g1", "session g2"],
+    }
