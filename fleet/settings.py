@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials.apps.SimpleAppConfig",
     "sessions.apps.SessionsConfig",
+    "alerts.apps.AlertsConfig",
     "fleet.apps.FleetConfig",
 ]
 
@@ -191,6 +192,28 @@ LOGGING: dict[str, Any] = {
 # without activity; a running turn is "stuck" after this many seconds.
 FLEET_STALE_AFTER = env_int("FLEET_STALE_AFTER", 30 * 60, minimum=1)
 FLEET_STUCK_AFTER = env_int("FLEET_STUCK_AFTER", 15 * 60, minimum=1)
+# Alerts (README "Alerts"): seconds a webhook delivery may take to connect
+# and each read; whether webhooks may target private, loopback or link-local
+# addresses (off: a webhook URL must not reach the internal network, SSRF);
+# attempts of a failing delivery before it is given up.
+FLEET_ALERTS_TIMEOUT = env_int("FLEET_ALERTS_TIMEOUT", 5, minimum=1)
+FLEET_ALERTS_ALLOW_PRIVATE_TARGETS = env_bool("FLEET_ALERTS_ALLOW_PRIVATE_TARGETS", default=False)
+FLEET_ALERTS_MAX_ATTEMPTS = env_int("FLEET_ALERTS_MAX_ATTEMPTS", 8, minimum=1)
+# A rule opening (or resolving) more subjects than this in one run sends one
+# notification per channel naming them all (no storm when a fleet crashes).
+FLEET_ALERTS_GROUP_AFTER = env_int("FLEET_ALERTS_GROUP_AFTER", 5, minimum=1)
+# Email alerts go through Django's SMTP backend, configured here (a timeout
+# so a mail server that hangs cannot hold up the alerts run).
+EMAIL_HOST = env_str("FLEET_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("FLEET_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("FLEET_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env_str("FLEET_EMAIL_PASSWORD")
+EMAIL_USE_TLS = env_bool("FLEET_EMAIL_STARTTLS", default=False)
+EMAIL_USE_SSL = env_bool("FLEET_EMAIL_SSL", default=False)
+EMAIL_TIMEOUT = env_int("FLEET_EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("FLEET_EMAIL_FROM", "fleet@localhost")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("FLEET_EMAIL_STARTTLS and FLEET_EMAIL_SSL exclude each other")
 # Largest content (or reasoning) of one message, in characters. A long tool
 # result can be hundreds of KB.
 FLEET_MAX_MESSAGE_CHARS = env_int("FLEET_MAX_MESSAGE_CHARS", 2_000_000, minimum=1)

@@ -11,6 +11,7 @@ from fleet.otlp import views as otlp
 from fleet.views.auth import login_view, logout_view
 from fleet.views.fleet import fleet_page
 from fleet.views.health import healthz, metrics
+from fleet.views.incidents import incidents_page
 from fleet.views.search import search_page
 from fleet.views.session import session_page
 
@@ -25,6 +26,7 @@ urlpatterns = [
     # the session page and its actions share this one URL.
     path("sessions/<session_key:key>/", session_page, name="session"),
     path("search", search_page, name="search"),
+    path("incidents", incidents_page, name="incidents"),
     path("login/", login_view, name="login"),
     path("logout/", logout_view, name="logout"),
     path("admin/", admin.site.urls),

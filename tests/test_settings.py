@@ -117,3 +117,11 @@ def test_login_throttling_is_tuned_from_the_environment():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3 0:45:00 [['username', 'ip_address']]"
+
+
+def test_email_starttls_and_ssl_together_are_refused():
+    result = _load_settings(
+        {"DJANGO_SECRET_KEY": "x" * 50, "FLEET_EMAIL_STARTTLS": "1", "FLEET_EMAIL_SSL": "1"}
+    )
+    assert result.returncode != 0
+    assert "FLEET_EMAIL_STARTTLS" in result.stderr

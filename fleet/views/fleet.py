@@ -224,7 +224,9 @@ def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
         "api_url": request.build_absolute_uri("/api/v1/"),
     }
     if fragment == "live":
-        return render(request, f"{TEMPLATE}#live", {**context, **live_context(now)})
+        # The header's open-incident count follows the poll (out of band).
+        live = {**context, **live_context(now), "live_oob": True}
+        return render(request, f"{TEMPLATE}#live", live)
     if fragment == "sessions":
         context.update(sessions_table(request, form, now))
         # The filter form's hidden sort input follows the table (out of band).

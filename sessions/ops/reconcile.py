@@ -36,6 +36,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
+from django.dispatch import Signal
 
 from sessions.choices import State, Status
 from sessions.inputs import clean_key, clean_text
@@ -52,6 +53,10 @@ from sessions.ops.batches import (
     table,
 )
 from sessions.ops.durations import format_duration
+
+# Sent by ``manage.py reconcile`` after a run that marked sessions (kwargs:
+# ``result``, ``now``): the alerts app evaluates its crash and stuck rules then.
+reconciled = Signal()
 
 STALE = "stale"
 STUCK = "stuck"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,9 @@ from django.utils import timezone
 
 from sessions.ops.command import OpsCommand
 from sessions.ops.durations import format_duration
-from sessions.ops.reconcile import reconcile_agent, reconcile_sessions
+from sessions.ops.reconcile import reconcile_agent, reconcile_sessions, reconciled
+
+logger = logging.getLogger(__name__)
 
 
 class Command(OpsCommand):
@@ -92,6 +95,12 @@ class Command(OpsCommand):
                 now=now,
                 size=size,
             )
+        if not result.dry_run and result.changed:
+            # Alerts' crash and stuck rules (the alerts app listens); a failure
+            # there is logged and never fails the reconcile.
+            for _, response in reconciled.send_robust(Command, result=result, now=now):
+                if isinstance(response, Exception):
+                    logger.error("after reconcile: %s: %s", type(response).__name__, response)
         self.report(result, options)
 
 
