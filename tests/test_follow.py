@@ -1416,3 +1416,39 @@ def test_only_the_changed_files_of_a_zeroclaw_folder_are_read_again(
     assert (added.records, added.sessions) == (4, 1)  # a file came: the whole folder is read
     assert (removed.records, removed.gone) == (3, 1)
     assert fleet_messages()["cli_1"] == store_messages("zeroclaw", folder)["cli_1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_changed_koda_store_reads_only_its_changed_sessions_even_after_a_restart(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    one = follower("koda", path, live_server.url, token, state)
+    assert one.sync().records == 2
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'user', 'later', '2026-03-02 08:00:02')"
+        )
+
+    changed = one.sync()
+
+    assert (changed.records, changed.sessions, changed.messages) == (1, 1, 1)
+    # koda compacts s-1 (old rows archived, the summary inserted) while no follower runs.
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id IN (3, 4)")
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'system', 'Summary.', '2026-03-01 12:30:01')"
+        )
+    counting = transport(live_server.url, token)
+    restarted = follower("koda", path, live_server.url, token, state, transport=counting)
+
+    compacted = restarted.sync()
+
+    assert (compacted.records, compacted.sessions, compacted.messages) == (1, 1, 1)
+    assert counting.calls == [("POST", "/sessions/s-1/messages"), ("PUT", "/sessions/s-1")]
+    assert fleet_messages() == store_messages("koda", path)
+    again = follower("koda", path, live_server.url, token, state).sync()
+    assert (again.read, again.records, again.sessions) == (True, 0, 0)

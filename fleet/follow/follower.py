@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleet.follow.remote import RemoteOutcome, RemoteWriter, session_path
 from fleet.follow.state import State, store_stamp
-from sessions.importers import FORMATS, SourceError
+from sessions.importers import FORMATS, SINCE_READERS, SourceError
 from sessions.importers import zeroclaw as zeroclaw_reader
-from sessions.importers.base import Problem, SourceSession
+from sessions.importers.base import Problem, SourceSession, Unchanged
 
 FOLLOWED = ("appam", "koda", "zeph", "zeroclaw")
 SETTLE = 1.0  # seconds: a stamp this close to the last read is read again
@@ -48,18 +48,25 @@ SAVE_EVERY = 1.0  # seconds between cursor saves within a pass
 
 
 def read_store(
-    fmt: str, path: Path, only: Collection[str] | None = None
-) -> Iterator[SourceSession | Problem]:
-    """The store's records; ``only``: of these files of a zeroclaw folder."""
+    fmt: str,
+    path: Path,
+    only: Collection[str] | None = None,
+    since: Mapping[str, str] | None = None,
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """The store's records; ``only``: of these files of a zeroclaw folder;
+    ``since``: the sessions' stamps, for a format that reads since them
+    (``SINCE_READERS``: the sessions whose rows have them are ``Unchanged``)."""
     if fmt == "zeroclaw" and path.is_dir():
         return zeroclaw_reader.read_folder(path, complete_lines=True, only=only)
+    if since is not None and fmt in SINCE_READERS:
+        return SINCE_READERS[fmt](path, since)
     return FORMATS[fmt](path)
 
 
 @dataclass
 class SyncReport:
     read: bool = False
-    records: int = 0  # sessions (and unreadable ones) read
+    records: int = 0  # sessions (and unreadable ones) read, not those skipped unchanged
     sessions: int = 0
     created: int = 0
     messages: int = 0
@@ -158,13 +165,14 @@ class Follower:
         if self._unchanged(stamp):
             return report
         only = self._changed_files(stamp)
+        since = {key: sent.stamp for key, sent in self.state.sessions.items() if sent.stamp}
         try:
-            records = list(read_store(self.fmt, self.path, only))
+            records = list(read_store(self.fmt, self.path, only, since))
         except SourceError as exc:
             report.failure = str(exc)
             return report
         report.read = True
-        report.records = len(records)
+        report.records = sum(not isinstance(record, Unchanged) for record in records)
         seen: set[str] = set()
         unreadable = False
         for record in records:
@@ -178,11 +186,17 @@ class Follower:
                 self._report(record)
                 continue
             seen.add(record.key)
+            if isinstance(record, Unchanged):
+                continue  # its rows still have the stamp Fleet acknowledged
             for problem in [*record.problems, *record.warnings]:
                 self._report(problem)
             report.errors += len(record.problems)
             outcome = self.writer.write(record, self.state.sessions.get(record.key))
-            self.state.sessions[record.key] = outcome.sent
+            # The stamp only once Fleet holds this version: a refused or failed
+            # session is read again at the next change (or restart).
+            sent = outcome.sent
+            sent.stamp = record.stamp if outcome.result != "error" and not sent.refused else ""
+            self.state.sessions[record.key] = sent
             self._count(report, record, outcome)
             self._save()
         # A partial read (``only``) saw the same files as before: nothing is gone.

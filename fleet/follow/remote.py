@@ -145,12 +145,14 @@ class Sent:
     count: int = 0
     last_id: str | None = None
     refused: str = ""
+    stamp: str = ""  # the reader's stamp of the session Fleet holds (``SinceReader``)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "fields": self.fields,
             "count": self.count,
             "last_id": self.last_id,
+            "stamp": self.stamp,
         }
 
     @classmethod
@@ -159,6 +161,7 @@ class Sent:
             fields=str(data.get("fields") or ""),
             count=int(data.get("count") or 0),
             last_id=data.get("last_id"),
+            stamp=str(data.get("stamp") or ""),
         )
 
 

@@ -18,6 +18,7 @@ from sessions.importers.base import (
     Problem,
     Reader,
     SessionOutcome,
+    SinceReader,
     SourceError,
     run_import,
 )
@@ -29,6 +30,8 @@ FORMATS: dict[str, Reader] = {
     "zeph": zeph.read,
     "zeroclaw": zeroclaw.read,
 }
+# Formats whose reader can skip the sessions unchanged since a cursor (``fleet-follow``).
+SINCE_READERS: dict[str, SinceReader] = {"koda": koda.read_since}
 
 
 def import_store(

@@ -87,9 +87,21 @@ class SourceSession:
     problems: list[Problem] = field(default_factory=list)
     # Imported all the same, with a fallback (``known_choice``): reported, exit 0.
     warnings: list[Problem] = field(default_factory=list)
+    # A read since a cursor (``SinceReader``): the fingerprint of the rows read.
+    stamp: str = ""
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A session a read since a cursor skipped: its rows still have the cursor's stamp."""
+
+    key: str
 
 
 Reader = Callable[[Path], Iterator["SourceSession | Problem"]]
+# ``fleet-follow``'s read of a store: ``since`` maps session keys to the
+# ``stamp`` of their last read; a session whose rows still have it is ``Unchanged``.
+SinceReader = Callable[[Path, Mapping[str, str]], Iterator["SourceSession | Problem | Unchanged"]]
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,30 @@ How it is read:
   status Fleet gave them.
 * A message is ``koda:<row id>``. A corrupt message row is reported and
   skipped; messages whose session is missing are reported together.
+
+``read_since`` (``fleet-follow``) reads the same way but only the sessions
+whose rows changed since a cursor: in one read transaction it stamps each
+session with a hash of its ``sessions`` row, its ``session_metadata`` rows
+and its messages' count, greatest and summed row ids, count and latest of
+``compacted_at`` and latest ``created_at`` (one ``GROUP BY`` over the
+messages: no row is parsed). A session whose stamp is the cursor's is
+``Unchanged``; any other is read whole, exactly as ``read`` reads it -- so a
+compaction (old rows archived), a deleted row, a summary and its archive are
+read as an import reads them. A message row changed in place (other than
+its ``compacted_at``) does not move the stamp; Fleet never replaces a stored
+message anyway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sessions.choices import MESSAGE_INCOMPLETE, Role
 from sessions.errors import FleetError
@@ -63,6 +77,7 @@ from sessions.importers.base import (
     BadRecord,
     Problem,
     SourceSession,
+    Unchanged,
     has_table,
     open_sqlite,
     optional_time,
@@ -114,7 +129,26 @@ TOKEN_COLUMNS = {
 }
 
 
+# Part of every stamp: bump it when the reader reads the same rows differently,
+# so a cursor's stamps from before read every session once more.
+STAMP_VERSION = "koda-1"
+ACTIVITY_COLUMNS = ("session_id", "id", "compacted_at", "created_at")
+
+
 def read(path: Path) -> Iterator[SourceSession | Problem]:
+    return cast(Iterator[SourceSession | Problem], _read(path, None))
+
+
+def read_since(
+    path: Path, since: Mapping[str, str]
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """The store's sessions whose stamp is not ``since``'s (see the module docstring)."""
+    return _read(path, since)
+
+
+def _read(
+    path: Path, since: Mapping[str, str] | None
+) -> Iterator[SourceSession | Problem | Unchanged]:
     conn = open_sqlite(
         path,
         label="koda",
@@ -132,11 +166,22 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
             "WHERE session_id = ? ORDER BY id",
             present_flags=["completed_at"],
         )
+        stamp_of = None
+        if since is not None:
+            conn.execute("BEGIN")  # one snapshot: a stamp is of the rows read
+            stamp_of = _stamper(conn, has_metadata)
         sessions = conn.execute(
             select_sql(conn, "sessions", SESSION_COLUMNS, "ORDER BY created_at, id")
         )
         for row in sessions:
             where = f"{path.name}: sessions id={row['id']!r}"
+            stamp = ""
+            if stamp_of is not None and since is not None:
+                stamp = stamp_of(row)
+                key = to_text(row["id"])
+                if key.strip() and since.get(key) == stamp:
+                    yield Unchanged(key)
+                    continue
             metadata = []
             if has_metadata:
                 metadata = conn.execute(
@@ -145,9 +190,12 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
                 ).fetchall()
             messages = conn.execute(message_sql, (row["id"],)).fetchall()
             try:
-                yield _session(path, row, where, metadata, messages)
+                session = _session(path, row, where, metadata, messages)
             except BadRecord as exc:
                 yield Problem(where, str(exc))
+                continue
+            session.stamp = stamp
+            yield session
         orphans = conn.execute(
             "SELECT session_id, COUNT(*) FROM messages "
             "WHERE session_id NOT IN (SELECT id FROM sessions) GROUP BY session_id ORDER BY 1"
@@ -157,6 +205,33 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
                 f"{path.name}: messages session_id={session_id!r}",
                 f"{count} message(s) of a session that is not in the sessions table; skipped",
             )
+
+
+def _stamper(conn: sqlite3.Connection, has_metadata: bool) -> Callable[[sqlite3.Row], str]:
+    """A function giving a ``sessions`` row its stamp (see the module docstring)."""
+    activity_sql = select_sql(conn, "messages", ACTIVITY_COLUMNS)
+    aggregate = (
+        "SELECT session_id, COUNT(*), MAX(id), TOTAL(id), COUNT(compacted_at), "  # noqa: S608
+        f"MAX(compacted_at), MAX(created_at) FROM ({activity_sql}) AS m"
+    )
+    activity = {row[0]: tuple(row[1:]) for row in conn.execute(f"{aggregate} GROUP BY session_id")}
+    metadata: dict[Any, list[tuple[Any, ...]]] = {}
+    if has_metadata:
+        for entry in conn.execute(
+            "SELECT session_id, key, value FROM session_metadata ORDER BY rowid"
+        ):
+            metadata.setdefault(entry[0], []).append(tuple(entry[1:]))
+
+    def stamp(row: sqlite3.Row) -> str:
+        session_id = row["id"]
+        rows = activity.get(session_id)
+        if rows is None:  # no messages, or an id SQL matches but Python does not
+            found = conn.execute(f"{aggregate} WHERE session_id = ?", (session_id,)).fetchone()
+            rows = tuple(found[1:])
+        text = repr((STAMP_VERSION, tuple(row), metadata.get(session_id, []), rows))
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+    return stamp
 
 
 def _session(
