@@ -34,7 +34,7 @@ from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
 from fleet.simulator.client import ApiClient, ApiError, Response
 from sessions.importers import FORMATS
-from sessions.importers.base import SourceSession
+from sessions.importers.base import Since, SourceSession
 from sessions.models import ApiKey, DailyUsage, Message, Session, Tombstone
 from tests.import_stores import (
     appam_store,
@@ -1452,3 +1452,20 @@ def test_a_changed_koda_store_reads_only_its_changed_sessions_even_after_a_resta
     assert fleet_messages() == store_messages("koda", path)
     again = follower("koda", path, live_server.url, token, state).sync()
     assert (again.read, again.records, again.sessions) == (True, 0, 0)
+
+
+def test_a_read_after_the_cursor_needs_the_cursor_to_hold_the_messages_not_read() -> None:
+    tail = {"row": 6, "count": 2, "last_id": "koda:6"}
+    assert Sent(count=2, last_id="koda:6", stamp="s", tail=tail).since() == Since("s", tail)
+    # A send that stopped half-way: the session is read whole next time.
+    assert Sent(count=1, last_id="koda:5", stamp="s", tail=tail).since() == Since("s", None)
+    assert Sent(count=2, last_id="koda:6", tail=tail).since() is None
+    record = SourceSession(
+        key="k", where="here", last_active_at=MTIME, offset=2, stamp="t", tail=tail
+    )
+
+    outcome = RemoteWriter(Counting(None)).write(record, Sent(count=1, last_id="koda:5"))
+
+    assert outcome.result == "error"
+    assert outcome.problem is not None
+    assert "not read" in outcome.problem.message

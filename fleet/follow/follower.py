@@ -40,7 +40,7 @@ from fleet.follow.remote import RemoteOutcome, RemoteWriter, session_path
 from fleet.follow.state import State, store_stamp
 from sessions.importers import FORMATS, SINCE_READERS, SourceError
 from sessions.importers import zeroclaw as zeroclaw_reader
-from sessions.importers.base import Problem, SourceSession, Unchanged
+from sessions.importers.base import Problem, Since, SourceSession, Unchanged
 
 FOLLOWED = ("appam", "koda", "zeph", "zeroclaw")
 SETTLE = 1.0  # seconds: a stamp this close to the last read is read again
@@ -51,7 +51,7 @@ def read_store(
     fmt: str,
     path: Path,
     only: Collection[str] | None = None,
-    since: Mapping[str, str] | None = None,
+    since: Mapping[str, Since] | None = None,
 ) -> Iterator[SourceSession | Problem | Unchanged]:
     """The store's records; ``only``: of these files of a zeroclaw folder;
     ``since``: the sessions' stamps, for a format that reads since them
@@ -165,7 +165,11 @@ class Follower:
         if self._unchanged(stamp):
             return report
         only = self._changed_files(stamp)
-        since = {key: sent.stamp for key, sent in self.state.sessions.items() if sent.stamp}
+        since = {
+            key: cursor
+            for key, sent in self.state.sessions.items()
+            if (cursor := sent.since()) is not None
+        }
         try:
             records = list(read_store(self.fmt, self.path, only, since))
         except SourceError as exc:
@@ -195,7 +199,8 @@ class Follower:
             # The stamp only once Fleet holds this version: a refused or failed
             # session is read again at the next change (or restart).
             sent = outcome.sent
-            sent.stamp = record.stamp if outcome.result != "error" and not sent.refused else ""
+            held = outcome.result != "error" and not sent.refused
+            sent.stamp, sent.tail = (record.stamp, record.tail) if held else ("", None)
             self.state.sessions[record.key] = sent
             self._count(report, record, outcome)
             self._save()

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from sessions.choices import ENDED_STATUSES
-from sessions.importers.base import Problem, SourceSession
+from sessions.importers.base import Problem, Since, SourceSession
 from sessions.inputs import MessageIn, UsageIn
 
 USAGE_KEYS = (
@@ -145,7 +145,9 @@ class Sent:
     count: int = 0
     last_id: str | None = None
     refused: str = ""
-    stamp: str = ""  # the reader's stamp of the session Fleet holds (``SinceReader``)
+    # The reader's stamp and tail of the version Fleet holds (``SinceReader``).
+    stamp: str = ""
+    tail: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class Sent:
             "count": self.count,
             "last_id": self.last_id,
             "stamp": self.stamp,
+            "tail": self.tail,
         }
 
     @classmethod
@@ -162,7 +165,24 @@ class Sent:
             count=int(data.get("count") or 0),
             last_id=data.get("last_id"),
             stamp=str(data.get("stamp") or ""),
+            tail=data.get("tail") if isinstance(data.get("tail"), dict) else None,
         )
+
+    def since(self) -> Since | None:
+        """The cursor for a read since it, when Fleet holds the version it stamps.
+
+        Its tail only when the count of messages acknowledged is the tail's
+        (the messages not read are exactly those the cursor holds).
+        """
+        if not self.stamp:
+            return None
+        tail = self.tail
+        if tail is not None and (tail.get("count"), tail.get("last_id")) != (
+            self.count,
+            self.last_id,
+        ):
+            tail = None
+        return Since(self.stamp, tail)
 
 
 def unsent(messages: Sequence[MessageIn], sent: Sent | None) -> int:
@@ -220,16 +240,29 @@ class RemoteWriter:
     log: Callable[[str], None] = field(default=lambda line: None)
 
     def write(self, source: SourceSession, sent: Sent | None = None) -> RemoteOutcome:
-        """Send what ``source`` has that ``sent`` (the cursor) says Fleet lacks."""
+        """Send what ``source`` has that ``sent`` (the cursor) says Fleet lacks.
+
+        A record read after the cursor (``source.offset``: its first messages
+        were not read) needs the cursor to hold exactly those; otherwise it is
+        refused here, and its session is read whole next time (the follower
+        keeps no stamp for a session in error).
+        """
         body = payloads(source, agent=self.agent)
-        start = unsent(source.messages, sent)
+        offset = source.offset
+        if offset and (sent is None or sent.count != offset):
+            problem = Problem(source.where, "the cursor does not hold the messages not read")
+            return RemoteOutcome(source.key, "error", sent or Sent(), problem=problem)
+        messages = source.messages
+        start = offset if offset else unsent(messages, sent)
+        total = offset + len(messages)
         fields_print = fingerprint(body.upsert)
-        last_id = source.messages[-1].message_id if source.messages else None
-        signature = f"{fields_print}:{len(source.messages)}:{last_id}"
+        held = sent.last_id if offset and sent is not None else None  # the last not read
+        last_id = messages[-1].message_id if messages else held
+        signature = f"{fields_print}:{total}:{last_id}"
         if sent is not None:
             if sent.refused == signature:
                 return RemoteOutcome(source.key, "unchanged", sent)
-            if start == len(source.messages) and sent.fields == fields_print:
+            if start == total and sent.fields == fields_print:
                 return RemoteOutcome(source.key, "unchanged", sent)
         path = session_path(source.key)
         creating = False
@@ -243,13 +276,14 @@ class RemoteWriter:
         progress = Sent(
             fields=sent.fields if sent else "",
             count=start,
-            last_id=source.messages[start - 1].message_id if start else None,
+            last_id=messages[start - offset - 1].message_id if start > offset else held,
         )
         outcome = RemoteOutcome(source.key, "created" if creating else "updated", progress)
-        outcome.dropped = sum(dropped_marks(m) for m in source.messages[start:])
+        outcome.dropped = sum(dropped_marks(m) for m in messages[start - offset :])
         position = start
-        while position < len(source.messages):
-            chunk = [message_payload(m) for m in source.messages[position : position + self.batch]]
+        while position < total:
+            at = position - offset
+            chunk = [message_payload(m) for m in messages[at : at + self.batch]]
             status, data = self.transport.call(
                 "POST",
                 session_path(source.key, "/messages"),
@@ -265,7 +299,7 @@ class RemoteWriter:
             outcome.skipped += int(data.get("skipped", 0)) if isinstance(data, dict) else 0
             position += len(chunk)
             progress.count = position
-            progress.last_id = source.messages[position - 1].message_id
+            progress.last_id = messages[position - offset - 1].message_id
         upsert = {**body.new_session, **body.upsert} if creating else body.upsert
         status, data = self.transport.call("PUT", path, upsert)
         if status not in (200, 201):

@@ -87,8 +87,21 @@ class SourceSession:
     problems: list[Problem] = field(default_factory=list)
     # Imported all the same, with a fallback (``known_choice``): reported, exit 0.
     warnings: list[Problem] = field(default_factory=list)
-    # A read since a cursor (``SinceReader``): the fingerprint of the rows read.
+    # A read since a cursor (``SinceReader``): the fingerprint of the rows read;
+    # ``offset``: the first messages, which the cursor holds, were not read
+    # (``messages`` are those after them); ``tail``: what the next read since
+    # needs to read only the rows after these (JSON; ``None``: read it whole).
     stamp: str = ""
+    offset: int = 0
+    tail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Since:
+    """A session's cursor for a read since it: the ``stamp`` and ``tail`` of its last read."""
+
+    stamp: str
+    tail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +112,11 @@ class Unchanged:
 
 
 Reader = Callable[[Path], Iterator["SourceSession | Problem"]]
-# ``fleet-follow``'s read of a store: ``since`` maps session keys to the
-# ``stamp`` of their last read; a session whose rows still have it is ``Unchanged``.
-SinceReader = Callable[[Path, Mapping[str, str]], Iterator["SourceSession | Problem | Unchanged"]]
+# ``fleet-follow``'s read of a store: ``since`` maps session keys to their
+# cursor; a session whose rows still have its stamp is ``Unchanged``.
+SinceReader = Callable[
+    [Path, Mapping[str, "Since"]], Iterator["SourceSession | Problem | Unchanged"]
+]
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,6 +76,7 @@ from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
     Problem,
+    Since,
     SourceSession,
     Unchanged,
     has_table,
@@ -140,14 +141,14 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
 
 
 def read_since(
-    path: Path, since: Mapping[str, str]
+    path: Path, since: Mapping[str, Since]
 ) -> Iterator[SourceSession | Problem | Unchanged]:
     """The store's sessions whose stamp is not ``since``'s (see the module docstring)."""
     return _read(path, since)
 
 
 def _read(
-    path: Path, since: Mapping[str, str] | None
+    path: Path, since: Mapping[str, Since] | None
 ) -> Iterator[SourceSession | Problem | Unchanged]:
     conn = open_sqlite(
         path,
@@ -166,35 +167,46 @@ def _read(
             "WHERE session_id = ? ORDER BY id",
             present_flags=["completed_at"],
         )
-        stamp_of = None
+        stamper = None
         if since is not None:
             conn.execute("BEGIN")  # one snapshot: a stamp is of the rows read
-            stamp_of = _stamper(conn, has_metadata)
+            stamper = _Stamper(conn, has_metadata)
         sessions = conn.execute(
             select_sql(conn, "sessions", SESSION_COLUMNS, "ORDER BY created_at, id")
         )
         for row in sessions:
             where = f"{path.name}: sessions id={row['id']!r}"
-            stamp = ""
-            if stamp_of is not None and since is not None:
-                stamp = stamp_of(row)
-                key = to_text(row["id"])
-                if key.strip() and since.get(key) == stamp:
-                    yield Unchanged(key)
-                    continue
             metadata = []
             if has_metadata:
                 metadata = conn.execute(
                     "SELECT key, value FROM session_metadata WHERE session_id = ? ORDER BY rowid",
                     (row["id"],),
                 ).fetchall()
-            messages = conn.execute(message_sql, (row["id"],)).fetchall()
+            if stamper is None or since is None:
+                messages = conn.execute(message_sql, (row["id"],)).fetchall()
+                try:
+                    yield _session(path, row, where, metadata, messages)
+                except BadRecord as exc:
+                    yield Problem(where, str(exc))
+                continue
+            stamp, activity = stamper.stamp(row)
+            cursor = since.get(to_text(row["id"]))
+            if cursor is not None and cursor.stamp == stamp and to_text(row["id"]).strip():
+                yield Unchanged(to_text(row["id"]))
+                continue
+            tail = cursor.tail if cursor is not None else None
+            rows = _rows_after(conn, stamper, message_sql, row["id"], tail) if tail else None
+            if rows is None:
+                tail = None
+                rows = conn.execute(message_sql, (row["id"],)).fetchall()
+            context: dict[str, Any] = {}
             try:
-                session = _session(path, row, where, metadata, messages)
+                session = _session(path, row, where, metadata, rows, tail, context)
             except BadRecord as exc:
                 yield Problem(where, str(exc))
                 continue
             session.stamp = stamp
+            session.tail = _next_tail(session, activity, tail, context)
             yield session
         orphans = conn.execute(
             "SELECT session_id, COUNT(*) FROM messages "
@@ -207,36 +219,108 @@ def _read(
             )
 
 
-def _stamper(conn: sqlite3.Connection, has_metadata: bool) -> Callable[[sqlite3.Row], str]:
-    """A function giving a ``sessions`` row its stamp (see the module docstring)."""
-    activity_sql = select_sql(conn, "messages", ACTIVITY_COLUMNS)
-    aggregate = (
-        "SELECT session_id, COUNT(*), MAX(id), TOTAL(id), COUNT(compacted_at), "  # noqa: S608
-        f"MAX(compacted_at), MAX(created_at) FROM ({activity_sql}) AS m"
-    )
-    activity = {row[0]: tuple(row[1:]) for row in conn.execute(f"{aggregate} GROUP BY session_id")}
-    metadata: dict[Any, list[tuple[Any, ...]]] = {}
-    if has_metadata:
-        for entry in conn.execute(
-            "SELECT session_id, key, value FROM session_metadata ORDER BY rowid"
-        ):
-            metadata.setdefault(entry[0], []).append(tuple(entry[1:]))
+class _Stamper:
+    """Each ``sessions`` row's stamp, and its messages' activity (see the module docstring)."""
 
-    def stamp(row: sqlite3.Row) -> str:
+    def __init__(self, conn: sqlite3.Connection, has_metadata: bool) -> None:
+        self.conn = conn
+        activity_sql = select_sql(conn, "messages", ACTIVITY_COLUMNS)
+        self.aggregate = (
+            "SELECT session_id, COUNT(*), MAX(id), TOTAL(id), COUNT(compacted_at), "  # noqa: S608
+            f"MAX(compacted_at), MAX(created_at) FROM ({activity_sql}) AS m"
+        )
+        self.activity = {
+            row[0]: list(row[1:]) for row in conn.execute(f"{self.aggregate} GROUP BY session_id")
+        }
+        self.metadata: dict[Any, list[tuple[Any, ...]]] = {}
+        if has_metadata:
+            for entry in conn.execute(
+                "SELECT session_id, key, value FROM session_metadata ORDER BY rowid"
+            ):
+                self.metadata.setdefault(entry[0], []).append(tuple(entry[1:]))
+
+    def stamp(self, row: sqlite3.Row) -> tuple[str, list[Any]]:
+        """The row's stamp, and its messages' count, greatest id, ... (``ACTIVITY``)."""
         session_id = row["id"]
-        rows = activity.get(session_id)
-        if rows is None:  # no messages, or an id SQL matches but Python does not
-            found = conn.execute(f"{aggregate} WHERE session_id = ?", (session_id,)).fetchone()
-            rows = tuple(found[1:])
-        text = repr((STAMP_VERSION, tuple(row), metadata.get(session_id, []), rows))
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        activity = self.activity.get(session_id)
+        if activity is None:  # no messages, or an id SQL matches but Python does not
+            found = self.conn.execute(
+                f"{self.aggregate} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            activity = list(found[1:])
+        text = repr((STAMP_VERSION, tuple(row), self.metadata.get(session_id, []), activity))
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24], activity
 
-    return stamp
+    def before(self, session_id: Any, row_id: int) -> list[Any]:
+        """The activity of the session's rows up to ``row_id``."""
+        found = self.conn.execute(
+            f"{self.aggregate} WHERE session_id = ? AND id <= ?", (session_id, row_id)
+        ).fetchone()
+        return list(found[1:])
+
+
+def _rows_after(
+    conn: sqlite3.Connection,
+    stamper: _Stamper,
+    message_sql: str,
+    session_id: Any,
+    tail: Mapping[str, Any],
+) -> list[Any] | None:
+    """The session's rows after the cursor's, or ``None``: the session is read whole.
+
+    Only when the rows up to the cursor's last are as they were (their
+    activity is the tail's: none archived, deleted or added among them since)
+    and no row after it is a ``system`` row (it may be the summary of an
+    earlier archive, which ``mark_summaries`` finds only among all the rows).
+    """
+    last = tail.get("row")
+    if not isinstance(last, int):
+        return None
+    if stamper.before(session_id, last) != list(tail.get("activity") or []):
+        return None
+    after = message_sql.replace("WHERE session_id = ?", "WHERE session_id = ? AND id > ?")
+    rows = conn.execute(after, (session_id, last)).fetchall()
+    if any(to_text(r["role"]).strip().lower() == Role.SYSTEM for r in rows):
+        return None
+    return rows
+
+
+def _next_tail(
+    session: SourceSession,
+    activity: list[Any],
+    tail: Mapping[str, Any] | None,
+    context: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """What the next read since needs to read only the rows after these.
+
+    Nothing (the next read is whole) when a row was reported: the cursor's
+    count of messages would not be the store's count of rows.
+    """
+    if session.problems or not isinstance(activity[1], int):
+        return None
+    last_id = session.messages[-1].message_id if session.messages else (tail or {}).get("last_id")
+    return {
+        "row": activity[1],
+        "activity": activity,
+        "count": session.offset + len(session.messages),
+        "last_id": last_id,
+        "last_message": context["last_message"].isoformat(),
+        "model": context["model"],
+    }
 
 
 def _session(
-    path: Path, row: Any, where: str, metadata: list[Any], rows: list[Any]
+    path: Path,
+    row: Any,
+    where: str,
+    metadata: list[Any],
+    rows: list[Any],
+    tail: Mapping[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> SourceSession:
+    """``rows``: all the session's message rows, or with ``tail`` those after it
+    (``context`` hears the last message's time and the newest model, for the next tail).
+    """
     key = to_text(row["id"])
     if not key.strip():
         raise BadRecord("id is empty")
@@ -264,6 +348,11 @@ def _session(
         fields["metadata"] = extra
     session = SourceSession(key=key, where=where, last_active_at=created, fields=fields)
     last_message = created
+    newest_model = ""
+    if tail is not None:  # the rows up to the tail's were read before
+        session.offset = int(tail["count"])
+        last_message = max(last_message, datetime.fromisoformat(tail["last_message"]))
+        newest_model = str(tail["model"])
     # First every row's values (a corrupt one is reported), then the summaries
     # among them, then each is validated: marking a summary restamps it.
     parsed: list[tuple[str, dict[str, Any], datetime | None]] = []
@@ -274,7 +363,6 @@ def _session(
         except BadRecord as exc:
             session.problems.append(Problem(row_where, str(exc)))
     summaries = mark_summaries([(values, archived) for _, values, archived in parsed])
-    newest_model = ""
     for index, (row_where, values, archived) in enumerate(parsed):
         try:
             message = source_message_keeping(values, where=row_where, warnings=session.warnings)
@@ -289,6 +377,8 @@ def _session(
     session.last_active_at = (
         optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
     )
+    if context is not None:
+        context.update(last_message=last_message, model=newest_model)
     # The session's model, else the newest message's that names one.
     model = model or newest_model
     if model:
