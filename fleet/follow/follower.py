@@ -7,11 +7,13 @@ A pass (``Follower.sync``):
    newest change is older than ``SETTLE`` seconds before that read began (a
    write in the same clock tick as the read would not move the stamp), the
    pass ends there: an idle store costs a few ``stat`` calls per interval.
-2. Otherwise reads the whole store with the format's reader -- the same
-   reader ``import_sessions`` uses -- into memory, so the SQLite read
-   transaction (``mode=ro``: never a write lock) ends before anything is sent.
-   A zeroclaw JSONL folder is read up to each file's last complete line, and
-   only its files that changed when no file came or went.
+2. Otherwise reads the store with the format's reader -- the same reader
+   ``import_sessions`` uses -- into memory, so the SQLite read transaction
+   (``mode=ro``: never a write lock) ends before anything is sent. A koda
+   store is read since the cursor (``SINCE_READERS``: sessions whose stamp
+   is the cursor's are ``Unchanged``, a session written to is read from the
+   cursor's tail on). A zeroclaw JSONL folder is read up to each file's last
+   complete line, and only its files that changed when no file came or went.
 3. For each session, the remote writer sends what the cursor says Fleet
    lacks (``remote.RemoteWriter``); the cursor is saved after each session
    (at most once a second) and at the end of the pass.
@@ -22,8 +24,8 @@ A pass (``Follower.sync``):
 ``stop`` (SIGTERM) ends a pass after the session under way: a long backlog
 does not hold up a shutdown, and the next start resumes from the cursor.
 
-A poll after a change therefore costs a full read of the store (every
-message parsed and validated) and a comparison per session, and sends only
+A poll after a change therefore costs a read of what changed (koda, a
+zeroclaw folder) or of the whole store (the other formats), and sends only
 the changed sessions: the new messages, and a PUT of the fields.
 """
 
