@@ -253,11 +253,9 @@ def test_the_remote_writer_gives_what_the_local_import_gives(
 
     remote = fleet_rows()
     if fmt == "koda":
-        # The API cannot carry koda's archive marks (remote.py): the one difference.
-        assert report.dropped == 2
+        # koda's archive marks arrive (POST .../messages/archive) with their times.
         assert [m["compacted_at"] is not None for m in local["messages"]].count(True) == 2
-        for message in local["messages"]:
-            message["compacted_at"] = None
+    assert report.dropped == 0
     assert remote == local
     assert local["sessions"]
     assert report.sessions == len(local["sessions"])
@@ -1296,7 +1294,7 @@ def test_a_stop_ends_the_pass_after_the_session_under_way(tmp_path: Path) -> Non
     one.sync()
 
     assert list(json.loads(state.read_text())["sessions"]) == ["s-1"]
-    assert transport.calls == 3  # GET, POST, PUT of s-1; s-2 is left for the next start
+    assert transport.calls == 4  # GET, POST, archive, PUT of s-1; s-2 is left for the next start
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1448,7 +1446,11 @@ def test_a_changed_koda_store_reads_only_its_changed_sessions_even_after_a_resta
     compacted = restarted.sync()
 
     assert (compacted.records, compacted.sessions, compacted.messages) == (1, 1, 1)
-    assert counting.calls == [("POST", "/sessions/s-1/messages"), ("PUT", "/sessions/s-1")]
+    assert counting.calls == [
+        ("POST", "/sessions/s-1/messages"),
+        ("POST", "/sessions/s-1/messages/archive"),
+        ("PUT", "/sessions/s-1"),
+    ]
     assert fleet_messages() == store_messages("koda", path)
     again = follower("koda", path, live_server.url, token, state).sync()
     assert (again.read, again.records, again.sessions) == (True, 0, 0)
@@ -1469,3 +1471,30 @@ def test_a_read_after_the_cursor_needs_the_cursor_to_hold_the_messages_not_read(
     assert outcome.result == "error"
     assert outcome.problem is not None
     assert "not read" in outcome.problem.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_compaction_koda_makes_later_archives_what_fleet_holds(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    follower("koda", path, live_server.url, token, state).sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id IN (3, 4)")
+    counting = transport(live_server.url, token)
+
+    report = follower("koda", path, live_server.url, token, state, transport=counting).sync()
+
+    assert counting.calls == [
+        ("POST", "/sessions/s-1/messages/archive"),
+        ("PUT", "/sessions/s-1"),
+    ]
+    assert (report.sessions, report.messages, report.dropped) == (1, 0, 0)
+    archived = Message.objects.filter(session__key="s-1", compacted_at__isnull=False)
+    assert sorted(m.message_id for m in archived) == ["koda:1", "koda:2", "koda:3", "koda:4"]
+    assert {m.compacted_at for m in archived if m.message_id == "koda:4"} == {
+        datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    }
+    again = follower("koda", path, live_server.url, token, state, transport=counting).sync()
+    assert (again.records, len(counting.calls)) == (0, 2)

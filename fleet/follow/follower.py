@@ -99,7 +99,7 @@ class SyncReport:
         if self.gone:
             parts.append(f"{self.gone} gone from the store ({self.deleted} deleted in Fleet)")
         if self.dropped:
-            parts.append(f"{self.dropped} archive mark(s) the API cannot carry")
+            parts.append(f"{self.dropped} mark(s) the API cannot carry")
         return ", ".join(parts) + f"{lag}, {self.seconds:.2f}s"
 
 
