@@ -31,7 +31,11 @@ FORMATS: dict[str, Reader] = {
     "zeroclaw": zeroclaw.read,
 }
 # Formats whose reader can skip the sessions unchanged since a cursor (``fleet-follow``).
-SINCE_READERS: dict[str, SinceReader] = {"koda": koda.read_since}
+SINCE_READERS: dict[str, SinceReader] = {
+    "appam": appam.read_since,
+    "koda": koda.read_since,
+    "zeroclaw": zeroclaw.read_since,
+}
 
 
 def import_store(

@@ -20,6 +20,7 @@ store archived since they were imported are archived at the store's time
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +103,12 @@ class Since:
 
     stamp: str
     tail: Mapping[str, Any] | None = None
+
+
+def stamp_of(*parts: Any) -> str:
+    """A short hash of values read from a store (a ``SinceReader``'s stamp)."""
+    text = repr(parts)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
