@@ -9,11 +9,12 @@ A pass (``Follower.sync``):
    pass ends there: an idle store costs a few ``stat`` calls per interval.
 2. Otherwise reads the store with the format's reader -- the same reader
    ``import_sessions`` uses -- into memory, so the SQLite read transaction
-   (``mode=ro``: never a write lock) ends before anything is sent. A koda
-   store is read since the cursor (``SINCE_READERS``: sessions whose stamp
-   is the cursor's are ``Unchanged``, a session written to is read from the
-   cursor's tail on). A zeroclaw JSONL folder is read up to each file's last
-   complete line, and only its files that changed when no file came or went.
+   (``mode=ro``: never a write lock) ends before anything is sent. koda,
+   appam and zeroclaw's ``sessions.db`` are read since the cursor
+   (``SINCE_READERS``: sessions whose stamp is the cursor's are
+   ``Unchanged``; a koda session written to is read from the cursor's tail).
+   A zeroclaw JSONL folder is read up to each file's last complete line, and
+   only its files that changed when no file came or went.
 3. For each session, the remote writer sends what the cursor says Fleet
    lacks (``remote.RemoteWriter``); the cursor is saved after each session
    (at most once a second) and at the end of the pass.
@@ -24,9 +25,9 @@ A pass (``Follower.sync``):
 ``stop`` (SIGTERM) ends a pass after the session under way: a long backlog
 does not hold up a shutdown, and the next start resumes from the cursor.
 
-A poll after a change therefore costs a read of what changed (koda, a
-zeroclaw folder) or of the whole store (the other formats), and sends only
-the changed sessions: the new messages, and a PUT of the fields.
+A poll after a change therefore costs a read of what changed (zeph: of the
+whole store), and sends only the changed sessions: the new messages, and a
+PUT of the fields.
 """
 
 from __future__ import annotations
