@@ -1498,3 +1498,30 @@ def test_a_compaction_koda_makes_later_archives_what_fleet_holds(
     }
     again = follower("koda", path, live_server.url, token, state, transport=counting).sync()
     assert (again.records, len(counting.calls)) == (0, 2)
+
+
+def test_a_fleet_without_the_archive_endpoint_gets_the_rest_and_the_marks_are_counted(
+    tmp_path: Path,
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    calls: list[tuple[str, str]] = []
+
+    class OlderFleet:
+        def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            calls.append((method, path))
+            if path.endswith("/messages/archive"):  # an older Fleet: the session's route
+                message = "POST is not allowed here; allowed: DELETE, PUT, GET"
+                return 405, {"error": {"code": "method_not_allowed", "message": message}}
+            return (404, None) if method == "GET" else (200, {"appended": 1, "skipped": 0})
+
+    lines: list[str] = []
+    one = follower("koda", path, "http://f.test", "k", transport=OlderFleet(), log=lines.append)
+    one.writer.log = lines.append  # as the command wires it
+
+    report = one.sync()
+
+    assert (report.errors, report.sessions, report.dropped) == (0, 2, 2)
+    assert [line for line in lines if "cannot archive" in line] == [
+        "this Fleet cannot archive messages: koda's archive marks are left out"
+    ]
+    assert calls.count(("POST", "/sessions/s-1/messages/archive")) == 1

@@ -236,6 +236,10 @@ class Transport(Protocol):
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
 
 
+def _is_fleet_error(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
+
+
 def session_path(key: str, suffix: str = "") -> str:
     return f"/sessions/{quote(key, safe='')}{suffix}"
 
@@ -352,8 +356,10 @@ class RemoteWriter:
     ) -> tuple[int, Any] | None:
         """Send the archive marks (stored messages skip any they hold); the refusal, if any.
 
-        A server without the endpoint (404/405: older than it) is told once in
-        the log, and its marks are counted in ``dropped`` from then on.
+        A server without the endpoint (older than it: the path is then the
+        session's, which answers 405; a 404 not in Fleet's error shape: no such
+        path) is told once in the log, and its marks are counted in ``dropped``
+        from then on.
         """
         position = 0
         while position < len(marks) and self.archives:
@@ -364,7 +370,7 @@ class RemoteWriter:
             if self._batch_too_big(status, data) and self.batch > 1:
                 self.batch = max(1, self.batch // 2)
                 continue
-            if status in (404, 405) and not (isinstance(data, dict) and "error" in data):
+            if status == 405 or (status == 404 and not _is_fleet_error(data)):
                 self.archives = False
                 self.log("this Fleet cannot archive messages: koda's archive marks are left out")
                 break
