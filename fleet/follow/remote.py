@@ -23,9 +23,10 @@ them, in the local writer's order:
    it as the services' ``now``). An ending status without an ``ended_at``
    ends at the store's last activity, as locally.
 
-4. ``POST /sessions/{key}/messages/archive`` with the archive marks
-   (``compacted_at``) of the messages read, when they are not the ones the
-   cursor says Fleet holds (after the messages: it archives stored ones).
+4. Between 2. and 3.: ``POST /sessions/{key}/messages/archive`` with the
+   archive marks (``compacted_at``) of the messages read, when they are not
+   the ones the cursor says Fleet holds (after the append: it archives
+   stored messages only).
 
 What the API cannot carry: the other trusted marks only an import sets
 (``is_summary``, ``seq``; ``sessions.fields`` ``MESSAGE_TRUSTED_FIELDS``). A
