@@ -53,7 +53,10 @@ session with a hash of its ``sessions`` row, its ``session_metadata`` rows
 and its messages' count, greatest and summed row ids, count and latest of
 ``compacted_at`` and latest ``created_at`` (one ``GROUP BY`` over the
 messages: no row is parsed). A session whose stamp is the cursor's is
-``Unchanged``; any other is read whole, exactly as ``read`` reads it -- so a
+``Unchanged``. A changed session whose rows up to the cursor's tail (its
+last row) are as they were, and whose rows after it hold no ``system`` row,
+is read from the tail on (``SourceSession.offset``: the messages before are
+the cursor's). Any other is read whole, exactly as ``read`` reads it -- so a
 compaction (old rows archived), a deleted row, a summary and its archive are
 read as an import reads them. A message row changed in place (other than
 its ``compacted_at``) does not move the stamp; Fleet never replaces a stored
@@ -298,6 +301,8 @@ def _next_tail(
     """
     if session.problems or not isinstance(activity[1], int):
         return None
+    if any(isinstance(value, bytes) for value in activity):
+        return None  # a BLOB where koda writes text: not JSON (the cursor's file)
     last_id = session.messages[-1].message_id if session.messages else (tail or {}).get("last_id")
     return {
         "row": activity[1],
