@@ -18,8 +18,8 @@ workers, as ``bench/ingest.py``) and prints:
     messages per second each (process start included on both sides) and
     their ratio, target ≥ 0.5.
 (c) lag on a large store: (a) again, on (b)'s store (its follower resumes
-    from (b)'s cursor): each poll reads the whole store, so the lag is about
-    the time one read takes.
+    from (b)'s cursor): koda is read since the cursor, so a poll reads the
+    session being written from the cursor on, not the whole store.
 
 See bench/README.md for what the figures mean and the ones measured.
 """

@@ -459,6 +459,30 @@ def clean_message(
     return message
 
 
+def clean_archived(values: Any, path: str = "messages") -> dict[str, datetime]:
+    """Stored messages an agent's store archived: ``[{message_id, compacted_at}]``
+    (at most ``FLEET_API_MAX_BATCH``) as ``message_id`` → archive time."""
+    if not isinstance(values, list):
+        raise InvalidInput("must be a list of {message_id, compacted_at}", field=path)
+    limit = settings.FLEET_API_MAX_BATCH
+    if len(values) > limit:
+        raise InvalidInput(
+            f"a batch holds at most {limit} messages, got {len(values)}; send several", field=path
+        )
+    archived: dict[str, datetime] = {}
+    for index, item in enumerate(values):
+        where = f"{path}[{index}]"
+        if not isinstance(item, dict) or set(item) - {"message_id", "compacted_at"}:
+            raise InvalidInput("must be an object of message_id and compacted_at", field=where)
+        message_id = clean_text(
+            item.get("message_id"), f"{where}.message_id", max_length=255, single_line=True
+        )
+        if not message_id:
+            raise InvalidInput("must name a stored message", field=f"{where}.message_id")
+        archived[message_id] = clean_timestamp(item.get("compacted_at"), f"{where}.compacted_at")
+    return archived
+
+
 def clean_messages(
     values: Any, path: str = "messages", *, convention: str | None = None
 ) -> list[MessageIn]:

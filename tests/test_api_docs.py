@@ -35,6 +35,7 @@ ENDPOINTS = {
     "/api/v1/sessions/{key}/messages/last": {"get", "put", "delete"},
     "/api/v1/sessions/{key}/pending-tool-calls": {"get"},
     "/api/v1/sessions/{key}/compact": {"post"},
+    "/api/v1/sessions/{key}/messages/archive": {"post"},
     "/api/v1/sessions/{key}/usage": {"get"},
     "/api/v1/messages/recent": {"get"},
     "/api/v1/compaction-stats": {"get"},

@@ -35,7 +35,7 @@ def store() -> None:
             key=session_key,
             session={"agent": agent, "state": "running"},
             messages=[
-                {"role": "user", "content": f"hello zebra from {agent}"},
+                {"role": "user", "content": f"hello zebra from {agent}", "message_id": "m-1"},
                 {"role": "assistant", "content": "zebra", "usage": {**USAGE, "cost_usd": cost}},
             ],
         )
@@ -77,6 +77,11 @@ WRITES = {
     "remove-last": ("DELETE", "sessions/{k}/messages/last", None),
     "clear": ("DELETE", "sessions/{k}/messages", None),
     "compact": ("POST", "sessions/{k}/compact", {"summary": "short", "keep": 0}),
+    "archive": (
+        "POST",
+        "sessions/{k}/messages/archive",
+        {"messages": [{"message_id": "m-1", "compacted_at": "2026-03-01T12:05:00Z"}]},
+    ),
     "reconcile": ("POST", "reconcile", {"agent": "{agent}"}),
 }
 READS = {

@@ -110,6 +110,7 @@ def test_every_endpoint_needs_a_key() -> None:
         ("PUT", "sessions/s/messages/last"),
         ("DELETE", "sessions/s/messages/last"),
         ("POST", "sessions/s/compact"),
+        ("POST", "sessions/s/messages/archive"),
         ("GET", "sessions/s/usage"),
         ("POST", "reconcile"),
         ("GET", "search?q=x"),

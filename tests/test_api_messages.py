@@ -494,6 +494,75 @@ def test_a_bad_compaction_is_422_and_writes_nothing(
     assert Message.objects.count() == 4
 
 
+# --- archive (an agent's store archived messages already stored) ------------------
+
+
+def test_archiving_stored_messages_by_id_takes_them_out_of_the_context(api: ApiClient) -> None:
+    append(api, "s1", *[user(f"m{i}", message_id=f"m{i}") for i in range(4)])
+    before = Session.objects.get(key="s1")
+    moment = "2026-03-01T12:05:00Z"
+    body = {
+        "messages": [
+            {"message_id": "m0", "compacted_at": moment},
+            {"message_id": "m1", "compacted_at": "2026-03-01T13:05:00+01:00"},
+            {"message_id": "not-stored", "compacted_at": moment},
+        ]
+    }
+
+    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 2}
+    # Again, or later with another time: an archived message stays as it was.
+    body["messages"][0]["compacted_at"] = "2026-04-01T00:00:00Z"
+    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 0}
+
+    context = api.get("sessions/s1/messages", view="context").json()["items"]
+    assert [m["message_id"] for m in context] == ["m2", "m3"]
+    archived = Message.objects.filter(session__key="s1", compacted_at__isnull=False)
+    assert {m.compacted_at.isoformat() for m in archived} == {"2026-03-01T12:05:00+00:00"}
+    after = Session.objects.get(key="s1")
+    assert (after.message_count, after.total_tokens) == (before.message_count, before.total_tokens)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": "m0"}, "messages"),
+        ({"messages": ["m0"]}, "messages[0]"),
+        ({"messages": [{"compacted_at": "2026-03-01T12:05:00Z"}]}, "messages[0].message_id"),
+        (
+            {"messages": [{"message_id": "", "compacted_at": "2026-03-01T12:05:00Z"}]},
+            "messages[0].message_id",
+        ),
+        ({"messages": [{"message_id": "m0"}]}, "messages[0].compacted_at"),
+        (
+            {"messages": [{"message_id": "m0", "compacted_at": "2026-03-01 12:05"}]},
+            "messages[0].compacted_at",
+        ),
+        (
+            {"messages": [{"message_id": "m0", "compacted_at": "2026-03-01T12:05:00Z", "x": 1}]},
+            "messages[0]",
+        ),
+        ({}, "messages"),
+    ],
+)
+def test_a_bad_archive_is_422_and_archives_nothing(
+    api: ApiClient, body: dict[str, Any], field: str
+) -> None:
+    append(api, "s1", user("m0", message_id="m0"))
+
+    assert_error(api.post("sessions/s1/messages/archive", body), 422, "invalid", field)
+    assert not Message.objects.filter(compacted_at__isnull=False).exists()
+
+
+def test_an_archive_holds_at_most_a_batch(api: ApiClient, settings: Any) -> None:
+    settings.FLEET_API_MAX_BATCH = 1
+    append(api, "s1", user("m0", message_id="m0"))
+    moment = "2026-03-01T12:05:00Z"
+    body = {"messages": [{"message_id": f"m{i}", "compacted_at": moment} for i in range(2)]}
+
+    assert_error(api.post("sessions/s1/messages/archive", body), 422, "invalid", "messages")
+    assert_error(api.post("sessions/nope/messages/archive", {"messages": []}), 404, "not_found")
+
+
 # --- usage ----------------------------------------------------------------------
 
 

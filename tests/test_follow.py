@@ -34,7 +34,7 @@ from fleet.follow.state import State
 from fleet.follow.transport import Backoff, RetryingTransport
 from fleet.simulator.client import ApiClient, ApiError, Response
 from sessions.importers import FORMATS
-from sessions.importers.base import SourceSession
+from sessions.importers.base import Since, SourceSession
 from sessions.models import ApiKey, DailyUsage, Message, Session, Tombstone
 from tests.import_stores import (
     appam_store,
@@ -253,11 +253,9 @@ def test_the_remote_writer_gives_what_the_local_import_gives(
 
     remote = fleet_rows()
     if fmt == "koda":
-        # The API cannot carry koda's archive marks (remote.py): the one difference.
-        assert report.dropped == 2
+        # koda's archive marks arrive (POST .../messages/archive) with their times.
         assert [m["compacted_at"] is not None for m in local["messages"]].count(True) == 2
-        for message in local["messages"]:
-            message["compacted_at"] = None
+    assert report.dropped == 0
     assert remote == local
     assert local["sessions"]
     assert report.sessions == len(local["sessions"])
@@ -1296,7 +1294,7 @@ def test_a_stop_ends_the_pass_after_the_session_under_way(tmp_path: Path) -> Non
     one.sync()
 
     assert list(json.loads(state.read_text())["sessions"]) == ["s-1"]
-    assert transport.calls == 3  # GET, POST, PUT of s-1; s-2 is left for the next start
+    assert transport.calls == 4  # GET, POST, archive, PUT of s-1; s-2 is left for the next start
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1416,3 +1414,114 @@ def test_only_the_changed_files_of_a_zeroclaw_folder_are_read_again(
     assert (added.records, added.sessions) == (4, 1)  # a file came: the whole folder is read
     assert (removed.records, removed.gone) == (3, 1)
     assert fleet_messages()["cli_1"] == store_messages("zeroclaw", folder)["cli_1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_changed_koda_store_reads_only_its_changed_sessions_even_after_a_restart(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    one = follower("koda", path, live_server.url, token, state)
+    assert one.sync().records == 2
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'user', 'later', '2026-03-02 08:00:02')"
+        )
+
+    changed = one.sync()
+
+    assert (changed.records, changed.sessions, changed.messages) == (1, 1, 1)
+    # koda compacts s-1 (old rows archived, the summary inserted) while no follower runs.
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id IN (3, 4)")
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'system', 'Summary.', '2026-03-01 12:30:01')"
+        )
+    counting = transport(live_server.url, token)
+    restarted = follower("koda", path, live_server.url, token, state, transport=counting)
+
+    compacted = restarted.sync()
+
+    assert (compacted.records, compacted.sessions, compacted.messages) == (1, 1, 1)
+    assert counting.calls == [
+        ("POST", "/sessions/s-1/messages"),
+        ("POST", "/sessions/s-1/messages/archive"),
+        ("PUT", "/sessions/s-1"),
+    ]
+    assert fleet_messages() == store_messages("koda", path)
+    again = follower("koda", path, live_server.url, token, state).sync()
+    assert (again.read, again.records, again.sessions) == (True, 0, 0)
+
+
+def test_a_read_after_the_cursor_needs_the_cursor_to_hold_the_messages_not_read() -> None:
+    tail = {"row": 6, "count": 2, "last_id": "koda:6"}
+    assert Sent(count=2, last_id="koda:6", stamp="s", tail=tail).since() == Since("s", tail)
+    # A send that stopped half-way: the session is read whole next time.
+    assert Sent(count=1, last_id="koda:5", stamp="s", tail=tail).since() == Since("s", None)
+    assert Sent(count=2, last_id="koda:6", tail=tail).since() is None
+    record = SourceSession(
+        key="k", where="here", last_active_at=MTIME, offset=2, stamp="t", tail=tail
+    )
+
+    outcome = RemoteWriter(Counting(None)).write(record, Sent(count=1, last_id="koda:5"))
+
+    assert outcome.result == "error"
+    assert outcome.problem is not None
+    assert "not read" in outcome.problem.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_compaction_koda_makes_later_archives_what_fleet_holds(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    state = tmp_path / "s.json"
+    follower("koda", path, live_server.url, token, state).sync()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id IN (3, 4)")
+    counting = transport(live_server.url, token)
+
+    report = follower("koda", path, live_server.url, token, state, transport=counting).sync()
+
+    assert counting.calls == [
+        ("POST", "/sessions/s-1/messages/archive"),
+        ("PUT", "/sessions/s-1"),
+    ]
+    assert (report.sessions, report.messages, report.dropped) == (1, 0, 0)
+    archived = Message.objects.filter(session__key="s-1", compacted_at__isnull=False)
+    assert sorted(m.message_id for m in archived) == ["koda:1", "koda:2", "koda:3", "koda:4"]
+    assert {m.compacted_at for m in archived if m.message_id == "koda:4"} == {
+        datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    }
+    again = follower("koda", path, live_server.url, token, state, transport=counting).sync()
+    assert (again.records, len(counting.calls)) == (0, 2)
+
+
+def test_a_fleet_without_the_archive_endpoint_gets_the_rest_and_the_marks_are_counted(
+    tmp_path: Path,
+) -> None:
+    path = koda_build(tmp_path / "koda.db")
+    calls: list[tuple[str, str]] = []
+
+    class OlderFleet:
+        def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            calls.append((method, path))
+            if path.endswith("/messages/archive"):  # an older Fleet: the session's route
+                message = "POST is not allowed here; allowed: DELETE, PUT, GET"
+                return 405, {"error": {"code": "method_not_allowed", "message": message}}
+            return (404, None) if method == "GET" else (200, {"appended": 1, "skipped": 0})
+
+    lines: list[str] = []
+    one = follower("koda", path, "http://f.test", "k", transport=OlderFleet(), log=lines.append)
+    one.writer.log = lines.append  # as the command wires it
+
+    report = one.sync()
+
+    assert (report.errors, report.sessions, report.dropped) == (0, 2, 2)
+    assert [line for line in lines if "cannot archive" in line] == [
+        "this Fleet cannot archive messages: koda's archive marks are left out"
+    ]
+    assert calls.count(("POST", "/sessions/s-1/messages/archive")) == 1

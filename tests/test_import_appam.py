@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from sessions.importers import appam
+from sessions.importers.base import Problem, Since, SourceSession, Unchanged
 from sessions.models import Session
 from tests.import_stores import appam_store, messages_of, run_import, snapshot
 
@@ -386,3 +391,30 @@ def test_a_reimport_after_appam_rewrote_its_messages_adds_nothing(
     assert [m.message_id for m in messages_of("run-1")] == stored
     assert stored[1] == ("2" if numeric else "m-2")
     assert "with 0 messages" in out
+
+
+# --- reading since a cursor (fleet-follow) ------------------------------------------
+
+
+def test_a_read_since_stamps_skips_the_rows_that_did_not_change(tmp_path: Path) -> None:
+    path = appam_store(tmp_path / "appam.db", [row(), row(id="run-2", ended_at=None)])
+    first = {r.key: r for r in appam.read_since(path, {}) if isinstance(r, SourceSession)}
+    assert {key: replace(r, stamp="") for key, r in first.items()} == {
+        r.key: r for r in appam.read(path) if isinstance(r, SourceSession)
+    }
+    since = {key: Since(r.stamp) for key, r in first.items()}
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE session_history SET messages = ?, updated_at = ? WHERE id = 'run-2'",
+            (
+                json.dumps([*transcript(), {"role": "user", "content": "more"}]),
+                "2026-03-05T09:01:00Z",
+            ),
+        )
+
+    records = {r.key: r for r in appam.read_since(path, since) if not isinstance(r, Problem)}
+
+    assert records["run-1"] == Unchanged("run-1")
+    whole = next(r for r in appam.read(path) if isinstance(r, SourceSession) and r.key == "run-2")
+    assert replace(records["run-2"], stamp="") == whole
+    assert records["run-2"].stamp != since["run-2"].stamp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from fleet import transcript
 from sessions import selectors
+from sessions.importers import koda
+from sessions.importers.base import Problem, SourceSession
 from sessions.models import Session
 from tests.import_stores import koda_store, messages_of, run_import, snapshot
 
@@ -569,3 +572,150 @@ def test_a_koda_without_completed_at_marks_no_reply_incomplete(store: Path) -> N
     run_import("koda", str(store))
 
     assert {m.status for m in messages_of("s-1")} == {""}
+
+
+# --- reading since a cursor (fleet-follow) ------------------------------------------
+
+
+def read_since(path: Path, since: dict[str, koda.Since]) -> dict[str, Any]:
+    """``koda.read_since``'s records by session key."""
+    records = koda.read_since(path, since)
+    return {record.key: record for record in records if not isinstance(record, Problem)}
+
+
+def stamps(path: Path) -> dict[str, koda.Since]:
+    """The cursor after a read of every session."""
+    return {key: koda.Since(r.stamp, r.tail) for key, r in read_since(path, {}).items()}
+
+
+def whole(path: Path, key: str) -> SourceSession:
+    return next(r for r in koda.read(path) if isinstance(r, SourceSession) and r.key == key)
+
+
+def completed(record: SourceSession, before: SourceSession) -> SourceSession:
+    """A read of the rows after the cursor, with the messages the cursor holds."""
+    messages = before.messages[: record.offset] + record.messages
+    return replace(record, messages=messages, offset=0, stamp="", tail=None)
+
+
+def test_a_read_since_stamps_reads_what_a_read_gives_and_stamps_each_session(
+    tmp_path: Path,
+) -> None:
+    path = build(tmp_path / "koda.db")
+
+    records = read_since(path, {})
+
+    assert {key: replace(r, stamp="", tail=None) for key, r in records.items()} == {
+        record.key: record for record in koda.read(path) if isinstance(record, SourceSession)
+    }
+    assert all(record.stamp and record.tail for record in records.values())
+    assert records["s-1"].stamp != records["s-2"].stamp
+
+
+def test_a_read_since_stamps_skips_the_sessions_that_did_not_change(tmp_path: Path) -> None:
+    path = build(tmp_path / "koda.db")
+    since = stamps(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'user', 'later', '2026-03-02 08:00:02')"
+        )
+
+    records = read_since(path, since)
+
+    assert records["s-1"] == koda.Unchanged("s-1")
+    assert records["s-2"].stamp != since["s-2"].stamp
+    assert read_since(path, stamps(path)) == {key: koda.Unchanged(key) for key in since}
+
+
+def test_a_session_written_to_reads_only_its_new_rows(tmp_path: Path) -> None:
+    path = build(tmp_path / "koda.db")
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE messages ADD COLUMN model TEXT")  # a newer koda
+    before = read_since(path, {})
+    since = stamps(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, model, created_at) "
+            "VALUES ('s-2', 'user', 'later', 'claude-haiku-4-5', '2026-03-02 08:00:02')"
+        )
+    first = read_since(path, since)["s-2"]
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-2', 'assistant', 'ok', '2026-03-02 08:00:01')"
+        )
+
+    second = read_since(path, {**since, "s-2": koda.Since(first.stamp, first.tail)})["s-2"]
+
+    assert (first.offset, [m.fields["content"] for m in first.messages]) == (1, ["later"])
+    assert (second.offset, [m.fields["content"] for m in second.messages]) == (2, ["ok"])
+    # The newest model and last activity come from the rows read before.
+    assert completed(second, completed(first, before["s-2"])) == whole(path, "s-2")
+    assert whole(path, "s-2").fields["model"] == "claude-haiku-4-5"
+
+
+@pytest.mark.parametrize(
+    ("change", "rows_after_the_cursor"),
+    [
+        # koda compacted: old rows archived, the summary inserted in the same transaction.
+        (
+            "UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id IN (3, 4);"
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'system', 'Summary.', '2026-03-01 12:30:01')",
+            False,
+        ),
+        # Old rows archived, no new row.
+        ("UPDATE messages SET compacted_at = '2026-03-01 12:30:00' WHERE id = 3", False),
+        # A system row after the cursor may be the summary of an earlier archive.
+        (
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'system', 'Summary.', '2026-03-01 12:05:00')",
+            False,
+        ),
+        # A row deleted, another inserted: as many rows as before.
+        (
+            "DELETE FROM messages WHERE id = 3;"
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'user', 'again', '2026-03-01 12:40:00')",
+            False,
+        ),
+        ("DELETE FROM messages WHERE id = 4", False),
+        ("UPDATE sessions SET last_accessed_at = '2026-03-01 13:00:00' WHERE id = 's-1'", True),
+        ("UPDATE session_metadata SET value = '- [x] fix' WHERE key = 'todo'", True),
+        ("INSERT INTO session_metadata (session_id, key, value) VALUES ('s-1', 'x', 'y')", True),
+        (
+            "INSERT INTO messages (session_id, role, content, created_at) "
+            "VALUES ('s-1', 'user', 'more', '2026-03-01 12:41:00')",
+            True,
+        ),
+    ],
+)
+def test_a_changed_session_reads_as_a_read_reads_it(
+    change: str, rows_after_the_cursor: bool, tmp_path: Path
+) -> None:
+    path = build(tmp_path / "koda.db")
+    before = read_since(path, {})
+    since = stamps(path)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(change)
+
+    records = read_since(path, since)
+
+    assert records["s-2"] == koda.Unchanged("s-2")
+    assert records["s-1"].offset == (4 if rows_after_the_cursor else 0)
+    assert completed(records["s-1"], before["s-1"]) == whole(path, "s-1")
+
+
+def test_a_read_since_stamps_still_reports_orphans_and_corrupt_sessions(tmp_path: Path) -> None:
+    path = build(tmp_path / "koda.db", extra=[message(session_id="gone", role="user", content="x")])
+    since = stamps(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO sessions (id, created_at) VALUES ('bad', 'not a time')")
+
+    records = list(koda.read_since(path, since))
+
+    problems = [str(r) for r in records if isinstance(r, Problem)]
+    assert len(problems) == 2
+    assert "sessions id='bad'" in problems[0]
+    assert "session_id='gone'" in problems[1]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from django.core.management.base import CommandError
 
+from sessions.importers import zeroclaw
+from sessions.importers.base import Problem, Since, SourceSession, Unchanged
 from sessions.models import Message, Session
 from tests.import_stores import messages_of, run_import, snapshot, zeroclaw_db, zeroclaw_folder
 
@@ -426,3 +430,35 @@ def test_a_message_count_that_disagrees_with_the_imported_messages_is_a_warning(
     )
     assert "cli_ok" not in err
     assert out.strip().endswith("0 errors, 1 warning.")
+
+
+# --- reading a sessions.db since a cursor (fleet-follow) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "INSERT INTO sessions (session_key, role, content, created_at) "
+        "VALUES ('telegram_7', 'assistant', 'later', '2026-02-02T10:00:02Z')",
+        "UPDATE session_metadata SET state = 'running' WHERE session_key = 'telegram_7'",
+        "DELETE FROM sessions WHERE session_key = 'telegram_7'",
+    ],
+)
+def test_a_read_since_stamps_reads_only_the_changed_sessions_of_a_database(
+    database: Path, change: str
+) -> None:
+    first = {r.key: r for r in zeroclaw.read_since(database, {}) if isinstance(r, SourceSession)}
+    assert {key: replace(r, stamp="") for key, r in first.items()} == {
+        r.key: r for r in zeroclaw.read(database) if isinstance(r, SourceSession)
+    }
+    since = {key: Since(r.stamp) for key, r in first.items()}
+    with sqlite3.connect(database) as conn:
+        conn.execute(change)
+
+    records = {r.key: r for r in zeroclaw.read_since(database, since) if not isinstance(r, Problem)}
+
+    assert {key for key, r in records.items() if isinstance(r, Unchanged)} == set(first) - {
+        "telegram_7"
+    }
+    whole = next(r for r in zeroclaw.read(database) if getattr(r, "key", "") == "telegram_7")
+    assert replace(records["telegram_7"], stamp="") == whole

@@ -1,4 +1,4 @@
-"""Message endpoints: append, read, update-last, remove-last, clear, compact, usage."""
+"""Message endpoints: append, read, update-last, remove-last, clear, compact, archive, usage."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from fleet.api.responses import (
     UpdateLastOut,
     example_answer,
 )
-from fleet.api.schemas import AppendIn, CompactIn, UpdateLastIn
+from fleet.api.schemas import AppendIn, ArchiveIn, CompactIn, UpdateLastIn
 from fleet.api.sessions import ERRORS, READ_ERRORS, WRITE_ERRORS, key_scope, load_session
 from sessions import selectors, services
 from sessions.bounds import MAX_COUNT
 from sessions.choices import Role
 from sessions.errors import InvalidInput, SessionNotFound
-from sessions.inputs import clean_choice, clean_text
+from sessions.inputs import clean_archived, clean_choice, clean_text
 from sessions.models import Session
 from sessions.shapes import message_json, session_json, totals_json
 
@@ -327,6 +327,23 @@ def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
         key=key, summary=payload.summary, keep=payload.keep, scope=key_scope(request)
     )
     return {"archived": archived}
+
+
+@router.post(
+    "/sessions/{path:key}/messages/archive",
+    response={200: ArchivedOut, **WRITE_ERRORS},
+    summary="Archive stored messages an agent archived",
+)
+def archive_messages(request: HttpRequest, key: str, payload: ArchiveIn) -> dict:
+    """For a store that archives messages itself (koda's `compacted_at`; `fleet-follow`
+    sends them): archives the session's stored messages named by `message_id` at the
+    given `compacted_at`, taking them out of the context view (they stay in the `all`
+    view). A message already archived keeps its time and one not stored is ignored, so
+    a resend changes nothing; `archived` counts those archived now. Totals stay. At
+    most `FLEET_API_MAX_BATCH` per request."""
+    archived = clean_archived(payload.messages)
+    count = services.messages_archive_stored(key=key, archived=archived, scope=key_scope(request))
+    return {"archived": count}
 
 
 @router.get(

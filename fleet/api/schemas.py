@@ -366,6 +366,28 @@ class AppendIn(Schema):
     )
 
 
+class ArchiveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: Annotated[
+        Any,
+        documented(
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "message_id": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "compacted_at": {"type": "string", "format": "date-time"},
+                    },
+                    "required": ["message_id", "compacted_at"],
+                    "additionalProperties": False,
+                },
+            }
+        ),
+    ] = Field(..., description="stored messages by message_id, and when the agent archived each")
+
+
 class UpdateLastIn(Schema):
     model_config = ConfigDict(extra="forbid")
 

@@ -7,9 +7,12 @@ A pass (``Follower.sync``):
    newest change is older than ``SETTLE`` seconds before that read began (a
    write in the same clock tick as the read would not move the stamp), the
    pass ends there: an idle store costs a few ``stat`` calls per interval.
-2. Otherwise reads the whole store with the format's reader -- the same
-   reader ``import_sessions`` uses -- into memory, so the SQLite read
-   transaction (``mode=ro``: never a write lock) ends before anything is sent.
+2. Otherwise reads the store with the format's reader -- the same reader
+   ``import_sessions`` uses -- into memory, so the SQLite read transaction
+   (``mode=ro``: never a write lock) ends before anything is sent. koda,
+   appam and zeroclaw's ``sessions.db`` are read since the cursor
+   (``SINCE_READERS``: sessions whose stamp is the cursor's are
+   ``Unchanged``; a koda session written to is read from the cursor's tail).
    A zeroclaw JSONL folder is read up to each file's last complete line, and
    only its files that changed when no file came or went.
 3. For each session, the remote writer sends what the cursor says Fleet
@@ -22,25 +25,25 @@ A pass (``Follower.sync``):
 ``stop`` (SIGTERM) ends a pass after the session under way: a long backlog
 does not hold up a shutdown, and the next start resumes from the cursor.
 
-A poll after a change therefore costs a full read of the store (every
-message parsed and validated) and a comparison per session, and sends only
-the changed sessions: the new messages, and a PUT of the fields.
+A poll after a change therefore costs a read of what changed (zeph: of the
+whole store), and sends only the changed sessions: the new messages, and a
+PUT of the fields.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleet.follow.remote import RemoteOutcome, RemoteWriter, session_path
 from fleet.follow.state import State, store_stamp
-from sessions.importers import FORMATS, SourceError
+from sessions.importers import FORMATS, SINCE_READERS, SourceError
 from sessions.importers import zeroclaw as zeroclaw_reader
-from sessions.importers.base import Problem, SourceSession
+from sessions.importers.base import Problem, Since, SourceSession, Unchanged
 
 FOLLOWED = ("appam", "koda", "zeph", "zeroclaw")
 SETTLE = 1.0  # seconds: a stamp this close to the last read is read again
@@ -48,18 +51,25 @@ SAVE_EVERY = 1.0  # seconds between cursor saves within a pass
 
 
 def read_store(
-    fmt: str, path: Path, only: Collection[str] | None = None
-) -> Iterator[SourceSession | Problem]:
-    """The store's records; ``only``: of these files of a zeroclaw folder."""
+    fmt: str,
+    path: Path,
+    only: Collection[str] | None = None,
+    since: Mapping[str, Since] | None = None,
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """The store's records; ``only``: of these files of a zeroclaw folder;
+    ``since``: the sessions' stamps, for a format that reads since them
+    (``SINCE_READERS``: the sessions whose rows have them are ``Unchanged``)."""
     if fmt == "zeroclaw" and path.is_dir():
         return zeroclaw_reader.read_folder(path, complete_lines=True, only=only)
+    if since is not None and fmt in SINCE_READERS:
+        return SINCE_READERS[fmt](path, since)
     return FORMATS[fmt](path)
 
 
 @dataclass
 class SyncReport:
     read: bool = False
-    records: int = 0  # sessions (and unreadable ones) read
+    records: int = 0  # sessions (and unreadable ones) read, not those skipped unchanged
     sessions: int = 0
     created: int = 0
     messages: int = 0
@@ -90,7 +100,7 @@ class SyncReport:
         if self.gone:
             parts.append(f"{self.gone} gone from the store ({self.deleted} deleted in Fleet)")
         if self.dropped:
-            parts.append(f"{self.dropped} archive mark(s) the API cannot carry")
+            parts.append(f"{self.dropped} mark(s) the API cannot carry")
         return ", ".join(parts) + f"{lag}, {self.seconds:.2f}s"
 
 
@@ -158,13 +168,18 @@ class Follower:
         if self._unchanged(stamp):
             return report
         only = self._changed_files(stamp)
+        since = {
+            key: cursor
+            for key, sent in self.state.sessions.items()
+            if (cursor := sent.since()) is not None
+        }
         try:
-            records = list(read_store(self.fmt, self.path, only))
+            records = list(read_store(self.fmt, self.path, only, since))
         except SourceError as exc:
             report.failure = str(exc)
             return report
         report.read = True
-        report.records = len(records)
+        report.records = sum(not isinstance(record, Unchanged) for record in records)
         seen: set[str] = set()
         unreadable = False
         for record in records:
@@ -178,11 +193,18 @@ class Follower:
                 self._report(record)
                 continue
             seen.add(record.key)
+            if isinstance(record, Unchanged):
+                continue  # its rows still have the stamp Fleet acknowledged
             for problem in [*record.problems, *record.warnings]:
                 self._report(problem)
             report.errors += len(record.problems)
             outcome = self.writer.write(record, self.state.sessions.get(record.key))
-            self.state.sessions[record.key] = outcome.sent
+            # The stamp only once Fleet holds this version: a refused or failed
+            # session is read again at the next change (or restart).
+            sent = outcome.sent
+            held = outcome.result != "error" and not sent.refused
+            sent.stamp, sent.tail = (record.stamp, record.tail) if held else ("", None)
+            self.state.sessions[record.key] = sent
             self._count(report, record, outcome)
             self._save()
         # A partial read (``only``) saw the same files as before: nothing is gone.

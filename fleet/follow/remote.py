@@ -23,11 +23,16 @@ them, in the local writer's order:
    it as the services' ``now``). An ending status without an ``ended_at``
    ends at the store's last activity, as locally.
 
-What the API cannot carry: the trusted marks only an import sets
-(``compacted_at``, ``is_summary``, ``seq``; ``sessions.fields``
-``MESSAGE_TRUSTED_FIELDS``). A message that has one is sent without it and
-counted in ``RemoteOutcome.dropped`` (koda's archived messages arrive in the
-context view).
+4. Between 2. and 3.: ``POST /sessions/{key}/messages/archive`` with the
+   archive marks (``compacted_at``) of the messages read, when they are not
+   the ones the cursor says Fleet holds (after the append: it archives
+   stored messages only).
+
+What the API cannot carry: the other trusted marks only an import sets
+(``is_summary``, ``seq``; ``sessions.fields`` ``MESSAGE_TRUSTED_FIELDS``). A
+message that has one is sent without it and counted in
+``RemoteOutcome.dropped``, as are the archive marks for a server without the
+archive endpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from sessions.choices import ENDED_STATUSES
-from sessions.importers.base import Problem, SourceSession
+from sessions.importers.base import Problem, Since, SourceSession
 from sessions.inputs import MessageIn, UsageIn
 
 USAGE_KEYS = (
@@ -85,8 +90,18 @@ def message_payload(message: MessageIn) -> dict[str, Any]:
 
 
 def dropped_marks(message: MessageIn) -> bool:
-    """The message has a mark only an import sets, which the API cannot carry."""
-    return message.compacted_at is not None or message.is_summary or message.seq is not None
+    """The message has a mark only an import sets that no request carries (``compacted_at``
+    goes by ``POST .../messages/archive``)."""
+    return message.is_summary or message.seq is not None
+
+
+def archive_marks(messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
+    """The archive marks of ``messages``, as ``POST .../messages/archive`` takes them."""
+    return [
+        {"message_id": m.message_id, "compacted_at": json_value(m.compacted_at)}
+        for m in messages
+        if m.compacted_at is not None and m.message_id
+    ]
 
 
 @dataclass(frozen=True)
@@ -145,12 +160,19 @@ class Sent:
     count: int = 0
     last_id: str | None = None
     refused: str = ""
+    # The reader's stamp and tail of the version Fleet holds (``SinceReader``).
+    stamp: str = ""
+    tail: dict[str, Any] | None = None
+    archived: str = ""  # the fingerprint of the archive marks Fleet holds
 
     def as_json(self) -> dict[str, Any]:
         return {
             "fields": self.fields,
             "count": self.count,
             "last_id": self.last_id,
+            "stamp": self.stamp,
+            "tail": self.tail,
+            "archived": self.archived,
         }
 
     @classmethod
@@ -159,7 +181,26 @@ class Sent:
             fields=str(data.get("fields") or ""),
             count=int(data.get("count") or 0),
             last_id=data.get("last_id"),
+            stamp=str(data.get("stamp") or ""),
+            tail=data.get("tail") if isinstance(data.get("tail"), dict) else None,
+            archived=str(data.get("archived") or ""),
         )
+
+    def since(self) -> Since | None:
+        """The cursor for a read since it, when Fleet holds the version it stamps.
+
+        Its tail only when the count of messages acknowledged is the tail's
+        (the messages not read are exactly those the cursor holds).
+        """
+        if not self.stamp:
+            return None
+        tail = self.tail
+        if tail is not None and (tail.get("count"), tail.get("last_id")) != (
+            self.count,
+            self.last_id,
+        ):
+            tail = None
+        return Since(self.stamp, tail)
 
 
 def unsent(messages: Sequence[MessageIn], sent: Sent | None) -> int:
@@ -175,6 +216,18 @@ def unsent(messages: Sequence[MessageIn], sent: Sent | None) -> int:
     return sent.count if messages[sent.count - 1].message_id == sent.last_id else 0
 
 
+def marks_fingerprint(marks: list[dict[str, Any]], before: Sent | None) -> str:
+    """What ``Sent.archived`` says once ``marks`` are sent.
+
+    A read after the cursor (``before``) has the marks of its rows only: those
+    of the rows before are the cursor's (a mark among them reads the session
+    whole, which sends them all again -- harmless).
+    """
+    if before is not None:
+        return fingerprint([before.archived, marks]) if marks else before.archived
+    return fingerprint(marks) if marks else ""
+
+
 # --- sending ---------------------------------------------------------------------
 
 
@@ -182,6 +235,10 @@ class Transport(Protocol):
     """Sends one request; answers ``(status, decoded JSON)``. Retries are its business."""
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
+
+
+def _is_fleet_error(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("error"), dict)
 
 
 def session_path(key: str, suffix: str = "") -> str:
@@ -215,18 +272,34 @@ class RemoteWriter:
     agent: str | None = None
     batch: int = DEFAULT_BATCH
     log: Callable[[str], None] = field(default=lambda line: None)
+    archives: bool = True  # False once the server proved it has no archive endpoint
 
     def write(self, source: SourceSession, sent: Sent | None = None) -> RemoteOutcome:
-        """Send what ``source`` has that ``sent`` (the cursor) says Fleet lacks."""
+        """Send what ``source`` has that ``sent`` (the cursor) says Fleet lacks.
+
+        A record read after the cursor (``source.offset``: its first messages
+        were not read) needs the cursor to hold exactly those; otherwise it is
+        refused here, and its session is read whole next time (the follower
+        keeps no stamp for a session in error).
+        """
         body = payloads(source, agent=self.agent)
-        start = unsent(source.messages, sent)
+        offset = source.offset
+        if offset and (sent is None or sent.count != offset):
+            problem = Problem(source.where, "the cursor does not hold the messages not read")
+            return RemoteOutcome(source.key, "error", sent or Sent(), problem=problem)
+        messages = source.messages
+        start = offset if offset else unsent(messages, sent)
+        total = offset + len(messages)
         fields_print = fingerprint(body.upsert)
-        last_id = source.messages[-1].message_id if source.messages else None
-        signature = f"{fields_print}:{len(source.messages)}:{last_id}"
+        held = sent.last_id if offset and sent is not None else None  # the last not read
+        last_id = messages[-1].message_id if messages else held
+        marks = archive_marks(messages)
+        marks_print = marks_fingerprint(marks, sent if offset else None)
+        signature = f"{fields_print}:{total}:{last_id}:{marks_print}"
         if sent is not None:
             if sent.refused == signature:
                 return RemoteOutcome(source.key, "unchanged", sent)
-            if start == len(source.messages) and sent.fields == fields_print:
+            if start == total and sent.fields == fields_print and sent.archived == marks_print:
                 return RemoteOutcome(source.key, "unchanged", sent)
         path = session_path(source.key)
         creating = False
@@ -240,13 +313,15 @@ class RemoteWriter:
         progress = Sent(
             fields=sent.fields if sent else "",
             count=start,
-            last_id=source.messages[start - 1].message_id if start else None,
+            last_id=messages[start - offset - 1].message_id if start > offset else held,
+            archived=sent.archived if sent else "",
         )
         outcome = RemoteOutcome(source.key, "created" if creating else "updated", progress)
-        outcome.dropped = sum(dropped_marks(m) for m in source.messages[start:])
+        outcome.dropped = sum(dropped_marks(m) for m in messages[start - offset :])
         position = start
-        while position < len(source.messages):
-            chunk = [message_payload(m) for m in source.messages[position : position + self.batch]]
+        while position < total:
+            at = position - offset
+            chunk = [message_payload(m) for m in messages[at : at + self.batch]]
             status, data = self.transport.call(
                 "POST",
                 session_path(source.key, "/messages"),
@@ -262,7 +337,13 @@ class RemoteWriter:
             outcome.skipped += int(data.get("skipped", 0)) if isinstance(data, dict) else 0
             position += len(chunk)
             progress.count = position
-            progress.last_id = source.messages[position - 1].message_id
+            progress.last_id = messages[position - offset - 1].message_id
+        if marks_print != progress.archived:
+            refused = self._archive(source, marks, outcome)
+            if refused is not None:
+                status, data = refused
+                return self._refused(source, progress, signature, status, data, outcome)
+            progress.archived = marks_print
         upsert = {**body.new_session, **body.upsert} if creating else body.upsert
         status, data = self.transport.call("PUT", path, upsert)
         if status not in (200, 201):
@@ -270,6 +351,36 @@ class RemoteWriter:
         progress.fields = fields_print
         progress.refused = ""
         return outcome
+
+    def _archive(
+        self, source: SourceSession, marks: list[dict[str, Any]], outcome: RemoteOutcome
+    ) -> tuple[int, Any] | None:
+        """Send the archive marks (stored messages skip any they hold); the refusal, if any.
+
+        A server without the endpoint (older than it: the path is then the
+        session's, which answers 405; a 404 not in Fleet's error shape: no such
+        path) is told once in the log, and its marks are counted in ``dropped``
+        from then on.
+        """
+        position = 0
+        while position < len(marks) and self.archives:
+            chunk = marks[position : position + self.batch]
+            status, data = self.transport.call(
+                "POST", session_path(source.key, "/messages/archive"), {"messages": chunk}
+            )
+            if self._batch_too_big(status, data) and self.batch > 1:
+                self.batch = max(1, self.batch // 2)
+                continue
+            if status == 405 or (status == 404 and not _is_fleet_error(data)):
+                self.archives = False
+                self.log("this Fleet cannot archive messages: koda's archive marks are left out")
+                break
+            if status != 200:
+                return status, data
+            position += len(chunk)
+        if not self.archives:
+            outcome.dropped += len(marks)
+        return None
 
     @staticmethod
     def _batch_too_big(status: int, data: Any) -> bool:

@@ -18,6 +18,7 @@ from sessions.importers.base import (
     Problem,
     Reader,
     SessionOutcome,
+    SinceReader,
     SourceError,
     run_import,
 )
@@ -28,6 +29,12 @@ FORMATS: dict[str, Reader] = {
     "koda": koda.read,
     "zeph": zeph.read,
     "zeroclaw": zeroclaw.read,
+}
+# Formats whose reader can skip the sessions unchanged since a cursor (``fleet-follow``).
+SINCE_READERS: dict[str, SinceReader] = {
+    "appam": appam.read_since,
+    "koda": koda.read_since,
+    "zeroclaw": zeroclaw.read_since,
 }
 
 

@@ -56,18 +56,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sessions.choices import Kind, Status
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
     Problem,
+    Since,
     SourceSession,
+    Unchanged,
     completion_with_reasoning,
     open_sqlite,
     optional_time,
@@ -75,6 +77,7 @@ from sessions.importers.base import (
     problem_from,
     select_sql,
     source_message_keeping,
+    stamp_of,
     to_count,
     to_text,
     to_usd,
@@ -100,15 +103,45 @@ MESSAGE_KEYS = ("name", "tool_call_id", "tool_calls", "provider_response_id", "s
 READ_KEYS = frozenset({"role", "content", "id", "timestamp", "reasoning", *MESSAGE_KEYS})
 
 
+# Part of every stamp: bump it when the reader reads the same row differently.
+STAMP_VERSION = "appam-1"
+
+
 def read(path: Path) -> Iterator[SourceSession | Problem]:
+    return cast(Iterator[SourceSession | Problem], _read(path, None))
+
+
+def read_since(
+    path: Path, since: Mapping[str, Since]
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """``fleet-follow``'s read: a row whose stamp (a hash of its columns, the
+    messages JSON text included: nothing parsed) is the cursor's is ``Unchanged``;
+    any other is read as ``read`` reads it (appam rewrites a session's row whole)."""
+    return _read(path, since)
+
+
+def _read(
+    path: Path, since: Mapping[str, Since] | None
+) -> Iterator[SourceSession | Problem | Unchanged]:
     conn = open_sqlite(path, label="appam", tables={TABLE: REQUIRED})
     with closing(conn):
         for row in conn.execute(select_sql(conn, TABLE, COLUMNS, "ORDER BY started_at, id")):
             where = f"{path.name}: {TABLE} id={row['id']!r}"
+            stamp = ""
+            if since is not None:
+                stamp = stamp_of(STAMP_VERSION, tuple(row))
+                key = to_text(row["id"])
+                cursor = since.get(key)
+                if key.strip() and cursor is not None and cursor.stamp == stamp:
+                    yield Unchanged(key)
+                    continue
             try:
-                yield session_from_row(row, where)
+                session = session_from_row(row, where)
             except BadRecord as exc:
                 yield Problem(where, str(exc))
+                continue
+            session.stamp = stamp
+            yield session
 
 
 def _json(value: Any, name: str) -> Any:

@@ -20,6 +20,7 @@ store archived since they were imported are archived at the store's time
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,9 +88,42 @@ class SourceSession:
     problems: list[Problem] = field(default_factory=list)
     # Imported all the same, with a fallback (``known_choice``): reported, exit 0.
     warnings: list[Problem] = field(default_factory=list)
+    # A read since a cursor (``SinceReader``): the fingerprint of the rows read;
+    # ``offset``: the first messages, which the cursor holds, were not read
+    # (``messages`` are those after them); ``tail``: what the next read since
+    # needs to read only the rows after these (JSON; ``None``: read it whole).
+    stamp: str = ""
+    offset: int = 0
+    tail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Since:
+    """A session's cursor for a read since it: the ``stamp`` and ``tail`` of its last read."""
+
+    stamp: str
+    tail: Mapping[str, Any] | None = None
+
+
+def stamp_of(*parts: Any) -> str:
+    """A short hash of values read from a store (a ``SinceReader``'s stamp)."""
+    text = repr(parts)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A session a read since a cursor skipped: its rows still have the cursor's stamp."""
+
+    key: str
 
 
 Reader = Callable[[Path], Iterator["SourceSession | Problem"]]
+# ``fleet-follow``'s read of a store: ``since`` maps session keys to their
+# cursor; a session whose rows still have its stamp is ``Unchanged``.
+SinceReader = Callable[
+    [Path, Mapping[str, "Since"]], Iterator["SourceSession | Problem | Unchanged"]
+]
 
 
 @dataclass(frozen=True)

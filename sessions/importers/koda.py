@@ -46,23 +46,42 @@ How it is read:
   status Fleet gave them.
 * A message is ``koda:<row id>``. A corrupt message row is reported and
   skipped; messages whose session is missing are reported together.
+
+``read_since`` (``fleet-follow``) reads the same way but only the sessions
+whose rows changed since a cursor: in one read transaction it stamps each
+session with a hash of its ``sessions`` row, its ``session_metadata`` rows
+and its messages' count, greatest and summed row ids, count and latest of
+``compacted_at`` and latest ``created_at`` (one ``GROUP BY`` over the
+messages: no row is parsed). A session whose stamp is the cursor's is
+``Unchanged``. A changed session whose rows up to the cursor's tail (its
+last row) are as they were, and whose rows after it hold no ``system`` row,
+is read from the tail on (``SourceSession.offset``: the messages before are
+the cursor's). Any other is read whole, exactly as ``read`` reads it -- so a
+compaction (old rows archived), a deleted row, a summary and its archive are
+read as an import reads them. A message row changed in place (other than
+its ``compacted_at``) does not move the stamp; Fleet never replaces a stored
+message anyway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sessions.choices import MESSAGE_INCOMPLETE, Role
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
     Problem,
+    Since,
     SourceSession,
+    Unchanged,
     has_table,
     open_sqlite,
     optional_time,
@@ -114,7 +133,26 @@ TOKEN_COLUMNS = {
 }
 
 
+# Part of every stamp: bump it when the reader reads the same rows differently,
+# so a cursor's stamps from before read every session once more.
+STAMP_VERSION = "koda-1"
+ACTIVITY_COLUMNS = ("session_id", "id", "compacted_at", "created_at")
+
+
 def read(path: Path) -> Iterator[SourceSession | Problem]:
+    return cast(Iterator[SourceSession | Problem], _read(path, None))
+
+
+def read_since(
+    path: Path, since: Mapping[str, Since]
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """The store's sessions whose stamp is not ``since``'s (see the module docstring)."""
+    return _read(path, since)
+
+
+def _read(
+    path: Path, since: Mapping[str, Since] | None
+) -> Iterator[SourceSession | Problem | Unchanged]:
     conn = open_sqlite(
         path,
         label="koda",
@@ -132,6 +170,10 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
             "WHERE session_id = ? ORDER BY id",
             present_flags=["completed_at"],
         )
+        stamper = None
+        if since is not None:
+            conn.execute("BEGIN")  # one snapshot: a stamp is of the rows read
+            stamper = _Stamper(conn, has_metadata)
         sessions = conn.execute(
             select_sql(conn, "sessions", SESSION_COLUMNS, "ORDER BY created_at, id")
         )
@@ -143,11 +185,32 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
                     "SELECT key, value FROM session_metadata WHERE session_id = ? ORDER BY rowid",
                     (row["id"],),
                 ).fetchall()
-            messages = conn.execute(message_sql, (row["id"],)).fetchall()
+            if stamper is None or since is None:
+                messages = conn.execute(message_sql, (row["id"],)).fetchall()
+                try:
+                    yield _session(path, row, where, metadata, messages)
+                except BadRecord as exc:
+                    yield Problem(where, str(exc))
+                continue
+            stamp, activity = stamper.stamp(row)
+            cursor = since.get(to_text(row["id"]))
+            if cursor is not None and cursor.stamp == stamp and to_text(row["id"]).strip():
+                yield Unchanged(to_text(row["id"]))
+                continue
+            tail = cursor.tail if cursor is not None else None
+            rows = _rows_after(conn, stamper, message_sql, row["id"], tail) if tail else None
+            if rows is None:
+                tail = None
+                rows = conn.execute(message_sql, (row["id"],)).fetchall()
+            context: dict[str, Any] = {}
             try:
-                yield _session(path, row, where, metadata, messages)
+                session = _session(path, row, where, metadata, rows, tail, context)
             except BadRecord as exc:
                 yield Problem(where, str(exc))
+                continue
+            session.stamp = stamp
+            session.tail = _next_tail(session, activity, tail, context)
+            yield session
         orphans = conn.execute(
             "SELECT session_id, COUNT(*) FROM messages "
             "WHERE session_id NOT IN (SELECT id FROM sessions) GROUP BY session_id ORDER BY 1"
@@ -159,9 +222,110 @@ def read(path: Path) -> Iterator[SourceSession | Problem]:
             )
 
 
+class _Stamper:
+    """Each ``sessions`` row's stamp, and its messages' activity (see the module docstring)."""
+
+    def __init__(self, conn: sqlite3.Connection, has_metadata: bool) -> None:
+        self.conn = conn
+        activity_sql = select_sql(conn, "messages", ACTIVITY_COLUMNS)
+        self.aggregate = (
+            "SELECT session_id, COUNT(*), MAX(id), TOTAL(id), COUNT(compacted_at), "  # noqa: S608
+            f"MAX(compacted_at), MAX(created_at) FROM ({activity_sql}) AS m"
+        )
+        self.activity = {
+            row[0]: list(row[1:]) for row in conn.execute(f"{self.aggregate} GROUP BY session_id")
+        }
+        self.metadata: dict[Any, list[tuple[Any, ...]]] = {}
+        if has_metadata:
+            for entry in conn.execute(
+                "SELECT session_id, key, value FROM session_metadata ORDER BY rowid"
+            ):
+                self.metadata.setdefault(entry[0], []).append(tuple(entry[1:]))
+
+    def stamp(self, row: sqlite3.Row) -> tuple[str, list[Any]]:
+        """The row's stamp, and its messages' count, greatest id, ... (``ACTIVITY``)."""
+        session_id = row["id"]
+        activity = self.activity.get(session_id)
+        if activity is None:  # no messages, or an id SQL matches but Python does not
+            found = self.conn.execute(
+                f"{self.aggregate} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            activity = list(found[1:])
+        text = repr((STAMP_VERSION, tuple(row), self.metadata.get(session_id, []), activity))
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24], activity
+
+    def before(self, session_id: Any, row_id: int) -> list[Any]:
+        """The activity of the session's rows up to ``row_id``."""
+        found = self.conn.execute(
+            f"{self.aggregate} WHERE session_id = ? AND id <= ?", (session_id, row_id)
+        ).fetchone()
+        return list(found[1:])
+
+
+def _rows_after(
+    conn: sqlite3.Connection,
+    stamper: _Stamper,
+    message_sql: str,
+    session_id: Any,
+    tail: Mapping[str, Any],
+) -> list[Any] | None:
+    """The session's rows after the cursor's, or ``None``: the session is read whole.
+
+    Only when the rows up to the cursor's last are as they were (their
+    activity is the tail's: none archived, deleted or added among them since)
+    and no row after it is a ``system`` row (it may be the summary of an
+    earlier archive, which ``mark_summaries`` finds only among all the rows).
+    """
+    last = tail.get("row")
+    if not isinstance(last, int):
+        return None
+    if stamper.before(session_id, last) != list(tail.get("activity") or []):
+        return None
+    after = message_sql.replace("WHERE session_id = ?", "WHERE session_id = ? AND id > ?")
+    rows = conn.execute(after, (session_id, last)).fetchall()
+    if any(to_text(r["role"]).strip().lower() == Role.SYSTEM for r in rows):
+        return None
+    return rows
+
+
+def _next_tail(
+    session: SourceSession,
+    activity: list[Any],
+    tail: Mapping[str, Any] | None,
+    context: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """What the next read since needs to read only the rows after these.
+
+    Nothing (the next read is whole) when a row was reported: the cursor's
+    count of messages would not be the store's count of rows.
+    """
+    if session.problems or not isinstance(activity[1], int):
+        return None
+    if any(isinstance(value, bytes) for value in activity):
+        return None  # a BLOB where koda writes text: not JSON (the cursor's file)
+    last_id = session.messages[-1].message_id if session.messages else (tail or {}).get("last_id")
+    return {
+        "row": activity[1],
+        "activity": activity,
+        "count": session.offset + len(session.messages),
+        "last_id": last_id,
+        "last_message": context["last_message"].isoformat(),
+        "model": context["model"],
+    }
+
+
 def _session(
-    path: Path, row: Any, where: str, metadata: list[Any], rows: list[Any]
+    path: Path,
+    row: Any,
+    where: str,
+    metadata: list[Any],
+    rows: list[Any],
+    tail: Mapping[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
 ) -> SourceSession:
+    """``rows``: all the session's message rows, or with ``tail`` those after it
+    (``context`` hears the last message's time and the newest model, for the next tail).
+    """
     key = to_text(row["id"])
     if not key.strip():
         raise BadRecord("id is empty")
@@ -189,6 +353,11 @@ def _session(
         fields["metadata"] = extra
     session = SourceSession(key=key, where=where, last_active_at=created, fields=fields)
     last_message = created
+    newest_model = ""
+    if tail is not None:  # the rows up to the tail's were read before
+        session.offset = int(tail["count"])
+        last_message = max(last_message, datetime.fromisoformat(tail["last_message"]))
+        newest_model = str(tail["model"])
     # First every row's values (a corrupt one is reported), then the summaries
     # among them, then each is validated: marking a summary restamps it.
     parsed: list[tuple[str, dict[str, Any], datetime | None]] = []
@@ -199,7 +368,6 @@ def _session(
         except BadRecord as exc:
             session.problems.append(Problem(row_where, str(exc)))
     summaries = mark_summaries([(values, archived) for _, values, archived in parsed])
-    newest_model = ""
     for index, (row_where, values, archived) in enumerate(parsed):
         try:
             message = source_message_keeping(values, where=row_where, warnings=session.warnings)
@@ -214,6 +382,8 @@ def _session(
     session.last_active_at = (
         optional_time(row["last_accessed_at"], "last_accessed_at") or last_message
     )
+    if context is not None:
+        context.update(last_message=last_message, model=newest_model)
     # The session's model, else the newest message's that names one.
     model = model or newest_model
     if model:

@@ -47,19 +47,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sessions.choices import Channel, Role, State
 from sessions.errors import FleetError
 from sessions.importers.base import (
     BadRecord,
     Problem,
+    Since,
     SourceError,
     SourceSession,
+    Unchanged,
     known_choice,
     open_sqlite,
     optional_time,
@@ -67,6 +69,7 @@ from sessions.importers.base import (
     problem_from,
     select_sql,
     source_message,
+    stamp_of,
     to_count,
     to_text,
 )
@@ -210,7 +213,31 @@ def _read_file(file: Path, *, complete_lines: bool = False) -> SourceSession | P
 # --- SQLite sessions.db -------------------------------------------------------
 
 
+# Part of every stamp of a sessions.db session: bump it when the reader reads
+# the same rows differently.
+STAMP_VERSION = "zeroclaw-db-1"
+
+
 def read_database(path: Path) -> Iterator[SourceSession | Problem]:
+    return cast(Iterator[SourceSession | Problem], _read_database(path, None))
+
+
+def read_since(
+    path: Path, since: Mapping[str, Since]
+) -> Iterator[SourceSession | Problem | Unchanged]:
+    """``fleet-follow``'s read of a ``sessions.db``: a session whose stamp (its
+    ``session_metadata`` row and its messages' count, greatest and summed ids and
+    latest ``created_at``, from one ``GROUP BY`` in the read's transaction) is the
+    cursor's is ``Unchanged``; any other is read whole, as ``read`` reads it. A
+    folder is read whole (the follower reads only its changed files)."""
+    if path.is_dir():
+        return read_folder(path)
+    return _read_database(path, since)
+
+
+def _read_database(
+    path: Path, since: Mapping[str, Since] | None
+) -> Iterator[SourceSession | Problem | Unchanged]:
     conn = open_sqlite(
         path,
         label="zeroclaw",
@@ -220,6 +247,17 @@ def read_database(path: Path) -> Iterator[SourceSession | Problem]:
         },
     )
     with closing(conn):
+        activity: dict[Any, tuple[Any, ...]] = {}
+        aggregate = "SELECT COUNT(*), MAX(id), TOTAL(id), MAX(created_at) FROM sessions"
+        if since is not None:
+            conn.execute("BEGIN")  # one snapshot: a stamp is of the rows read
+            activity = {
+                row[0]: tuple(row[1:])
+                for row in conn.execute(
+                    "SELECT session_key, COUNT(*), MAX(id), TOTAL(id), MAX(created_at) "
+                    "FROM sessions GROUP BY session_key"
+                )
+            }
         keys = [
             row[0]
             for row in conn.execute(
@@ -234,11 +272,26 @@ def read_database(path: Path) -> Iterator[SourceSession | Problem]:
         for key in keys:
             where = f"{path.name}: session_key={key!r}"
             meta = conn.execute(meta_sql, (key,)).fetchone()
+            stamp = ""
+            if since is not None:
+                counts = activity.get(key)
+                if counts is None:  # no messages, or a key SQL matches but Python does not
+                    counts = tuple(
+                        conn.execute(f"{aggregate} WHERE session_key = ?", (key,)).fetchone()
+                    )
+                stamp = stamp_of(STAMP_VERSION, key, None if meta is None else tuple(meta), counts)
+                cursor = since.get(to_text(key))
+                if cursor is not None and cursor.stamp == stamp:
+                    yield Unchanged(to_text(key))
+                    continue
             rows = conn.execute(message_sql, (key,)).fetchall()
             try:
-                yield _session_from_db(path, key, where, meta, rows)
+                session = _session_from_db(path, key, where, meta, rows)
             except BadRecord as exc:
                 yield Problem(where, str(exc))
+                continue
+            session.stamp = stamp
+            yield session
 
 
 def _session_from_db(path: Path, key: Any, where: str, meta: Any, rows: list[Any]) -> SourceSession:
