@@ -459,9 +459,20 @@ def clean_message(
     return message
 
 
-def clean_archived(values: Any, path: str = "messages") -> dict[str, datetime]:
-    """Stored messages an agent's store archived: ``[{message_id, compacted_at}]``
-    (at most ``FLEET_API_MAX_BATCH``) as ``message_id`` → archive time."""
+@dataclass(frozen=True)
+class ArchiveMarks:
+    """An agent store's compaction marks for messages Fleet already holds:
+    ``archived`` maps a ``message_id`` to when the store archived it;
+    ``summaries`` are the ``message_id``s of the store's compaction summaries."""
+
+    archived: dict[str, datetime]
+    summaries: tuple[str, ...] = ()
+
+
+def clean_archived(values: Any, path: str = "messages") -> ArchiveMarks:
+    """``[{message_id, compacted_at?, summary?}]`` (at most ``FLEET_API_MAX_BATCH``):
+    each item archives its message at ``compacted_at``, marks it as a summary
+    (``"summary": true``), or both."""
     if not isinstance(values, list):
         raise InvalidInput("must be a list of {message_id, compacted_at}", field=path)
     limit = settings.FLEET_API_MAX_BATCH
@@ -470,17 +481,27 @@ def clean_archived(values: Any, path: str = "messages") -> dict[str, datetime]:
             f"a batch holds at most {limit} messages, got {len(values)}; send several", field=path
         )
     archived: dict[str, datetime] = {}
+    summaries: list[str] = []
     for index, item in enumerate(values):
         where = f"{path}[{index}]"
-        if not isinstance(item, dict) or set(item) - {"message_id", "compacted_at"}:
-            raise InvalidInput("must be an object of message_id and compacted_at", field=where)
+        if not isinstance(item, dict) or set(item) - {"message_id", "compacted_at", "summary"}:
+            raise InvalidInput(
+                "must be an object of message_id, compacted_at and/or summary", field=where
+            )
         message_id = clean_text(
             item.get("message_id"), f"{where}.message_id", max_length=255, single_line=True
         )
         if not message_id:
             raise InvalidInput("must name a stored message", field=f"{where}.message_id")
-        archived[message_id] = clean_timestamp(item.get("compacted_at"), f"{where}.compacted_at")
-    return archived
+        if "summary" in item:
+            if item["summary"] is not True:
+                raise InvalidInput("must be true when given", field=f"{where}.summary")
+            summaries.append(message_id)
+        if "compacted_at" in item or "summary" not in item:
+            archived[message_id] = clean_timestamp(
+                item.get("compacted_at"), f"{where}.compacted_at"
+            )
+    return ArchiveMarks(archived=archived, summaries=tuple(summaries))
 
 
 def clean_messages(

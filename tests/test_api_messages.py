@@ -509,10 +509,10 @@ def test_archiving_stored_messages_by_id_takes_them_out_of_the_context(api: ApiC
         ]
     }
 
-    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 2}
+    assert api.post("sessions/s1/messages/archive", body).json()["archived"] == 2
     # Again, or later with another time: an archived message stays as it was.
     body["messages"][0]["compacted_at"] = "2026-04-01T00:00:00Z"
-    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 0}
+    assert api.post("sessions/s1/messages/archive", body).json()["archived"] == 0
 
     context = api.get("sessions/s1/messages", view="context").json()["items"]
     assert [m["message_id"] for m in context] == ["m2", "m3"]
@@ -520,6 +520,35 @@ def test_archiving_stored_messages_by_id_takes_them_out_of_the_context(api: ApiC
     assert {m.compacted_at.isoformat() for m in archived} == {"2026-03-01T12:05:00+00:00"}
     after = Session.objects.get(key="s1")
     assert (after.message_count, after.total_tokens) == (before.message_count, before.total_tokens)
+
+
+def test_an_archive_marks_a_stores_own_summary_so_the_context_puts_it_first(
+    api: ApiClient,
+) -> None:
+    # koda's compaction: old rows archived, a summary written as a system row.
+    append(
+        api,
+        "s1",
+        user("old", message_id="m0"),
+        assistant("older answer", message_id="m1"),
+        user("kept", message_id="m2"),
+        {"role": "system", "content": "what happened so far", "message_id": "sum"},
+    )
+    body = {
+        "messages": [
+            {"message_id": "m0", "compacted_at": "2026-03-01T12:05:00Z"},
+            {"message_id": "m1", "compacted_at": "2026-03-01T12:05:00Z"},
+            {"message_id": "sum", "summary": True},
+            {"message_id": "m2", "summary": True},  # not a system message: left alone
+        ]
+    }
+
+    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 2, "summaries": 1}
+    assert api.post("sessions/s1/messages/archive", body).json() == {"archived": 0, "summaries": 0}
+
+    context = api.get("sessions/s1/messages", view="context").json()["items"]
+    assert [m["message_id"] for m in context] == ["sum", "m2"]
+    assert Message.objects.get(message_id="m2").is_summary is False
 
 
 @pytest.mark.parametrize(
@@ -533,6 +562,8 @@ def test_archiving_stored_messages_by_id_takes_them_out_of_the_context(api: ApiC
             "messages[0].message_id",
         ),
         ({"messages": [{"message_id": "m0"}]}, "messages[0].compacted_at"),
+        ({"messages": [{"message_id": "m0", "summary": 1}]}, "messages[0].summary"),
+        ({"messages": [{"message_id": "m0", "summary": False}]}, "messages[0].summary"),
         (
             {"messages": [{"message_id": "m0", "compacted_at": "2026-03-01 12:05"}]},
             "messages[0].compacted_at",

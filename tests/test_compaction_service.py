@@ -279,12 +279,12 @@ def test_an_import_archives_stored_messages_at_the_stores_time_and_never_unarchi
     Message.objects.filter(id=ids[3]).update(message_id="c")
     before, rollup_before = totals("k"), rollup_rows()
 
-    archived = services.messages_archive_stored(key="k", archived={"a": T1, "b": T1, "missing": T1})
+    done = services.messages_archive_stored(key="k", archived={"a": T1, "b": T1, "missing": T1})
 
-    assert archived == 1
+    assert (done.archived, done.summaries) == (1, 0)
     stored = dict(Message.objects.values_list("message_id", "compacted_at"))
     # Already archived keeps its time; only the active one moves to the archive.
     assert (stored["a"], stored["b"], stored["c"]) == (T0, T1, None)
     assert totals("k") == before
     assert rollup_rows() == rollup_before
-    assert services.messages_archive_stored(key="k", archived={"b": T1}) == 0
+    assert services.messages_archive_stored(key="k", archived={"b": T1}).archived == 0

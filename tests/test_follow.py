@@ -47,6 +47,7 @@ from tests.import_stores import (
 from tests.server_support import ROOT, clean_environ
 from tests.test_import_appam import row as appam_row
 from tests.test_import_koda import build as koda_build
+from tests.test_import_koda import message as koda_message
 from tests.test_import_zeph import row as zeph_row
 
 MTIME = datetime(2026, 2, 10, 9, 30, 15, 250000, tzinfo=UTC)
@@ -259,6 +260,26 @@ def test_the_remote_writer_gives_what_the_local_import_gives(
     assert remote == local
     assert local["sessions"]
     assert report.sessions == len(local["sessions"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_koda_compaction_summary_reaches_fleet_as_its_summary(
+    tmp_path: Path, live_server: LiveServer, token: str
+) -> None:
+    # koda writes the summary as a system row with the archive (rows 1-2, 12:05).
+    summary = koda_message(
+        role="system", content="So far: fixed.", created_at="2026-03-01 12:05:00"
+    )
+    path = koda_build(tmp_path / "koda.db", extra=[summary])
+    run_import("koda", str(path))
+    local = fleet_rows()
+    assert [m["is_summary"] for m in local["messages"]].count(True) == 1
+    wipe()
+
+    report = follower("koda", path, live_server.url, token).sync()
+
+    assert report.dropped == 0
+    assert fleet_rows() == local
 
 
 # --- agents that keep writing their stores ------------------------------------------------

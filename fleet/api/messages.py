@@ -12,6 +12,7 @@ from fleet.api.responses import (
     MESSAGE_EXAMPLE,
     AppendOut,
     ArchivedOut,
+    ArchiveMarksOut,
     ErrorOut,
     MessageListOut,
     MessageOut,
@@ -331,7 +332,7 @@ def compact_session(request: HttpRequest, key: str, payload: CompactIn) -> dict:
 
 @router.post(
     "/sessions/{path:key}/messages/archive",
-    response={200: ArchivedOut, **WRITE_ERRORS},
+    response={200: ArchiveMarksOut, **WRITE_ERRORS},
     summary="Archive stored messages an agent archived",
 )
 def archive_messages(request: HttpRequest, key: str, payload: ArchiveIn) -> dict:
@@ -339,11 +340,15 @@ def archive_messages(request: HttpRequest, key: str, payload: ArchiveIn) -> dict
     sends them): archives the session's stored messages named by `message_id` at the
     given `compacted_at`, taking them out of the context view (they stay in the `all`
     view). A message already archived keeps its time and one not stored is ignored, so
-    a resend changes nothing; `archived` counts those archived now. Totals stay. At
-    most `FLEET_API_MAX_BATCH` per request."""
-    archived = clean_archived(payload.messages)
-    count = services.messages_archive_stored(key=key, archived=archived, scope=key_scope(request))
-    return {"archived": count}
+    a resend changes nothing; `archived` counts those archived now. An item with
+    `"summary": true` marks a stored `system` message as the store's compaction summary
+    (the context view puts it first, like Fleet's own); `summaries` counts those marked
+    now. Totals stay. At most `FLEET_API_MAX_BATCH` items per request."""
+    marks = clean_archived(payload.messages)
+    done = services.messages_archive_stored(
+        key=key, archived=marks.archived, summaries=marks.summaries, scope=key_scope(request)
+    )
+    return {"archived": done.archived, "summaries": done.summaries}
 
 
 @router.get(

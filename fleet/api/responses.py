@@ -209,6 +209,11 @@ class ArchivedOut(Schema):
     archived: int
 
 
+class ArchiveMarksOut(Schema):
+    archived: int = Field(..., description="messages archived by this request")
+    summaries: int = Field(..., description="messages marked as compaction summaries by it")
+
+
 class MarkedOut(Schema):
     marked: int
 

@@ -379,13 +379,24 @@ class ArchiveIn(Schema):
                     "properties": {
                         "message_id": {"type": "string", "minLength": 1, "maxLength": 255},
                         "compacted_at": {"type": "string", "format": "date-time"},
+                        "summary": {
+                            "type": "boolean",
+                            "enum": [True],
+                            "description": "the store's compaction summary (a system message)",
+                        },
                     },
-                    "required": ["message_id", "compacted_at"],
+                    "required": ["message_id"],
                     "additionalProperties": False,
                 },
             }
         ),
-    ] = Field(..., description="stored messages by message_id, and when the agent archived each")
+    ] = Field(
+        ...,
+        description=(
+            "stored messages by message_id: when the agent archived each (compacted_at; "
+            "required unless summary is given), and which are its compaction summaries"
+        ),
+    )
 
 
 class UpdateLastIn(Schema):

@@ -24,13 +24,13 @@ them, in the local writer's order:
    ends at the store's last activity, as locally.
 
 4. Between 2. and 3.: ``POST /sessions/{key}/messages/archive`` with the
-   archive marks (``compacted_at``) of the messages read, when they are not
+   compaction marks (``compacted_at``, ``is_summary``) of the messages read, when they are not
    the ones the cursor says Fleet holds (after the append: it archives
    stored messages only).
 
-What the API cannot carry: the other trusted marks only an import sets
-(``is_summary``, ``seq``; ``sessions.fields`` ``MESSAGE_TRUSTED_FIELDS``). A
-message that has one is sent without it and counted in
+What the API cannot carry: ``seq``, the other trusted mark only an import
+sets (``sessions.fields`` ``MESSAGE_TRUSTED_FIELDS``), and a summary without a
+``message_id`` to name it by. A message that has one is sent without it and counted in
 ``RemoteOutcome.dropped``, as are the archive marks for a server without the
 archive endpoint.
 """
@@ -91,17 +91,24 @@ def message_payload(message: MessageIn) -> dict[str, Any]:
 
 def dropped_marks(message: MessageIn) -> bool:
     """The message has a mark only an import sets that no request carries (``compacted_at``
-    goes by ``POST .../messages/archive``)."""
-    return message.is_summary or message.seq is not None
+    and ``is_summary`` go by ``POST .../messages/archive``)."""
+    return message.seq is not None or (message.is_summary and not message.message_id)
 
 
 def archive_marks(messages: Sequence[MessageIn]) -> list[dict[str, Any]]:
-    """The archive marks of ``messages``, as ``POST .../messages/archive`` takes them."""
-    return [
-        {"message_id": m.message_id, "compacted_at": json_value(m.compacted_at)}
-        for m in messages
-        if m.compacted_at is not None and m.message_id
-    ]
+    """The compaction marks of ``messages`` (archive times, summaries), as
+    ``POST .../messages/archive`` takes them."""
+    marks = []
+    for m in messages:
+        if not m.message_id or (m.compacted_at is None and not m.is_summary):
+            continue
+        mark: dict[str, Any] = {"message_id": m.message_id}
+        if m.compacted_at is not None:
+            mark["compacted_at"] = json_value(m.compacted_at)
+        if m.is_summary:
+            mark["summary"] = True
+        marks.append(mark)
+    return marks
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def _archive_stored(source: SourceSession) -> int:
     }
     if not archived:
         return 0
-    return services.messages_archive_stored(key=source.key, archived=archived)
+    return services.messages_archive_stored(key=source.key, archived=archived).archived
 
 
 def run_import(

@@ -12,7 +12,9 @@ The rules these protect:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -30,7 +32,7 @@ from sessions.inputs import (
 from sessions.models import Message, Session, Tombstone
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
-from sessions.services.accounting import TRANSCRIPT_FIELDS
+from sessions.services.accounting import TRANSCRIPT_FIELDS, correct
 from sessions.services.messages import append_rows
 from sessions.services.sessions import lock_existing
 
@@ -99,17 +101,34 @@ def session_compact(
     return _session_compact(key, summary, keep, now or timezone.now(), scope)
 
 
+CHUNK = 500  # ids per IN (...): below every database's parameter limit
+
+
+@dataclass(frozen=True)
+class StoredMarks:
+    """What ``messages_archive_stored`` changed: messages archived, summaries marked."""
+
+    archived: int
+    summaries: int
+
+
 @transaction.atomic
 def messages_archive_stored(
-    *, key: str, archived: Mapping[str, datetime], scope: KeyScope = FULL
-) -> int:
-    """Archive stored messages that an agent's store archived since (importers).
+    *,
+    key: str,
+    archived: Mapping[str, datetime],
+    summaries: Iterable[str] = (),
+    scope: KeyScope = FULL,
+) -> StoredMarks:
+    """Carry an agent store's compaction over to messages Fleet already holds
+    (importers, ``fleet-follow``).
 
     ``archived`` maps a ``message_id`` to the time the store archived it. Only
     messages still active are archived -- never one un-archived or moved -- so
     a re-import after the agent compacted carries its archive over and a
-    second one changes nothing. Totals and rollups stay (archiving never
-    lowers them). Returns how many were archived.
+    second one changes nothing. ``summaries`` names the store's compaction
+    summaries: stored ``system`` messages become ``is_summary`` (the context
+    view puts them first, as it does Fleet's own). Totals and rollups stay.
     """
     scope.check_writes()
     session = lock_existing(clean_key(key), scope)
@@ -118,13 +137,32 @@ def messages_archive_stored(
         by_moment.setdefault(moment, []).append(message_id)
     count = 0
     for moment, ids in by_moment.items():
-        for offset in range(0, len(ids), 500):  # below every database's parameter limit
+        for offset in range(0, len(ids), CHUNK):
             count += Message.objects.filter(
                 session=session,
-                message_id__in=ids[offset : offset + 500],
+                message_id__in=ids[offset : offset + CHUNK],
                 compacted_at__isnull=True,
             ).update(compacted_at=moment)
-    return count
+    marked = 0
+    named = list(dict.fromkeys(summaries))
+    rollup = Rollup()
+    for offset in range(0, len(named), CHUNK):
+        found = Message.objects.filter(
+            session=session,
+            message_id__in=named[offset : offset + CHUNK],
+            role=Role.SYSTEM,
+            is_summary=False,
+        )
+        for message in found:
+            # A summary is bookkeeping, not ingest: the rollup's message count
+            # drops it, as if it had arrived marked (accounting.rollup_add).
+            before = copy.copy(message)
+            message.is_summary = True
+            correct(session, before, message, rollup)
+            message.save(update_fields=["is_summary"])
+            marked += 1
+    rollup.apply()
+    return StoredMarks(archived=count, summaries=marked)
 
 
 @transaction.atomic
