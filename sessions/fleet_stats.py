@@ -25,7 +25,8 @@ from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
 from sessions.choices import TOKEN_FIELDS, Status
-from sessions.models import DailyUsage, Message, MinuteUsage, Tombstone
+from sessions.latency import summarize
+from sessions.models import DailyUsage, LatencyUsage, Message, MinuteUsage, Tombstone
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -302,3 +303,57 @@ def _exact(
     if "cost_usd" in row:
         row["cost_usd"] = from_nanos(row["cost_usd"])
     return row
+
+
+# --- latency: percentiles from the latency rollup -----------------------------
+
+LATENCY_COUNTERS = ("count", "sum_ms")
+
+
+def latency_histograms(
+    first: date | None,
+    last: date,
+    *,
+    kind: str,
+    by: Sequence[str] = ("model",),
+    agents: Sequence[str] | None = None,
+) -> dict[tuple[str, ...], tuple[dict[int, int], int]]:
+    """The latency histograms of ``kind`` (``LatencyUsage.Kind``) over the UTC
+    days ``first`` (``None``: all time) to ``last``, per value of the ``by``
+    dimensions (``agent``, ``model``, ``name``; none: one for everything):
+    ``{values: ({bucket: count}, sum_ms)}``. One query over the rollup, never
+    the messages; ``agents`` narrows it to those agents (a key's scope)."""
+    rows = LatencyUsage.objects.filter(kind=kind, day__lte=last)
+    if first is not None:
+        rows = rows.filter(day__gte=first)
+    if agents is not None:
+        rows = rows.filter(agent__in=agents)
+    found = rows.values(*by, "bucket").annotate(**exact_sums(*LATENCY_COUNTERS)).order_by()
+    histograms: dict[tuple[str, ...], tuple[dict[int, int], int]] = {}
+    for row in found:
+        totals = exact_totals(row, LATENCY_COUNTERS)
+        if totals["count"] <= 0:
+            continue
+        key = tuple(row[name] for name in by)
+        counts, sum_ms = histograms.get(key, ({}, 0))
+        counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
+        histograms[key] = (counts, sum_ms + totals["sum_ms"])
+    return histograms
+
+
+def latency_summary(
+    first: date | None,
+    last: date,
+    *,
+    kind: str,
+    by: Sequence[str] = ("model",),
+    agents: Sequence[str] | None = None,
+) -> dict[tuple[str, ...], dict[str, int | float | None]]:
+    """Count, mean and p50/p95/p99 (ms, within the precision of
+    ``sessions.latency``) per value of ``by``, as ``latency_histograms`` reads."""
+    return {
+        key: summarize(counts, sum_ms)
+        for key, (counts, sum_ms) in latency_histograms(
+            first, last, kind=kind, by=by, agents=agents
+        ).items()
+    }

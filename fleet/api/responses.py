@@ -121,6 +121,8 @@ class MessageOut(Schema):
     model: str
     provider_response_id: str
     status: str
+    duration_ms: int | None
+    time_to_first_token_ms: int | None
     metadata: dict[str, Any]
     usage: UsageOut | None
     is_summary: bool
@@ -347,6 +349,8 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
     "provider_response_id": "msg_01",
     "status": "complete",
+    "duration_ms": 2300,
+    "time_to_first_token_ms": 450,
     "metadata": {"trace_id": "4bf92f35"},
     "usage": {
         "prompt_tokens": 1200,

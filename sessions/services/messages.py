@@ -194,7 +194,7 @@ def _messages_append(
     session, created = lock_or_create(key, fields, now, rollup, scope)
     changed: set[str] = set()
     if not created and fields:
-        changed = set_fields(session, fields, now)
+        changed = set_fields(session, fields, now, rollup)
     rows, skipped = append_rows(session, items, now, rollup)
     if rows and revive(session, fields):
         changed.add("status")
