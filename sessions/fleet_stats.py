@@ -25,7 +25,7 @@ from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
 from sessions.choices import TOKEN_FIELDS, Status
-from sessions.latency import summarize
+from sessions.latency import RATIO, summarize
 from sessions.models import DailyUsage, LatencyUsage, Message, MinuteUsage, Tombstone
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
@@ -357,3 +357,74 @@ def latency_summary(
             first, last, kind=kind, by=by, agents=agents
         ).items()
     }
+
+
+def fleet_latency(
+    now: datetime | None = None, *, agents: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Latency per period of ``PERIODS`` (UTC days, as the usage totals), one
+    query over the latency rollup: per model the model calls (``models``) and
+    times to first token (``time_to_first_token``), most calls first; per tool
+    name the tool runs, slowest p95 first (``tools``); the turns (``turns``).
+    Each is ``latency.summarize``'s count, mean and p50/p95/p99 in ms, the
+    percentiles within ``bucket_ratio`` above the exact value."""
+    now = now or timezone.now()
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
+    rows = LatencyUsage.objects.all()
+    if agents is not None:
+        rows = rows.filter(agent__in=agents)
+    found = (
+        rows.annotate(
+            recent=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
+        )
+        .values("kind", "model", "name", "recent", "bucket")
+        .annotate(**exact_sums(*LATENCY_COUNTERS))
+        .order_by()
+    )
+    # (period, kind, model or tool name) → ({bucket: count}, sum_ms)
+    histograms: dict[tuple[str, str, str], tuple[dict[int, int], int]] = {}
+    for row in found:
+        totals = exact_totals(row, LATENCY_COUNTERS)
+        if totals["count"] <= 0:
+            continue
+        kind = row["kind"]
+        label = row["name"] if kind == LatencyUsage.Kind.TOOL else row["model"]
+        if kind == LatencyUsage.Kind.TURN:
+            label = ""
+        for period, days_back in PERIODS.items():
+            if days_back is not None and (
+                row["recent"] is None or row["recent"] < today - timedelta(days=days_back)
+            ):
+                continue
+            counts, sum_ms = histograms.get((period, kind, label), ({}, 0))
+            counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
+            histograms[(period, kind, label)] = (counts, sum_ms + totals["sum_ms"])
+
+    def listed(period: str, kind: str, field: str) -> list[dict[str, Any]]:
+        return [
+            {field: label, **summarize(counts, sum_ms)}
+            for (at, of, label), (counts, sum_ms) in histograms.items()
+            if at == period and of == kind
+        ]
+
+    latency: dict[str, Any] = {"bucket_ratio": round(RATIO, 4)}
+    for period in PERIODS:
+        models = sorted(listed(period, LatencyUsage.Kind.CALL, "model"), key=_most_first)
+        ttft = sorted(listed(period, LatencyUsage.Kind.TTFT, "model"), key=_most_first)
+        tools = sorted(
+            listed(period, LatencyUsage.Kind.TOOL, "name"),
+            key=lambda item: (-(item["p95_ms"] or 0), -item["count"], item["name"]),
+        )
+        counts, sum_ms = histograms.get((period, LatencyUsage.Kind.TURN, ""), ({}, 0))
+        latency[period] = {
+            "models": models,
+            "time_to_first_token": ttft,
+            "tools": tools,
+            "turns": summarize(counts, sum_ms),
+        }
+    return latency
+
+
+def _most_first(item: Mapping[str, Any]) -> tuple[int, str]:
+    return (-item["count"], item["model"])
