@@ -174,10 +174,10 @@ def milliseconds(value: int | None) -> str:
         return ""
     if value < 1000:
         return f"{value} ms"
-    if value < 60_000:
-        return f"{value / 1000:.1f} s"
-    seconds = value // 1000
-    minutes, seconds = divmod(seconds, 60)
+    tenths = round(value / 100)
+    if tenths < 600:
+        return f"{tenths / 10:.1f} s"
+    minutes, seconds = divmod(round(value / 1000), 60)
     if minutes < 60:
         return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
