@@ -1173,6 +1173,7 @@ def test_a_codex_turn_lands_with_openai_token_counts(client: Client, token: str)
     assert (session.prompt_tokens, session.cache_read_tokens) == (5000, 4000)
     assert (session.completion_tokens, session.reasoning_tokens) == (300, 120)
     assert session.tool_call_count == 1
+    assert Message.objects.get(session=session, role="tool").duration_ms == 40
     assert Message.objects.get(session=session, seq=2).cost_source in ("computed", "unpriced")
 
     logs_answer(post(client, codex_export(*CODEX_TURN), token, path=LOGS))  # a retry
