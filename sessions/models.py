@@ -243,6 +243,35 @@ class Message(Totals):
         return [str(call.get("id")) for call in self.tool_calls or [] if isinstance(call, dict)]
 
 
+class Turn(models.Model):
+    """A finished turn of a session: from ``running`` back to idle or error.
+
+    Recorded by the services with the write that ends the turn (its duration
+    also goes into ``LatencyUsage``), so the session page lists its turns'
+    durations without reading the transcript. Deleted with the session (the
+    rollup keeps the fleet's numbers).
+    """
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="finished_turns", db_index=False
+    )
+    turn_id = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    duration_ms = models.PositiveBigIntegerField()
+    # The state the turn ended in: idle (done) or error.
+    outcome = models.CharField(max_length=16, choices=State.choices)
+
+    class Meta:
+        ordering = ["session", "-ended_at", "-id"]
+        indexes = [
+            models.Index(fields=["session", "-ended_at", "-id"], name="turn_session_ended_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} {self.turn_id or '-'} {self.duration_ms} ms"
+
+
 class Tombstone(models.Model):
     """A deleted session's key: later writes to it are refused, not re-created."""
 

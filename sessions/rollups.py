@@ -35,7 +35,14 @@ from django.utils import timezone
 from sessions.bounds import limit_of
 from sessions.errors import InvalidInput
 from sessions.latency import bucket_of
-from sessions.models import BudgetUsage, DailyUsage, LatencyUsage, MinuteUsage, project_key
+from sessions.models import (
+    BudgetUsage,
+    DailyUsage,
+    LatencyUsage,
+    MinuteUsage,
+    Turn,
+    project_key,
+)
 
 COUNTERS = (
     "sessions_started",
@@ -213,6 +220,9 @@ class Rollup:
             dimensions=LATENCY_DIMENSIONS,
             keyed=len(LATENCY_DIMENSIONS),
         )
+        # Finished turns: not a rollup, but written by the same writes in the
+        # same transaction, and counted into the latency rollup (``add_turn``).
+        self._turns: list[Turn] = []
 
     def add(
         self,
@@ -262,8 +272,43 @@ class Rollup:
             utc_day(at), dimensions, sign, {"count": 1, "sum_ms": max(0, duration_ms)}
         )
 
+    def add_turn(
+        self,
+        *,
+        session_id: int,
+        turn_id: str,
+        started_at: datetime,
+        ended_at: datetime,
+        duration_ms: int,
+        outcome: str,
+        agent: str,
+        model: str,
+    ) -> None:
+        """A finished turn: recorded for its session and counted (kind ``turn``)
+        on the UTC day it ended."""
+        self._turns.append(
+            Turn(
+                session_id=session_id,
+                turn_id=turn_id,
+                started_at=started_at,
+                ended_at=ended_at,
+                duration_ms=duration_ms,
+                outcome=outcome,
+            )
+        )
+        self.add_latency(
+            at=ended_at,
+            agent=agent,
+            model=model,
+            kind=LatencyUsage.Kind.TURN,
+            duration_ms=duration_ms,
+        )
+
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
+        if self._turns:
+            Turn.objects.bulk_create(self._turns)
+            self._turns = []
         self._daily.apply()
         self._budget.apply()
         self._minutes.apply()

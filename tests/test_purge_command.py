@@ -103,7 +103,7 @@ def test_the_cost_per_day_data_is_identical_after_a_purge() -> None:
 
 
 def test_the_latency_history_is_identical_after_a_purge() -> None:
-    from sessions.models import LatencyUsage
+    from sessions.models import LatencyUsage, Turn
 
     timed = [
         {"role": "assistant", "content": "a", "duration_ms": 1200, "time_to_first_token_ms": 90},
@@ -122,6 +122,8 @@ def test_the_latency_history_is_identical_after_a_purge() -> None:
 
     assert keys() == {"s2"}
     assert list(LatencyUsage.objects.order_by("id").values()) == before
+    # The purged session's own turn went with it.
+    assert not Turn.objects.exists()
 
 
 def test_budgets_spend_the_same_after_a_purge() -> None:

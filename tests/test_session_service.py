@@ -665,3 +665,34 @@ def test_a_turn_started_in_the_future_counts_zero_not_a_negative_duration() -> N
     upsert(now=T1, state="idle")
 
     assert [(row[3], row[5]) for row in turn_rows()] == [(0, 0)]
+
+
+def test_a_finished_turn_is_recorded_for_the_session_with_its_id_and_outcome() -> None:
+    from sessions.models import Turn
+
+    upsert(state="running", turn_id="t1")
+    upsert(now=T1, state="error")
+    upsert(now=T1, state="running", turn_id="t2")
+    upsert(now=T2, state="idle")
+
+    turns = list(
+        Turn.objects.filter(session__key="k")
+        .order_by("ended_at")
+        .values_list("turn_id", "started_at", "ended_at", "duration_ms", "outcome")
+    )
+    assert turns == [
+        ("t1", T0, T1, 300_000, "error"),
+        ("t2", T1, T2, 300_000, "idle"),
+    ]
+
+
+def test_deleting_a_session_deletes_its_turns_and_keeps_the_latency_rollup() -> None:
+    from sessions.models import LatencyUsage, Turn
+
+    upsert(state="running")
+    upsert(now=T1, state="idle")
+
+    services.session_delete(key="k", now=T2)
+
+    assert not Turn.objects.exists()
+    assert LatencyUsage.objects.filter(kind="turn").count() == 1

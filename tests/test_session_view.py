@@ -626,3 +626,30 @@ def test_the_transcript_shows_each_calls_and_tool_runs_duration(admin_client: Cl
     assert "⏱ 850 ms" in page
     assert "⏱ 4 min 5 s" in page
     assert page.count("⏱") == 3
+
+
+def test_the_aside_lists_the_last_finished_turns_with_their_durations(
+    admin_client: Client,
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet.views.session import SHOWN_TURNS
+
+    start = timezone.now() - timedelta(hours=1)
+    add(KEY)
+    for index in range(SHOWN_TURNS + 2):
+        at = start + timedelta(minutes=2 * index)
+        services.session_upsert(key=KEY, fields={"state": "running"}, now=at)
+        ended = at + timedelta(seconds=index + 1)
+        state = "error" if index == SHOWN_TURNS + 1 else "idle"
+        services.session_upsert(key=KEY, fields={"state": state}, now=ended)
+
+    response = admin_client.get(URL)
+
+    turns = response.context["finished_turns"]
+    assert [t.duration_ms for t in turns] == [(n + 1) * 1000 for n in range(SHOWN_TURNS + 1, 1, -1)]
+    page = response.content.decode()
+    assert "12.0 s" in page
+    assert '<span class="chip warn">error</span>' in page

@@ -34,7 +34,7 @@ from sessions.inputs import (
     clean_session_fields,
     clean_text,
 )
-from sessions.models import LatencyUsage, Session, Tombstone
+from sessions.models import Session, Tombstone
 from sessions.money import to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -132,12 +132,14 @@ def set_fields(
     """Apply validated session fields; returns the names of the fields changed.
 
     A turn that ends here (the state leaves ``running`` for idle or error,
-    also by ending the session) counts its duration, start to ``now``, into
-    ``rollup``'s latency (kind ``turn``): turn durations are kept with the
-    write, never derived from the messages on a page view.
+    also by ending the session) is recorded (``Turn``) with its duration,
+    start to ``now``, and counted into ``rollup``'s latency (kind ``turn``):
+    turn durations are kept with the write, never derived from the messages
+    on a page view.
     """
     changed: set[str] = set()
     running_since = session.turn_started_at if session.state == State.RUNNING else None
+    running_turn = session.turn_id
     values = dict(fields.values)
     for name in CONTEXT_FIELDS:
         if name in values and not values[name]:
@@ -175,12 +177,15 @@ def set_fields(
             session.state = state
             changed.add("state")
     if running_since is not None and session.state != State.RUNNING and rollup is not None:
-        rollup.add_latency(
-            at=now,
+        rollup.add_turn(
+            session_id=session.pk,
+            turn_id=running_turn,
+            started_at=running_since,
+            ended_at=now,
+            duration_ms=turn_duration_ms(running_since, now),
+            outcome=session.state,
             agent=session.agent,
             model=session.model,
-            kind=LatencyUsage.Kind.TURN,
-            duration_ms=turn_duration_ms(running_since, now),
         )
 
     if fields.metadata:
