@@ -9,6 +9,9 @@ hour (the burn rate).
 The fleet page's own numbers are one query each: ``fleet_version`` is four
 index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
 rollup, never the sessions or messages. Formatting them is the dashboard's.
+Latency (``latency_summary`` for any days and dimensions, ``fleet_latency``
+for the periods of ``GET /fleet`` and the fleet page) is one query over the
+latency rollup each.
 """
 
 from __future__ import annotations
