@@ -11,11 +11,17 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from sessions.choices import TOKEN_FIELDS, State, Status
-from sessions.models import DailyUsage, Session
+from sessions.latency import BUCKET_UPPER
+from sessions.models import DailyUsage, LatencyUsage, Session
 from sessions.money import from_nanos
 from sessions.querysets import stale_rule, stuck_rule
 from sessions.sql import exact_sums, exact_totals
@@ -35,6 +41,7 @@ class FleetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._sessions()
         yield from self._usage()
+        yield from self._latency()
 
     def _sessions(self) -> Iterator[Metric]:
         active = Q(status=Status.ACTIVE)
@@ -123,3 +130,50 @@ class FleetCollector(Collector):
             # Exact Decimal in the database; Prometheus samples are floats.
             cost.add_metric(key, float(from_nanos(row["cost_usd"])))
         yield from (sessions, messages, api_calls, unpriced, tokens, cost)
+
+    def _latency(self) -> Iterator[Metric]:
+        """``fleet_latency_seconds``: the latency rollup as a Prometheus histogram.
+
+        Its ``le`` bounds are every eighth bucket bound of ``sessions.latency``
+        (about doubling: 1 ms … 6.6 days, ``PROMETHEUS_BOUNDS``), the same for
+        every series and every scrape, so each cumulative count is exact.
+        """
+        found = (
+            LatencyUsage.objects.values("kind", "agent", "model", "name", "bucket")
+            .annotate(**exact_sums("count", "sum_ms"))
+            .order_by("kind", "agent", "model", "name", "bucket")
+        )
+        series: dict[tuple[str, str, str, str], tuple[list[int], int]] = {}
+        for row in found:
+            totals = exact_totals(row, ("count", "sum_ms"))
+            key = (row["kind"], row["agent"], row["model"], row["name"])
+            counts, sum_ms = series.get(key, ([0] * len(PROMETHEUS_BOUNDS), 0))
+            upper = BUCKET_UPPER[row["bucket"]]
+            for index, bound in enumerate(PROMETHEUS_BOUNDS):
+                if upper <= bound:
+                    counts[index] += totals["count"]
+            series[key] = (counts, sum_ms + totals["sum_ms"])
+        histogram = HistogramMetricFamily(
+            "fleet_latency_seconds",
+            "Durations by kind: call (a model call), ttft (time to its first token), tool "
+            "(a tool run, by tool), turn (running to idle or error). Kept by purge.",
+            labels=["kind", "agent", "model", "tool"],
+        )
+        for key, (counts, sum_ms) in series.items():
+            buckets = [
+                (_seconds(bound), count)
+                for bound, count in zip(PROMETHEUS_BOUNDS[:-1], counts, strict=False)
+            ]
+            # The last bound is the largest duration stored: everything is at most it.
+            buckets.append(("+Inf", counts[-1]))
+            histogram.add_metric(list(key), buckets, sum_ms / 1000)
+        yield histogram
+
+
+# Every eighth bound of the latency buckets and the last one (the bound of a
+# duration): a Prometheus bucket's count is then an exact sum of whole buckets.
+PROMETHEUS_BOUNDS: tuple[int, ...] = (*BUCKET_UPPER[1:-1:8], BUCKET_UPPER[-1])
+
+
+def _seconds(milliseconds: int) -> str:
+    return str(milliseconds / 1000)  # the shortest exact decimal: "0.009", "1.874"

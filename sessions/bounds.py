@@ -34,6 +34,11 @@ MAX_TOTAL = 10**18
 # columns), and other small counts a client sends (seq, keep).
 MAX_COUNT = 2**31 - 1
 
+# One duration in milliseconds (a model call, a tool run, a time to first
+# token): at most a week. Longer is a clock error, not a call; a turn that
+# runs longer still counts, in the top latency bucket (sessions.latency).
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+
 
 # Session keys an agent may list to leave active when it reconciles (its
 # live sessions): a bound on one request's work, not on a column.

@@ -12,8 +12,9 @@ API's schema (``fleet.api.schemas.MESSAGE_SCHEMA`` for a field clients write,
 ``fleet.api.responses.MessageOut`` for every field); ``tests/test_api_docs.py``
 fails until the schema names it. A field the server sets goes in
 ``MESSAGE_SERVER_FIELDS`` here instead of the request schema. A client's
-value is checked by the field's type (``inputs._field_cleaner``): a
-JSONField whose default is ``dict`` (``metadata``) holds an object within
+value is checked by the field's type (``inputs._field_cleaner``): an
+integer is non-negative and within ``MESSAGE_NUMBER_BOUNDS`` (else
+``MAX_COUNT``); a JSONField whose default is ``dict`` (``metadata``) holds an object within
 ``FLEET_MAX_METADATA_BYTES``.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from django.db import models
 
+from sessions.bounds import MAX_DURATION_MS
 from sessions.choices import TOKEN_FIELDS
 from sessions.models import Message
 
@@ -38,6 +40,9 @@ MESSAGE_TRUSTED_FIELDS = tuple(
 MESSAGE_USAGE_FIELDS = (*TOKEN_FIELDS, "cost_usd", "cost_source")
 # Text that must be one line (no control characters): ids and status words.
 MESSAGE_SINGLE_LINE_FIELDS = frozenset({"message_id", "status"})
+# The bound of a number a client sends, where it is not ``MAX_COUNT``
+# (``sessions.bounds``): durations in milliseconds.
+MESSAGE_NUMBER_BOUNDS = {"duration_ms": MAX_DURATION_MS, "time_to_first_token_ms": MAX_DURATION_MS}
 
 
 def message_fields() -> list[models.Field]:

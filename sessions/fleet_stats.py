@@ -9,6 +9,9 @@ hour (the burn rate).
 The fleet page's own numbers are one query each: ``fleet_version`` is four
 index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
 rollup, never the sessions or messages. Formatting them is the dashboard's.
+Latency (``latency_summary`` for any days and dimensions, ``fleet_latency``
+for the periods of ``GET /fleet`` and the fleet page) is one query over the
+latency rollup each.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from django.db.models import Case, DateField, F, When
 from django.utils import timezone
 
 from sessions.choices import TOKEN_FIELDS, Status
-from sessions.models import DailyUsage, Message, MinuteUsage, Tombstone
+from sessions.latency import RATIO, summarize
+from sessions.models import DailyUsage, LatencyUsage, Message, MinuteUsage, Tombstone
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -302,3 +306,128 @@ def _exact(
     if "cost_usd" in row:
         row["cost_usd"] = from_nanos(row["cost_usd"])
     return row
+
+
+# --- latency: percentiles from the latency rollup -----------------------------
+
+LATENCY_COUNTERS = ("count", "sum_ms")
+
+
+def latency_histograms(
+    first: date | None,
+    last: date,
+    *,
+    kind: str,
+    by: Sequence[str] = ("model",),
+    agents: Sequence[str] | None = None,
+) -> dict[tuple[str, ...], tuple[dict[int, int], int]]:
+    """The latency histograms of ``kind`` (``LatencyUsage.Kind``) over the UTC
+    days ``first`` (``None``: all time) to ``last``, per value of the ``by``
+    dimensions (``agent``, ``model``, ``name``; none: one for everything):
+    ``{values: ({bucket: count}, sum_ms)}``. One query over the rollup, never
+    the messages; ``agents`` narrows it to those agents (a key's scope)."""
+    rows = LatencyUsage.objects.filter(kind=kind, day__lte=last)
+    if first is not None:
+        rows = rows.filter(day__gte=first)
+    if agents is not None:
+        rows = rows.filter(agent__in=agents)
+    found = rows.values(*by, "bucket").annotate(**exact_sums(*LATENCY_COUNTERS)).order_by()
+    histograms: dict[tuple[str, ...], tuple[dict[int, int], int]] = {}
+    for row in found:
+        totals = exact_totals(row, LATENCY_COUNTERS)
+        if totals["count"] <= 0:
+            continue
+        key = tuple(row[name] for name in by)
+        counts, sum_ms = histograms.get(key, ({}, 0))
+        counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
+        histograms[key] = (counts, sum_ms + totals["sum_ms"])
+    return histograms
+
+
+def latency_summary(
+    first: date | None,
+    last: date,
+    *,
+    kind: str,
+    by: Sequence[str] = ("model",),
+    agents: Sequence[str] | None = None,
+) -> dict[tuple[str, ...], dict[str, int | float | None]]:
+    """Count, mean and p50/p95/p99 (ms, within the precision of
+    ``sessions.latency``) per value of ``by``, as ``latency_histograms`` reads."""
+    return {
+        key: summarize(counts, sum_ms)
+        for key, (counts, sum_ms) in latency_histograms(
+            first, last, kind=kind, by=by, agents=agents
+        ).items()
+    }
+
+
+def fleet_latency(
+    now: datetime | None = None, *, agents: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Latency per period of ``PERIODS`` (UTC days, as the usage totals), one
+    query over the latency rollup: per model the model calls (``models``) and
+    times to first token (``time_to_first_token``), most calls first; per tool
+    name the tool runs, slowest p95 first (``tools``); the turns (``turns``).
+    Each is ``latency.summarize``'s count, mean and p50/p95/p99 in ms, the
+    percentiles within ``bucket_ratio`` above the exact value."""
+    now = now or timezone.now()
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
+    rows = LatencyUsage.objects.all()
+    if agents is not None:
+        rows = rows.filter(agent__in=agents)
+    found = (
+        rows.annotate(
+            recent=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
+        )
+        .values("kind", "model", "name", "recent", "bucket")
+        .annotate(**exact_sums(*LATENCY_COUNTERS))
+        .order_by()
+    )
+    # (period, kind, model or tool name) → ({bucket: count}, sum_ms)
+    histograms: dict[tuple[str, str, str], tuple[dict[int, int], int]] = {}
+    for row in found:
+        totals = exact_totals(row, LATENCY_COUNTERS)
+        if totals["count"] <= 0:
+            continue
+        kind = row["kind"]
+        label = row["name"] if kind == LatencyUsage.Kind.TOOL else row["model"]
+        if kind == LatencyUsage.Kind.TURN:
+            label = ""
+        for period, days_back in PERIODS.items():
+            if days_back is not None and (
+                row["recent"] is None or row["recent"] < today - timedelta(days=days_back)
+            ):
+                continue
+            counts, sum_ms = histograms.get((period, kind, label), ({}, 0))
+            counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
+            histograms[(period, kind, label)] = (counts, sum_ms + totals["sum_ms"])
+
+    def listed(period: str, kind: str, field: str) -> list[dict[str, Any]]:
+        return [
+            {field: label, **summarize(counts, sum_ms)}
+            for (at, of, label), (counts, sum_ms) in histograms.items()
+            if at == period and of == kind
+        ]
+
+    latency: dict[str, Any] = {"bucket_ratio": round(RATIO, 4)}
+    for period in PERIODS:
+        models = sorted(listed(period, LatencyUsage.Kind.CALL, "model"), key=_most_first)
+        ttft = sorted(listed(period, LatencyUsage.Kind.TTFT, "model"), key=_most_first)
+        tools = sorted(
+            listed(period, LatencyUsage.Kind.TOOL, "name"),
+            key=lambda item: (-(item["p95_ms"] or 0), -item["count"], item["name"]),
+        )
+        counts, sum_ms = histograms.get((period, LatencyUsage.Kind.TURN, ""), ({}, 0))
+        latency[period] = {
+            "models": models,
+            "time_to_first_token": ttft,
+            "tools": tools,
+            "turns": summarize(counts, sum_ms),
+        }
+    return latency
+
+
+def _most_first(item: Mapping[str, Any]) -> tuple[int, str]:
+    return (-item["count"], item["model"])

@@ -28,6 +28,7 @@ from sessions.errors import InvalidInput
 from sessions.fields import (
     MESSAGE_CLIENT_FIELDS,
     MESSAGE_INPUT_KEYS,
+    MESSAGE_NUMBER_BOUNDS,
     MESSAGE_SINGLE_LINE_FIELDS,
     message_field,
 )
@@ -370,7 +371,8 @@ def _field_cleaner(field: models.Field) -> Cleaner:
     if isinstance(field, models.BooleanField):
         return clean_bool
     if isinstance(field, models.IntegerField):
-        return lambda value, path: clean_int(value, path, maximum=MAX_COUNT)
+        maximum = MESSAGE_NUMBER_BOUNDS.get(name, MAX_COUNT)
+        return lambda value, path: clean_int(value, path, maximum=maximum)
     if isinstance(field, models.JSONField):
         # A field whose default is an object holds an object, bounded like
         # a session's metadata; any other holds any JSON.

@@ -184,6 +184,12 @@ class Message(Totals):
     model = models.CharField(max_length=255, blank=True)
     provider_response_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=32, blank=True)
+    # How long it took, in milliseconds, when the client knows (NULL: not
+    # reported): the model call of an assistant message, the tool run of a
+    # tool message; and the wait for the first token of a streamed answer.
+    # Bounded by sessions.bounds.MAX_DURATION_MS; rolled up into LatencyUsage.
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveBigIntegerField(null=True, blank=True)
     # The agent's own data about the message, any JSON object (at most
     # FLEET_MAX_METADATA_BYTES); importers keep here what a store has and
     # Fleet has no field for (appam's content blocks, koda's full output).
@@ -235,6 +241,35 @@ class Message(Totals):
     @property
     def tool_call_ids(self) -> list[str]:
         return [str(call.get("id")) for call in self.tool_calls or [] if isinstance(call, dict)]
+
+
+class Turn(models.Model):
+    """A finished turn of a session: from ``running`` back to idle or error.
+
+    Recorded by the services with the write that ends the turn (its duration
+    also goes into ``LatencyUsage``), so the session page lists its turns'
+    durations without reading the transcript. Deleted with the session (the
+    rollup keeps the fleet's numbers).
+    """
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="finished_turns", db_index=False
+    )
+    turn_id = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    duration_ms = models.PositiveBigIntegerField()
+    # The state the turn ended in: idle (done) or error.
+    outcome = models.CharField(max_length=16, choices=State.choices)
+
+    class Meta:
+        ordering = ["session", "-ended_at", "-id"]
+        indexes = [
+            models.Index(fields=["session", "-ended_at", "-id"], name="turn_session_ended_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} {self.turn_id or '-'} {self.duration_ms} ms"
 
 
 class Tombstone(models.Model):
@@ -389,6 +424,48 @@ class MinuteUsage(UsageBucket):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} {self.agent or '-'} {self.model or '-'}"
+
+
+class LatencyUsage(models.Model):
+    """How many timed things of one kind fell in one latency bucket, per UTC day
+    × agent × model (× tool name for tool runs): the latency percentiles' source.
+
+    ``kind`` is ``call`` (an assistant message's model call), ``ttft`` (its
+    time to first token), ``tool`` (a tool message's run; ``name`` is the
+    tool) or ``turn`` (a session's turn, from start to idle or error).
+    ``bucket`` is an index into ``sessions.latency.BUCKET_UPPER``; ``sum_ms``
+    keeps the exact total, so means and Prometheus' ``_sum`` are exact.
+    Written only by ``sessions.rollups.Rollup`` with signed deltas, in the
+    write's transaction (corrections move it by differences); kept by purge.
+    """
+
+    class Kind(models.TextChoices):
+        CALL = "call"
+        TTFT = "ttft"
+        TOOL = "tool"
+        TURN = "turn"
+
+    day = models.DateField()
+    agent = models.CharField(max_length=255, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=255, blank=True)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "kind", "agent", "model", "name", "bucket"]
+        verbose_name_plural = "latency usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "model", "kind", "name", "bucket"],
+                name="latencyusage_unique_bucket",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.agent or '-'} {self.model or '-'} #{self.bucket}"
 
 
 def project_key(project: str) -> str:

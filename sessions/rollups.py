@@ -5,7 +5,9 @@ tables: ``DailyUsage`` (per UTC day, the history the charts and period totals
 read; kept by purge), ``BudgetUsage`` (spend per UTC quarter hour, hour and
 day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (per UTC
 minute, only for usage dated within ``MinuteUsage.RECENT``: the burn rate's
-source).
+source). ``LatencyUsage`` counts durations per UTC day × agent × model × kind
+× tool name in the fixed buckets of ``sessions.latency`` (one row per bucket
+used), through the same upsert.
 
 The upsert (``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x``) is
 the same SQL on SQLite (≥ 3.35 for ``RETURNING``) and PostgreSQL, and adds
@@ -32,7 +34,15 @@ from django.utils import timezone
 
 from sessions.bounds import limit_of
 from sessions.errors import InvalidInput
-from sessions.models import BudgetUsage, DailyUsage, MinuteUsage, project_key
+from sessions.latency import bucket_of
+from sessions.models import (
+    BudgetUsage,
+    DailyUsage,
+    LatencyUsage,
+    MinuteUsage,
+    Turn,
+    project_key,
+)
 
 COUNTERS = (
     "sessions_started",
@@ -52,6 +62,8 @@ DIMENSIONS = ("agent", "model", "channel")
 # The budgets' rollup's key: the span (quarter hour or day), the dimensions and
 # the project's key; ``project`` rides along.
 BUDGET_DIMENSIONS = ("span", *DIMENSIONS, "project_key", "project")
+LATENCY_DIMENSIONS = ("agent", "model", "kind", "name", "bucket")
+LATENCY_COUNTERS = ("count", "sum_ms")
 
 
 def utc_day(moment: datetime) -> date:
@@ -104,7 +116,7 @@ class _Buckets:
         )
 
     def add(
-        self, period: Any, dimensions: tuple[str, ...], sign: int, counts: dict[str, int]
+        self, period: Any, dimensions: tuple[Any, ...], sign: int, counts: dict[str, int]
     ) -> None:
         bucket = self.deltas[(period, *dimensions)]
         for name, value in counts.items():
@@ -200,6 +212,17 @@ class Rollup:
             dimensions=BUDGET_DIMENSIONS,
             keyed=len(BUDGET_DIMENSIONS) - 1,
         )
+        self._latency = _Buckets(
+            LatencyUsage,
+            "day",
+            LATENCY_COUNTERS,
+            connection.ops.adapt_datefield_value,
+            dimensions=LATENCY_DIMENSIONS,
+            keyed=len(LATENCY_DIMENSIONS),
+        )
+        # Finished turns: not a rollup, but written by the same writes in the
+        # same transaction, and counted into the latency rollup (``add_turn``).
+        self._turns: list[Turn] = []
 
     def add(
         self,
@@ -232,8 +255,61 @@ class Rollup:
         if self._minute is not None:
             self._minutes.add(self._minute, dimensions, sign, counts)
 
+    def add_latency(
+        self,
+        *,
+        at: datetime,
+        agent: str,
+        model: str,
+        kind: str,
+        duration_ms: int,
+        name: str = "",
+        sign: int = 1,
+    ) -> None:
+        """Count one duration (``LatencyUsage.Kind``) on the UTC day of ``at``."""
+        dimensions = (agent or "", model or "", kind, name or "", bucket_of(duration_ms))
+        self._latency.add(
+            utc_day(at), dimensions, sign, {"count": 1, "sum_ms": max(0, duration_ms)}
+        )
+
+    def add_turn(
+        self,
+        *,
+        session_id: int,
+        turn_id: str,
+        started_at: datetime,
+        ended_at: datetime,
+        duration_ms: int,
+        outcome: str,
+        agent: str,
+        model: str,
+    ) -> None:
+        """A finished turn: recorded for its session and counted (kind ``turn``)
+        on the UTC day it ended."""
+        self._turns.append(
+            Turn(
+                session_id=session_id,
+                turn_id=turn_id,
+                started_at=started_at,
+                ended_at=ended_at,
+                duration_ms=duration_ms,
+                outcome=outcome,
+            )
+        )
+        self.add_latency(
+            at=ended_at,
+            agent=agent,
+            model=model,
+            kind=LatencyUsage.Kind.TURN,
+            duration_ms=duration_ms,
+        )
+
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
+        if self._turns:
+            Turn.objects.bulk_create(self._turns)
+            self._turns = []
         self._daily.apply()
         self._budget.apply()
         self._minutes.apply()
+        self._latency.apply()

@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce, Left, NullIf
 
 from sessions.choices import MESSAGE_INCOMPLETE, TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
-from sessions.models import Message, Session, Tombstone
+from sessions.models import Message, Session, Tombstone, Turn
 from sessions.querysets import SessionQuerySet
 
 
@@ -221,6 +221,12 @@ def session_usage(session: Session) -> dict[str, Any]:
         **{name: getattr(session, name) for name in TOKEN_FIELDS},
         "cost_usd": session.cost_usd,
     }
+
+
+def session_turns(session: Session, limit: int = 10) -> list[Turn]:
+    """The session's last ``limit`` finished turns, newest first: one index
+    range (``turn_session_ended_idx``), however long the session."""
+    return list(Turn.objects.filter(session=session).order_by("-ended_at", "-id")[:limit])
 
 
 def usage_by_agent(session: Session) -> list[dict[str, Any]]:

@@ -420,6 +420,44 @@ def test_editing_a_message_refuses_usage_that_breaks_the_token_rules(
     assert Session.objects.get(pk=session.pk).reasoning_tokens == 0
 
 
+def test_editing_a_messages_duration_moves_the_latency_rollup(admin_client: Client) -> None:
+    from sessions.latency import bucket_of
+    from sessions.models import LatencyUsage
+
+    session = make_session("e", messages=2)
+    message = Message.objects.get(session=session, seq=2)
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    page = admin_client.get(url)
+    assert 'name="duration_ms"' in page.content.decode()
+    data = form_data(page)
+    data.update(duration_ms="1500", time_to_first_token_ms="")
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Message.objects.get(pk=message.pk).duration_ms == 1500
+    assert list(LatencyUsage.objects.values_list("kind", "bucket", "count")) == [
+        ("call", bucket_of(1500), 1)
+    ]
+
+
+@pytest.mark.parametrize("value", ["-1", str(10**12)])
+def test_a_duration_past_its_bounds_is_a_form_error_in_the_admin(
+    admin_client: Client, value: str
+) -> None:
+    session = make_session("e", messages=2)
+    message = Message.objects.get(session=session, seq=2)
+    url = f"{MESSAGES_URL}{message.pk}/change/"
+    data = form_data(admin_client.get(url))
+    data.update(duration_ms=value)
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    assert "duration_ms" in response.context["adminform"].form.errors
+    assert Message.objects.get(pk=message.pk).duration_ms is None
+
+
 def test_a_messages_metadata_is_shown_escaped_and_can_be_edited(admin_client: Client) -> None:
     session = make_session("e", messages=2)
     message = Message.objects.get(session=session, seq=2)

@@ -136,7 +136,7 @@ def test_the_openapi_document_explains_the_anthropic_convention(client: Client) 
 
 
 def test_the_openapi_document_states_the_bounds_of_numbers(client: Client) -> None:
-    from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
+    from sessions.bounds import MAX_COUNT, MAX_DURATION_MS, MAX_TOKENS, MAX_TOTAL, MAX_USD
 
     schema = client.get("/api/v1/openapi.json").json()
     append = schema["components"]["schemas"]["AppendIn"]["properties"]["messages"]
@@ -144,6 +144,8 @@ def test_the_openapi_document_states_the_bounds_of_numbers(client: Client) -> No
     session = schema["components"]["schemas"]["SessionFieldsIn"]["properties"]
 
     assert usage["prompt_tokens"]["maximum"] == MAX_TOKENS
+    for name in ("duration_ms", "time_to_first_token_ms"):
+        assert append["items"]["properties"][name]["maximum"] == MAX_DURATION_MS
     assert usage["cost_usd"]["anyOf"][0]["exclusiveMaximum"] == int(MAX_USD)
     assert session["prompt_tokens"]["maximum"] == MAX_TOTAL
     assert session["turns"]["maximum"] == MAX_COUNT

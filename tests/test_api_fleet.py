@@ -215,11 +215,12 @@ def test_fleet_costs_a_fixed_number_of_queries(
     for index in range(3):
         services.session_upsert(key=f"a{index}")
     api.get("fleet")  # records the key's use
-    with django_assert_max_num_queries(4):
+    # The key, the sessions' counts, the daily rollup, the minute rollup, the latency rollup.
+    with django_assert_max_num_queries(5):
         api.get("fleet")
     for index in range(40):
         services.session_upsert(key=f"b{index}")
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         assert api.get("fleet").json()["sessions"]["total"] == 43
     assert store_counts()[0] == 43
 
@@ -265,3 +266,56 @@ def test_compaction_stats_of_a_scoped_key_count_only_its_agents(db: None) -> Non
 
     assert scoped.get("compaction-stats").json()["archived_messages"] == 1
     assert read_only.get("compaction-stats").json()["archived_messages"] == 3
+
+
+def test_fleet_answers_latency_by_model_tool_and_turn_per_period(api: ApiClient) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.latency import BUCKET_UPPER, bucket_of
+
+    now = timezone.now()
+    calls = [
+        {"role": "assistant", "content": "a", "model": "fast", "duration_ms": ms}
+        for ms in (100, 120, 140, 160, 5000)
+    ]
+    tools = [
+        {"role": "tool", "name": name, "tool_call_id": f"c{i}", "content": "", "duration_ms": ms}
+        for i, (name, ms) in enumerate((("grep", 30), ("build", 90_000), ("grep", 40)))
+    ]
+    services.messages_append(key="s1", messages=[*calls, *tools], session={"state": "running"})
+    services.session_upsert(key="s1", fields={"state": "idle"}, now=now + timedelta(seconds=1))
+    services.messages_append(
+        key="old",
+        messages=[{"role": "assistant", "content": "a", "model": "slow", "duration_ms": 9000}],
+        now=now - timedelta(days=10),
+    )
+
+    latency = api.get("fleet").json()["latency"]
+
+    today = latency["today"]
+    assert [(m["model"], m["count"]) for m in today["models"]] == [("fast", 5)]
+    fast = today["models"][0]
+    assert fast["p50_ms"] == BUCKET_UPPER[bucket_of(140)]
+    assert fast["p99_ms"] == BUCKET_UPPER[bucket_of(5000)]
+    assert fast["mean_ms"] == 1104.0
+    assert [(t["name"], t["count"]) for t in today["tools"]] == [("build", 1), ("grep", 2)]
+    assert today["turns"]["count"] == 1
+    assert today["time_to_first_token"] == []
+    assert [m["model"] for m in latency["last_30_days"]["models"]] == ["fast", "slow"]
+    assert [m["model"] for m in latency["last_7_days"]["models"]] == ["fast"]
+    assert latency["bucket_ratio"] == 1.0905
+
+
+def test_fleet_latency_of_an_empty_fleet_has_no_percentiles(api: ApiClient) -> None:
+    latency = api.get("fleet").json()["latency"]
+
+    assert latency["all_time"]["models"] == []
+    assert latency["all_time"]["turns"] == {
+        "count": 0,
+        "mean_ms": None,
+        "p50_ms": None,
+        "p95_ms": None,
+        "p99_ms": None,
+    }

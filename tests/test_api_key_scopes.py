@@ -368,6 +368,22 @@ def test_fleet_totals_count_only_a_scoped_keys_agents(
     assert body["burn_rate"]["cost_usd"] == "0.500000000"
 
 
+def test_fleet_latency_counts_only_a_scoped_keys_agents(
+    store: None, full: ApiClient, scoped: ApiClient
+) -> None:
+    for session_key, ms in (("mine", 100), ("theirs", 9000)):
+        services.messages_append(
+            key=session_key,
+            messages=[{"role": "assistant", "content": "x", "model": "m", "duration_ms": ms}],
+        )
+
+    everything = full.get("fleet").json()["latency"]["today"]["models"]
+    mine = scoped.get("fleet").json()["latency"]["today"]["models"]
+
+    assert [(m["model"], m["count"]) for m in everything] == [("m", 2)]
+    assert [(m["model"], m["count"], m["mean_ms"]) for m in mine] == [("m", 1, 100.0)]
+
+
 def test_a_key_made_without_a_scope_has_full_access(store: None) -> None:
     key_row, token = ApiKey.generate(name="plain")
 

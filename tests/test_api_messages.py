@@ -1084,3 +1084,62 @@ def test_an_update_without_content_keeps_tool_calls_and_reasoning(api: ApiClient
     assert (message["content"], message["reasoning"]) == ("partial", "r")
     assert [c["id"] for c in message["tool_calls"]] == ["c1"]
     assert response.json()["session"]["tool_call_count"] == 1
+
+
+# --- durations (issue 17) -------------------------------------------------------
+
+
+def test_a_message_keeps_its_duration_and_time_to_first_token(api: ApiClient) -> None:
+    response = append(
+        api, "s1", user("q"), assistant("a", duration_ms=2300, time_to_first_token_ms=450)
+    )
+
+    assert response.status_code == 201, response.content
+    items = api.get("sessions/s1/messages", view="all").json()["items"]
+    assert [(m["duration_ms"], m["time_to_first_token_ms"]) for m in items] == [
+        (None, None),
+        (2300, 450),
+    ]
+
+
+@pytest.mark.parametrize("name", ["duration_ms", "time_to_first_token_ms"])
+@pytest.mark.parametrize("value", [-1, 10**12, "120", 1.5, True, [3], {"ms": 3}])
+def test_a_bad_duration_is_422_naming_the_field_and_writes_nothing(
+    api: ApiClient, name: str, value: Any
+) -> None:
+    before = store_counts()
+
+    response = append(api, "s1", user("q"), assistant("a", **{name: value}))
+
+    assert_error(response, 422, "invalid", f"messages[1].{name}")
+    assert store_counts() == before
+
+
+def test_a_duration_at_its_bound_is_accepted_and_one_past_it_refused(api: ApiClient) -> None:
+    from sessions.bounds import MAX_DURATION_MS
+
+    fits = append(api, "s1", assistant("a", duration_ms=MAX_DURATION_MS))
+    past = append(api, "s1", assistant("b", duration_ms=MAX_DURATION_MS + 1))
+
+    assert fits.status_code == 201, fits.content
+    assert_error(past, 422, "invalid", "messages[0].duration_ms")
+    assert Message.objects.filter(session__key="s1").count() == 1
+
+
+def test_update_last_sets_and_clears_the_duration_and_refuses_a_bad_one(api: ApiClient) -> None:
+    append(api, "s1", assistant("", status="streaming"))
+
+    timed = api.put(
+        "sessions/s1/messages/last",
+        {"message": {"content": "done", "duration_ms": 900, "time_to_first_token_ms": 120}},
+    )
+    refused = api.put("sessions/s1/messages/last", {"message": {"duration_ms": -5}})
+    kept = Message.objects.get(session__key="s1").duration_ms
+    cleared = api.put("sessions/s1/messages/last", {"message": {"duration_ms": None}})
+
+    assert timed.status_code == 200, timed.content
+    assert timed.json()["message"]["duration_ms"] == 900
+    assert_error(refused, 422, "invalid", "message.duration_ms")
+    assert kept == 900
+    assert cleared.json()["message"]["duration_ms"] is None
+    assert cleared.json()["message"]["time_to_first_token_ms"] == 120

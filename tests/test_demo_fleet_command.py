@@ -282,3 +282,30 @@ def test_a_second_seed_leaves_the_budgets_it_found() -> None:
 
     assert Budget.objects.count() == 3
     assert Budget.objects.get(agent="", model="").amount_usd == Decimal(123)
+
+
+def test_its_calls_and_tool_runs_are_timed_the_same_on_every_run() -> None:
+    from sessions.models import LatencyUsage
+
+    demo(sessions=8, messages_per_session=10, seed=4)
+    timed = sorted(
+        Message.objects.filter(duration_ms__isnull=False).values_list(
+            "session__key", "seq", "duration_ms", "time_to_first_token_ms"
+        )
+    )
+    kinds = set(LatencyUsage.objects.values_list("kind", flat=True))
+    Message.objects.all().delete()
+    Session.objects.all().delete()
+
+    demo(sessions=8, messages_per_session=10, seed=4)
+
+    assert {"call", "ttft", "tool"} <= kinds
+    assert all(0 < row[2] < 10**7 for row in timed)
+    assert (
+        sorted(
+            Message.objects.filter(duration_ms__isnull=False).values_list(
+                "session__key", "seq", "duration_ms", "time_to_first_token_ms"
+            )
+        )
+        == timed
+    )

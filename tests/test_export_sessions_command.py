@@ -139,6 +139,53 @@ def test_a_messages_metadata_survives_the_round_trip(tmp_path: Path) -> None:
     assert [m.metadata for m in messages_of("k")] == [metadata, {}]
 
 
+def test_durations_survive_the_round_trip_and_rebuild_the_latency_rollup(
+    tmp_path: Path,
+) -> None:
+    from sessions.models import LatencyUsage
+
+    services.messages_append(
+        key="k",
+        session={"agent": "koda"},
+        messages=[
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "content": "ok",
+                "duration_ms": 1500,
+                "time_to_first_token_ms": 80,
+            },
+            {"role": "tool", "name": "grep", "tool_call_id": "c1", "content": "", "duration_ms": 9},
+        ],
+        now=T0,
+    )
+    latency = sorted(
+        LatencyUsage.objects.values_list(
+            "day", "agent", "model", "kind", "name", "bucket", "count", "sum_ms"
+        )
+    )
+    path = tmp_path / "fleet.jsonl"
+    export(str(path))
+    empty_the_database()
+    LatencyUsage.objects.all().delete()
+
+    run_import("fleet", str(path))
+
+    assert [(m.duration_ms, m.time_to_first_token_ms) for m in messages_of("k")] == [
+        (None, None),
+        (1500, 80),
+        (9, None),
+    ]
+    assert (
+        sorted(
+            LatencyUsage.objects.values_list(
+                "day", "agent", "model", "kind", "name", "bucket", "count", "sum_ms"
+            )
+        )
+        == latency
+    )
+
+
 def test_a_second_import_of_an_export_adds_nothing_and_changes_nothing(tmp_path: Path) -> None:
     call_command("demo_fleet", sessions=12, messages_per_session=6, seed=3, stdout=StringIO())
     path = tmp_path / "fleet.jsonl"

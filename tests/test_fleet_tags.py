@@ -44,3 +44,24 @@ def test_money_says_unpriced_instead_of_zero() -> None:
 
 def test_tokens_shows_the_exact_count_on_hover() -> None:
     assert tokens(1_234_567) == '<span class="num" title="1,234,567 tokens">1.23M</span>'
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, ""),
+        (0, "0 ms"),
+        (999, "999 ms"),
+        (1000, "1.0 s"),
+        (2345, "2.3 s"),
+        (59_999, "1 min"),
+        (60_000, "1 min"),
+        (245_000, "4 min 5 s"),
+        (3_600_000, "1 h"),
+        (7_500_000, "2 h 5 min"),
+    ],
+)
+def test_a_duration_in_milliseconds_reads_in_its_unit(value: int | None, shown: str) -> None:
+    from fleet.templatetags.fleet_tags import milliseconds
+
+    assert milliseconds(value) == shown

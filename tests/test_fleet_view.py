@@ -125,6 +125,38 @@ def test_it_breaks_usage_down_by_model_agent_and_channel(admin_client: Client) -
     assert {u.label for u in by_channel.rows} == {"Slack", "CLI"}
 
 
+def test_it_shows_latency_by_model_the_slowest_tools_and_turns(admin_client: Client) -> None:
+    calls = [{"role": "assistant", "content": "a", "duration_ms": ms} for ms in (800, 900, 1000)]
+    tools = [
+        {"role": "tool", "name": name, "tool_call_id": f"c{i}", "content": "", "duration_ms": ms}
+        for i, (name, ms) in enumerate((("grep", 40), ("pytest", 95_000)))
+    ]
+    add_session("t1", model="o3", state="running", messages=[*calls, *tools])
+    services.session_upsert(key="t1", fields={"state": "idle"})
+
+    response = admin_client.get("/")
+
+    assert [(m["model"], m["count"]) for m in response.context["latency_models"]] == [("o3", 3)]
+    assert [t["name"] for t in response.context["latency_tools"]] == ["pytest", "grep"]
+    assert response.context["latency_turns"]["count"] == 1
+    html = response.content.decode()
+    assert "Latency by model" in html
+    from fleet.templatetags.fleet_tags import milliseconds
+    from sessions.latency import BUCKET_UPPER, bucket_of
+
+    # pytest's p95: the upper bound of the bucket holding 95 000 ms (1 min 35 s … +9 %).
+    assert f'<td class="num">{milliseconds(BUCKET_UPPER[bucket_of(95_000)])}</td>' in html
+
+
+def test_an_untimed_fleet_says_so_in_the_latency_panels(admin_client: Client) -> None:
+    add_session("c1")
+
+    html = admin_client.get("/").content.decode()
+
+    assert "No timed model calls in the last 30 days." in html
+    assert "No timed tool runs in the last 30 days." in html
+
+
 def test_each_breakdown_sums_the_other_dimensions(admin_client: Client) -> None:
     add_session("a1", model="gpt-4o", agent="alpha", messages=[priced("1.00")])
     add_session("a2", model="o3", agent="alpha", channel="slack", messages=[priced("2.00")])

@@ -218,7 +218,8 @@ def test_the_number_of_queries_does_not_grow_with_the_data(
     client: Client, django_assert_max_num_queries: Callable[..., Any]
 ) -> None:
     fleet()
-    with django_assert_max_num_queries(3):
+    # The sessions' gauges, the daily rollup, the latency rollup.
+    with django_assert_max_num_queries(4):
         client.get("/metrics", **AUTH)
     for index in range(20):
         services.messages_append(
@@ -227,7 +228,7 @@ def test_the_number_of_queries_does_not_grow_with_the_data(
             messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "0.01"}}],
             now=ago(days=index) + timedelta(seconds=1),
         )
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         response = client.get("/metrics", **AUTH)
     assert b'agent="agent-19"' in response.content
 
@@ -246,3 +247,40 @@ def test_cost_is_exact_to_the_cent_of_the_rollup(client: Client) -> None:
     assert Decimal(str(value(samples, "fleet_cost_usd_total", agent="a", model="m"))) == Decimal(
         "1"
     )
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_latency_is_a_histogram_with_the_same_exact_buckets_for_every_series(
+    client: Client,
+) -> None:
+    from fleet.metrics import PROMETHEUS_BOUNDS
+
+    services.messages_append(
+        key="t",
+        session={"agent": "koda", "model": "gpt-4o"},
+        messages=[
+            *(
+                {"role": "assistant", "content": "a", "duration_ms": ms}
+                for ms in (5, 100, 110, 3000)
+            ),
+            {"role": "tool", "name": "grep", "tool_call_id": "c", "content": "", "duration_ms": 0},
+        ],
+    )
+
+    samples = scrape(client)
+
+    call = {"kind": "call", "agent": "koda", "model": "gpt-4o", "tool": ""}
+    assert value(samples, "fleet_latency_seconds_count", **call) == 4
+    assert value(samples, "fleet_latency_seconds_sum", **call) == pytest.approx(3.215)
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.009") == 1
+    # le is inclusive: 110 ms is at most 0.11 s (a bucket bound), so 5, 100 and 110 count.
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.11") == 3
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="+Inf") == 4
+    buckets = [
+        labels
+        for (name, labels) in samples
+        if name == "fleet_latency_seconds_bucket" and ("kind", "tool") in labels
+    ]
+    assert len(buckets) == len(PROMETHEUS_BOUNDS)
+    tool = {"kind": "tool", "agent": "koda", "model": "gpt-4o", "tool": "grep"}
+    assert value(samples, "fleet_latency_seconds_bucket", **tool, le="0.001") == 1

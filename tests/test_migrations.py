@@ -12,7 +12,13 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from sessions import search
-from sessions.models import BudgetUsage, DailyUsage, Message, MinuteUsage, project_key
+from sessions.models import (
+    BudgetUsage,
+    DailyUsage,
+    LatencyUsage,
+    MinuteUsage,
+    project_key,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,6 +27,7 @@ MINUTE_USAGE = ("agent_sessions", "0005_minute_usage_and_turn_index")
 BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
 ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
 MESSAGE_METADATA = ("agent_sessions", "0011_message_metadata")
+LATENCY = ("agent_sessions", "0012_latency")
 
 
 @pytest.fixture
@@ -179,8 +186,39 @@ def test_messages_stored_before_message_metadata_have_none_and_stay_searchable(
     executor = MigrationExecutor(connection)
     executor.migrate([MESSAGE_METADATA])
 
-    older = Message.objects.get(seq=1)  # the current model: the new column
+    # The model as of this migration: later ones add columns it has not yet.
+    message_model = executor.loader.project_state([MESSAGE_METADATA]).apps.get_model(
+        "agent_sessions", "Message"
+    )
+    older = message_model.objects.get(seq=1)
     assert older.metadata == {}
-    Message.objects.create(session_id=session.pk, seq=2, role="user", content="newer words")
+    message_model.objects.create(session_id=session.pk, seq=2, role="user", content="newer words")
     found = {hit.seq for result in search.search_messages("words") for hit in result.hits}
     assert found == {1, 2}
+
+
+def test_messages_stored_before_durations_have_none_and_stay_searchable(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([MESSAGE_METADATA])
+    apps = executor.loader.project_state([MESSAGE_METADATA]).apps
+    session = apps.get_model("agent_sessions", "Session").objects.create(
+        key="s", agent="koda", last_active_at=timezone.now()
+    )
+    message_model = apps.get_model("agent_sessions", "Message")
+    message_model.objects.create(session=session, seq=1, role="user", content="older words")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([LATENCY])
+
+    message_model = executor.loader.project_state([LATENCY]).apps.get_model(
+        "agent_sessions", "Message"
+    )
+    older = message_model.objects.get(seq=1)
+    assert (older.duration_ms, older.time_to_first_token_ms) == (None, None)
+    message_model.objects.create(
+        session_id=session.pk, seq=2, role="assistant", content="newer words", duration_ms=5
+    )
+    found = {hit.seq for result in search.search_messages("words") for hit in result.hits}
+    assert found == {1, 2}
+    assert not LatencyUsage.objects.exists()

@@ -440,6 +440,35 @@ def test_a_tool_span_becomes_the_call_and_its_result_paired_by_call_id(
 
 
 @pytest.mark.django_db
+def test_a_spans_start_and_end_are_the_duration_of_the_call_and_the_tool_run(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder()
+    chat(recorder, "conv-timed", prompt="q", answer="a")
+    recorder.span(
+        "execute_tool grep",
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.conversation.id": "conv-timed",
+            "gen_ai.tool.name": "grep",
+            "gen_ai.tool.call.id": "call_1",
+        },
+        T0 + 3 * SECOND,
+        T0 + 3 * SECOND + 250_000_000,
+    )
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="conv-timed")
+        .order_by("seq")
+        .values_list("role", "duration_ms")
+    )
+    # The user prompt and the call the tool span stands for have no duration of their own.
+    assert rows == [("user", None), ("assistant", 2000), ("assistant", None), ("tool", 250)]
+
+
+@pytest.mark.django_db
 def test_a_call_the_model_span_carries_is_not_repeated_by_its_tool_span(
     client: Client, token: str
 ) -> None:
@@ -989,6 +1018,42 @@ def test_a_claude_code_turn_lands_with_reported_cost_and_anthropic_tokens_normal
 
 
 @pytest.mark.django_db
+def test_claude_code_durations_land_on_the_call_and_the_tool_run_and_in_the_rollup(
+    client: Client, token: str
+) -> None:
+    from sessions.models import LatencyUsage
+
+    logs_answer(post(client, claude_code_export(*TURN), token, path=LOGS))
+
+    rows = list(
+        Message.objects.filter(session__key="cc-1")
+        .order_by("seq")
+        .values_list("role", "name", "duration_ms")
+    )
+    assert rows == [
+        ("user", "", None),
+        ("assistant", "", 2345),
+        ("assistant", "", None),
+        ("tool", "Bash", 120),
+    ]
+    rolled = LatencyUsage.objects.values_list("kind", "name", "sum_ms").order_by("kind")
+    assert list(rolled) == [("call", "", 2345), ("tool", "Bash", 120)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["-5", "soon", "1e99"])
+def test_a_claude_code_duration_fleet_cannot_store_is_left_out_not_refused(
+    client: Client, token: str, value: str
+) -> None:
+    request = (("api_request", {**TURN[1][1], "duration_ms": value}),)
+
+    result = logs_answer(post(client, claude_code_export(*request), token, path=LOGS))
+
+    assert not result.HasField("partial_success")
+    assert Message.objects.get(session__key="cc-1").duration_ms is None
+
+
+@pytest.mark.django_db
 def test_a_retried_claude_code_export_adds_nothing(client: Client, token: str) -> None:
     body = claude_code_export(*TURN)
     logs_answer(post(client, body, token, path=LOGS))
@@ -1108,6 +1173,7 @@ def test_a_codex_turn_lands_with_openai_token_counts(client: Client, token: str)
     assert (session.prompt_tokens, session.cache_read_tokens) == (5000, 4000)
     assert (session.completion_tokens, session.reasoning_tokens) == (300, 120)
     assert session.tool_call_count == 1
+    assert Message.objects.get(session=session, role="tool").duration_ms == 40
     assert Message.objects.get(session=session, seq=2).cost_source in ("computed", "unpriced")
 
     logs_answer(post(client, codex_export(*CODEX_TURN), token, path=LOGS))  # a retry

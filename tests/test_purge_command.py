@@ -102,6 +102,30 @@ def test_the_cost_per_day_data_is_identical_after_a_purge() -> None:
     assert rollup_rows() == before
 
 
+def test_the_latency_history_is_identical_after_a_purge() -> None:
+    from sessions.models import LatencyUsage, Turn
+
+    timed = [
+        {"role": "assistant", "content": "a", "duration_ms": 1200, "time_to_first_token_ms": 90},
+        {"role": "tool", "name": "grep", "tool_call_id": "c1", "content": "x", "duration_ms": 40},
+    ]
+    for index, days in enumerate((50, 20, 0)):
+        services.messages_append(
+            key=f"s{index}", messages=timed, session={"agent": "koda"}, now=ago(days=days)
+        )
+    services.session_upsert(key="s0", fields={"state": "running"}, now=ago(days=50))
+    services.session_upsert(key="s0", fields={"state": "idle"}, now=ago(days=49))
+    before = list(LatencyUsage.objects.order_by("id").values())
+    assert {row["kind"] for row in before} == {"call", "ttft", "tool", "turn"}
+
+    run("purge", "--older-than", "7d", "--compacted-older-than", "0")
+
+    assert keys() == {"s2"}
+    assert list(LatencyUsage.objects.order_by("id").values()) == before
+    # The purged session's own turn went with it.
+    assert not Turn.objects.exists()
+
+
 def test_budgets_spend_the_same_after_a_purge() -> None:
     make_session("old", at=ago(days=10), count=6, model="gpt-4o")
     make_session("new", at=ago(minutes=5), count=6, model="gpt-4o")

@@ -612,3 +612,87 @@ def test_delete_twice_says_gone_and_unknown_says_not_found() -> None:
 
     assert (gone.value.code, missing.value.code) == ("gone", "not_found")
     assert Tombstone.objects.count() == 1
+
+
+# --- turn durations (issue 17) ----------------------------------------------------
+
+
+def turn_rows() -> list[tuple[Any, ...]]:
+    from sessions.models import LatencyUsage
+
+    return list(
+        LatencyUsage.objects.filter(kind="turn", count__gt=0)
+        .order_by("day", "agent", "model", "bucket")
+        .values_list("day", "agent", "model", "bucket", "count", "sum_ms")
+    )
+
+
+@pytest.mark.parametrize("end", [{"state": "idle"}, {"state": "error"}, {"status": "completed"}])
+def test_a_turn_that_ends_counts_its_exact_duration_on_the_day_it_ended(
+    end: dict[str, Any],
+) -> None:
+    from sessions.latency import bucket_of
+
+    upsert(agent="bot", model="m1", state="running")
+    upsert(now=T1 + timedelta(milliseconds=250), **end)
+
+    five_minutes = 5 * 60 * 1000 + 250
+    assert turn_rows() == [(T1.date(), "bot", "m1", bucket_of(five_minutes), 1, five_minutes)]
+
+
+def test_a_turn_still_running_or_a_session_never_running_counts_no_turn() -> None:
+    upsert(agent="bot", state="running")
+    upsert(now=T1, state="running", name="renamed")
+    upsert(key="other", state="idle")
+    upsert(key="other", now=T1, state="error")
+
+    assert turn_rows() == []
+
+
+def test_a_turn_ended_by_an_append_or_a_status_change_counts_once() -> None:
+    upsert(agent="bot", state="running")
+    services.messages_append(
+        key="k", messages=[{"role": "user", "content": "q"}], session={"state": "idle"}, now=T1
+    )
+    upsert(now=T2, state="running")
+    services.session_set_status(key="k", status="cancelled", now=T2 + timedelta(seconds=2))
+
+    assert [(row[4], row[5]) for row in turn_rows()] == [(1, 2000), (1, 5 * 60 * 1000)]
+
+
+def test_a_turn_started_in_the_future_counts_zero_not_a_negative_duration() -> None:
+    upsert(state="running", turn_started_at=(T1 + timedelta(hours=1)).isoformat())
+    upsert(now=T1, state="idle")
+
+    assert [(row[3], row[5]) for row in turn_rows()] == [(0, 0)]
+
+
+def test_a_finished_turn_is_recorded_for_the_session_with_its_id_and_outcome() -> None:
+    from sessions.models import Turn
+
+    upsert(state="running", turn_id="t1")
+    upsert(now=T1, state="error")
+    upsert(now=T1, state="running", turn_id="t2")
+    upsert(now=T2, state="idle")
+
+    turns = list(
+        Turn.objects.filter(session__key="k")
+        .order_by("ended_at")
+        .values_list("turn_id", "started_at", "ended_at", "duration_ms", "outcome")
+    )
+    assert turns == [
+        ("t1", T0, T1, 300_000, "error"),
+        ("t2", T1, T2, 300_000, "idle"),
+    ]
+
+
+def test_deleting_a_session_deletes_its_turns_and_keeps_the_latency_rollup() -> None:
+    from sessions.models import LatencyUsage, Turn
+
+    upsert(state="running")
+    upsert(now=T1, state="idle")
+
+    services.session_delete(key="k", now=T2)
+
+    assert not Turn.objects.exists()
+    assert LatencyUsage.objects.filter(kind="turn").count() == 1

@@ -602,3 +602,54 @@ def test_only_the_buttons_the_user_may_use_are_shown(
     assert ("Delete…" in html) == (who in MAY_DELETE)
     if who not in MAY_CHANGE | MAY_DELETE:
         assert 'name="action"' not in html
+
+
+def test_the_transcript_shows_each_calls_and_tool_runs_duration(admin_client: Client) -> None:
+    add(
+        KEY,
+        {
+            "role": "assistant",
+            "content": "searching",
+            "tool_calls": [{"id": "call-1", "name": "grep"}],
+            "duration_ms": 2300,
+            "time_to_first_token_ms": 450,
+        },
+        {"role": "tool", "tool_call_id": "call-1", "content": "found", "duration_ms": 850},
+        {"role": "assistant", "content": "a long one", "duration_ms": 245_000},
+        {"role": "assistant", "content": "untimed"},
+    )
+
+    page = admin_client.get(URL).content.decode()
+
+    assert "⏱ 2.3 s" in page
+    assert "first token after 450 ms" in page
+    assert "⏱ 850 ms" in page
+    assert "⏱ 4 min 5 s" in page
+    assert page.count("⏱") == 3
+
+
+def test_the_aside_lists_the_last_finished_turns_with_their_durations(
+    admin_client: Client,
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fleet.views.session import SHOWN_TURNS
+
+    start = timezone.now() - timedelta(hours=1)
+    add(KEY)
+    for index in range(SHOWN_TURNS + 2):
+        at = start + timedelta(minutes=2 * index)
+        services.session_upsert(key=KEY, fields={"state": "running"}, now=at)
+        ended = at + timedelta(seconds=index + 1)
+        state = "error" if index == SHOWN_TURNS + 1 else "idle"
+        services.session_upsert(key=KEY, fields={"state": state}, now=ended)
+
+    response = admin_client.get(URL)
+
+    turns = response.context["finished_turns"]
+    assert [t.duration_ms for t in turns] == [(n + 1) * 1000 for n in range(SHOWN_TURNS + 1, 1, -1)]
+    page = response.content.decode()
+    assert "12.0 s" in page
+    assert '<span class="chip warn">error</span>' in page

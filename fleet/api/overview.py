@@ -18,7 +18,7 @@ from fleet.api.sessions import ERRORS, WRITE_ERRORS, key_scope
 from fleet.snippets import snippet_marked
 from sessions import selectors, services
 from sessions.errors import InvalidInput
-from sessions.fleet_stats import fleet_totals
+from sessions.fleet_stats import fleet_latency, fleet_totals
 from sessions.inputs import clean_text
 from sessions.shapes import fleet_json, jsonable, session_summary_json, timestamp
 
@@ -104,8 +104,16 @@ def fleet(request: HttpRequest) -> dict:
     today, over the last 7 and 30 days and all time (UTC days, from the daily rollup, so
     purged sessions still count; `unpriced_calls` are calls with no known price, left
     out of `cost_usd`); and the burn rate: cost of the usage dated in the last hour (the
-    current UTC minute and the 59 before it). A key scoped to agents sees only theirs."""
-    return fleet_json(fleet_totals(agents=key_scope(request).agent_filter))
+    current UTC minute and the 59 before it). `latency`, per period: p50/p95/p99, mean
+    and count in milliseconds of the model calls and times to first token per model,
+    the tool runs per tool name (slowest p95 first) and the turns, from the latency
+    rollup (messages' `duration_ms`, turns from running to idle or error); a percentile
+    is at most `bucket_ratio` times the exact one. A key scoped to agents sees only
+    theirs."""
+    agents = key_scope(request).agent_filter
+    totals = dict(fleet_totals(agents=agents))
+    totals["latency"] = fleet_latency(totals["generated_at"], agents=agents)
+    return fleet_json(totals)
 
 
 @router.get(

@@ -121,6 +121,8 @@ class MessageOut(Schema):
     model: str
     provider_response_id: str
     status: str
+    duration_ms: int | None
+    time_to_first_token_ms: int | None
     metadata: dict[str, Any]
     usage: UsageOut | None
     is_summary: bool
@@ -281,6 +283,39 @@ class BurnRateOut(Schema):
     total_tokens: int
 
 
+class LatencyOut(Schema):
+    count: int
+    mean_ms: float | None = Field(..., description="exact; null when count is 0")
+    p50_ms: int | None = Field(..., description="at most bucket_ratio times the exact one")
+    p95_ms: int | None
+    p99_ms: int | None
+
+
+class ModelLatencyOut(LatencyOut):
+    model: str
+
+
+class ToolLatencyOut(LatencyOut):
+    name: str
+
+
+class PeriodLatencyOut(Schema):
+    models: list[ModelLatencyOut] = Field(..., description="model calls, most calls first")
+    time_to_first_token: list[ModelLatencyOut]
+    tools: list[ToolLatencyOut] = Field(..., description="tool runs, slowest p95 first")
+    turns: LatencyOut = Field(..., description="turns, from running to idle or error")
+
+
+class FleetLatencyOut(Schema):
+    bucket_ratio: float = Field(
+        ..., description="a percentile is at least the exact one and at most this times it"
+    )
+    today: PeriodLatencyOut
+    last_7_days: PeriodLatencyOut
+    last_30_days: PeriodLatencyOut
+    all_time: PeriodLatencyOut
+
+
 class FleetOut(Schema):
     generated_at: Timestamp
     stuck_after: int = Field(..., description="seconds a turn runs before it counts as stuck")
@@ -288,6 +323,7 @@ class FleetOut(Schema):
     sessions: FleetSessionsOut
     usage: FleetUsageOut
     burn_rate: BurnRateOut
+    latency: FleetLatencyOut
 
 
 class BudgetScopeOut(Schema):
@@ -352,6 +388,8 @@ MESSAGE_EXAMPLE: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
     "provider_response_id": "msg_01",
     "status": "complete",
+    "duration_ms": 2300,
+    "time_to_first_token_ms": 450,
     "metadata": {"trace_id": "4bf92f35"},
     "usage": {
         "prompt_tokens": 1200,

@@ -16,7 +16,7 @@ from django.db.models import TextChoices
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
-from sessions.bounds import MAX_COUNT, MAX_TOKENS, MAX_TOTAL, MAX_USD
+from sessions.bounds import MAX_COUNT, MAX_DURATION_MS, MAX_TOKENS, MAX_TOTAL, MAX_USD
 from sessions.choices import TOKEN_FIELDS, Channel, Kind, Role, State, Status
 
 
@@ -46,6 +46,7 @@ _TIME = {"type": "string", "format": "date-time", "example": "2026-11-21T10:00:0
 _TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS}
 _TOTAL_TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_TOTAL}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
+_DURATION = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_DURATION_MS}
 _MONEY_IN = {
     "anyOf": [
         {"type": "number", "minimum": 0, "exclusiveMaximum": int(MAX_USD)},
@@ -214,6 +215,22 @@ MESSAGE_SCHEMA: dict[str, Any] = {
         "model": _TEXT,
         "provider_response_id": _TEXT,
         "status": {"type": "string", "maxLength": 32, "example": "complete"},
+        "duration_ms": {
+            **_DURATION,
+            "description": (
+                "how long it took, in whole milliseconds: the model call of an assistant "
+                "message, the tool run of a tool message; null = not measured. Rolled up "
+                "into the latency percentiles (/fleet, /metrics)"
+            ),
+            "example": 2300,
+        },
+        "time_to_first_token_ms": {
+            **_DURATION,
+            "description": (
+                "milliseconds from the request to the first streamed token; null = not measured"
+            ),
+            "example": 450,
+        },
         "metadata": {
             "type": ["object", "null"],
             "description": (

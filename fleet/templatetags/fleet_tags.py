@@ -167,6 +167,23 @@ def duration_since(moment: datetime | None) -> str:
     return f"{hours // 24} d"
 
 
+@register.filter
+def milliseconds(value: int | None) -> str:
+    """A duration in ms as people read it: ``850 ms``, ``2.3 s``, ``4 min 5 s``, ``2 h 5 min``."""
+    if value is None:
+        return ""
+    if value < 1000:
+        return f"{value} ms"
+    tenths = round(value / 100)
+    if tenths < 600:
+        return f"{tenths / 10:.1f} s"
+    minutes, seconds = divmod(round(value / 1000), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
 # --- JSON --------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from sessions.fleet_stats import (
     Usage,
     breakdowns,
     daily_rows,
+    fleet_latency,
     fleet_totals,
     fleet_version,
 )
@@ -186,6 +187,23 @@ def budget_panel(now: datetime) -> dict[str, Any]:
     }
 
 
+# The latency panels list at most this many models and tools (the API has all).
+LATENCY_ROWS = 10
+
+
+def latency_panel(now: datetime) -> dict[str, Any]:
+    """Latency over the last 30 days (like the breakdowns): one query over the
+    latency rollup, whatever the traffic."""
+    latency = fleet_latency(now)["last_30_days"]
+    return {
+        "latency_models": latency["models"][:LATENCY_ROWS],
+        "latency_models_more": max(0, len(latency["models"]) - LATENCY_ROWS),
+        "latency_tools": latency["tools"][:LATENCY_ROWS],
+        "latency_tools_more": max(0, len(latency["tools"]) - LATENCY_ROWS),
+        "latency_turns": latency["turns"],
+    }
+
+
 def live_context(now: datetime) -> dict[str, Any]:
     totals = fleet_totals(now)
     start, rows = daily_rows(now)
@@ -202,6 +220,7 @@ def live_context(now: datetime) -> dict[str, Any]:
         "stale_minutes": settings.FLEET_STALE_AFTER // 60,
         "stuck_minutes": settings.FLEET_STUCK_AFTER // 60,
         **budget_panel(now),
+        **latency_panel(now),
     }
 
 

@@ -158,10 +158,11 @@ class MessageAdmin(admin.ModelAdmin):
             None,
             {
                 "description": (
-                    "Saving a change moves the session's totals and the daily usage by the "
-                    "difference. Messages cannot be deleted here (counts and seq would break): "
-                    "use compaction, clear, or manage.py purge. Editing tokens does not reprice "
-                    "a computed cost: run manage.py reprice, or enter a reported cost."
+                    "Saving a change moves the session's totals, the daily usage and the "
+                    "latency rollup by the difference. Messages cannot be deleted here "
+                    "(counts and seq would break): use compaction, clear, or manage.py purge. "
+                    "Editing tokens does not reprice a computed cost: run manage.py reprice, "
+                    "or enter a reported cost."
                 ),
                 "fields": [
                     ("session", "seq", "message_id"),
@@ -184,6 +185,7 @@ class MessageAdmin(admin.ModelAdmin):
                     ("prompt_tokens", "cache_read_tokens", "cache_creation_tokens"),
                     ("completion_tokens", "reasoning_tokens"),
                     ("cost_usd", "cost_source"),
+                    ("duration_ms", "time_to_first_token_ms"),
                 ]
             },
         ),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,6 +296,7 @@ def tool_calls(
         call = tool_call(rng, model, name, arguments)
         calls.append(call)
         tool = {"role": "tool", "tool_call_id": call["id"], "name": name, "content": result}
+        tool["duration_ms"] = tool_timing(name, call["id"])
         if agent_name:
             tool["agent_name"] = agent_name
         results.append(tool)
@@ -305,6 +307,28 @@ def delegation_call(rng: random.Random, model: str, sub_agent: str) -> dict[str,
     """The call handing a task to ``sub_agent`` (its result is the sub-agent's findings)."""
     arguments = {"agent": sub_agent, "prompt": "Find every caller of parse_created_at."}
     return tool_call(rng, model, "task", arguments)
+
+
+def _spread(text: str, span: int) -> int:
+    """A number in ``[0, span)`` that depends only on ``text``: demo timings vary
+    without drawing from the generator (the rest of a seeded demo stays as it was)."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % span
+
+
+def call_timing(model: str, counts: dict[str, Any], salt: str) -> dict[str, int]:
+    """``duration_ms`` and ``time_to_first_token_ms`` of a model call: the prompt
+    takes its time before the first token, then each output token its model's."""
+    prompt = counts.get("prompt_tokens", counts.get("input_tokens", 0)) or 0
+    output = counts.get("completion_tokens", counts.get("output_tokens", 0)) or 0
+    first = 250 + prompt // 40 + _spread(salt, 900)
+    per_token = 8 + _spread(model, 30)
+    return {"time_to_first_token_ms": first, "duration_ms": first + output * per_token}
+
+
+def tool_timing(name: str, salt: str) -> int:
+    """A tool run's ``duration_ms``: each tool its own typical time, varying per run."""
+    typical = 20 + _spread(name, 3000)
+    return typical + _spread(salt, typical * 3 + 1)
 
 
 def usage(

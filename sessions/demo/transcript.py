@@ -23,6 +23,7 @@ from sessions.demo.text import (
     REASONING,
     REASONING_MODELS,
     agent_named,
+    call_timing,
     delegation_call,
     reply_text,
     response_id,
@@ -62,6 +63,7 @@ class Transcript:
             first=self.api_calls == 0,
             reports=head.reports_cost,
         )
+        message.update(call_timing(model, message["usage"], f"{head.key}:{len(self.messages)}"))
         self.api_calls += 1
         if provider_id := response_id(rng, model):
             message["provider_response_id"] = provider_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.otlp.records import LogIn, Source, digest, failed, number, text, time
+from sessions.otlp.records import LogIn, Source, digest, duration, failed, number, text, time
 
 PREFIX = "claude_code."
 AGENT = "claude-code"
@@ -58,6 +58,7 @@ def _messages(record: LogIn, event: str) -> list[dict[str, Any]] | None:
                 "role": "assistant",
                 "model": model,
                 "usage": usage,
+                "duration_ms": duration(attributes.get("duration_ms")),
                 "created_at": at,
             }
         ]
@@ -68,6 +69,7 @@ def _messages(record: LogIn, event: str) -> list[dict[str, Any]] | None:
                 "role": "assistant",
                 "model": model,
                 "status": "error",
+                "duration_ms": duration(attributes.get("duration_ms")),
                 "created_at": at,
             }
         ]
@@ -90,6 +92,7 @@ def _messages(record: LogIn, event: str) -> list[dict[str, Any]] | None:
                 "name": name,
                 "content": attributes.get("error") if bad else None,
                 "status": "error" if bad else "",
+                "duration_ms": duration(attributes.get("duration_ms")),
                 "created_at": at,
             },
         ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessions.otlp.records import LogIn, Source, digest, failed, number, text, time
+from sessions.otlp.records import LogIn, Source, digest, duration, failed, number, text, time
 
 PREFIX = "codex."
 AGENT = "codex"
@@ -91,6 +91,7 @@ def _messages(record: LogIn, event: str) -> list[dict[str, Any]] | None:
                 "name": name,
                 "content": output if isinstance(output, str) else None,
                 "status": "error" if bad else "",
+                "duration_ms": duration(attributes.get("duration_ms")),
                 "created_at": at,
             },
         ]
@@ -102,6 +103,7 @@ def _messages(record: LogIn, event: str) -> list[dict[str, Any]] | None:
                 "role": "assistant",
                 "model": model,
                 "status": "error",
+                "duration_ms": duration(attributes.get("duration_ms")),
                 "created_at": at,
             }
         ]

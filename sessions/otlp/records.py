@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from sessions.bounds import MAX_DURATION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,34 @@ def number(value: Any) -> Any:
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     return value
+
+
+def duration(value: Any) -> int | None:
+    """A duration in milliseconds as agents send it (``1234``, ``"1234"``,
+    ``1234.6``, ``"1234.6"``), rounded to a whole millisecond; ``None`` when
+    absent or not a duration Fleet stores (negative, past ``MAX_DURATION_MS``,
+    not a number): a telemetry event is stored without its bad timing rather
+    than refused."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        milliseconds = round(value)
+        if 0 <= milliseconds <= MAX_DURATION_MS:
+            return milliseconds
+    return None
+
+
+def span_duration(start_ns: int, end_ns: int) -> int | None:
+    """A span's duration in whole milliseconds; ``None`` without both times
+    or when they make no duration Fleet stores (end before start)."""
+    if start_ns <= 0 or end_ns <= 0 or end_ns < start_ns:
+        return None
+    return duration((end_ns - start_ns) // 1_000_000)
 
 
 def time(record: LogIn) -> datetime | None:

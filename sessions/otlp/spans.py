@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sessions.otlp.records import span_duration
 from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
 
@@ -255,6 +256,7 @@ def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, 
             "provider_response_id": _text_attribute(span, ("gen_ai.response.id",), resource=False),
             "status": "error" if span.error else "",
             "usage": _usage(attributes),
+            "duration_ms": span_duration(span.start_ns, span.end_ns),
             "created_at": end,
         }
     )
@@ -294,6 +296,7 @@ def _tool_messages(
             "content": result,
             "agent_name": agent_name,
             "status": "error" if span.error else "",
+            "duration_ms": span_duration(span.start_ns, span.end_ns),
             "created_at": end,
         }
     )

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from sessions.bounds import MAX_COST_NANOS, MAX_COUNT, MAX_TOTAL
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import InvalidInput
-from sessions.models import Message, Session
+from sessions.models import LatencyUsage, Message, Session
 from sessions.money import from_nanos, to_nanos
 from sessions.rollups import Rollup
 
@@ -66,6 +66,12 @@ class Contributing(Protocol):
     def model(self) -> str: ...
     @property
     def is_summary(self) -> bool: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def duration_ms(self) -> int | None: ...
+    @property
+    def time_to_first_token_ms(self) -> int | None: ...
 
 
 def contribution(message: Contributing) -> dict[str, int]:
@@ -145,6 +151,35 @@ def rollup_add(
         # The rollup's counters are named like the session's (and cost in nanos).
         **{name: counts[name] for name in (*SESSION_COUNTERS, "cost_usd")},
     )
+    for kind, name, duration in timings(message):
+        rollup.add_latency(
+            at=message.created_at,
+            agent=session.agent,
+            model=message.model or session.model,
+            kind=kind,
+            name=name,
+            duration_ms=duration,
+            sign=sign,
+        )
+
+
+def timings(message: Contributing) -> list[tuple[str, str, int]]:
+    """The durations a message adds to the latency rollup, as (kind, tool name, ms).
+
+    An assistant message's ``duration_ms`` is its model call and its
+    ``time_to_first_token_ms`` the wait for the first token; a tool message's
+    ``duration_ms`` is the run of the tool it names (``name``). Durations on
+    other roles are stored and shown but rolled up nowhere.
+    """
+    found: list[tuple[str, str, int]] = []
+    if message.role == Role.ASSISTANT:
+        if message.duration_ms is not None:
+            found.append((LatencyUsage.Kind.CALL, "", message.duration_ms))
+        if message.time_to_first_token_ms is not None:
+            found.append((LatencyUsage.Kind.TTFT, "", message.time_to_first_token_ms))
+    elif message.role == Role.TOOL and message.duration_ms is not None:
+        found.append((LatencyUsage.Kind.TOOL, message.name or "", message.duration_ms))
+    return found
 
 
 def save_session(session: Session, fields: Iterable[str]) -> None:

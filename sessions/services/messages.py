@@ -25,7 +25,7 @@ from django.utils import timezone
 from sessions.bulk import insert_messages, new_message
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import Conflict, FleetError, InvalidInput
-from sessions.fields import message_default
+from sessions.fields import MESSAGE_NUMBER_BOUNDS, message_default
 from sessions.inputs import (
     MessageIn,
     SessionIn,
@@ -194,7 +194,7 @@ def _messages_append(
     session, created = lock_or_create(key, fields, now, rollup, scope)
     changed: set[str] = set()
     if not created and fields:
-        changed = set_fields(session, fields, now)
+        changed = set_fields(session, fields, now, rollup)
     rows, skipped = append_rows(session, items, now, rollup)
     if rows and revive(session, fields):
         changed.add("status")
@@ -439,6 +439,10 @@ def message_save_correction(*, message: Message) -> Message:
         if getattr(message, name) != getattr(before, name):
             # The bound of one message's tokens, as for an append (sessions.bounds).
             clean_int(getattr(message, name), name)
+    for name, maximum in MESSAGE_NUMBER_BOUNDS.items():
+        value = getattr(message, name)
+        if value is not None and value != getattr(before, name):
+            clean_int(value, name, maximum=maximum)  # as for an append (sessions.bounds)
     if message.cost_source == CostSource.UNPRICED:
         message.cost_usd = None
     elif not message.cost_source:

@@ -17,13 +17,13 @@ The rules these protect:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from sessions.bounds import MAX_EXCEPT_KEYS
+from sessions.bounds import MAX_DURATION_MS, MAX_EXCEPT_KEYS
 from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
@@ -106,7 +106,7 @@ def lock_or_create(
             values={**fields.values, "agent": agent}, metadata=fields.metadata, totals=fields.totals
         )
     session = Session(key=key, created_at=now, last_active_at=now)
-    set_fields(session, fields, now)
+    set_fields(session, fields, now, rollup)
     try:
         with transaction.atomic():
             session.save(force_insert=True)
@@ -126,9 +126,20 @@ def lock_or_create(
     return session, True
 
 
-def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
-    """Apply validated session fields; returns the names of the fields changed."""
+def set_fields(
+    session: Session, fields: SessionIn, now: datetime, rollup: Rollup | None = None
+) -> set[str]:
+    """Apply validated session fields; returns the names of the fields changed.
+
+    A turn that ends here (the state leaves ``running`` for idle or error,
+    also by ending the session) is recorded (``Turn``) with its duration,
+    start to ``now``, and counted into ``rollup``'s latency (kind ``turn``):
+    turn durations are kept with the write, never derived from the messages
+    on a page view.
+    """
     changed: set[str] = set()
+    running_since = session.turn_started_at if session.state == State.RUNNING else None
+    running_turn = session.turn_id
     values = dict(fields.values)
     for name in CONTEXT_FIELDS:
         if name in values and not values[name]:
@@ -165,6 +176,17 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
         if session.state != state:
             session.state = state
             changed.add("state")
+    if running_since is not None and session.state != State.RUNNING and rollup is not None:
+        rollup.add_turn(
+            session_id=session.pk,
+            turn_id=running_turn,
+            started_at=running_since,
+            ended_at=now,
+            duration_ms=turn_duration_ms(running_since, now),
+            outcome=session.state,
+            agent=session.agent,
+            model=session.model,
+        )
 
     if fields.metadata:
         merged = dict(session.metadata or {})
@@ -182,6 +204,14 @@ def set_fields(session: Session, fields: SessionIn, now: datetime) -> set[str]:
             session.metadata = merged
             changed.add("metadata")
     return changed
+
+
+def turn_duration_ms(started: datetime, ended: datetime) -> int:
+    """A turn's duration in whole milliseconds, within ``[0, MAX_DURATION_MS]``
+    (a start sent in the future counts 0; a turn longer than the bound, the
+    bound: the last latency bucket)."""
+    milliseconds = (ended - started) // timedelta(milliseconds=1)
+    return min(max(0, milliseconds), MAX_DURATION_MS)
 
 
 def _set_turn(
@@ -231,7 +261,7 @@ def _session_upsert(
     session, created = lock_or_create(key, fields, now, rollup, scope, recreate=recreate)
     changed: set[str] = set()
     if not created:
-        changed = set_fields(session, fields, now)
+        changed = set_fields(session, fields, now, rollup)
         if "state" in fields.values and revive(session, fields):
             changed.add("status")
     if fields.totals:
@@ -342,11 +372,13 @@ def session_set_status(*, key: str, status: str, now: datetime | None = None) ->
     status = clean_choice(status, "status", Status)
     now = now or timezone.now()
     session = lock_existing(key)
-    changed = set_fields(session, SessionIn(values={"status": status}), now)
+    rollup = Rollup()
+    changed = set_fields(session, SessionIn(values={"status": status}), now, rollup)
     if changed:
         session.last_active_at = max(now, session.last_active_at)
         changed.add("last_active_at")
         save_session(session, changed)
+    rollup.apply()
     return session
 
 
