@@ -46,34 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from fleet.simulator import ApiClient
 from fleet.simulator.client import session_path
-
-# koda's tables as tests/import_stores.py builds them (DESIGN "Stores we
-# import"); that module needs Django's settings, this process has none.
-KODA_SCHEMA = """
-CREATE TABLE sessions (
-    id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    agent_name TEXT,
-    project_root TEXT,
-    last_accessed_at TEXT
-);
-CREATE TABLE messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT,
-    tool_calls TEXT,
-    tool_call_id TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    cache_read_tokens INTEGER,
-    cache_creation_tokens INTEGER,
-    thinking_tokens INTEGER,
-    agent_name TEXT,
-    compacted_at TEXT,
-    created_at TEXT NOT NULL DEFAULT (datetime('now'))
-);
-"""
+from tests.store_schemas import KODA_SCHEMA  # no Django: this process has no settings
 
 RATE = 50  # messages per second and store
 INTERVAL = 1.0
