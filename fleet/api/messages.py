@@ -38,7 +38,8 @@ router = Router()
 
 MAX_LIMIT = 1000
 CONFLICT_ERRORS = {**WRITE_ERRORS, 409: ErrorOut}
-# A role query parameter: anything else is 422 naming `role`.
+# A role query parameter: anything else is 422 naming `role`. Built from the
+# choices at run time (one list of roles), which a static Literal cannot be.
 RoleName = Literal[tuple(Role.values)]  # type: ignore[valid-type]
 
 ANTHROPIC_NOTE = """

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, transaction
+from django.db.models import TextChoices
 
 from sessions import services
 from sessions.errors import FleetError, InvalidInput
@@ -322,7 +323,7 @@ def parse_time(value: Any, name: str) -> datetime:
 def known_choice(
     value: Any,
     name: str,
-    choices: type,
+    choices: type[TextChoices],
     *,
     fields: dict[str, Any],
     warnings: list[Problem],
@@ -338,11 +339,11 @@ def known_choice(
     raw = to_text(value).strip()
     word = raw.lower()
     word = (aliases or {}).get(word, word)
-    if word in choices.values:  # type: ignore[attr-defined]
+    if word in choices.values:
         return word
     metadata = fields.setdefault("metadata", {})
     metadata[f"source_{name}"] = raw
-    allowed = ", ".join(choices.values)  # type: ignore[attr-defined]
+    allowed = ", ".join(choices.values)
     warnings.append(
         Problem(
             where,
