@@ -35,7 +35,7 @@ from opentelemetry.trace import StatusCode
 
 from sessions import services
 from sessions.models import ApiKey, Message, Session
-from sessions.otlp import LogIn, SpanIn, logs_ingest, spans_ingest
+from sessions.otlp import EventIn, LogIn, SpanIn, logs_ingest, spans_ingest
 
 TRACES = "/otlp/v1/traces"
 LOGS = "/otlp/v1/logs"
@@ -1417,6 +1417,73 @@ def test_any_attribute_values_are_stored_or_rejected_never_a_crash(
     assert result.accepted + result.rejected == 1
 
 
+_event_bodies = st.one_of(
+    _values,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "content": _values,
+            "id": _values,
+            "index": _values,
+            "tool_calls": st.one_of(
+                _values,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {}, optional={"id": _values, "function": _values, "name": _values}
+                    ),
+                    max_size=2,
+                ),
+            ),
+            "message": st.one_of(_values, st.fixed_dictionaries({}, optional={"content": _values})),
+        },
+    ),
+)
+_event_names = st.sampled_from(
+    [
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+    ]
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(st.tuples(_event_names, _event_bodies, st.integers(0, 2**64 - 1)), max_size=4),
+    as_json=st.booleans(),
+)
+def test_any_genai_event_bodies_are_stored_or_rejected_never_a_crash(
+    events: list[tuple[str, Any, int]], as_json: bool
+) -> None:
+    records = [
+        LogIn(time_ns=at, body=body, event_name=name, trace_id="1" * 32, span_id="2" * 16)
+        for name, body, at in events
+    ]
+    result = logs_ingest(records=records)
+    assert result.accepted + result.rejected == len(records)
+
+    span = SpanIn(
+        trace_id="3" * 32,
+        span_id="4" * 16,
+        start_ns=T0,
+        end_ns=T0 + SECOND,
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3},
+        events=tuple(
+            EventIn(
+                name=name,
+                time_ns=at,
+                attributes={"gen_ai.event.content": json.dumps(body) if as_json else body},
+            )
+            for name, body, at in events
+        ),
+    )
+    result = spans_ingest(spans=[span])
+    assert result.accepted + result.rejected == 1
+
+
 @pytest.mark.django_db
 def test_ten_thousand_spans_in_one_export_all_land(client: Client, token: str) -> None:
     recorder = Recorder()
@@ -1473,7 +1540,21 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
+def semconv_mode() -> Iterator[None]:
+    """OpenTelemetry reads OTEL_SEMCONV_STABILITY_OPT_IN once per process: read it
+    again for this test (the instrumentation tests want different modes)."""
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as Stability,
+    )
+
+    Stability._initialized = False
+    yield
+    Stability._initialized = False
+
+
+@pytest.fixture
 def fake_openai() -> Iterator[str]:
+    _FakeOpenAI.turns = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1482,6 +1563,7 @@ def fake_openai() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.usefixtures("semconv_mode")
 def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
     exporter: OTLPSpanExporter, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1525,6 +1607,207 @@ def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
         ("assistant", "answer 2", "chatcmpl-fake2", "gpt-4o-mini-2024-07-18"),
     ]
     assert Message.objects.filter(session=session, cost_source="computed").count() == 2
+
+
+# --- the older GenAI events (gen_ai.*.message, gen_ai.choice) ---------------------
+
+
+class Captured:
+    """What the official OpenAI instrumentation emits without the latest-conventions
+    opt-in, content capture on: the chat span, and one log record per event in the
+    span's context (``event_name`` ``gen_ai.user.message`` … ``gen_ai.choice``)."""
+
+    def __init__(self, fake_openai: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from openai import OpenAI
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+        from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor as LogProcessor
+
+        monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        resource = Resource.create({"service.name": "legacy-bot"})
+        self.span_memory = InMemorySpanExporter()
+        self.log_memory = InMemoryLogRecordExporter()
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_memory))
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(LogProcessor(self.log_memory))
+        instrumentor = OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+        try:
+            client = OpenAI(base_url=fake_openai, api_key="sk-test")
+            history: list[Any] = [
+                {"role": "system", "content": "Answer in one word."},
+                {"role": "user", "content": "Capital of France?"},
+            ]
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=history)
+            history += [
+                {"role": "assistant", "content": reply.choices[0].message.content},
+                {"role": "user", "content": "And of Spain?"},
+            ]
+            client.chat.completions.create(model="gpt-4o-mini", messages=history)
+        finally:
+            instrumentor.uninstrument()
+            tracer_provider.shutdown()
+            logger_provider.shutdown()
+
+    def traces(self) -> bytes:
+        return encode_spans(self.span_memory.get_finished_spans()).SerializeToString()
+
+    def logs(self) -> bytes:
+        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+        return encode_logs(self.log_memory.get_finished_logs()).SerializeToString()
+
+    @property
+    def trace_ids(self) -> list[str]:
+        spans = self.span_memory.get_finished_spans()
+        return [format(span.get_span_context().trace_id, "032x") for span in spans]
+
+
+def _transcript(key: str) -> list[tuple[str, str | None, int]]:
+    return list(
+        Message.objects.filter(session__key=key)
+        .order_by("seq")
+        .values_list("role", "content", "prompt_tokens")
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("semconv_mode")
+@pytest.mark.parametrize("logs_first", [True, False], ids=["events-first", "span-first"])
+def test_the_older_genai_events_of_the_official_instrumentation_are_the_turns_content(
+    client: Client,
+    token: str,
+    fake_openai: str,
+    monkeypatch: pytest.MonkeyPatch,
+    logs_first: bool,
+) -> None:
+    captured = Captured(fake_openai, monkeypatch)
+    first, second = captured.trace_ids  # one trace per call: no parent span
+    exports = [(LOGS, captured.logs()), (TRACES, captured.traces())]
+    for path, body in exports if logs_first else exports[::-1]:
+        assert post(client, body, token, path=path).status_code == 200
+
+    # Only the new prompt of each call: the history it repeats is not stored
+    # again. The answer is one message, its content from the choice event and
+    # its usage from the span, whichever came first. A prompt whose event
+    # comes after its span's export is appended after the answer (seq is the
+    # order of arrival; its created_at is the event's).
+    turn = [("user", "And of Spain?", 0), ("assistant", "answer 2", 30)]
+    assert _transcript(second) == (turn if logs_first else turn[::-1])
+    assert len(_transcript(first)) == 2
+    assert ("assistant", "answer 1", 30) in _transcript(first)
+    session = Session.objects.get(key=second)
+    assert (session.agent, session.turns, session.api_calls, session.prompt_tokens) == (
+        "legacy-bot",
+        1,
+        1,
+        30,
+    )
+
+    # Both exports retried: nothing is added, nothing counted twice.
+    for path, body in exports:
+        assert post(client, body, token, path=path).status_code == 200
+    assert _transcript(second) == (turn if logs_first else turn[::-1])
+    assert Session.objects.get(key=second).turns == 1
+
+
+@pytest.mark.django_db
+def test_the_older_genai_events_as_span_events_are_the_turns_content(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="azure-bot")
+    span = recorder.tracer.start_span(
+        "chat gpt-4o",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.conversation.id": "conv-events",
+            "gen_ai.usage.input_tokens": 50,
+            "gen_ai.usage.output_tokens": 9,
+        },
+        start_time=T0,
+    )
+    # As Azure's SDKs write them: the event's body as JSON in gen_ai.event.content.
+    for name, body in (
+        ("gen_ai.system.message", {"role": "system", "content": "Be brief."}),
+        ("gen_ai.user.message", {"role": "user", "content": "Weather in Oslo?"}),
+    ):
+        span.add_event(
+            name, {"gen_ai.system": "az.ai.inference", "gen_ai.event.content": json.dumps(body)}
+        )
+    choice = {
+        "index": 0,
+        "finish_reason": "tool_calls",
+        "message": {
+            "content": "Let me look.",
+            "tool_calls": [
+                {
+                    "id": "call_9",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+    }
+    span.add_event("gen_ai.choice", {"gen_ai.event.content": json.dumps(choice)})
+    span.end(end_time=T0 + SECOND)
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="conv-events")
+        .order_by("seq")
+        .values_list("role", "content", "tool_calls")
+    )
+    assert rows == [
+        ("user", "Weather in Oslo?", []),
+        (
+            "assistant",
+            "Let me look.",
+            [{"id": "call_9", "name": "weather", "arguments": '{"city": "Oslo"}'}],
+        ),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_tool_message_event_is_the_tool_result_of_its_call(client: Client, token: str) -> None:
+    def event(name: str, body: dict[str, Any], at: int) -> LogIn:
+        return LogIn(
+            time_ns=at,
+            body=body,
+            event_name=name,
+            trace_id="ab" * 16,
+            span_id="cd" * 8,
+            attributes={"gen_ai.system": "openai"},
+            resource={"service.name": "tool-bot"},
+        )
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+    records = [
+        event("gen_ai.user.message", {"content": "1+1?"}, T0),
+        event("gen_ai.assistant.message", {"tool_calls": [call]}, T0 + 1),
+        event("gen_ai.tool.message", {"content": "2", "id": "call_1"}, T0 + 2),
+        event(
+            "gen_ai.choice",
+            {"index": 0, "finish_reason": "stop", "message": {"content": "2."}},
+            T0 + 3,
+        ),
+    ]
+
+    result = logs_ingest(records=records)
+
+    assert (result.accepted, result.rejected) == (4, 0)
+    rows = list(
+        Message.objects.filter(session__key="ab" * 16)
+        .order_by("seq")
+        .values_list("role", "content", "tool_call_id")
+    )
+    # The history up to the tool's answer is the turn's new input after the
+    # last assistant message: the tool result, then the answer.
+    assert rows == [("tool", "2", "call_1"), ("assistant", "2.", "")]
 
 
 _log_attributes = [

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sessions.otlp import events as genai_events
+from sessions.otlp.events import EventIn
 from sessions.otlp.records import span_duration
 from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
@@ -50,6 +52,7 @@ class SpanIn:
     status_message: str = ""
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[EventIn, ...] = ()  # its GenAI events (``gen_ai.*.message``, ``gen_ai.choice``)
 
 
 def _kind(attributes: Mapping[str, Any]) -> str | None:
@@ -178,21 +181,27 @@ def _indexed(
     return messages
 
 
-def _input_messages(attributes: Mapping[str, Any]) -> list[Any]:
+def _input_messages(span: SpanIn) -> list[Any]:
+    attributes = span.attributes
     value = _json(attributes.get("gen_ai.input.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.input_messages.", OPENINFERENCE) or _indexed(
-        attributes, "gen_ai.prompt.", OPENLLMETRY
+    return (
+        _indexed(attributes, "llm.input_messages.", OPENINFERENCE)
+        or _indexed(attributes, "gen_ai.prompt.", OPENLLMETRY)
+        or genai_events.messages(span.events)[0]
     )
 
 
-def _output_messages(attributes: Mapping[str, Any]) -> list[Any]:
+def _output_messages(span: SpanIn) -> list[Any]:
+    attributes = span.attributes
     value = _json(attributes.get("gen_ai.output.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.output_messages.", OPENINFERENCE) or _indexed(
-        attributes, "gen_ai.completion.", OPENLLMETRY
+    return (
+        _indexed(attributes, "llm.output_messages.", OPENINFERENCE)
+        or _indexed(attributes, "gen_ai.completion.", OPENLLMETRY)
+        or genai_events.messages(span.events)[1]
     )
 
 
@@ -214,39 +223,73 @@ def _usage(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     return usage
 
 
-def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, Any]]:
-    attributes = span.attributes
-    start, end = _time(span.start_ns), _time(span.end_ns) or _time(span.start_ns)
-    messages: list[dict[str, Any]] = []
-    # The input repeats the conversation so far: only its trailing user
-    # messages are this turn's new prompt.
-    prompts: list[str] = []
-    for message in reversed(_input_messages(attributes)):
-        if not isinstance(message, Mapping) or message.get("role") != "user":
+def _new_inputs(inputs: Sequence[Any], base: str, at: datetime | None) -> list[dict[str, Any]]:
+    """The input repeats the conversation so far: only its trailing user
+    messages are this turn's new prompt (and, from the older events, the
+    tool results among them: a ``gen_ai.tool.message`` names its call)."""
+    new: list[dict[str, Any]] = []
+    for message in reversed(inputs):
+        if not isinstance(message, Mapping):
+            break
+        role = message.get("role")
+        if role == "tool" and message.get("id") not in (None, ""):
+            new.insert(
+                0,
+                {
+                    "role": "tool",
+                    "tool_call_id": str(message["id"]),
+                    "content": _parts_text(message, "text"),
+                },
+            )
+            continue
+        if role != "user":
             break
         text = _parts_text(message, "text")
         if text is not None:
-            prompts.insert(0, text)
-    for index, text in enumerate(prompts):
-        messages.append(
-            {
-                "message_id": f"{base}:in{index}",
-                "role": "user",
-                "content": text,
-                "created_at": start or end,
-            }
-        )
-    outputs = [m for m in _output_messages(attributes) if isinstance(m, Mapping)]
-    texts = [t for m in outputs if (t := _parts_text(m, "text")) is not None]
-    reasoning = [t for m in outputs if (t := _parts_text(m, "reasoning")) is not None]
-    calls = [call for m in outputs for call in _tool_calls(m)]
+            new.insert(0, {"role": "user", "content": text})
+    for index, message in enumerate(new):
+        message.update(message_id=f"{base}:in{index}", created_at=at)
+    return new
+
+
+def _answer(outputs: Sequence[Any]) -> dict[str, Any]:
+    """The assistant message of a call's output messages (its content fields)."""
+    found = [m for m in outputs if isinstance(m, Mapping)]
+    texts = [t for m in found if (t := _parts_text(m, "text")) is not None]
+    reasoning = [t for m in found if (t := _parts_text(m, "reasoning")) is not None]
+    return {
+        "role": "assistant",
+        "content": "\n".join(texts) if texts else None,
+        "reasoning": "\n".join(reasoning),
+        "tool_calls": [call for m in found for call in _tool_calls(m)],
+    }
+
+
+def event_messages(trace_id: str, span_id: str, events: Sequence[EventIn]) -> list[dict[str, Any]]:
+    """The content of a model call carried by its events as log records, with
+    the ids ``_model_messages`` gives the span's messages (so whichever
+    arrives first is completed by the other): the new prompt at its events'
+    time, the answer (when a ``gen_ai.choice`` came) at the choice's."""
+    inputs, outputs = genai_events.messages(events)
+    input_times = [e.time_ns for e in events if e.name != genai_events.CHOICE and e.time_ns]
+    output_times = [e.time_ns for e in events if e.name == genai_events.CHOICE and e.time_ns]
+    base = f"otel:{trace_id}:{span_id}"
+    messages = _new_inputs(inputs, base, _time(min(input_times, default=0)))
+    if outputs:
+        answer = _answer(outputs)
+        answer.update(message_id=base, created_at=_time(max(output_times, default=0)))
+        messages.append(answer)
+    return messages
+
+
+def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, Any]]:
+    attributes = span.attributes
+    start, end = _time(span.start_ns), _time(span.end_ns) or _time(span.start_ns)
+    messages = _new_inputs(_input_messages(span), base, start or end)
     messages.append(
         {
             "message_id": base,
-            "role": "assistant",
-            "content": "\n".join(texts) if texts else None,
-            "reasoning": "\n".join(reasoning),
-            "tool_calls": calls,
+            **_answer(_output_messages(span)),
             "agent_name": agent_name,
             "model": _text_attribute(
                 span,
@@ -336,7 +379,7 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
     announced: set[str] = set()  # tool call ids a model span of this export carries
     for span, kind in zip(spans, kinds, strict=True):
         if kind == "model":
-            for message in _output_messages(span.attributes):
+            for message in _output_messages(span):
                 if isinstance(message, Mapping):
                     announced.update(str(c["id"]) for c in _tool_calls(message) if c["id"])
     mapped = []

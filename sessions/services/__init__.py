@@ -10,7 +10,8 @@ modules below hold them, each with the rules it protects, bottom to top:
   ``sessions_mark_unknown``.
 * ``messages``: ``messages_append`` (``messages_append_all`` for a
   transcript longer than one batch) and the corrections (update-last,
-  remove-last, clear, the admin's edits).
+  remove-last, clear, the admin's edits) and ``messages_complete`` (fill
+  in what a stored message lacks, from another record of it).
 * ``compaction``: ``session_compact``, ``messages_archive_stored`` (an
   importer's) and ``session_delete``.
 
@@ -33,6 +34,7 @@ from sessions.services.messages import (
     messages_append,
     messages_append_all,
     messages_clear,
+    messages_complete,
 )
 from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
 
@@ -46,6 +48,7 @@ __all__ = [
     "messages_append_all",
     "messages_archive_stored",
     "messages_clear",
+    "messages_complete",
     "session_compact",
     "session_delete",
     "session_set_status",
