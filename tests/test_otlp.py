@@ -558,6 +558,122 @@ def test_a_sub_agent_under_the_main_agent_is_named_on_its_messages(
     assert Session.objects.get(key="conv-sub2").agent == "orchestrator"
 
 
+def _export_finished(client: Client, token: str, recorder: Recorder) -> None:
+    """Post the spans ended so far, as a batch processor would, and forget them."""
+    answer(post(client, recorder.protobuf(), token))
+    recorder.memory.clear()
+
+
+def _agent_span(recorder: Recorder, name: str, at: int, **attributes: Any) -> Any:
+    return recorder.tracer.start_as_current_span(
+        f"invoke_agent {name}",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            **attributes,
+        },
+        start_time=at,
+        end_on_exit=False,
+    )
+
+
+def _speakers(key: str) -> list[tuple[str, str | None, str]]:
+    return list(
+        Message.objects.filter(session__key=key)
+        .order_by("seq")
+        .values_list("role", "content", "agent_name")
+    )
+
+
+@pytest.mark.django_db
+def test_an_agent_span_in_a_later_export_names_the_sub_agent_on_its_earlier_children(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    chat(recorder, "conv-late", at=T0, answer="plan")  # the main agent's
+    with _agent_span(recorder, "researcher", T0 + SECOND) as agent:
+        chat(recorder, "conv-late", at=T0 + 2 * SECOND, answer="found it")
+        recorder.span(
+            "execute_tool search",
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "search",
+                "gen_ai.tool.call.id": "call_s",
+                "gen_ai.conversation.id": "conv-late",
+            },
+            T0 + 5 * SECOND,
+            T0 + 6 * SECOND,
+        )
+        _export_finished(client, token, recorder)  # the children; the agent still runs
+    agent.end(end_time=T0 + 9 * SECOND)
+    agent_export = recorder.protobuf()
+
+    assert [row[2] for row in _speakers("conv-late")] == ["", "", "", ""]
+    answer(post(client, agent_export, token))
+
+    assert _speakers("conv-late") == [
+        ("assistant", "plan", ""),
+        ("assistant", "found it", "researcher"),
+        ("assistant", None, "researcher"),  # the tool call
+        ("tool", None, "researcher"),
+    ]
+    answer(post(client, agent_export, token))  # the exporter's retry: the same
+    assert _speakers("conv-late")[1][2] == "researcher"
+
+
+@pytest.mark.django_db
+def test_a_late_agent_span_reaches_its_children_through_a_step_span_of_its_export(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with (
+        _agent_span(recorder, "coder", T0, **{"gen_ai.conversation.id": "conv-step"}) as agent,
+        recorder.tracer.start_as_current_span("step 1", start_time=T0 + SECOND),
+    ):
+        chat(recorder, "conv-step", at=T0 + 2 * SECOND, answer="code")
+        _export_finished(client, token, recorder)
+    agent.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)  # the step span (not GenAI) and the agent
+
+    assert _speakers("conv-step") == [("assistant", "code", "coder")]
+
+
+@pytest.mark.django_db
+def test_a_late_outer_agent_does_not_rename_a_nested_sub_agents_messages(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with _agent_span(recorder, "lead", T0) as outer:
+        with _agent_span(recorder, "helper", T0 + SECOND) as inner:
+            chat(recorder, "conv-nest", at=T0 + 2 * SECOND, answer="helped")
+            _export_finished(client, token, recorder)
+        inner.end(end_time=T0 + 5 * SECOND)
+        _export_finished(client, token, recorder)
+        chat(recorder, "conv-nest", at=T0 + 6 * SECOND, answer="led")
+        _export_finished(client, token, recorder)
+    outer.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)
+
+    assert _speakers("conv-nest") == [
+        ("assistant", "helped", "helper"),
+        ("assistant", "led", "lead"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_late_agent_span_of_the_sessions_own_agent_names_no_sub_agent(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with _agent_span(recorder, "orchestrator", T0) as agent:
+        chat(recorder, "conv-main", at=T0 + SECOND, answer="mine")
+        _export_finished(client, token, recorder)
+    agent.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)
+
+    assert _speakers("conv-main") == [("assistant", "mine", "")]
+
+
 @pytest.mark.django_db
 def test_an_error_status_marks_the_message_and_the_sessions_turn_error(
     client: Client, token: str
@@ -634,6 +750,7 @@ def test_an_export_of_more_sessions_than_sqlite_takes_variables_lands(
     from django.db import connection
 
     from sessions.otlp import store
+    from sessions.services import subagents
 
     recorder = Recorder()
     for index in range(150):
@@ -645,6 +762,7 @@ def test_an_export_of_more_sessions_than_sqlite_takes_variables_lands(
     raw = connection.connection
     bound = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
     monkeypatch.setattr(store, "READ_CHUNK", 50)
+    monkeypatch.setattr(subagents, "READ_CHUNK", 50)  # the traces whose waits are read
     try:
         answer(post(client, body, token))
     finally:

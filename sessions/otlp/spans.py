@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sessions import services
 from sessions.otlp import events as genai_events
 from sessions.otlp.events import EventIn
 from sessions.otlp.records import span_duration
 from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
+from sessions.services import SpanLink, Wait
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 TOOL_OPERATIONS = frozenset({"execute_tool"})
@@ -358,24 +360,38 @@ def _valid_ids(span: SpanIn) -> bool:
 MAX_ANCESTORS = 64
 
 
-def _sub_agent(span: SpanIn, by_id: Mapping[tuple[str, str], SpanIn]) -> str:
+def _sub_agent(span: SpanIn, by_id: Mapping[tuple[str, str], SpanIn]) -> SpanLink:
     """The agent a span speaks for: its own ``gen_ai.agent.name``, else that of its
-    nearest agent-span ancestor *in the same export* (attribution only; never a key)."""
-    seen = 0
-    current: SpanIn | None = span
-    while current is not None and seen < MAX_ANCESTORS:
+    nearest agent-span ancestor *in the same export* (attribution only; never a key);
+    without one, its nearest ancestor missing from the export (a later export's
+    span may name it: ``services.sub_agents_resolve``)."""
+    current = span
+    for _ in range(MAX_ANCESTORS):
         name = _text_attribute(current, ("gen_ai.agent.name",), resource=False)
         if name and (current is span or _kind(current.attributes) == "agent"):
-            return name
-        current = by_id.get((current.trace_id, current.parent_span_id))
-        seen += 1
-    return ""
+            return SpanLink(name=name)
+        parent = current.parent_span_id
+        if len(parent) != 16 or not parent.strip("0"):
+            return SpanLink()  # a root
+        found = by_id.get((current.trace_id, parent))
+        if found is None:
+            return SpanLink(missing=parent)
+        current = found
+    return SpanLink()
 
 
-def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
-    """Each span's session and messages (no writes); rejects what cannot be used."""
+def _map(
+    spans: Sequence[SpanIn], result: IngestResult, links: dict[tuple[str, str], SpanLink]
+) -> tuple[list[Mapped], list[Wait]]:
+    """Each span's session and messages (no writes) and the spans whose sub-agent
+    a later export may name; rejects what cannot be used. ``links`` receives
+    what the export tells of each span (``_sub_agent``)."""
     kinds = [_kind(span.attributes) for span in spans]
     by_id = {(span.trace_id, span.span_id): span for span in spans}
+    for span in spans:
+        if _valid_ids(span):
+            links[(span.trace_id, span.span_id)] = _sub_agent(span, by_id)
+    waits: list[Wait] = []
     announced: set[str] = set()  # tool call ids a model span of this export carries
     for span, kind in zip(spans, kinds, strict=True):
         if kind == "model":
@@ -402,11 +418,13 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
         own_agent = _text_attribute(span, ("gen_ai.agent.name",), resource=False)
         agent = own_agent or _text_attribute(span, ("service.name",))
         base = f"otel:{span.trace_id}:{span.span_id}"
-        speaker = _sub_agent(span, by_id)
+        link = links[(span.trace_id, span.span_id)]
+        if link.missing:
+            waits.append(Wait(key, span.trace_id, span.span_id, link.missing))
         if kind == "model":
-            raw = _model_messages(span, base, speaker)
+            raw = _model_messages(span, base, link.name)
         else:
-            raw = _tool_messages(span, base, speaker, announced)
+            raw = _tool_messages(span, base, link.name, announced)
         mapped.append(
             Mapped(
                 key=key,
@@ -418,7 +436,7 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
                 started=_time(span.start_ns),
             )
         )
-    return mapped
+    return mapped, waits
 
 
 def spans_ingest(
@@ -430,5 +448,8 @@ def spans_ingest(
     stored before one are skipped on the retry, by message id.
     """
     result = IngestResult(noun="span")
-    store(_map(spans, result), result, scope=scope, now=now)
+    links: dict[tuple[str, str], SpanLink] = {}
+    mapped, waits = _map(spans, result, links)
+    store(mapped, result, scope=scope, now=now)
+    services.sub_agents_resolve(links=links, waits=waits, prefix="otel:", now=now, scope=scope)
     return result

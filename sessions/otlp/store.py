@@ -101,7 +101,7 @@ def _clean(item: Mapped, result: IngestResult) -> list[MessageIn] | None:
             cleaned.append(clean_message(values, f"message {index}"))
         except FleetError as error:
             where = f" ({error.field})" if error.field else ""
-            result.reject(f"refused: {item.label}{where}: {error.message}"[:300])
+            result.reject(f"refused: {item.label}{where}: {error.message}"[:300], item.records)
             return None
     return cleaned
 

@@ -12,6 +12,8 @@ modules below hold them, each with the rules it protects, bottom to top:
   transcript longer than one batch) and the corrections (update-last,
   remove-last, clear, the admin's edits) and ``messages_complete`` (fill
   in what a stored message lacks, from another record of it).
+* ``subagents``: ``sub_agents_resolve`` (OTLP: a sub-agent named after its
+  messages were stored, by the span that ends last).
 * ``compaction``: ``session_compact``, ``messages_archive_stored`` (an
   importer's) and ``session_delete``.
 
@@ -37,9 +39,12 @@ from sessions.services.messages import (
     messages_complete,
 )
 from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
+from sessions.services.subagents import SpanLink, Wait, sub_agents_resolve
 
 __all__ = [
     "AppendResult",
+    "SpanLink",
+    "Wait",
     "contribution",
     "message_remove_last",
     "message_save_correction",
@@ -54,4 +59,5 @@ __all__ = [
     "session_set_status",
     "session_upsert",
     "sessions_mark_unknown",
+    "sub_agents_resolve",
 ]
