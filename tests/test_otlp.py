@@ -675,6 +675,39 @@ def test_a_late_agent_span_of_the_sessions_own_agent_names_no_sub_agent(
 
 
 @pytest.mark.django_db
+def test_a_wait_ends_when_its_ancestor_arrives_and_none_outlives_a_day(
+    client: Client, token: str
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.models import SubAgentWait
+
+    recorder = Recorder(service="web-app")
+    with recorder.tracer.start_as_current_span("POST /ask", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + SECOND, answer="hi")
+        _export_finished(client, token, recorder)
+    assert SubAgentWait.objects.count() == 1  # the chat span waits for its request span
+    _export_finished(client, token, recorder)  # the request span: a root, no agent
+
+    assert not SubAgentWait.objects.exists()
+    assert _speakers("conv-root") == [("assistant", "hi", "")]
+
+    # A parent that never comes (another service's span): dropped after a day.
+    with recorder.tracer.start_as_current_span("remote parent", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + 2 * SECOND, answer="again")
+        _export_finished(client, token, recorder)
+    SubAgentWait.objects.update(created_at=timezone.now() - timedelta(days=1, seconds=1))
+    recorder.memory.clear()
+    with recorder.tracer.start_as_current_span("another", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + 3 * SECOND, answer="third")
+        _export_finished(client, token, recorder)
+
+    assert SubAgentWait.objects.count() == 1  # only the newest
+
+
+@pytest.mark.django_db
 def test_an_error_status_marks_the_message_and_the_sessions_turn_error(
     client: Client, token: str
 ) -> None:
