@@ -1064,6 +1064,53 @@ def test_a_database_failure_is_a_retryable_503_and_a_retry_adds_nothing_twice(
 
 
 @pytest.mark.django_db
+def test_a_key_over_its_export_rate_is_a_429_with_retry_after_and_writes_nothing(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.FLEET_OTLP_EXPORTS_PER_MINUTE = 2
+    other = ApiKey.generate(name="other")[1]
+    bodies = []
+    for index in range(3):
+        recorder = Recorder()
+        chat(recorder, f"conv-rate-{index}", answer="x")
+        bodies.append(recorder.protobuf())
+    for body in bodies[:2]:
+        answer(post(client, body, token))
+
+    response = post(client, bodies[2], token)
+
+    # The client should slow down: 429, retryable, with the seconds to wait,
+    # the Status in the request's encoding.
+    assert "exports a minute" in failure(response, 429).message
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert not Session.objects.filter(key="conv-rate-2").exists()
+    answer(post(client, bodies[2], other))  # another key has its own budget
+    assert Session.objects.filter(key="conv-rate-2").exists()
+
+
+@pytest.mark.django_db
+def test_a_busy_database_is_a_503_with_retry_after_in_the_requests_encoding(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from sessions.otlp import store
+
+    def busy(**kwargs: Any) -> Any:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(store.services, "messages_append_all", busy)
+    recorder = Recorder()
+    chat(recorder, "conv-busy", answer="x")
+
+    response = post(client, recorder.json(), token, content_type="application/json")
+
+    # The server is unavailable, not the client too fast: 503, retryable.
+    assert "retry later" in failure(response, 503).message
+    assert response["Retry-After"] == "5"
+
+
+@pytest.mark.django_db
 def test_get_is_not_allowed(client: Client, token: str) -> None:
     assert client.get(TRACES).status_code == 405
 
