@@ -10,8 +10,9 @@ Content-Type or Content-Encoding. Overload follows the spec's two retryable
 answers, both with ``Retry-After``: 429 when *this client* should slow down
 (its key past ``FLEET_OTLP_EXPORTS_PER_MINUTE``, or its address blocked for
 wrong keys), 503 when *the server* cannot take it now (the database busy,
-locked or unreachable; a retry duplicates nothing). Keys and scopes are the JSON API's. The mapping (GenAI spans;
-Claude Code's log events) is ``sessions.otlp``; docs/OTLP.md has the tables.
+locked or unreachable; a retry duplicates nothing). Keys and scopes are the
+JSON API's. The mapping (GenAI spans and events; coding agents' log events)
+is ``sessions.otlp``; docs/OTLP.md has the tables.
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 # google.rpc.Code of each refusal (the spec lets clients ignore it; it helps logs).
-RPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14, 500: 13}
+RPC_CODES = {400: 3, 401: 16, 403: 7, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14, 500: 13}
+PATH_PREFIX = "/otlp/"  # the receiver's paths (fleet/urls.py)
+
+
+def _encoding_of(content_type: str) -> str | None:
+    return CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
 
 
 def _encoding(request: HttpRequest) -> str | None:
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    return CONTENT_TYPES.get(content_type)
+    return _encoding_of(request.META.get("CONTENT_TYPE", ""))
 
 
 def _serialize(message: Message, encoding: str) -> HttpResponse:
@@ -79,6 +84,13 @@ def _failure(
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="fleet"'
     return response
+
+
+def refusal(status: int, message: str, content_type: str) -> HttpResponse:
+    """A refusal made before the view runs (``fleet.chunked``: a chunked body
+    over the limit, or one the server cannot de-chunk), in the shape the view's
+    own refusals have: the Status in the request's encoding."""
+    return _failure(status, message, _encoding_of(content_type) or "protobuf")
 
 
 class Refused(Exception):
