@@ -1615,6 +1615,76 @@ def test_any_attribute_values_are_stored_or_rejected_never_a_crash(
     assert result.accepted + result.rejected == 1
 
 
+@pytest.mark.django_db
+def test_genai_events_named_by_their_event_name_attribute_in_otlp_json(
+    client: Client, token: str
+) -> None:
+    """The Events API of older SDKs names the event in the ``event.name``
+    attribute, not the record's field; the body is a kvlist."""
+
+    def record(name: str, body: dict[str, Any], at: int) -> dict[str, Any]:
+        return {
+            "timeUnixNano": str(at),
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "attributes": [
+                {"key": "event.name", "value": {"stringValue": name}},
+                {"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+            ],
+            "body": {
+                "kvlistValue": {
+                    "values": [
+                        {"key": key, "value": {"stringValue": value}} for key, value in body.items()
+                    ]
+                }
+            },
+        }
+
+    export = {
+        "resourceLogs": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": "events-bot"}},
+                        {"key": "session.id", "value": {"stringValue": "conv-json-events"}},
+                    ]
+                },
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            record("gen_ai.user.message", {"content": "Hi?"}, T0),
+                            record(
+                                "gen_ai.choice",
+                                {"index": "0", "finish_reason": "stop"},
+                                T0 + SECOND,
+                            ),
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    # The choice's message as a nested kvlist.
+    choice_body = export["resourceLogs"][0]["scopeLogs"][0]["logRecords"][1]["body"]
+    choice_body["kvlistValue"]["values"].append(
+        {
+            "key": "message",
+            "value": {
+                "kvlistValue": {"values": [{"key": "content", "value": {"stringValue": "Hello."}}]}
+            },
+        }
+    )
+
+    response = post(
+        client, json.dumps(export).encode(), token, path=LOGS, content_type="application/json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert "partialSuccess" not in json.loads(response.content)
+    assert _transcript("conv-json-events") == [("user", "Hi?", 0), ("assistant", "Hello.", 0)]
+    assert Session.objects.get(key="conv-json-events").agent == "events-bot"
+
+
 _event_bodies = st.one_of(
     _values,
     st.fixed_dictionaries(
