@@ -6,7 +6,9 @@ de-chunks the body and marks the stream ``wsgi.input_terminated`` (it ends
 where the body ends): this WSGI wrapper reads it, up to
 ``FLEET_API_MAX_BODY_BYTES`` (413 above), and hands Django the bytes with
 their length. A server that does not de-chunk (``runserver``) gets 411: the
-client must send a ``Content-Length``. Both refusals are the API's error shape.
+client must send a ``Content-Length``. Both refusals have the shape of the
+endpoint's own: the API's error, or for ``/otlp/`` an OTLP Status in the
+request's encoding (an exporter reads the same 413 whether it sent a length).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class ChunkedBodyMiddleware:
         if chunked and not environ.get("CONTENT_LENGTH"):
             if not environ.get("wsgi.input_terminated"):
                 return _refuse(
+                    environ,
                     start_response,
                     411,
                     "this server cannot read a chunked body: send a Content-Length header",
@@ -40,7 +43,10 @@ class ChunkedBodyMiddleware:
             body = _read_at_most(environ["wsgi.input"], limit + 1)
             if len(body) > limit:
                 return _refuse(
-                    start_response, 413, f"the body is larger than the limit of {limit} bytes"
+                    environ,
+                    start_response,
+                    413,
+                    f"the body is larger than the limit of {limit} bytes",
                 )
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
@@ -60,11 +66,23 @@ def _read_at_most(stream: Any, size: int) -> bytes:
 
 
 def _refuse(
-    start_response: Callable[..., Any], status: int, message: str, *, code: str | None = None
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
 ) -> Iterable[bytes]:
-    from fleet.api.api import error_response
+    """The refusal in the shape of the endpoint the request was for: the OTLP
+    receiver's Status (in the request's encoding), else the API's error."""
+    from fleet.otlp import views as otlp
 
-    response = error_response(status, message, code=code)
+    if environ.get("PATH_INFO", "").startswith(otlp.PATH_PREFIX):
+        response = otlp.refusal(status, message, environ.get("CONTENT_TYPE", ""))
+    else:
+        from fleet.api.api import error_response
+
+        response = error_response(status, message, code=code)
     # The rest of the body was not read, yet no "Connection: close" here: WSGI
     # forbids hop-by-hop headers from applications (wsgiref, under runserver,
     # fails on one). The answer carries no Content-Length, which makes

@@ -235,6 +235,10 @@ FLEET_API_MAX_BODY_BYTES = env_int("FLEET_API_MAX_BODY_BYTES", 32 * 1024 * 1024,
 DATA_UPLOAD_MAX_MEMORY_SIZE = FLEET_API_MAX_BODY_BYTES
 # Most messages one append may carry (422 above it).
 FLEET_API_MAX_BATCH = env_int("FLEET_API_MAX_BATCH", 1000, minimum=1)
+# OTLP: most exports (requests) one API key may send a minute, per worker
+# process (the default cache); past it 429 with Retry-After, the OTLP/HTTP
+# spec's "slow down". 0 = no limit (a busy database still answers 503).
+FLEET_OTLP_EXPORTS_PER_MINUTE = env_int("FLEET_OTLP_EXPORTS_PER_MINUTE", 0, minimum=0)
 
 # --- Dashboard ----------------------------------------------------------------
 # Seconds between polls of the live fragments (fleet page, active session).

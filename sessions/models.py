@@ -272,6 +272,37 @@ class Turn(models.Model):
         return f"{self.session_id} {self.turn_id or '-'} {self.duration_ms} ms"
 
 
+class SubAgentWait(models.Model):
+    """An OTLP span whose messages wait to learn their sub-agent (issue 13).
+
+    A sub-agent's ``invoke_agent`` span ends after its children and usually
+    arrives in a later export. A model or tool span whose ancestry leaves its
+    export unnamed waits here for ``awaited``, its nearest ancestor not yet
+    seen: when that span arrives, it names the sub-agent on the waiting
+    span's messages, or passes the wait on to its own missing parent, or ends
+    it (a root, no agent). Waits older than a day are dropped (``sessions.otlp``).
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="+")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)  # the span whose messages wait
+    awaited = models.CharField(max_length=16)  # its nearest ancestor not yet seen
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "trace_id", "span_id"], name="sub_agent_wait_span_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["trace_id", "awaited"], name="sub_agent_wait_awaited_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id}:{self.span_id} awaits {self.awaited}"
+
+
 class Tombstone(models.Model):
     """A deleted session's key: later writes to it are refused, not re-created."""
 

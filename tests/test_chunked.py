@@ -124,3 +124,97 @@ def test_a_wsgiref_server_like_runserver_answers_411_not_500() -> None:
 
     assert response.status == 411, body
     assert json.loads(body)["error"]["code"] == "length_required"
+
+
+# --- OTLP: the refusal is an OTLP Status in the request's encoding ------------
+
+
+def _otlp_call(
+    body: bytes, content_type: str, token: str, **environ: Any
+) -> tuple[str, dict[str, str], bytes]:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    base = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/otlp/v1/traces",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_TYPE": content_type,
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+    }
+    app = ChunkedBodyMiddleware(WSGIHandler())
+    # As Django's test client does: the test's database connection stays open.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        chunks = app({**base, **environ}, start_response)
+        content = b"".join(chunks)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return seen["status"], seen["headers"], content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("content_type", ["application/x-protobuf", "application/json"])
+def test_an_otlp_chunked_body_over_the_limit_is_the_same_413_as_a_known_length_one(
+    settings: Any, content_type: str
+) -> None:
+    from google.protobuf import json_format
+    from google.rpc.status_pb2 import Status
+
+    from sessions.models import ApiKey
+
+    settings.FLEET_API_MAX_BODY_BYTES = 1024
+    token = ApiKey.generate(name="otel")[1]
+    body = b"\x0a" * 2048
+
+    answers = [
+        _otlp_call(body, content_type, token, CONTENT_LENGTH=str(len(body))),
+        _otlp_call(
+            body,
+            content_type,
+            token,
+            HTTP_TRANSFER_ENCODING="chunked",
+            **{"wsgi.input_terminated": True},
+        ),
+    ]
+
+    statuses = []
+    for status, headers, content in answers:
+        assert status.startswith("413 ")
+        assert headers["Content-Type"] == content_type
+        if content_type == "application/json":
+            statuses.append(json_format.Parse(content, Status()))
+        else:
+            statuses.append(Status.FromString(content))
+    known, chunked = statuses
+    assert chunked == known
+    assert known.message == "the body is larger than the limit of 1024 bytes"
+
+
+@pytest.mark.parametrize("content_type", ["application/x-protobuf", "application/json"])
+def test_an_otlp_chunked_body_a_server_cannot_dechunk_is_a_411_status(content_type: str) -> None:
+    from google.protobuf import json_format
+    from google.rpc.status_pb2 import Status
+
+    status, headers, content = call(
+        b"5\r\nhello\r\n0\r\n\r\n", PATH_INFO="/otlp/v1/logs", CONTENT_TYPE=content_type
+    )
+
+    assert status == "411 Length Required"
+    assert headers["Content-Type"] == content_type
+    if content_type == "application/json":
+        found = json_format.Parse(content, Status())
+    else:
+        found = Status.FromString(content)
+    assert "Content-Length" in found.message

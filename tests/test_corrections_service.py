@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import Conflict, InvalidInput, SessionGone, SessionNotFound
+from sessions.inputs import clean_message
 from sessions.models import BudgetUsage, DailyUsage, Message, ModelPrice, Session
 from sessions.pricing import library_rates
 from tests.totals_support import message_sums, rollup_totals, usage
@@ -449,3 +450,70 @@ def test_totals_follow_the_spending_history_rule(ops: list[tuple[str, Any]]) -> 
     for name in SESSION_TOTALS:
         if name != "message_count":
             assert rollup[name] == expected[name], name
+
+
+# --- complete: another record of a stored message fills what it lacks ----------
+
+
+def test_complete_fills_what_a_stored_message_lacks_and_overwrites_nothing() -> None:
+    services.messages_append(
+        key="k",
+        session={"model": "gpt-4o"},
+        now=T0,
+        messages=[{"role": "assistant", "message_id": "m1", "content": "first"}],
+    )
+    services.messages_append(
+        key="k", now=T0, messages=[{"role": "assistant", "message_id": "m2", "model": "gpt-4o"}]
+    )
+    before = session_totals("k")
+    assert (before["turns"], before["api_calls"]) == (1, 0)
+    later = [
+        clean_message(
+            {
+                "role": "assistant",
+                "message_id": message_id,
+                "content": "second",
+                "model": "gpt-4o-mini",
+                "duration_ms": 1500,
+                "usage": usage(1000, 100),
+            },
+            "message",
+            convention="otel",
+        )
+        for message_id in ("m1", "m2", "m3")
+    ]
+
+    changed = services.messages_complete(key="k", messages=later, now=T0)
+
+    assert changed == 2  # m3 is not stored: completing appends nothing
+    rows = {m.message_id: m for m in Message.objects.filter(session__key="k")}
+    assert set(rows) == {"m1", "m2"}
+    assert (rows["m1"].content, rows["m1"].model, rows["m1"].duration_ms) == (
+        "first",
+        "gpt-4o-mini",
+        1500,
+    )
+    # m2 keeps its model: the usage is priced at gpt-4o's rates.
+    assert (rows["m2"].content, rows["m2"].model, rows["m2"].prompt_tokens) == (
+        "second",
+        "gpt-4o",
+        1000,
+    )
+    assert rows["m2"].cost_source == CostSource.COMPUTED
+    totals = session_totals("k")
+    assert (totals["turns"], totals["api_calls"], totals["prompt_tokens"]) == (2, 2, 2000)
+    assert_totals_follow_messages("k")
+
+    # Once complete, the same record again changes nothing.
+    assert services.messages_complete(key="k", messages=later, now=T0) == 0
+    assert session_totals("k") == totals
+
+
+def test_complete_leaves_a_message_of_another_role_alone() -> None:
+    services.messages_append(
+        key="k", now=T0, messages=[{"role": "user", "message_id": "m1", "content": None}]
+    )
+    patch = clean_message({"role": "assistant", "message_id": "m1", "content": "x"}, "m")
+
+    assert services.messages_complete(key="k", messages=[patch], now=T0) == 0
+    assert Message.objects.get(message_id="m1").content is None

@@ -35,7 +35,7 @@ from opentelemetry.trace import StatusCode
 
 from sessions import services
 from sessions.models import ApiKey, Message, Session
-from sessions.otlp import LogIn, SpanIn, logs_ingest, spans_ingest
+from sessions.otlp import EventIn, LogIn, SpanIn, logs_ingest, spans_ingest
 
 TRACES = "/otlp/v1/traces"
 LOGS = "/otlp/v1/logs"
@@ -558,6 +558,155 @@ def test_a_sub_agent_under_the_main_agent_is_named_on_its_messages(
     assert Session.objects.get(key="conv-sub2").agent == "orchestrator"
 
 
+def _export_finished(client: Client, token: str, recorder: Recorder) -> None:
+    """Post the spans ended so far, as a batch processor would, and forget them."""
+    answer(post(client, recorder.protobuf(), token))
+    recorder.memory.clear()
+
+
+def _agent_span(recorder: Recorder, name: str, at: int, **attributes: Any) -> Any:
+    return recorder.tracer.start_as_current_span(
+        f"invoke_agent {name}",
+        attributes={
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            **attributes,
+        },
+        start_time=at,
+        end_on_exit=False,
+    )
+
+
+def _speakers(key: str) -> list[tuple[str, str | None, str]]:
+    return list(
+        Message.objects.filter(session__key=key)
+        .order_by("seq")
+        .values_list("role", "content", "agent_name")
+    )
+
+
+@pytest.mark.django_db
+def test_an_agent_span_in_a_later_export_names_the_sub_agent_on_its_earlier_children(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    chat(recorder, "conv-late", at=T0, answer="plan")  # the main agent's
+    with _agent_span(recorder, "researcher", T0 + SECOND) as agent:
+        chat(recorder, "conv-late", at=T0 + 2 * SECOND, answer="found it")
+        recorder.span(
+            "execute_tool search",
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "search",
+                "gen_ai.tool.call.id": "call_s",
+                "gen_ai.conversation.id": "conv-late",
+            },
+            T0 + 5 * SECOND,
+            T0 + 6 * SECOND,
+        )
+        _export_finished(client, token, recorder)  # the children; the agent still runs
+    agent.end(end_time=T0 + 9 * SECOND)
+    agent_export = recorder.protobuf()
+
+    assert [row[2] for row in _speakers("conv-late")] == ["", "", "", ""]
+    answer(post(client, agent_export, token))
+
+    assert _speakers("conv-late") == [
+        ("assistant", "plan", ""),
+        ("assistant", "found it", "researcher"),
+        ("assistant", None, "researcher"),  # the tool call
+        ("tool", None, "researcher"),
+    ]
+    answer(post(client, agent_export, token))  # the exporter's retry: the same
+    assert _speakers("conv-late")[1][2] == "researcher"
+
+
+@pytest.mark.django_db
+def test_a_late_agent_span_reaches_its_children_through_a_step_span_of_its_export(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with (
+        _agent_span(recorder, "coder", T0, **{"gen_ai.conversation.id": "conv-step"}) as agent,
+        recorder.tracer.start_as_current_span("step 1", start_time=T0 + SECOND),
+    ):
+        chat(recorder, "conv-step", at=T0 + 2 * SECOND, answer="code")
+        _export_finished(client, token, recorder)
+    agent.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)  # the step span (not GenAI) and the agent
+
+    assert _speakers("conv-step") == [("assistant", "code", "coder")]
+
+
+@pytest.mark.django_db
+def test_a_late_outer_agent_does_not_rename_a_nested_sub_agents_messages(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with _agent_span(recorder, "lead", T0) as outer:
+        with _agent_span(recorder, "helper", T0 + SECOND) as inner:
+            chat(recorder, "conv-nest", at=T0 + 2 * SECOND, answer="helped")
+            _export_finished(client, token, recorder)
+        inner.end(end_time=T0 + 5 * SECOND)
+        _export_finished(client, token, recorder)
+        chat(recorder, "conv-nest", at=T0 + 6 * SECOND, answer="led")
+        _export_finished(client, token, recorder)
+    outer.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)
+
+    assert _speakers("conv-nest") == [
+        ("assistant", "helped", "helper"),
+        ("assistant", "led", "lead"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_late_agent_span_of_the_sessions_own_agent_names_no_sub_agent(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="orchestrator")
+    with _agent_span(recorder, "orchestrator", T0) as agent:
+        chat(recorder, "conv-main", at=T0 + SECOND, answer="mine")
+        _export_finished(client, token, recorder)
+    agent.end(end_time=T0 + 9 * SECOND)
+    _export_finished(client, token, recorder)
+
+    assert _speakers("conv-main") == [("assistant", "mine", "")]
+
+
+@pytest.mark.django_db
+def test_a_wait_ends_when_its_ancestor_arrives_and_none_outlives_a_day(
+    client: Client, token: str
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.models import SubAgentWait
+
+    recorder = Recorder(service="web-app")
+    with recorder.tracer.start_as_current_span("POST /ask", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + SECOND, answer="hi")
+        _export_finished(client, token, recorder)
+    assert SubAgentWait.objects.count() == 1  # the chat span waits for its request span
+    _export_finished(client, token, recorder)  # the request span: a root, no agent
+
+    assert not SubAgentWait.objects.exists()
+    assert _speakers("conv-root") == [("assistant", "hi", "")]
+
+    # A parent that never comes (another service's span): dropped after a day.
+    with recorder.tracer.start_as_current_span("remote parent", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + 2 * SECOND, answer="again")
+        _export_finished(client, token, recorder)
+    SubAgentWait.objects.update(created_at=timezone.now() - timedelta(days=1, seconds=1))
+    recorder.memory.clear()
+    with recorder.tracer.start_as_current_span("another", start_time=T0):
+        chat(recorder, "conv-root", at=T0 + 3 * SECOND, answer="third")
+        _export_finished(client, token, recorder)
+
+    assert SubAgentWait.objects.count() == 1  # only the newest
+
+
 @pytest.mark.django_db
 def test_an_error_status_marks_the_message_and_the_sessions_turn_error(
     client: Client, token: str
@@ -634,6 +783,7 @@ def test_an_export_of_more_sessions_than_sqlite_takes_variables_lands(
     from django.db import connection
 
     from sessions.otlp import store
+    from sessions.services import subagents
 
     recorder = Recorder()
     for index in range(150):
@@ -645,6 +795,7 @@ def test_an_export_of_more_sessions_than_sqlite_takes_variables_lands(
     raw = connection.connection
     bound = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
     monkeypatch.setattr(store, "READ_CHUNK", 50)
+    monkeypatch.setattr(subagents, "READ_CHUNK", 50)  # the traces whose waits are read
     try:
         answer(post(client, body, token))
     finally:
@@ -910,6 +1061,53 @@ def test_a_database_failure_is_a_retryable_503_and_a_retry_adds_nothing_twice(
 
     assert Message.objects.filter(session__key="a-first").count() == 1
     assert Message.objects.filter(session__key="b-second").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_key_over_its_export_rate_is_a_429_with_retry_after_and_writes_nothing(
+    client: Client, token: str, settings: Any
+) -> None:
+    settings.FLEET_OTLP_EXPORTS_PER_MINUTE = 2
+    other = ApiKey.generate(name="other")[1]
+    bodies = []
+    for index in range(3):
+        recorder = Recorder()
+        chat(recorder, f"conv-rate-{index}", answer="x")
+        bodies.append(recorder.protobuf())
+    for body in bodies[:2]:
+        answer(post(client, body, token))
+
+    response = post(client, bodies[2], token)
+
+    # The client should slow down: 429, retryable, with the seconds to wait,
+    # the Status in the request's encoding.
+    assert "exports a minute" in failure(response, 429).message
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert not Session.objects.filter(key="conv-rate-2").exists()
+    answer(post(client, bodies[2], other))  # another key has its own budget
+    assert Session.objects.filter(key="conv-rate-2").exists()
+
+
+@pytest.mark.django_db
+def test_a_busy_database_is_a_503_with_retry_after_in_the_requests_encoding(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from sessions.otlp import store
+
+    def busy(**kwargs: Any) -> Any:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(store.services, "messages_append_all", busy)
+    recorder = Recorder()
+    chat(recorder, "conv-busy", answer="x")
+
+    response = post(client, recorder.json(), token, content_type="application/json")
+
+    # The server is unavailable, not the client too fast: 503, retryable.
+    assert "retry later" in failure(response, 503).message
+    assert response["Retry-After"] == "5"
 
 
 @pytest.mark.django_db
@@ -1418,6 +1616,143 @@ def test_any_attribute_values_are_stored_or_rejected_never_a_crash(
 
 
 @pytest.mark.django_db
+def test_genai_events_named_by_their_event_name_attribute_in_otlp_json(
+    client: Client, token: str
+) -> None:
+    """The Events API of older SDKs names the event in the ``event.name``
+    attribute, not the record's field; the body is a kvlist."""
+
+    def record(name: str, body: dict[str, Any], at: int) -> dict[str, Any]:
+        return {
+            "timeUnixNano": str(at),
+            "traceId": "5b8efff798038103d269b633813fc60c",
+            "spanId": "eee19b7ec3c1b174",
+            "attributes": [
+                {"key": "event.name", "value": {"stringValue": name}},
+                {"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+            ],
+            "body": {
+                "kvlistValue": {
+                    "values": [
+                        {"key": key, "value": {"stringValue": value}} for key, value in body.items()
+                    ]
+                }
+            },
+        }
+
+    export = {
+        "resourceLogs": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": "events-bot"}},
+                        {"key": "session.id", "value": {"stringValue": "conv-json-events"}},
+                    ]
+                },
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            record("gen_ai.user.message", {"content": "Hi?"}, T0),
+                            record(
+                                "gen_ai.choice",
+                                {"index": "0", "finish_reason": "stop"},
+                                T0 + SECOND,
+                            ),
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    # The choice's message as a nested kvlist.
+    choice_body = export["resourceLogs"][0]["scopeLogs"][0]["logRecords"][1]["body"]
+    choice_body["kvlistValue"]["values"].append(
+        {
+            "key": "message",
+            "value": {
+                "kvlistValue": {"values": [{"key": "content", "value": {"stringValue": "Hello."}}]}
+            },
+        }
+    )
+
+    response = post(
+        client, json.dumps(export).encode(), token, path=LOGS, content_type="application/json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert "partialSuccess" not in json.loads(response.content)
+    assert _transcript("conv-json-events") == [("user", "Hi?", 0), ("assistant", "Hello.", 0)]
+    assert Session.objects.get(key="conv-json-events").agent == "events-bot"
+
+
+_event_bodies = st.one_of(
+    _values,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "content": _values,
+            "id": _values,
+            "index": _values,
+            "tool_calls": st.one_of(
+                _values,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {}, optional={"id": _values, "function": _values, "name": _values}
+                    ),
+                    max_size=2,
+                ),
+            ),
+            "message": st.one_of(_values, st.fixed_dictionaries({}, optional={"content": _values})),
+        },
+    ),
+)
+_event_names = st.sampled_from(
+    [
+        "gen_ai.system.message",
+        "gen_ai.user.message",
+        "gen_ai.assistant.message",
+        "gen_ai.tool.message",
+        "gen_ai.choice",
+    ]
+)
+
+
+@pytest.mark.django_db
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=st.lists(st.tuples(_event_names, _event_bodies, st.integers(0, 2**64 - 1)), max_size=4),
+    as_json=st.booleans(),
+)
+def test_any_genai_event_bodies_are_stored_or_rejected_never_a_crash(
+    events: list[tuple[str, Any, int]], as_json: bool
+) -> None:
+    records = [
+        LogIn(time_ns=at, body=body, event_name=name, trace_id="1" * 32, span_id="2" * 16)
+        for name, body, at in events
+    ]
+    result = logs_ingest(records=records)
+    assert result.accepted + result.rejected == len(records)
+
+    span = SpanIn(
+        trace_id="3" * 32,
+        span_id="4" * 16,
+        start_ns=T0,
+        end_ns=T0 + SECOND,
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3},
+        events=tuple(
+            EventIn(
+                name=name,
+                time_ns=at,
+                attributes={"gen_ai.event.content": json.dumps(body) if as_json else body},
+            )
+            for name, body, at in events
+        ),
+    )
+    result = spans_ingest(spans=[span])
+    assert result.accepted + result.rejected == 1
+
+
+@pytest.mark.django_db
 def test_ten_thousand_spans_in_one_export_all_land(client: Client, token: str) -> None:
     recorder = Recorder()
     for index in range(10_000):
@@ -1473,7 +1808,21 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
+def semconv_mode() -> Iterator[None]:
+    """OpenTelemetry reads OTEL_SEMCONV_STABILITY_OPT_IN once per process: read it
+    again for this test (the instrumentation tests want different modes)."""
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability as Stability,
+    )
+
+    Stability._initialized = False
+    yield
+    Stability._initialized = False
+
+
+@pytest.fixture
 def fake_openai() -> Iterator[str]:
+    _FakeOpenAI.turns = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1482,6 +1831,7 @@ def fake_openai() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.usefixtures("semconv_mode")
 def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
     exporter: OTLPSpanExporter, fake_openai: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1525,6 +1875,207 @@ def test_the_official_openai_instrumentation_reaches_fleet_with_no_code_change(
         ("assistant", "answer 2", "chatcmpl-fake2", "gpt-4o-mini-2024-07-18"),
     ]
     assert Message.objects.filter(session=session, cost_source="computed").count() == 2
+
+
+# --- the older GenAI events (gen_ai.*.message, gen_ai.choice) ---------------------
+
+
+class Captured:
+    """What the official OpenAI instrumentation emits without the latest-conventions
+    opt-in, content capture on: the chat span, and one log record per event in the
+    span's context (``event_name`` ``gen_ai.user.message`` … ``gen_ai.choice``)."""
+
+    def __init__(self, fake_openai: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        from openai import OpenAI
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+        from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor as LogProcessor
+
+        monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+        resource = Resource.create({"service.name": "legacy-bot"})
+        self.span_memory = InMemorySpanExporter()
+        self.log_memory = InMemoryLogRecordExporter()
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_memory))
+        logger_provider = LoggerProvider(resource=resource)
+        logger_provider.add_log_record_processor(LogProcessor(self.log_memory))
+        instrumentor = OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+        try:
+            client = OpenAI(base_url=fake_openai, api_key="sk-test")
+            history: list[Any] = [
+                {"role": "system", "content": "Answer in one word."},
+                {"role": "user", "content": "Capital of France?"},
+            ]
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=history)
+            history += [
+                {"role": "assistant", "content": reply.choices[0].message.content},
+                {"role": "user", "content": "And of Spain?"},
+            ]
+            client.chat.completions.create(model="gpt-4o-mini", messages=history)
+        finally:
+            instrumentor.uninstrument()
+            tracer_provider.shutdown()
+            logger_provider.shutdown()
+
+    def traces(self) -> bytes:
+        return encode_spans(self.span_memory.get_finished_spans()).SerializeToString()
+
+    def logs(self) -> bytes:
+        from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+        return encode_logs(self.log_memory.get_finished_logs()).SerializeToString()
+
+    @property
+    def trace_ids(self) -> list[str]:
+        spans = self.span_memory.get_finished_spans()
+        return [format(span.get_span_context().trace_id, "032x") for span in spans]
+
+
+def _transcript(key: str) -> list[tuple[str, str | None, int]]:
+    return list(
+        Message.objects.filter(session__key=key)
+        .order_by("seq")
+        .values_list("role", "content", "prompt_tokens")
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("semconv_mode")
+@pytest.mark.parametrize("logs_first", [True, False], ids=["events-first", "span-first"])
+def test_the_older_genai_events_of_the_official_instrumentation_are_the_turns_content(
+    client: Client,
+    token: str,
+    fake_openai: str,
+    monkeypatch: pytest.MonkeyPatch,
+    logs_first: bool,
+) -> None:
+    captured = Captured(fake_openai, monkeypatch)
+    first, second = captured.trace_ids  # one trace per call: no parent span
+    exports = [(LOGS, captured.logs()), (TRACES, captured.traces())]
+    for path, body in exports if logs_first else exports[::-1]:
+        assert post(client, body, token, path=path).status_code == 200
+
+    # Only the new prompt of each call: the history it repeats is not stored
+    # again. The answer is one message, its content from the choice event and
+    # its usage from the span, whichever came first. A prompt whose event
+    # comes after its span's export is appended after the answer (seq is the
+    # order of arrival; its created_at is the event's).
+    turn = [("user", "And of Spain?", 0), ("assistant", "answer 2", 30)]
+    assert _transcript(second) == (turn if logs_first else turn[::-1])
+    assert len(_transcript(first)) == 2
+    assert ("assistant", "answer 1", 30) in _transcript(first)
+    session = Session.objects.get(key=second)
+    assert (session.agent, session.turns, session.api_calls, session.prompt_tokens) == (
+        "legacy-bot",
+        1,
+        1,
+        30,
+    )
+
+    # Both exports retried: nothing is added, nothing counted twice.
+    for path, body in exports:
+        assert post(client, body, token, path=path).status_code == 200
+    assert _transcript(second) == (turn if logs_first else turn[::-1])
+    assert Session.objects.get(key=second).turns == 1
+
+
+@pytest.mark.django_db
+def test_the_older_genai_events_as_span_events_are_the_turns_content(
+    client: Client, token: str
+) -> None:
+    recorder = Recorder(service="azure-bot")
+    span = recorder.tracer.start_span(
+        "chat gpt-4o",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.conversation.id": "conv-events",
+            "gen_ai.usage.input_tokens": 50,
+            "gen_ai.usage.output_tokens": 9,
+        },
+        start_time=T0,
+    )
+    # As Azure's SDKs write them: the event's body as JSON in gen_ai.event.content.
+    for name, body in (
+        ("gen_ai.system.message", {"role": "system", "content": "Be brief."}),
+        ("gen_ai.user.message", {"role": "user", "content": "Weather in Oslo?"}),
+    ):
+        span.add_event(
+            name, {"gen_ai.system": "az.ai.inference", "gen_ai.event.content": json.dumps(body)}
+        )
+    choice = {
+        "index": 0,
+        "finish_reason": "tool_calls",
+        "message": {
+            "content": "Let me look.",
+            "tool_calls": [
+                {
+                    "id": "call_9",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+    }
+    span.add_event("gen_ai.choice", {"gen_ai.event.content": json.dumps(choice)})
+    span.end(end_time=T0 + SECOND)
+
+    answer(post(client, recorder.protobuf(), token))
+
+    rows = list(
+        Message.objects.filter(session__key="conv-events")
+        .order_by("seq")
+        .values_list("role", "content", "tool_calls")
+    )
+    assert rows == [
+        ("user", "Weather in Oslo?", []),
+        (
+            "assistant",
+            "Let me look.",
+            [{"id": "call_9", "name": "weather", "arguments": '{"city": "Oslo"}'}],
+        ),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_tool_message_event_is_the_tool_result_of_its_call(client: Client, token: str) -> None:
+    def event(name: str, body: dict[str, Any], at: int) -> LogIn:
+        return LogIn(
+            time_ns=at,
+            body=body,
+            event_name=name,
+            trace_id="ab" * 16,
+            span_id="cd" * 8,
+            attributes={"gen_ai.system": "openai"},
+            resource={"service.name": "tool-bot"},
+        )
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}}
+    records = [
+        event("gen_ai.user.message", {"content": "1+1?"}, T0),
+        event("gen_ai.assistant.message", {"tool_calls": [call]}, T0 + 1),
+        event("gen_ai.tool.message", {"content": "2", "id": "call_1"}, T0 + 2),
+        event(
+            "gen_ai.choice",
+            {"index": 0, "finish_reason": "stop", "message": {"content": "2."}},
+            T0 + 3,
+        ),
+    ]
+
+    result = logs_ingest(records=records)
+
+    assert (result.accepted, result.rejected) == (4, 0)
+    rows = list(
+        Message.objects.filter(session__key="ab" * 16)
+        .order_by("seq")
+        .values_list("role", "content", "tool_call_id")
+    )
+    # The history up to the tool's answer is the turn's new input after the
+    # last assistant message: the tool result, then the answer.
+    assert rows == [("tool", "2", "call_1"), ("assistant", "2.", "")]
 
 
 _log_attributes = [

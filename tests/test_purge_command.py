@@ -126,6 +126,26 @@ def test_the_latency_history_is_identical_after_a_purge() -> None:
     assert not Turn.objects.exists()
 
 
+def test_a_purged_session_takes_its_otlp_sub_agent_waits_with_it() -> None:
+    from sessions.models import SubAgentWait
+
+    make_session("old", at=ago(days=40), count=2)
+    make_session("recent", at=ago(days=2), count=2)
+    for key in ("old", "recent"):
+        SubAgentWait.objects.create(
+            session=Session.objects.get(key=key),
+            trace_id="ab" * 16,
+            span_id=f"{len(key):016x}",
+            awaited="cd" * 8,
+            created_at=ago(days=1),
+        )
+
+    run("purge", "--older-than", "30d")
+
+    assert keys() == {"recent"}
+    assert list(SubAgentWait.objects.values_list("session__key", flat=True)) == ["recent"]
+
+
 def test_budgets_spend_the_same_after_a_purge() -> None:
     make_session("old", at=ago(days=10), count=6, model="gpt-4o")
     make_session("new", at=ago(minutes=5), count=6, model="gpt-4o")

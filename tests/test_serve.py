@@ -212,6 +212,14 @@ def test_gunicorn_reads_chunked_bodies_and_answers_head_like_get(tmp_path: Path)
         )
         assert status == 413, data
         assert data["error"]["code"] == "too_large"
+        # The OTLP receiver's 413 is its own shape (an OTLP Status, here OTLP/JSON).
+        status, data, _ = chunked_request(
+            server.url, "/otlp/v1/traces", [big[:3000], big[3000:]], token=token
+        )
+        assert (status, data) == (
+            413,
+            {"code": 8, "message": "the body is larger than the limit of 4096 bytes"},
+        )
 
         get_status, _, get_headers = request(
             server.url, "GET", "/api/v1/sessions/chunked/1", token=token

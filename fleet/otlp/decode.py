@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from sessions.otlp import LogIn, SpanIn
+from sessions.otlp import GENAI_EVENTS, EventIn, LogIn, SpanIn
 
 M = TypeVar("M", bound=Message)
 READ_SIZE = 64 * 1024
@@ -153,6 +153,15 @@ def spans(request: Any) -> list[SpanIn]:
                         status_message=span.status.message,
                         attributes=attributes(span.attributes),
                         resource=resource,
+                        events=tuple(
+                            EventIn(
+                                name=event.name,
+                                time_ns=event.time_unix_nano,
+                                attributes=attributes(event.attributes),
+                            )
+                            for event in span.events
+                            if event.name in GENAI_EVENTS
+                        ),
                     )
                 )
     return found
@@ -172,6 +181,9 @@ def log_records(request: Any) -> list[LogIn]:
                         body=value(record.body),
                         attributes=attributes(record.attributes),
                         resource=resource,
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        event_name=record.event_name,
                     )
                 )
     return found

@@ -6,19 +6,25 @@ any OpenTelemetry SDK. Answers follow the OTLP/HTTP spec: 200 with the
 records were rejected, which the client must not retry); failures carry a
 ``google.rpc.Status`` in that encoding: 400 undecodable, 401 no or bad key,
 403 read-only key, 413 too large (compressed or decompressed), 415 unknown
-Content-Type or Content-Encoding, 429 too many wrong keys (``Retry-After``),
-503 database unavailable (``Retry-After``; retryable, and a retry duplicates
-nothing). Keys and scopes are the JSON API's. The mapping (GenAI spans;
-Claude Code's log events) is ``sessions.otlp``; docs/OTLP.md has the tables.
+Content-Type or Content-Encoding. Overload follows the spec's two retryable
+answers, both with ``Retry-After``: 429 when *this client* should slow down
+(its key past ``FLEET_OTLP_EXPORTS_PER_MINUTE``, or its address blocked for
+wrong keys), 503 when *the server* cannot take it now (the database busy,
+locked or unreachable; a retry duplicates nothing). Keys and scopes are the
+JSON API's. The mapping (GenAI spans and events; coding agents' log events)
+is ``sessions.otlp``; docs/OTLP.md has the tables.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
@@ -49,12 +55,16 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 # google.rpc.Code of each refusal (the spec lets clients ignore it; it helps logs).
-RPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14, 500: 13}
+RPC_CODES = {400: 3, 401: 16, 403: 7, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14, 500: 13}
+PATH_PREFIX = "/otlp/"  # the receiver's paths (fleet/urls.py)
+
+
+def _encoding_of(content_type: str) -> str | None:
+    return CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
 
 
 def _encoding(request: HttpRequest) -> str | None:
-    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    return CONTENT_TYPES.get(content_type)
+    return _encoding_of(request.META.get("CONTENT_TYPE", ""))
 
 
 def _serialize(message: Message, encoding: str) -> HttpResponse:
@@ -74,6 +84,13 @@ def _failure(
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="fleet"'
     return response
+
+
+def refusal(status: int, message: str, content_type: str) -> HttpResponse:
+    """A refusal made before the view runs (``fleet.chunked``: a chunked body
+    over the limit, or one the server cannot de-chunk), in the shape the view's
+    own refusals have: the Status in the request's encoding."""
+    return _failure(status, message, _encoding_of(content_type) or "protobuf")
 
 
 class Refused(Exception):
@@ -105,7 +122,36 @@ def _key(request: HttpRequest) -> ApiKey:
         key.scope.check_writes()
     except Forbidden as exc:
         raise Refused(403, exc.message) from None
+    _check_rate(key)
     return key
+
+
+def _check_rate(key: ApiKey) -> None:
+    """429 past ``FLEET_OTLP_EXPORTS_PER_MINUTE`` exports of this key this minute.
+
+    Counted per worker process in the default cache (no query), in fixed
+    one-minute windows; ``Retry-After`` is the rest of the window.
+    """
+    limit = settings.FLEET_OTLP_EXPORTS_PER_MINUTE
+    if not limit:
+        return
+    now = time.time()
+    window = int(now // 60)
+    counter = f"fleet:otlp-exports:{key.pk}:{window}"
+    if cache.add(counter, 1, timeout=120):
+        return
+    try:
+        count = cache.incr(counter)
+    except ValueError:  # expired between add and incr
+        cache.add(counter, 1, timeout=120)
+        return
+    if count > limit:
+        wait = max(1, math.ceil((window + 1) * 60 - now))
+        raise Refused(
+            429,
+            f"this API key sent more than {limit} exports a minute; retry in {wait} seconds",
+            wait,
+        )
 
 
 def _body(request: HttpRequest) -> bytes:

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
-from sessions.models import Message, MinuteUsage, Session, Tombstone, Turn
+from sessions.models import Message, MinuteUsage, Session, SubAgentWait, Tombstone, Turn
 from sessions.ops.batches import (
     Clock,
     ItemCallback,
@@ -216,12 +216,14 @@ def _delete_messages_of(ids: Sequence[int]) -> int:
 
 def _delete_sessions(ids: Sequence[int]) -> int:
     with connection.cursor() as cursor:
-        # Their finished turns first (the rollup keeps the fleet's latency).
-        cursor.execute(
-            f"DELETE FROM {table(Turn)} "  # noqa: S608
-            f"WHERE {column(Turn, 'session')} IN ({placeholders(len(ids))})",
-            list(ids),
-        )
+        # Their finished turns first (the rollup keeps the fleet's latency),
+        # and their OTLP spans still waiting for a sub-agent's name.
+        for model in (Turn, SubAgentWait):
+            cursor.execute(
+                f"DELETE FROM {table(model)} "  # noqa: S608
+                f"WHERE {column(model, 'session')} IN ({placeholders(len(ids))})",
+                list(ids),
+            )
         cursor.execute(
             f"DELETE FROM {table(Session)} "  # noqa: S608
             f"WHERE {column(Session, 'id')} IN ({placeholders(len(ids))})",

@@ -24,9 +24,18 @@ do. Rules they protect:
   the reason, so the exporter's partial-success answer says what was left out.
 """
 
+from sessions.otlp.events import GENAI_EVENTS, EventIn
 from sessions.otlp.logs import logs_ingest
 from sessions.otlp.records import LogIn
 from sessions.otlp.spans import SpanIn, spans_ingest
 from sessions.otlp.store import IngestResult
 
-__all__ = ["IngestResult", "LogIn", "SpanIn", "logs_ingest", "spans_ingest"]
+__all__ = [
+    "GENAI_EVENTS",
+    "EventIn",
+    "IngestResult",
+    "LogIn",
+    "SpanIn",
+    "logs_ingest",
+    "spans_ingest",
+]

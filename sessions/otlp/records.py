@@ -26,6 +26,11 @@ class LogIn:
     body: Any = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
+    # The span the record was emitted in (hex; empty when none) and its
+    # ``event_name`` field (empty when not sent; some send ``event.name``).
+    trace_id: str = ""
+    span_id: str = ""
+    event_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sessions import services
+from sessions.otlp import events as genai_events
+from sessions.otlp.events import EventIn
 from sessions.otlp.records import span_duration
 from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
+from sessions.services import SpanLink, Wait
 
 MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 TOOL_OPERATIONS = frozenset({"execute_tool"})
@@ -50,6 +54,7 @@ class SpanIn:
     status_message: str = ""
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[EventIn, ...] = ()  # its GenAI events (``gen_ai.*.message``, ``gen_ai.choice``)
 
 
 def _kind(attributes: Mapping[str, Any]) -> str | None:
@@ -178,21 +183,27 @@ def _indexed(
     return messages
 
 
-def _input_messages(attributes: Mapping[str, Any]) -> list[Any]:
+def _input_messages(span: SpanIn) -> list[Any]:
+    attributes = span.attributes
     value = _json(attributes.get("gen_ai.input.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.input_messages.", OPENINFERENCE) or _indexed(
-        attributes, "gen_ai.prompt.", OPENLLMETRY
+    return (
+        _indexed(attributes, "llm.input_messages.", OPENINFERENCE)
+        or _indexed(attributes, "gen_ai.prompt.", OPENLLMETRY)
+        or genai_events.messages(span.events)[0]
     )
 
 
-def _output_messages(attributes: Mapping[str, Any]) -> list[Any]:
+def _output_messages(span: SpanIn) -> list[Any]:
+    attributes = span.attributes
     value = _json(attributes.get("gen_ai.output.messages"))
     if isinstance(value, list):
         return value
-    return _indexed(attributes, "llm.output_messages.", OPENINFERENCE) or _indexed(
-        attributes, "gen_ai.completion.", OPENLLMETRY
+    return (
+        _indexed(attributes, "llm.output_messages.", OPENINFERENCE)
+        or _indexed(attributes, "gen_ai.completion.", OPENLLMETRY)
+        or genai_events.messages(span.events)[1]
     )
 
 
@@ -214,39 +225,73 @@ def _usage(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     return usage
 
 
-def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, Any]]:
-    attributes = span.attributes
-    start, end = _time(span.start_ns), _time(span.end_ns) or _time(span.start_ns)
-    messages: list[dict[str, Any]] = []
-    # The input repeats the conversation so far: only its trailing user
-    # messages are this turn's new prompt.
-    prompts: list[str] = []
-    for message in reversed(_input_messages(attributes)):
-        if not isinstance(message, Mapping) or message.get("role") != "user":
+def _new_inputs(inputs: Sequence[Any], base: str, at: datetime | None) -> list[dict[str, Any]]:
+    """The input repeats the conversation so far: only its trailing user
+    messages are this turn's new prompt (and, from the older events, the
+    tool results among them: a ``gen_ai.tool.message`` names its call)."""
+    new: list[dict[str, Any]] = []
+    for message in reversed(inputs):
+        if not isinstance(message, Mapping):
+            break
+        role = message.get("role")
+        if role == "tool" and message.get("id") not in (None, ""):
+            new.insert(
+                0,
+                {
+                    "role": "tool",
+                    "tool_call_id": str(message["id"]),
+                    "content": _parts_text(message, "text"),
+                },
+            )
+            continue
+        if role != "user":
             break
         text = _parts_text(message, "text")
         if text is not None:
-            prompts.insert(0, text)
-    for index, text in enumerate(prompts):
-        messages.append(
-            {
-                "message_id": f"{base}:in{index}",
-                "role": "user",
-                "content": text,
-                "created_at": start or end,
-            }
-        )
-    outputs = [m for m in _output_messages(attributes) if isinstance(m, Mapping)]
-    texts = [t for m in outputs if (t := _parts_text(m, "text")) is not None]
-    reasoning = [t for m in outputs if (t := _parts_text(m, "reasoning")) is not None]
-    calls = [call for m in outputs for call in _tool_calls(m)]
+            new.insert(0, {"role": "user", "content": text})
+    for index, message in enumerate(new):
+        message.update(message_id=f"{base}:in{index}", created_at=at)
+    return new
+
+
+def _answer(outputs: Sequence[Any]) -> dict[str, Any]:
+    """The assistant message of a call's output messages (its content fields)."""
+    found = [m for m in outputs if isinstance(m, Mapping)]
+    texts = [t for m in found if (t := _parts_text(m, "text")) is not None]
+    reasoning = [t for m in found if (t := _parts_text(m, "reasoning")) is not None]
+    return {
+        "role": "assistant",
+        "content": "\n".join(texts) if texts else None,
+        "reasoning": "\n".join(reasoning),
+        "tool_calls": [call for m in found for call in _tool_calls(m)],
+    }
+
+
+def event_messages(trace_id: str, span_id: str, events: Sequence[EventIn]) -> list[dict[str, Any]]:
+    """The content of a model call carried by its events as log records, with
+    the ids ``_model_messages`` gives the span's messages (so whichever
+    arrives first is completed by the other): the new prompt at its events'
+    time, the answer (when a ``gen_ai.choice`` came) at the choice's."""
+    inputs, outputs = genai_events.messages(events)
+    input_times = [e.time_ns for e in events if e.name != genai_events.CHOICE and e.time_ns]
+    output_times = [e.time_ns for e in events if e.name == genai_events.CHOICE and e.time_ns]
+    base = f"otel:{trace_id}:{span_id}"
+    messages = _new_inputs(inputs, base, _time(min(input_times, default=0)))
+    if outputs:
+        answer = _answer(outputs)
+        answer.update(message_id=base, created_at=_time(max(output_times, default=0)))
+        messages.append(answer)
+    return messages
+
+
+def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, Any]]:
+    attributes = span.attributes
+    start, end = _time(span.start_ns), _time(span.end_ns) or _time(span.start_ns)
+    messages = _new_inputs(_input_messages(span), base, start or end)
     messages.append(
         {
             "message_id": base,
-            "role": "assistant",
-            "content": "\n".join(texts) if texts else None,
-            "reasoning": "\n".join(reasoning),
-            "tool_calls": calls,
+            **_answer(_output_messages(span)),
             "agent_name": agent_name,
             "model": _text_attribute(
                 span,
@@ -315,28 +360,42 @@ def _valid_ids(span: SpanIn) -> bool:
 MAX_ANCESTORS = 64
 
 
-def _sub_agent(span: SpanIn, by_id: Mapping[tuple[str, str], SpanIn]) -> str:
+def _sub_agent(span: SpanIn, by_id: Mapping[tuple[str, str], SpanIn]) -> SpanLink:
     """The agent a span speaks for: its own ``gen_ai.agent.name``, else that of its
-    nearest agent-span ancestor *in the same export* (attribution only; never a key)."""
-    seen = 0
-    current: SpanIn | None = span
-    while current is not None and seen < MAX_ANCESTORS:
+    nearest agent-span ancestor *in the same export* (attribution only; never a key);
+    without one, its nearest ancestor missing from the export (a later export's
+    span may name it: ``services.sub_agents_resolve``)."""
+    current = span
+    for _ in range(MAX_ANCESTORS):
         name = _text_attribute(current, ("gen_ai.agent.name",), resource=False)
         if name and (current is span or _kind(current.attributes) == "agent"):
-            return name
-        current = by_id.get((current.trace_id, current.parent_span_id))
-        seen += 1
-    return ""
+            return SpanLink(name=name)
+        parent = current.parent_span_id
+        if len(parent) != 16 or not parent.strip("0"):
+            return SpanLink()  # a root
+        found = by_id.get((current.trace_id, parent))
+        if found is None:
+            return SpanLink(missing=parent)
+        current = found
+    return SpanLink()
 
 
-def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
-    """Each span's session and messages (no writes); rejects what cannot be used."""
+def _map(
+    spans: Sequence[SpanIn], result: IngestResult, links: dict[tuple[str, str], SpanLink]
+) -> tuple[list[Mapped], list[Wait]]:
+    """Each span's session and messages (no writes) and the spans whose sub-agent
+    a later export may name; rejects what cannot be used. ``links`` receives
+    what the export tells of each span (``_sub_agent``)."""
     kinds = [_kind(span.attributes) for span in spans]
     by_id = {(span.trace_id, span.span_id): span for span in spans}
+    for span in spans:
+        if _valid_ids(span):
+            links[(span.trace_id, span.span_id)] = _sub_agent(span, by_id)
+    waits: list[Wait] = []
     announced: set[str] = set()  # tool call ids a model span of this export carries
     for span, kind in zip(spans, kinds, strict=True):
         if kind == "model":
-            for message in _output_messages(span.attributes):
+            for message in _output_messages(span):
                 if isinstance(message, Mapping):
                     announced.update(str(c["id"]) for c in _tool_calls(message) if c["id"])
     mapped = []
@@ -359,11 +418,13 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
         own_agent = _text_attribute(span, ("gen_ai.agent.name",), resource=False)
         agent = own_agent or _text_attribute(span, ("service.name",))
         base = f"otel:{span.trace_id}:{span.span_id}"
-        speaker = _sub_agent(span, by_id)
+        link = links[(span.trace_id, span.span_id)]
+        if link.missing:
+            waits.append(Wait(key, span.trace_id, span.span_id, link.missing))
         if kind == "model":
-            raw = _model_messages(span, base, speaker)
+            raw = _model_messages(span, base, link.name)
         else:
-            raw = _tool_messages(span, base, speaker, announced)
+            raw = _tool_messages(span, base, link.name, announced)
         mapped.append(
             Mapped(
                 key=key,
@@ -375,7 +436,7 @@ def _map(spans: Sequence[SpanIn], result: IngestResult) -> list[Mapped]:
                 started=_time(span.start_ns),
             )
         )
-    return mapped
+    return mapped, waits
 
 
 def spans_ingest(
@@ -387,5 +448,8 @@ def spans_ingest(
     stored before one are skipped on the retry, by message id.
     """
     result = IngestResult(noun="span")
-    store(_map(spans, result), result, scope=scope, now=now)
+    links: dict[tuple[str, str], SpanLink] = {}
+    mapped, waits = _map(spans, result, links)
+    store(mapped, result, scope=scope, now=now)
+    services.sub_agents_resolve(links=links, waits=waits, prefix="otel:", now=now, scope=scope)
     return result

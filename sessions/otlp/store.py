@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import transaction
+
 from sessions import services
 from sessions.errors import FleetError
 from sessions.inputs import MessageIn, clean_message
@@ -50,7 +52,8 @@ class Mapped:
     ``order`` sorts records of a session; ``label`` names the record in a refusal.
 
     ``turn`` (a trace id, Claude Code's ``prompt.id``) and ``started`` name the
-    turn when the record failed.
+    turn when the record failed. Messages whose ``message_id`` is stored
+    already complete the stored ones (``services.messages_complete``).
     """
 
     key: str
@@ -60,6 +63,7 @@ class Mapped:
     label: str
     turn: str = ""
     started: datetime | None = None
+    records: int = 1  # the records it stands for (a model call's events: one each)
 
     @property
     def model(self) -> str:
@@ -97,7 +101,7 @@ def _clean(item: Mapped, result: IngestResult) -> list[MessageIn] | None:
             cleaned.append(clean_message(values, f"message {index}"))
         except FleetError as error:
             where = f" ({error.field})" if error.field else ""
-            result.reject(f"refused: {item.label}{where}: {error.message}"[:300])
+            result.reject(f"refused: {item.label}{where}: {error.message}"[:300], item.records)
             return None
     return cleaned
 
@@ -152,17 +156,25 @@ def store(
             fields = {name: value for name, value in fields.items() if value}
         fields.update(_turn_fields(group[-1], state))
         messages.sort(key=lambda entry: entry[:3])
+        records = sum(item.records for item in group)
         try:
-            append = services.messages_append_all(
-                key=key,
-                messages=[entry[3] for entry in messages],
-                session=fields,
-                now=now,
-                scope=scope,
-            )
+            with transaction.atomic():
+                append = services.messages_append_all(
+                    key=key,
+                    messages=[entry[3] for entry in messages],
+                    session=fields,
+                    now=now,
+                    scope=scope,
+                )
+                if append.skipped:
+                    # Stored already: a retry (nothing to fill in), or the
+                    # other half of a model call (its span, or its events).
+                    services.messages_complete(
+                        key=key, messages=[entry[3] for entry in messages], now=now, scope=scope
+                    )
         except FleetError as error:
-            result.reject(f"refused for session {key[:100]!r}: {error.message}"[:300], len(group))
+            result.reject(f"refused for session {key[:100]!r}: {error.message}"[:300], records)
             continue
-        result.accepted += len(group)
+        result.accepted += records
         result.appended += append.appended
         result.sessions.append(key)

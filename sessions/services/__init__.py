@@ -10,7 +10,10 @@ modules below hold them, each with the rules it protects, bottom to top:
   ``sessions_mark_unknown``.
 * ``messages``: ``messages_append`` (``messages_append_all`` for a
   transcript longer than one batch) and the corrections (update-last,
-  remove-last, clear, the admin's edits).
+  remove-last, clear, the admin's edits) and ``messages_complete`` (fill
+  in what a stored message lacks, from another record of it).
+* ``subagents``: ``sub_agents_resolve`` (OTLP: a sub-agent named after its
+  messages were stored, by the span that ends last).
 * ``compaction``: ``session_compact``, ``messages_archive_stored`` (an
   importer's) and ``session_delete``.
 
@@ -33,11 +36,15 @@ from sessions.services.messages import (
     messages_append,
     messages_append_all,
     messages_clear,
+    messages_complete,
 )
 from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
+from sessions.services.subagents import SpanLink, Wait, sub_agents_resolve
 
 __all__ = [
     "AppendResult",
+    "SpanLink",
+    "Wait",
     "contribution",
     "message_remove_last",
     "message_save_correction",
@@ -46,9 +53,11 @@ __all__ = [
     "messages_append_all",
     "messages_archive_stored",
     "messages_clear",
+    "messages_complete",
     "session_compact",
     "session_delete",
     "session_set_status",
     "session_upsert",
     "sessions_mark_unknown",
+    "sub_agents_resolve",
 ]

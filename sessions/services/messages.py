@@ -292,6 +292,85 @@ def messages_append_all(
     )
 
 
+# --- completing stored messages (OTLP: a span and its events arrive apart) -----
+
+# The fields ``messages_complete`` fills on a stored message that lacks them.
+COMPLETED_FIELDS = frozenset(
+    {
+        "content",
+        "reasoning",
+        "tool_calls",
+        "model",
+        "provider_response_id",
+        "agent_name",
+        "status",
+        "duration_ms",
+        "time_to_first_token_ms",
+    }
+)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+@transaction.atomic
+def messages_complete(
+    *,
+    key: str,
+    messages: Sequence[MessageIn],
+    now: datetime | None = None,
+    scope: KeyScope = FULL,
+) -> int:
+    """Fill in, on the stored messages with the same ``message_id`` and role,
+    the fields they lack (``COMPLETED_FIELDS``, and usage when they carry none);
+    returns how many changed.
+
+    Two records of one message can arrive apart (an OTLP span with the usage,
+    its events with the content): whichever is stored first is completed by
+    the other. Nothing stored is overwritten, so a retry changes nothing.
+    Totals and the rollup move by the difference, as for update-last.
+    """
+    scope.check_writes()
+    wanted = {item.message_id: item for item in messages if item.message_id is not None}
+    if not wanted:
+        return 0
+    session = lock_existing(clean_key(key), scope)
+    ids = list(wanted)
+    stored: list[Message] = []
+    for start in range(0, len(ids), 500):
+        stored += Message.objects.filter(session=session, message_id__in=ids[start : start + 500])
+    rollup = Rollup()
+    changed = 0
+    for message in stored:
+        item = wanted.get(message.message_id or "")
+        if item is None or item.role != message.role:
+            continue
+        before = Message(
+            **{f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields}
+        )
+        names = [
+            name
+            for name, value in item.fields.items()
+            if name in COMPLETED_FIELDS and not _empty(value) and _empty(getattr(message, name))
+        ]
+        for name in names:
+            setattr(message, name, item.fields[name])
+        priced = item.usage is not None and not message.cost_source
+        if priced:
+            _set_usage(message, item.usage, session, None, "message.usage")
+        if not names and not priced:
+            continue
+        correct(session, before, message, rollup)
+        message.save()
+        changed += 1
+    if changed:
+        session.last_active_at = max(now or timezone.now(), session.last_active_at)
+        session.save(update_fields=TRANSCRIPT_FIELDS)
+        rollup.apply()
+    return changed
+
+
 # --- corrections: update-last, remove-last, clear, admin edits ----------------
 
 
