@@ -138,24 +138,27 @@ def rollup_add(
     counts: Mapping[str, int],
     sign: int = 1,
 ) -> None:
-    rollup.add(
+    """Add one message's contribution (``counts``) and its durations to ``rollup``:
+    one call for all the usage tables (``Rollup.add_counts``)."""
+    model = message.model or session.model
+    rollup.add_counts(
         at=message.created_at,
         agent=session.agent,
-        model=message.model or session.model,
+        model=model,
         channel=session.channel,
         project=session.project_root,
-        sign=sign,
+        # The rollup's counters are named like the session's (and cost in nanos).
+        counts=counts,
         # A compaction summary is the server's bookkeeping, not ingest: the
         # rollup stays untouched by compaction (only its usage, if any, counts).
         message_count=int(not message.is_summary),
-        # The rollup's counters are named like the session's (and cost in nanos).
-        **{name: counts[name] for name in (*SESSION_COUNTERS, "cost_usd")},
+        sign=sign,
     )
     for kind, name, duration in timings(message):
         rollup.add_latency(
             at=message.created_at,
             agent=session.agent,
-            model=message.model or session.model,
+            model=model,
             kind=kind,
             name=name,
             duration_ms=duration,
