@@ -15,7 +15,7 @@ import fnmatch
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +144,9 @@ class PriceBook:
     def __init__(self, overrides: Iterable[ModelPrice] = ()) -> None:
         self._overrides = list(overrides)
         self._cache: dict[tuple[str, datetime | None], Rates | None] = {}
+        # (model, moment, its zone) -> its rates: a batch's messages mostly
+        # share them, and the answer for a given moment never changes.
+        self._at: dict[tuple[str, datetime, tzinfo | None], Rates | None] = {}
 
     @classmethod
     def load(cls) -> PriceBook:
@@ -164,6 +167,14 @@ class PriceBook:
         return best[1] if best else None
 
     def rates(self, model: str, at: datetime | None = None) -> Rates | None:
+        if at is None:
+            return self._rates(model, None)  # "now" moves: not kept
+        key = (model, at, at.tzinfo)
+        if key not in self._at:
+            self._at[key] = self._rates(model, at)
+        return self._at[key]
+
+    def _rates(self, model: str, at: datetime | None) -> Rates | None:
         model = (model or "").strip().lower()
         if not model:
             return None
