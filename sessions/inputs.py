@@ -136,13 +136,16 @@ def clean_timestamp(value: Any, path: str) -> datetime:
 
 
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# ``json.dumps`` with options builds an encoder per call; these are made once.
+_CHECK_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _check_json_text(value: Any, path: str) -> None:
     try:
         # NUL is written as the escape \u0000. allow_nan=False: a number past
         # a float (1e400 parses as inf) is not JSON either database accepts.
-        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        dumped = _CHECK_JSON(value)
     except ValueError:
         raise InvalidInput(
             "must hold only finite numbers (no NaN, Infinity or numbers beyond ±1.8e308)",
@@ -190,7 +193,7 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
 
 def metadata_size(value: Mapping[str, Any]) -> int:
     """What the metadata cap measures: UTF-8 bytes of ``value`` as compact JSON."""
-    dumped = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    dumped = _COMPACT_JSON(value)
     # surrogatepass: a value stored before validation must not make this raise.
     return len(dumped.encode("utf-8", "surrogatepass"))
 
@@ -337,13 +340,39 @@ Cleaner = Callable[[Any, str], Any]
 def _choice_cleaner(field: models.Field) -> Cleaner:
     allowed = frozenset(value for value, _ in field.flatchoices)
     listed = ", ".join(str(value) for value, _ in field.flatchoices)
+    blank = field.blank
 
     def clean(value: Any, path: str) -> Any:
-        if field.blank and value in (None, ""):
+        if blank and value in (None, ""):
             return ""
         if isinstance(value, str) and value in allowed:
             return value
         raise InvalidInput(f"must be one of {listed}, got {value!r}"[:300], field=path)
+
+    return clean
+
+
+def _text_cleaner(
+    max_length: int | None, *, single_line: bool = False, null: bool = False
+) -> Cleaner:
+    """``clean_text`` for one field (``max_length`` ``None``: ``FLEET_MAX_MESSAGE_CHARS``;
+    ``null``: empty text is ``None``). Runs for every text a message carries, so
+    a plain ASCII string within the bound passes on the checks ``clean_text``
+    would make of it, without the calls; anything else goes through it."""
+
+    def clean(value: Any, path: str) -> Any:
+        limit = _max_chars() if max_length is None else max_length
+        if (
+            type(value) is str
+            and len(value) <= limit
+            and value.isascii()
+            and "\x00" not in value
+            and not (single_line and _CONTROL.search(value))
+        ):
+            text = value
+        else:
+            text = clean_text(value, path, max_length=limit, single_line=single_line)
+        return (text or None) if null else text
 
     return clean
 
@@ -354,18 +383,14 @@ def _field_cleaner(field: models.Field) -> Cleaner:
     if field.choices:
         return _choice_cleaner(field)
     if isinstance(field, models.CharField):
-        single_line = name in MESSAGE_SINGLE_LINE_FIELDS
-        max_length = field.max_length or SHORT_TEXT
-        if field.null:
-            # NULL, not "", when absent (the column's uniqueness skips NULL).
-            return lambda value, path: (
-                clean_text(value, path, max_length=max_length, single_line=single_line) or None
-            )
-        return lambda value, path: clean_text(
-            value, path, max_length=max_length, single_line=single_line
+        # NULL, not "", when absent (the column's uniqueness skips NULL).
+        return _text_cleaner(
+            field.max_length or SHORT_TEXT,
+            single_line=name in MESSAGE_SINGLE_LINE_FIELDS,
+            null=field.null,
         )
     if isinstance(field, models.TextField):
-        return lambda value, path: clean_text(value, path, max_length=_max_chars())
+        return _text_cleaner(None)
     if isinstance(field, models.DateTimeField):
         return clean_timestamp
     if isinstance(field, models.BooleanField):
@@ -386,6 +411,10 @@ _MESSAGE_CLEANERS: dict[str, Cleaner] = {
     name: _field_cleaner(message_field(name)) for name in MESSAGE_CLIENT_FIELDS
 }
 _MESSAGE_CLEANERS["tool_calls"] = clean_tool_calls
+_ROLE_CLEANER = _MESSAGE_CLEANERS["role"]
+# The fields ``clean_message`` checks in its loop (``role`` comes first, alone).
+_LOOPED = frozenset(_MESSAGE_CLEANERS) - {"role"}
+_CLEANER_ORDER = {name: index for index, name in enumerate(_MESSAGE_CLEANERS)}
 
 
 @dataclass(slots=True)
@@ -445,13 +474,13 @@ def clean_message(
     message = MessageIn(provided=frozenset(value.keys()))
     fields = message.fields
     if "role" in value or not partial:
-        fields["role"] = _MESSAGE_CLEANERS["role"](value.get("role"), f"{path}.role")
+        fields["role"] = _ROLE_CLEANER(value.get("role"), f"{path}.role")
+    # Only the fields sent, in the model's order (which of two bad fields is blamed).
+    sent = value.keys() & _LOOPED
+    for name in sorted(sent, key=_CLEANER_ORDER.__getitem__) if len(sent) > 1 else sent:
+        raw = value[name]
+        fields[name] = None if raw is None else _MESSAGE_CLEANERS[name](raw, f"{path}.{name}")
     get = value.get
-    for name, clean in _MESSAGE_CLEANERS.items():
-        if name == "role" or name not in value:
-            continue
-        raw = get(name)
-        fields[name] = None if raw is None else clean(raw, f"{path}.{name}")
     if (usage := get("usage")) is not None:
         message.usage = clean_usage(usage, f"{path}.usage", convention=convention)
     if message.role == Role.TOOL and not fields.get("tool_call_id") and not partial:
