@@ -64,6 +64,24 @@ def _check_encodable(value: str, path: str) -> None:
             raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
 
 
+def _is_mapping(value: Any) -> bool:
+    # A dict (every JSON object) without the ABC's instance check.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _plain_text(value: Any, max_length: int, *, single_line: bool = False) -> bool:
+    """Whether ``clean_text`` would pass ``value`` as it is, told by the common
+    case alone (a ``str`` in ASCII within the bound): ``False`` says only "ask
+    ``clean_text``", which is the rule."""
+    return (
+        type(value) is str
+        and len(value) <= max_length
+        and value.isascii()
+        and "\x00" not in value
+        and not (single_line and _CONTROL.search(value))
+    )
+
+
 def clean_text(
     value: Any, path: str, *, max_length: int = SHORT_TEXT, single_line: bool = False
 ) -> str:
@@ -153,10 +171,11 @@ def _check_json_text(value: Any, path: str) -> None:
         ) from None
     if "u0000" in dumped and _JSON_NUL.search(dumped):
         raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
-    try:
-        dumped.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
+    if not dumped.isascii():
+        try:
+            dumped.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
     if len(dumped) > _max_chars():
         raise InvalidInput(f"must be at most {_max_chars()} characters of JSON", field=path)
 
@@ -169,11 +188,12 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
         raise InvalidInput("must be a list of tool calls", field=path)
     calls = []
     for index, call in enumerate(value):
-        item_path = f"{path}[{index}]"
-        if not isinstance(call, Mapping):
-            raise InvalidInput("must be an object with id, name and arguments", field=item_path)
+        if not _is_mapping(call):
+            raise InvalidInput(
+                "must be an object with id, name and arguments", field=f"{path}[{index}]"
+            )
         function = call.get("function")
-        if isinstance(function, Mapping):
+        if _is_mapping(function):
             name = function.get("name")
             arguments = function.get("arguments")
         else:
@@ -181,11 +201,13 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
             arguments = call.get("arguments", call.get("input"))
         call_id = call.get("id")
         if call_id is None or call_id == "":
-            raise InvalidInput("must have an id", field=f"{item_path}.id")
+            raise InvalidInput("must have an id", field=f"{path}[{index}].id")
         if not isinstance(call_id, str):
-            raise InvalidInput("must be a string", field=f"{item_path}.id")
-        clean_text(call_id, f"{item_path}.id", single_line=True)
-        clean_text(name, f"{item_path}.name")
+            raise InvalidInput("must be a string", field=f"{path}[{index}].id")
+        if not _plain_text(call_id, SHORT_TEXT, single_line=True):
+            clean_text(call_id, f"{path}[{index}].id", single_line=True)
+        if not _plain_text(name, SHORT_TEXT):
+            clean_text(name, f"{path}[{index}].name")
         calls.append({"id": call_id, "name": name or "", "arguments": arguments})
     _check_json_text(calls, path)
     return calls
@@ -262,7 +284,7 @@ def clean_usage(value: Any, path: str, *, convention: str | None = None) -> Usag
     """
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise InvalidInput("must be an object of token counts", field=path)
     convention = value.get("convention", convention)
     if convention is not None and convention not in CONVENTIONS:
@@ -356,19 +378,13 @@ def _text_cleaner(
     max_length: int | None, *, single_line: bool = False, null: bool = False
 ) -> Cleaner:
     """``clean_text`` for one field (``max_length`` ``None``: ``FLEET_MAX_MESSAGE_CHARS``;
-    ``null``: empty text is ``None``). Runs for every text a message carries, so
-    a plain ASCII string within the bound passes on the checks ``clean_text``
-    would make of it, without the calls; anything else goes through it."""
+    ``null``: empty text is ``None``). Runs for every text a message carries:
+    a plain string (``_plain_text``) passes as it is, anything else goes
+    through ``clean_text``."""
 
     def clean(value: Any, path: str) -> Any:
         limit = _max_chars() if max_length is None else max_length
-        if (
-            type(value) is str
-            and len(value) <= limit
-            and value.isascii()
-            and "\x00" not in value
-            and not (single_line and _CONTROL.search(value))
-        ):
+        if _plain_text(value, limit, single_line=single_line):
             text = value
         else:
             text = clean_text(value, path, max_length=limit, single_line=single_line)
@@ -461,7 +477,7 @@ def clean_message(
     """One message of a batch. With ``partial`` (update-last) ``role`` may be omitted."""
     if isinstance(value, MessageIn):
         return value
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise InvalidInput("must be an object", field=path)
     unknown = value.keys() - MESSAGE_INPUT_KEYS
     if unknown:

@@ -24,6 +24,7 @@ from sessions.models import ModelPrice
 from sessions.money import to_decimal
 
 MTOK = Decimal(1_000_000)
+_ZERO = Decimal(0)
 Tiered = tuple[Decimal, tuple[tuple[int, Decimal], ...]]  # base, ((start, price), ...)
 
 
@@ -56,11 +57,11 @@ class Rates:
         cache_creation_tokens: int = 0,
     ) -> Decimal:
         """USD for one call. Reasoning is part of completion and is never added again."""
-        input_rate = _rate(self.input, prompt_tokens) or Decimal(0)
+        input_rate = _rate(self.input, prompt_tokens) or _ZERO
         read_rate = _rate(self.cache_read, prompt_tokens)
         write_rate = _rate(self.cache_write, prompt_tokens)
         uncached = prompt_tokens
-        total = Decimal(0)
+        total = _ZERO
         if read_rate is not None:
             uncached -= cache_read_tokens
             total += read_rate * cache_read_tokens
@@ -68,7 +69,7 @@ class Rates:
             uncached -= cache_creation_tokens
             total += write_rate * cache_creation_tokens
         total += input_rate * uncached
-        total += (_rate(self.output, prompt_tokens) or Decimal(0)) * completion_tokens
+        total += (_rate(self.output, prompt_tokens) or _ZERO) * completion_tokens
         return to_decimal(total / MTOK)
 
 

@@ -268,11 +268,10 @@ class Rollup:
         channel: str,
         project: str = "",
         counts: Mapping[str, int],
-        message_count: int = 0,
         sign: int = 1,
     ) -> None:
         """``add`` with the counters as a mapping (names outside ``COUNTERS`` are
-        ignored), plus ``message_count``: the append path's form, one call a message."""
+        ignored): the append's form, one call for the messages sharing a key."""
         self._moment(at)
         key = (self._minute, self._recent, agent or "", model or "", channel or "", project or "")
         bucket = self._pending.get(key)
@@ -281,8 +280,6 @@ class Rollup:
         for name, value in counts.items():
             if value and name in bucket:
                 bucket[name] += sign * value
-        if message_count:
-            bucket["message_count"] += sign * message_count
 
     def add_latency(
         self,
