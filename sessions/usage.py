@@ -240,7 +240,8 @@ def normalise(value: Mapping[str, Any], path: str, convention: str | None) -> Co
     def add(name: str, raw: Any, where: str, targets: tuple[str, ...]) -> None:
         if raw is None and name not in FLEET_NAMES:
             return  # a provider SDK's dump of a count it did not report
-        count = clean_int(raw, where)
+        # clean_int's rule, its common case first (a plain int within the bound).
+        count = raw if type(raw) is int and 0 <= raw <= MAX_TOKENS else clean_int(raw, where)
         # Under a convention, Fleet's and the provider's name for one count: one only.
         if shape.aliases and (other := named.setdefault(targets[0], name)) != name:
             raise InvalidInput(
