@@ -62,15 +62,38 @@ def new_message(**values: Any) -> Message:
 
 
 def _adapter(field: models.Field) -> Callable[[Any], Any] | None:
-    """How a field's Python value becomes a database parameter (``None``: as it is)."""
+    """How a field's Python value becomes a database parameter (``None``: as it is).
+
+    Made for each insert, so the values most rows of a batch share are adapted
+    once: a JSON field's empty default (most messages have no tool calls and
+    no metadata) and the same datetime (a batch's messages share ``now``).
+    """
     ops = connection.ops
     if isinstance(field, MoneyField):
         return lambda value: None if value is None else to_nanos(value)
     if isinstance(field, models.JSONField):
-        default = field.get_default
-        return lambda value: ops.adapt_json_value(value if value is not None else default(), None)
+        default = field.get_default()
+        adapted_default = ops.adapt_json_value(default, None)
+        # An empty list or object like the default is the default (and never
+        # 0 == 0.0 == False: those write different JSON).
+        empty = type(default) if isinstance(default, list | dict) and not default else None
+
+        def adapt_json(value: Any) -> Any:
+            if value is None or (type(value) is empty and not value):
+                return adapted_default
+            return ops.adapt_json_value(value, None)
+
+        return adapt_json
     if isinstance(field, models.DateTimeField):
-        return ops.adapt_datetimefield_value
+        adapt = ops.adapt_datetimefield_value
+        last: list[Any] = [object(), None]  # the last value and its adapted form
+
+        def adapt_datetime(value: Any) -> Any:
+            if value is not last[0]:
+                last[:] = value, adapt(value)
+            return last[1]
+
+        return adapt_datetime
     if isinstance(field, _AS_IS) or field.is_relation:
         return None
     return lambda value: field.get_db_prep_save(value, connection)

@@ -64,6 +64,24 @@ def _check_encodable(value: str, path: str) -> None:
             raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
 
 
+def _is_mapping(value: Any) -> bool:
+    # A dict (every JSON object) without the ABC's instance check.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _plain_text(value: Any, max_length: int, *, single_line: bool = False) -> bool:
+    """Whether ``clean_text`` would pass ``value`` as it is, told by the common
+    case alone (a ``str`` in ASCII within the bound): ``False`` says only "ask
+    ``clean_text``", which is the rule."""
+    return (
+        type(value) is str
+        and len(value) <= max_length
+        and value.isascii()
+        and "\x00" not in value
+        and not (single_line and _CONTROL.search(value))
+    )
+
+
 def clean_text(
     value: Any, path: str, *, max_length: int = SHORT_TEXT, single_line: bool = False
 ) -> str:
@@ -136,13 +154,16 @@ def clean_timestamp(value: Any, path: str) -> datetime:
 
 
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# ``json.dumps`` with options builds an encoder per call; these are made once.
+_CHECK_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _check_json_text(value: Any, path: str) -> None:
     try:
         # NUL is written as the escape \u0000. allow_nan=False: a number past
         # a float (1e400 parses as inf) is not JSON either database accepts.
-        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        dumped = _CHECK_JSON(value)
     except ValueError:
         raise InvalidInput(
             "must hold only finite numbers (no NaN, Infinity or numbers beyond ±1.8e308)",
@@ -150,10 +171,11 @@ def _check_json_text(value: Any, path: str) -> None:
         ) from None
     if "u0000" in dumped and _JSON_NUL.search(dumped):
         raise InvalidInput("must not contain NUL characters (\\u0000)", field=path)
-    try:
-        dumped.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
+    if not dumped.isascii():
+        try:
+            dumped.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("must be valid Unicode (no lone surrogates)", field=path) from None
     if len(dumped) > _max_chars():
         raise InvalidInput(f"must be at most {_max_chars()} characters of JSON", field=path)
 
@@ -166,11 +188,12 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
         raise InvalidInput("must be a list of tool calls", field=path)
     calls = []
     for index, call in enumerate(value):
-        item_path = f"{path}[{index}]"
-        if not isinstance(call, Mapping):
-            raise InvalidInput("must be an object with id, name and arguments", field=item_path)
+        if not _is_mapping(call):
+            raise InvalidInput(
+                "must be an object with id, name and arguments", field=f"{path}[{index}]"
+            )
         function = call.get("function")
-        if isinstance(function, Mapping):
+        if _is_mapping(function):
             name = function.get("name")
             arguments = function.get("arguments")
         else:
@@ -178,11 +201,13 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
             arguments = call.get("arguments", call.get("input"))
         call_id = call.get("id")
         if call_id is None or call_id == "":
-            raise InvalidInput("must have an id", field=f"{item_path}.id")
+            raise InvalidInput("must have an id", field=f"{path}[{index}].id")
         if not isinstance(call_id, str):
-            raise InvalidInput("must be a string", field=f"{item_path}.id")
-        clean_text(call_id, f"{item_path}.id", single_line=True)
-        clean_text(name, f"{item_path}.name")
+            raise InvalidInput("must be a string", field=f"{path}[{index}].id")
+        if not _plain_text(call_id, SHORT_TEXT, single_line=True):
+            clean_text(call_id, f"{path}[{index}].id", single_line=True)
+        if not _plain_text(name, SHORT_TEXT):
+            clean_text(name, f"{path}[{index}].name")
         calls.append({"id": call_id, "name": name or "", "arguments": arguments})
     _check_json_text(calls, path)
     return calls
@@ -190,7 +215,7 @@ def clean_tool_calls(value: Any, path: str) -> list[dict[str, Any]]:
 
 def metadata_size(value: Mapping[str, Any]) -> int:
     """What the metadata cap measures: UTF-8 bytes of ``value`` as compact JSON."""
-    dumped = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    dumped = _COMPACT_JSON(value)
     # surrogatepass: a value stored before validation must not make this raise.
     return len(dumped.encode("utf-8", "surrogatepass"))
 
@@ -259,7 +284,7 @@ def clean_usage(value: Any, path: str, *, convention: str | None = None) -> Usag
     """
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise InvalidInput("must be an object of token counts", field=path)
     convention = value.get("convention", convention)
     if convention is not None and convention not in CONVENTIONS:
@@ -337,13 +362,33 @@ Cleaner = Callable[[Any, str], Any]
 def _choice_cleaner(field: models.Field) -> Cleaner:
     allowed = frozenset(value for value, _ in field.flatchoices)
     listed = ", ".join(str(value) for value, _ in field.flatchoices)
+    blank = field.blank
 
     def clean(value: Any, path: str) -> Any:
-        if field.blank and value in (None, ""):
+        if blank and value in (None, ""):
             return ""
         if isinstance(value, str) and value in allowed:
             return value
         raise InvalidInput(f"must be one of {listed}, got {value!r}"[:300], field=path)
+
+    return clean
+
+
+def _text_cleaner(
+    max_length: int | None, *, single_line: bool = False, null: bool = False
+) -> Cleaner:
+    """``clean_text`` for one field (``max_length`` ``None``: ``FLEET_MAX_MESSAGE_CHARS``;
+    ``null``: empty text is ``None``). Runs for every text a message carries:
+    a plain string (``_plain_text``) passes as it is, anything else goes
+    through ``clean_text``."""
+
+    def clean(value: Any, path: str) -> Any:
+        limit = _max_chars() if max_length is None else max_length
+        if _plain_text(value, limit, single_line=single_line):
+            text = value
+        else:
+            text = clean_text(value, path, max_length=limit, single_line=single_line)
+        return (text or None) if null else text
 
     return clean
 
@@ -354,18 +399,14 @@ def _field_cleaner(field: models.Field) -> Cleaner:
     if field.choices:
         return _choice_cleaner(field)
     if isinstance(field, models.CharField):
-        single_line = name in MESSAGE_SINGLE_LINE_FIELDS
-        max_length = field.max_length or SHORT_TEXT
-        if field.null:
-            # NULL, not "", when absent (the column's uniqueness skips NULL).
-            return lambda value, path: (
-                clean_text(value, path, max_length=max_length, single_line=single_line) or None
-            )
-        return lambda value, path: clean_text(
-            value, path, max_length=max_length, single_line=single_line
+        # NULL, not "", when absent (the column's uniqueness skips NULL).
+        return _text_cleaner(
+            field.max_length or SHORT_TEXT,
+            single_line=name in MESSAGE_SINGLE_LINE_FIELDS,
+            null=field.null,
         )
     if isinstance(field, models.TextField):
-        return lambda value, path: clean_text(value, path, max_length=_max_chars())
+        return _text_cleaner(None)
     if isinstance(field, models.DateTimeField):
         return clean_timestamp
     if isinstance(field, models.BooleanField):
@@ -386,6 +427,10 @@ _MESSAGE_CLEANERS: dict[str, Cleaner] = {
     name: _field_cleaner(message_field(name)) for name in MESSAGE_CLIENT_FIELDS
 }
 _MESSAGE_CLEANERS["tool_calls"] = clean_tool_calls
+_ROLE_CLEANER = _MESSAGE_CLEANERS["role"]
+# The fields ``clean_message`` checks in its loop (``role`` comes first, alone).
+_LOOPED = frozenset(_MESSAGE_CLEANERS) - {"role"}
+_CLEANER_ORDER = {name: index for index, name in enumerate(_MESSAGE_CLEANERS)}
 
 
 @dataclass(slots=True)
@@ -432,7 +477,7 @@ def clean_message(
     """One message of a batch. With ``partial`` (update-last) ``role`` may be omitted."""
     if isinstance(value, MessageIn):
         return value
-    if not isinstance(value, Mapping):
+    if not _is_mapping(value):
         raise InvalidInput("must be an object", field=path)
     unknown = value.keys() - MESSAGE_INPUT_KEYS
     if unknown:
@@ -445,13 +490,13 @@ def clean_message(
     message = MessageIn(provided=frozenset(value.keys()))
     fields = message.fields
     if "role" in value or not partial:
-        fields["role"] = _MESSAGE_CLEANERS["role"](value.get("role"), f"{path}.role")
+        fields["role"] = _ROLE_CLEANER(value.get("role"), f"{path}.role")
+    # Only the fields sent, in the model's order (which of two bad fields is blamed).
+    sent = value.keys() & _LOOPED
+    for name in sorted(sent, key=_CLEANER_ORDER.__getitem__) if len(sent) > 1 else sent:
+        raw = value[name]
+        fields[name] = None if raw is None else _MESSAGE_CLEANERS[name](raw, f"{path}.{name}")
     get = value.get
-    for name, clean in _MESSAGE_CLEANERS.items():
-        if name == "role" or name not in value:
-            continue
-        raw = get(name)
-        fields[name] = None if raw is None else clean(raw, f"{path}.{name}")
     if (usage := get("usage")) is not None:
         message.usage = clean_usage(usage, f"{path}.usage", convention=convention)
     if message.role == Role.TOOL and not fields.get("tool_call_id") and not partial:

@@ -30,6 +30,8 @@ MAX_NANOS = 2**63 - 1
 # Exact arithmetic for any amount a column or a sum of columns can hold: the
 # default context (28 digits) cannot quantize a sum of rollups to 9 places.
 _WIDE = Context(prec=80)
+# The most a BIGINT of nano-dollars holds, in USD (exact: 19 digits).
+_MAX_NANOS_USD = Decimal(MAX_NANOS).scaleb(-PLACES)
 
 
 def to_decimal(value: Any) -> Decimal:
@@ -71,7 +73,7 @@ def to_nanos(value: Any) -> int:
         value = to_decimal(value)
     if not value.is_finite():
         raise ValueError("must be a finite number")
-    if value.copy_abs() > MAX_NANOS / Decimal(NANOS_PER_USD):
+    if value.copy_abs() > _MAX_NANOS_USD:
         raise ValueError(f"must be at most {MAX_NANOS // NANOS_PER_USD} USD")
     return int(value.scaleb(PLACES, context=_WIDE).to_integral_value(ROUND_HALF_EVEN, _WIDE))
 

@@ -15,7 +15,7 @@ import fnmatch
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from sessions.models import ModelPrice
 from sessions.money import to_decimal
 
 MTOK = Decimal(1_000_000)
+_ZERO = Decimal(0)
 Tiered = tuple[Decimal, tuple[tuple[int, Decimal], ...]]  # base, ((start, price), ...)
 
 
@@ -56,11 +57,11 @@ class Rates:
         cache_creation_tokens: int = 0,
     ) -> Decimal:
         """USD for one call. Reasoning is part of completion and is never added again."""
-        input_rate = _rate(self.input, prompt_tokens) or Decimal(0)
+        input_rate = _rate(self.input, prompt_tokens) or _ZERO
         read_rate = _rate(self.cache_read, prompt_tokens)
         write_rate = _rate(self.cache_write, prompt_tokens)
         uncached = prompt_tokens
-        total = Decimal(0)
+        total = _ZERO
         if read_rate is not None:
             uncached -= cache_read_tokens
             total += read_rate * cache_read_tokens
@@ -68,7 +69,7 @@ class Rates:
             uncached -= cache_creation_tokens
             total += write_rate * cache_creation_tokens
         total += input_rate * uncached
-        total += (_rate(self.output, prompt_tokens) or Decimal(0)) * completion_tokens
+        total += (_rate(self.output, prompt_tokens) or _ZERO) * completion_tokens
         return to_decimal(total / MTOK)
 
 
@@ -144,6 +145,9 @@ class PriceBook:
     def __init__(self, overrides: Iterable[ModelPrice] = ()) -> None:
         self._overrides = list(overrides)
         self._cache: dict[tuple[str, datetime | None], Rates | None] = {}
+        # (model, moment, its zone) -> its rates: a batch's messages mostly
+        # share them, and the answer for a given moment never changes.
+        self._at: dict[tuple[str, datetime, tzinfo | None], Rates | None] = {}
 
     @classmethod
     def load(cls) -> PriceBook:
@@ -164,6 +168,14 @@ class PriceBook:
         return best[1] if best else None
 
     def rates(self, model: str, at: datetime | None = None) -> Rates | None:
+        if at is None:
+            return self._rates(model, None)  # "now" moves: not kept
+        key = (model, at, at.tzinfo)
+        if key not in self._at:
+            self._at[key] = self._rates(model, at)
+        return self._at[key]
+
+    def _rates(self, model: str, at: datetime | None) -> Rates | None:
         model = (model or "").strip().lower()
         if not model:
             return None

@@ -25,7 +25,7 @@ an older version left past the bound) is refused the same way.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -187,19 +187,25 @@ class _Buckets:
 
 
 class Rollup:
-    """Accumulates counter deltas per day, per budget bucket and (when recent) minute."""
+    """Accumulates counter deltas per day, per budget bucket and (when recent) minute.
+
+    One pass per write: ``add_counts`` adds a write's counters once, to the
+    finest key its tables need (the UTC minute, whether it is recent, the
+    dimensions and the project); ``apply`` spreads each key over the day,
+    the three budget spans and the minute, so the cost of a message does not
+    grow with the number of rollup tables.
+    """
 
     def __init__(self) -> None:
         # The real clock, not the write's ``now``: the demo generator and
         # imports write history "as of" past moments, and that is not recent.
         self._recent_since = timezone.now() - MinuteUsage.RECENT
         self._at: datetime | None = None
-        self._day: date | None = None
         self._minute: datetime | None = None
-        self._quarter: datetime | None = None
-        self._hour: datetime | None = None
-        self._day_start: datetime | None = None
-        self._project: tuple[str, str] = ("", project_key(""))
+        self._day: date | None = None
+        self._recent = False
+        # (UTC minute, recent, agent, model, channel, project) -> counter deltas.
+        self._pending: dict[tuple[Any, ...], dict[str, int]] = {}
         self._daily = _Buckets(DailyUsage, "day", COUNTERS, connection.ops.adapt_datefield_value)
         self._minutes = _Buckets(
             MinuteUsage, "minute", MinuteUsage.COUNTERS, connection.ops.adapt_datetimefield_value
@@ -224,6 +230,14 @@ class Rollup:
         # same transaction, and counted into the latency rollup (``add_turn``).
         self._turns: list[Turn] = []
 
+    def _moment(self, at: datetime) -> None:
+        if at != self._at:
+            # The messages of a batch mostly share one timestamp: convert once.
+            self._at = at
+            self._minute = utc_minute(at)
+            self._day = self._minute.date()
+            self._recent = at >= self._recent_since
+
     def add(
         self,
         *,
@@ -235,25 +249,37 @@ class Rollup:
         sign: int = 1,
         **counts: int,
     ) -> None:
-        if at != self._at:
-            # The messages of a batch mostly share one timestamp: convert once.
-            self._at = at
-            self._day = utc_day(at)
-            self._quarter = utc_quarter(at)
-            self._hour = utc_hour(at)
-            self._day_start = utc_day_start(at)
-            self._minute = utc_minute(at) if at >= self._recent_since else None
-        dimensions = (agent or "", model or "", channel or "")
-        self._daily.add(self._day, dimensions, sign, counts)
-        project = project or ""
-        if project != self._project[0]:
-            self._project = (project, project_key(project))
-        where = (*dimensions, self._project[1], project)
-        self._budget.add(self._quarter, (BudgetUsage.Span.QUARTER, *where), sign, counts)
-        self._budget.add(self._hour, (BudgetUsage.Span.HOUR, *where), sign, counts)
-        self._budget.add(self._day_start, (BudgetUsage.Span.DAY, *where), sign, counts)
-        if self._minute is not None:
-            self._minutes.add(self._minute, dimensions, sign, counts)
+        self.add_counts(
+            at=at,
+            agent=agent,
+            model=model,
+            channel=channel,
+            project=project,
+            sign=sign,
+            counts=counts,
+        )
+
+    def add_counts(
+        self,
+        *,
+        at: datetime,
+        agent: str,
+        model: str,
+        channel: str,
+        project: str = "",
+        counts: Mapping[str, int],
+        sign: int = 1,
+    ) -> None:
+        """``add`` with the counters as a mapping (names outside ``COUNTERS`` are
+        ignored): the append's form, one call for the messages sharing a key."""
+        self._moment(at)
+        key = (self._minute, self._recent, agent or "", model or "", channel or "", project or "")
+        bucket = self._pending.get(key)
+        if bucket is None:
+            bucket = self._pending[key] = dict.fromkeys(COUNTERS, 0)
+        for name, value in counts.items():
+            if value and name in bucket:
+                bucket[name] += sign * value
 
     def add_latency(
         self,
@@ -267,10 +293,32 @@ class Rollup:
         sign: int = 1,
     ) -> None:
         """Count one duration (``LatencyUsage.Kind``) on the UTC day of ``at``."""
-        dimensions = (agent or "", model or "", kind, name or "", bucket_of(duration_ms))
-        self._latency.add(
-            utc_day(at), dimensions, sign, {"count": 1, "sum_ms": max(0, duration_ms)}
-        )
+        self._moment(at)
+        bucket = self._latency.deltas[
+            (self._day, agent or "", model or "", kind, name or "", bucket_of(duration_ms))
+        ]
+        bucket["count"] += sign
+        if duration_ms > 0:
+            bucket["sum_ms"] += sign * duration_ms
+
+    def _spread(self) -> None:
+        """Add each pending key's deltas to the day, budget and minute tables."""
+        projects: dict[str, str] = {}
+        for (minute, recent, *dimensions, project), counts in self._pending.items():
+            where = tuple(dimensions)
+            self._daily.add(minute.date(), where, 1, counts)
+            if project not in projects:
+                projects[project] = project_key(project)
+            budget_where = (*where, projects[project], project)
+            quarter = minute.replace(minute=minute.minute - minute.minute % 15)
+            hour = minute.replace(minute=0)
+            day_start = hour.replace(hour=0)
+            self._budget.add(quarter, (BudgetUsage.Span.QUARTER, *budget_where), 1, counts)
+            self._budget.add(hour, (BudgetUsage.Span.HOUR, *budget_where), 1, counts)
+            self._budget.add(day_start, (BudgetUsage.Span.DAY, *budget_where), 1, counts)
+            if recent:
+                self._minutes.add(minute, where, 1, counts)
+        self._pending = {}
 
     def add_turn(
         self,
@@ -309,6 +357,7 @@ class Rollup:
         if self._turns:
             Turn.objects.bulk_create(self._turns)
             self._turns = []
+        self._spread()
         self._daily.apply()
         self._budget.apply()
         self._minutes.apply()

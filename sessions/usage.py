@@ -81,10 +81,15 @@ class Shape:
     markers: frozenset[str] = frozenset()
     # Whether two fields may name one count (a convention's aliases): refused.
     aliases: bool = False
+    # Derived once (``normalise`` runs for every message with usage): every
+    # key the shape knows, and its counts then details objects in their order.
+    keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    ordered: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def keys(self) -> frozenset[str]:
-        return frozenset(self.counts) | frozenset(self.details) | self.ignored
+    def __post_init__(self) -> None:
+        keys = frozenset(self.counts) | frozenset(self.details) | self.ignored
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "ordered", (*self.counts, *self.details))
 
     def fits(self, keys: frozenset[str]) -> bool:
         return keys <= self.keys and (not self.markers or bool(keys & self.markers))
@@ -222,10 +227,11 @@ def normalise(value: Mapping[str, Any], path: str, convention: str | None) -> Co
     ``convention`` is the one the client named (in the block or for the
     request), ``None`` when it named none.
     """
-    keys = frozenset(str(name) for name in value if name not in NOT_COUNTS)
-    shapes = BY_CONVENTION[convention]
-    shape = next((shape for shape in shapes if shape.fits(keys)), None)
-    if shape is None:
+    keys = frozenset(map(str, value.keys() - NOT_COUNTS))
+    for shape in BY_CONVENTION[convention]:
+        if shape.fits(keys):
+            break
+    else:
         raise _refusal(keys, path, convention)
     values = dict.fromkeys(FLEET_NAMES, 0)
     sources: dict[str, str] = {}
@@ -234,7 +240,8 @@ def normalise(value: Mapping[str, Any], path: str, convention: str | None) -> Co
     def add(name: str, raw: Any, where: str, targets: tuple[str, ...]) -> None:
         if raw is None and name not in FLEET_NAMES:
             return  # a provider SDK's dump of a count it did not report
-        count = clean_int(raw, where)
+        # clean_int's rule, its common case first (a plain int within the bound).
+        count = raw if type(raw) is int and 0 <= raw <= MAX_TOKENS else clean_int(raw, where)
         # Under a convention, Fleet's and the provider's name for one count: one only.
         if shape.aliases and (other := named.setdefault(targets[0], name)) != name:
             raise InvalidInput(
@@ -245,12 +252,16 @@ def normalise(value: Mapping[str, Any], path: str, convention: str | None) -> Co
             values[target] += count
             sources.setdefault(target, where)
 
-    for name in sorted(keys, key=_order(shape)):
+    # The shape's counts, then its details objects, in the shape's order (the
+    # keys it ignores carry nothing).
+    for name in shape.ordered:
+        if name not in keys:
+            continue
         where = f"{path}.{name}"
         raw = value[name]
         if name in shape.counts:
             add(name, raw, where, shape.counts[name])
-        elif name in shape.details:
+        else:
             if raw is None:
                 continue
             if not isinstance(raw, Mapping):
@@ -270,11 +281,6 @@ def normalise(value: Mapping[str, Any], path: str, convention: str | None) -> Co
                 field=sources[target],
             )
     return Counts(shape=shape, values=values, sources=sources)
-
-
-def _order(shape: Shape) -> Any:
-    order = {name: index for index, name in enumerate([*shape.counts, *shape.details])}
-    return lambda name: (order.get(name, len(order)), name)
 
 
 def _contributors(value: Mapping[str, Any], shape: Shape, target: str) -> list[str]:

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from sessions import services
 from sessions.choices import TOKEN_FIELDS, CostSource
 from sessions.errors import InvalidInput, SessionGone
-from sessions.models import DailyUsage, Message, Session, Tombstone
+from sessions.models import BudgetUsage, DailyUsage, Message, MinuteUsage, Session, Tombstone
 from sessions.pricing import library_rates
+from sessions.rollups import Rollup
 from tests.totals_support import message_sums, rollup_totals, usage
 
 pytestmark = pytest.mark.django_db
@@ -309,6 +311,72 @@ def test_the_rollup_moves_with_appends() -> None:
         10,
         Decimal("0.5"),
     )
+
+
+def test_a_batch_across_span_boundaries_lands_in_each_rollup_span() -> None:
+    old = ["2026-03-01T10:14:59Z", "2026-03-01T10:15:00Z", "2026-03-01T10:59:59Z"]
+    old += ["2026-03-01T11:00:00Z", "2026-03-02T00:00:00Z"]
+    recent = timezone.now()
+    messages: list[dict[str, Any]] = [
+        {"role": "assistant", "content": "a", "created_at": at, "usage": usage(100, 10)}
+        for at in old
+    ]
+    messages.append({"role": "assistant", "content": "b", "usage": usage(7, 1)})
+    services.messages_append(key="k", session={"model": "gpt-4o"}, now=recent, messages=messages)
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+    def calls(span: str) -> dict[datetime, int]:
+        rows = BudgetUsage.objects.filter(span=span, start__lt=at("2026-03-03T00:00"))
+        return {row.start: row.api_calls for row in rows}
+
+    assert calls(BudgetUsage.Span.QUARTER) == {
+        at("2026-03-01T10:00"): 1,
+        at("2026-03-01T10:15"): 1,
+        at("2026-03-01T10:45"): 1,
+        at("2026-03-01T11:00"): 1,
+        at("2026-03-02T00:00"): 1,
+    }
+    assert calls(BudgetUsage.Span.HOUR) == {
+        at("2026-03-01T10:00"): 3,
+        at("2026-03-01T11:00"): 1,
+        at("2026-03-02T00:00"): 1,
+    }
+    assert calls(BudgetUsage.Span.DAY) == {at("2026-03-01T00:00"): 4, at("2026-03-02T00:00"): 1}
+    daily = {row.day.isoformat(): row.message_count for row in DailyUsage.objects.all()}
+    assert daily["2026-03-01"] == 4
+    assert daily["2026-03-02"] == 1
+    # Only the recent message has a minute row.
+    minutes = list(MinuteUsage.objects.values_list("minute", "prompt_tokens"))
+    assert minutes == [(recent.replace(second=0, microsecond=0), 7)]
+
+
+def test_an_append_adds_to_the_rollup_once_per_time_and_model_not_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The append's cost must not grow with the rollup tables times the
+    # messages: a batch's contributions are summed per rollup key first.
+    models: list[str] = []
+    add_counts = Rollup.add_counts
+
+    def counted(self: Rollup, **arguments: Any) -> None:
+        models.append(arguments["model"])
+        add_counts(self, **arguments)
+
+    monkeypatch.setattr(Rollup, "add_counts", counted)
+    one = {"role": "assistant", "content": "a", "usage": usage(10, 1)}
+    services.messages_append(
+        key="k",
+        session={"model": "m1"},
+        now=T0,
+        messages=[one] * 50 + [{**one, "model": "m2"}] * 50,
+    )
+
+    # The session's start, then one call per model for a hundred messages.
+    assert sorted(models) == ["m1", "m1", "m2"]
+    row = DailyUsage.objects.get(model="m2")
+    assert (row.message_count, row.prompt_tokens) == (50, 500)
 
 
 def test_the_rollup_equals_the_session_totals() -> None:

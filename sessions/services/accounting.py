@@ -74,6 +74,16 @@ class Contributing(Protocol):
     def time_to_first_token_ms(self) -> int | None: ...
 
 
+CONTRIBUTION_COUNTERS = (
+    "turns",
+    "tool_call_count",
+    "api_calls",
+    "unpriced_calls",
+    "cost_usd",
+    *TOKEN_FIELDS,
+)
+
+
 def contribution(message: Contributing) -> dict[str, int]:
     """The counters one stored message adds to its session's totals.
 
@@ -81,19 +91,29 @@ def contribution(message: Contributing) -> dict[str, int]:
     ``tool_calls``; an API call is a message that carries usage. Cost is in
     nano-dollars so sums stay exact.
     """
-    has_usage = bool(message.cost_source)
-    tool_calls = message.tool_calls
-    counts = {
-        "turns": int(message.role == Role.ASSISTANT and bool(message.content)),
-        # Imported or hand-edited rows may hold something other than a list.
-        "tool_call_count": len(tool_calls) if isinstance(tool_calls, list) else 0,
-        "api_calls": int(has_usage),
-        "unpriced_calls": int(message.cost_source == CostSource.UNPRICED),
-        "cost_usd": to_nanos(message.cost_usd) if message.cost_usd is not None else 0,
-    }
-    for name in TOKEN_FIELDS:
-        counts[name] = getattr(message, name) if has_usage else 0
+    counts = dict.fromkeys(CONTRIBUTION_COUNTERS, 0)
+    contribute(message, counts)
     return counts
+
+
+def contribute(message: Contributing, into: dict[str, int]) -> None:
+    """Add ``contribution(message)`` to ``into``, which holds every one of
+    ``CONTRIBUTION_COUNTERS`` (the append sums a batch this way, without a
+    dictionary per message)."""
+    if message.role == Role.ASSISTANT and message.content:
+        into["turns"] += 1
+    tool_calls = message.tool_calls
+    # Imported or hand-edited rows may hold something other than a list.
+    if isinstance(tool_calls, list):
+        into["tool_call_count"] += len(tool_calls)
+    if message.cost_source:
+        into["api_calls"] += 1
+        for name in TOKEN_FIELDS:
+            into[name] += getattr(message, name)
+    if message.cost_source == CostSource.UNPRICED:
+        into["unpriced_calls"] += 1
+    if message.cost_usd is not None:
+        into["cost_usd"] += to_nanos(message.cost_usd)
 
 
 def _diff(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
@@ -138,19 +158,46 @@ def rollup_add(
     counts: Mapping[str, int],
     sign: int = 1,
 ) -> None:
-    rollup.add(
+    """Add one message's contribution (``counts``) and its durations to ``rollup``."""
+    rollup_counts(
+        rollup,
+        session,
         at=message.created_at,
-        agent=session.agent,
-        model=message.model or session.model,
-        channel=session.channel,
-        project=session.project_root,
-        sign=sign,
+        model=message.model,
         # A compaction summary is the server's bookkeeping, not ingest: the
         # rollup stays untouched by compaction (only its usage, if any, counts).
-        message_count=int(not message.is_summary),
-        # The rollup's counters are named like the session's (and cost in nanos).
-        **{name: counts[name] for name in (*SESSION_COUNTERS, "cost_usd")},
+        counts={**counts, "message_count": int(not message.is_summary)},
+        sign=sign,
     )
+    rollup_timings(rollup, session, message, sign)
+
+
+def rollup_counts(
+    rollup: Rollup,
+    session: Session,
+    *,
+    at: datetime,
+    model: str,
+    counts: Mapping[str, int],
+    sign: int = 1,
+) -> None:
+    """Add the contributions (``counts``, with ``message_count``) of messages of
+    ``session`` at ``at`` with ``model`` to the usage tables: one call for any
+    number of such messages (the append sums them first)."""
+    rollup.add_counts(
+        at=at,
+        agent=session.agent,
+        model=model or session.model,
+        channel=session.channel,
+        project=session.project_root,
+        # The rollup's counters are named like the session's (and cost in nanos).
+        counts=counts,
+        sign=sign,
+    )
+
+
+def rollup_timings(rollup: Rollup, session: Session, message: Contributing, sign: int = 1) -> None:
+    """Count the message's durations (``timings``) in the latency rollup."""
     for kind, name, duration in timings(message):
         rollup.add_latency(
             at=message.created_at,

@@ -40,12 +40,14 @@ from sessions.pricing import PriceBook
 from sessions.rollups import Rollup
 from sessions.scopes import FULL, KeyScope
 from sessions.services.accounting import (
+    CONTRIBUTION_COUNTERS,
     SESSION_COUNTERS,
     TRANSCRIPT_FIELDS,
     apply_to_session,
-    contribution,
+    contribute,
     correct,
-    rollup_add,
+    rollup_counts,
+    rollup_timings,
 )
 from sessions.services.sessions import lock_existing, lock_or_create, revive, set_fields
 from sessions.usage import clean_int
@@ -157,7 +159,10 @@ def append_rows(
     rows: list[Message] = []
     skipped = 0
     seq = session.last_seq
-    totals = dict.fromkeys((*SESSION_COUNTERS, "cost_usd"), 0)
+    # One pass: each message's contribution is added once, to the sums of its
+    # rollup key (a batch's messages mostly share their time and model); the
+    # session's totals and the rollup are fed from those sums.
+    sums: dict[tuple[datetime, str], dict[str, int]] = {}
     for index, item in enumerate(items):
         if item.message_id:
             if item.message_id in seen:
@@ -173,17 +178,30 @@ def append_rows(
         else:
             seq += 1
         message, prices = _build_message(session, item, seq, now, prices, f"messages[{index}]")
-        counts = contribution(message)
-        for name, value in counts.items():
-            totals[name] += value
-        rollup_add(rollup, session, message, counts)
+        key = (message.created_at, message.model)
+        counts = sums.get(key)
+        if counts is None:
+            counts = sums[key] = dict.fromkeys(_SUMMED, 0)
+        contribute(message, counts)
+        # A summary is the server's bookkeeping, not ingest (accounting.rollup_add).
+        counts["message_count"] += not message.is_summary
+        rollup_timings(rollup, session, message)
         rows.append(message)
     if rows:
         insert_messages(rows)
         session.last_seq = seq
         session.message_count += len(rows)
-        apply_to_session(session, totals)
+        apply_to_session(
+            session, {name: sum(counts[name] for counts in sums.values()) for name in _TOTALS}
+        )
+        for (at, model), counts in sums.items():
+            rollup_counts(rollup, session, at=at, model=model, counts=counts)
     return rows, skipped
+
+
+# What a message adds to its session's totals, and what the rollup counts too.
+_TOTALS = (*SESSION_COUNTERS, "cost_usd")
+_SUMMED = (*CONTRIBUTION_COUNTERS, "message_count")
 
 
 @transaction.atomic
