@@ -158,6 +158,21 @@ def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
     assert "FLEET_WORKERS" in done.stderr
 
 
+@pytest.mark.once  # gunicorn's configuration, not the database's
+def test_gunicorn_takes_its_worker_class_and_threads_from_the_environment() -> None:
+    script = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['worker_class'], c['threads'])"
+    env = clean_environ()
+    done = run_in_checkout([sys.executable, "-c", script], env)
+    assert done.stdout.split() == ["sync", "1"], done.stderr
+    env.update(FLEET_WORKER_CLASS="gthread", FLEET_THREADS="4")
+    done = run_in_checkout([sys.executable, "-c", script], env)
+    assert done.stdout.split() == ["gthread", "4"], done.stderr
+    for name, value in [("FLEET_WORKER_CLASS", "gevent"), ("FLEET_THREADS", "0")]:
+        done = run_in_checkout([sys.executable, "-c", script], {**env, name: value})
+        assert done.returncode != 0
+        assert name in done.stderr
+
+
 def chunked_request(
     url: str, path: str, chunks: list[bytes], *, method: str = "POST", token: str
 ) -> tuple[int, Any, dict[str, str]]:
