@@ -4,19 +4,25 @@ Run: ``.venv/bin/python bench/load.py`` (about 3 minutes: 50 agents for 60 s
 on SQLite, then on PostgreSQL); ``--quick`` for a smoke run (10 agents, 10 s).
 
 For each database it starts ``scripts/serve.sh`` (``make serve``: migrate,
-collectstatic, gunicorn with ``FLEET_WORKERS=2``) on a free loopback port in
-the documented production configuration (PostgreSQL with ``FLEET_DB_POOL=1``),
-makes an API key and a dashboard user, and runs the fleet simulator
-(``fleet.simulator.run_fleet``: agents as threads, turns back to back with
-``--step-delay`` between steps) while one more client loads the fleet page
-(``/``, logged in) once a second. It prints requests per second, errors
-(target 0), and the p50/p99 latency of appends and of the fleet page.
+collectstatic, gunicorn with ``FLEET_WORKERS=2`` sync workers, or
+``--workers``/``--worker-class``/``--threads``; lists such as ``--workers 1,2,4
+--worker-class sync,gthread`` run every combination, each on a fresh database)
+on a free loopback port in the documented production configuration (PostgreSQL
+with ``FLEET_DB_POOL=1``), makes an API key and a dashboard user, and runs the
+fleet simulator (``fleet.simulator.run_fleet``: agents as threads, each with a
+keep-alive connection, turns back to back with ``--step-delay`` between steps)
+while one more client loads the fleet page (``/``, logged in) once a second.
+It prints messages and requests per second, errors (target 0), the p50/p95/p99
+latency of every request, of appends and of the fleet page, the CPU (in cores)
+of the generator, the server and the run's PostgreSQL backends against the
+whole machine's, and, on PostgreSQL, what the backends waited for.
 
 SQLite: a fresh file in a temporary directory. PostgreSQL: ``--pg-url`` (a
-throwaway database is created on that server and dropped afterwards), else a
-throwaway cluster from the local server binaries (``apt-get install
-postgresql``) with default durability settings (fsync on); without either the
-PostgreSQL run is skipped. See bench/README.md for the figures measured.
+throwaway database, ``--pg-database`` or a random name, is created on that
+server and dropped afterwards), else a throwaway cluster from the local server
+binaries (``apt-get install postgresql``) with default durability settings
+(fsync on); without either the PostgreSQL run is skipped. See bench/README.md
+for the figures measured.
 """
 
 from __future__ import annotations
