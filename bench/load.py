@@ -177,6 +177,7 @@ class DatabaseWatch(threading.Thread):
         self.connections_max = 0
         self.active = 0  # backend-samples running a statement
         self.waits: dict[str, int] = {}
+        self.churn = ""  # the message table's inserts, updates and dead rows at the end
         self.first_cpu: dict[int, float] = {}
         self.last_cpu: dict[int, float] = {}
         self.error = ""
@@ -188,6 +189,15 @@ class DatabaseWatch(threading.Thread):
             with psycopg.connect(_dsn(self.url), autocommit=True) as conn:
                 while not self.stop.wait(self.interval):
                     self._sample(conn)
+                row = conn.execute(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, n_dead_tup"
+                    " FROM pg_stat_user_tables WHERE relname = 'agent_sessions_message'"
+                ).fetchone()
+                if row:
+                    self.churn = (
+                        "message table: {} inserted, {} updated ({} HOT), {} deleted, "
+                        "{} dead rows".format(*row)
+                    )
         except Exception as exc:  # reported with the figures, not raised in a thread
             self.error = str(exc)
 
@@ -224,7 +234,7 @@ class DatabaseWatch(threading.Thread):
             f"database: up to {self.connections_max} connections; "
             f"{self.active / self.samples:.2f} backends active on average, "
             f"waiting on a lock in {locks / max(self.active, 1):.0%} of those samples "
-            f"(waits seen: {shown})"
+            f"(waits seen: {shown})" + (f"\n  {self.churn}" if self.churn else "")
         )
 
 
