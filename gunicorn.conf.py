@@ -7,6 +7,12 @@ collecting static files. Read from the environment:
 - ``FLEET_WORKERS``, else ``WEB_CONCURRENCY`` (default 2 × cores + 1, at most 8):
   worker processes. Each serves one request at a time and, on PostgreSQL,
   holds its own connection (or its own pool, ``FLEET_DB_POOL``).
+- ``FLEET_WORKER_CLASS`` (default ``sync``; ``gthread`` when ``FLEET_THREADS``
+  is above 1) and ``FLEET_THREADS`` (default 1; sync workers refuse more):
+  ``gthread`` serves ``FLEET_THREADS`` requests at once per worker and keeps
+  client connections alive between requests (sync workers close each one).
+  Each thread holds its own database connection: on PostgreSQL keep
+  ``FLEET_DB_POOL_MAX_SIZE`` at least ``FLEET_THREADS``.
 - ``FLEET_WORKER_TIMEOUT`` (default 60): seconds a request may take before
   its worker is killed and replaced (a 1 000-message append takes well under 1 s).
 - ``FLEET_ACCESS_LOG=1``: gunicorn's access log on stdout. Off by default:
@@ -45,7 +51,21 @@ def _workers() -> int:
 wsgi_app = "fleet.wsgi:application"
 bind = [address.strip() for address in os.environ.get("FLEET_BIND", "127.0.0.1:8000").split(",")]
 workers = _workers()
-worker_class = "sync"
+_WORKER_CLASSES = ("sync", "gthread")
+threads = _int("FLEET_THREADS", 1)
+# gunicorn itself turns sync workers with threads into gthread ones: say so.
+worker_class = os.environ.get("FLEET_WORKER_CLASS", "").strip() or (
+    "gthread" if threads > 1 else "sync"
+)
+if worker_class not in _WORKER_CLASSES:
+    raise SystemExit(
+        f"FLEET_WORKER_CLASS must be one of {', '.join(_WORKER_CLASSES)}, got {worker_class!r}"
+    )
+if worker_class == "sync" and threads > 1:
+    raise SystemExit(
+        "FLEET_WORKER_CLASS=sync serves one request at a time: "
+        f"unset FLEET_THREADS (it is {threads}) or use FLEET_WORKER_CLASS=gthread"
+    )
 timeout = _int("FLEET_WORKER_TIMEOUT", 60)
 graceful_timeout = 30
 # Recycle workers now and then (jittered, so they do not all restart at once).

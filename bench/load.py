@@ -4,19 +4,25 @@ Run: ``.venv/bin/python bench/load.py`` (about 3 minutes: 50 agents for 60 s
 on SQLite, then on PostgreSQL); ``--quick`` for a smoke run (10 agents, 10 s).
 
 For each database it starts ``scripts/serve.sh`` (``make serve``: migrate,
-collectstatic, gunicorn with ``FLEET_WORKERS=2``) on a free loopback port in
-the documented production configuration (PostgreSQL with ``FLEET_DB_POOL=1``),
-makes an API key and a dashboard user, and runs the fleet simulator
-(``fleet.simulator.run_fleet``: agents as threads, turns back to back with
-``--step-delay`` between steps) while one more client loads the fleet page
-(``/``, logged in) once a second. It prints requests per second, errors
-(target 0), and the p50/p99 latency of appends and of the fleet page.
+collectstatic, gunicorn with ``FLEET_WORKERS=2`` sync workers, or
+``--workers``/``--worker-class``/``--threads``; lists such as ``--workers 1,2,4
+--worker-class sync,gthread`` run every combination, each on a fresh database)
+on a free loopback port in the documented production configuration (PostgreSQL
+with ``FLEET_DB_POOL=1``), makes an API key and a dashboard user, and runs the
+fleet simulator (``fleet.simulator.run_fleet``: agents as threads, each with a
+keep-alive connection, turns back to back with ``--step-delay`` between steps)
+while one more client loads the fleet page (``/``, logged in) once a second.
+It prints messages and requests per second, errors (target 0), the p50/p95/p99
+latency of every request, of appends and of the fleet page, the CPU (in cores)
+of the generator, the server and the run's PostgreSQL backends against the
+whole machine's, and, on PostgreSQL, what the backends waited for.
 
 SQLite: a fresh file in a temporary directory. PostgreSQL: ``--pg-url`` (a
-throwaway database is created on that server and dropped afterwards), else a
-throwaway cluster from the local server binaries (``apt-get install
-postgresql``) with default durability settings (fsync on); without either the
-PostgreSQL run is skipped. See bench/README.md for the figures measured.
+throwaway database, ``--pg-database`` or a random name, is created on that
+server and dropped afterwards), else a throwaway cluster from the local server
+binaries (``apt-get install postgresql``) with default durability settings
+(fsync on); without either the PostgreSQL run is skipped. See bench/README.md
+for the figures measured.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ PYTHON = sys.executable
 class Timings:
     lock: threading.Lock = field(default_factory=threading.Lock)
     appends: list[float] = field(default_factory=list)
+    every: list[float] = field(default_factory=list)  # every answered request
     requests: int = 0
     server_errors: int = 0  # 5xx answers
     broken: int = 0  # no answer at all
@@ -66,7 +73,9 @@ class Timings:
             self.requests += 1
             if status is None:
                 self.broken += 1
-            elif status >= 500:
+                return
+            self.every.append(seconds)
+            if status >= 500:
                 self.server_errors += 1
             elif method == "POST" and path.endswith("/messages") and status < 300:
                 self.appends.append(seconds)
@@ -107,6 +116,128 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds == seconds else "n/a"
 
 
+# --- where the CPU goes, and what the database waits for ----------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_cpu(pid: int | str, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a live process; ``reaped`` adds its waited-for children's."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of the processes of group ``pgid`` (the server: gunicorn and its
+    workers); workers gunicorn replaced count through their parent's ``cutime``."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(entry)) and int(fields[2]) == pgid:
+            total += process_cpu(entry, reaped=int(entry) == pgid)
+    return total
+
+
+def machine_cpu() -> float:
+    """CPU seconds every core has been busy (all processes, the neighbours' too)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+class DatabaseWatch(threading.Thread):
+    """Samples PostgreSQL's ``pg_stat_activity`` for the run's database every
+    ``interval`` seconds: the app's connections, what its active backends wait
+    for (``Lock`` = a row or transaction lock another one holds), and their CPU."""
+
+    def __init__(self, url: str, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.interval = interval
+        self.stop = threading.Event()
+        self.samples = 0
+        self.connections_max = 0
+        self.active = 0  # backend-samples running a statement
+        self.waits: dict[str, int] = {}
+        self.churn = ""  # the message table's inserts, updates and dead rows at the end
+        self.first_cpu: dict[int, float] = {}
+        self.last_cpu: dict[int, float] = {}
+        self.error = ""
+
+    def run(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(_dsn(self.url), autocommit=True) as conn:
+                while not self.stop.wait(self.interval):
+                    self._sample(conn)
+                row = conn.execute(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, n_dead_tup"
+                    " FROM pg_stat_user_tables WHERE relname = 'agent_sessions_message'"
+                ).fetchone()
+                if row:
+                    self.churn = (
+                        "message table: {} inserted, {} updated ({} HOT), {} deleted, "
+                        "{} dead rows".format(*row)
+                    )
+        except Exception as exc:  # reported with the figures, not raised in a thread
+            self.error = str(exc)
+
+    def _sample(self, conn: Any) -> None:
+        rows = conn.execute(
+            "SELECT pid, state, wait_event_type, wait_event FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        ).fetchall()
+        self.samples += 1
+        self.connections_max = max(self.connections_max, len(rows))
+        for pid, state, wait_type, wait_event in rows:
+            cpu = process_cpu(pid)
+            self.first_cpu.setdefault(pid, cpu)
+            self.last_cpu[pid] = cpu
+            if state == "active":
+                self.active += 1
+                if wait_type:
+                    name = f"{wait_type}:{wait_event}"
+                    self.waits[name] = self.waits.get(name, 0) + 1
+
+    def cpu(self) -> float:
+        return sum(self.last_cpu[pid] - self.first_cpu[pid] for pid in self.last_cpu)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"database watch failed: {self.error}"
+        if not self.samples:
+            return "database watch: no samples"
+        waits = sorted(self.waits.items(), key=lambda item: -item[1])
+        locks = sum(n for name, n in waits if name.startswith("Lock:"))
+        shown = ", ".join(f"{name} {n}" for name, n in waits[:4]) or "none"
+        return (
+            f"database: up to {self.connections_max} connections; "
+            f"{self.active / self.samples:.2f} backends active on average, "
+            f"waiting on a lock in {locks / max(self.active, 1):.0%} of those samples "
+            f"(waits seen: {shown})" + (f"\n  {self.churn}" if self.churn else "")
+        )
+
+
 # --- the server ----------------------------------------------------------------------
 
 
@@ -123,7 +254,6 @@ def base_env(workdir: Path) -> dict[str, str]:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         FLEET_STATIC_ROOT=str(workdir / "static"),
-        FLEET_WORKERS="2",
         FLEET_PYTHON=PYTHON,
     )
     return env
@@ -245,7 +375,7 @@ def watch_page(
 class Postgres:
     """A database for the run: on ``--pg-url``'s server, or in a throwaway cluster."""
 
-    def __init__(self, workdir: Path, pg_url: str | None) -> None:
+    def __init__(self, workdir: Path, pg_url: str | None, name: str | None = None) -> None:
         self.workdir = workdir
         self.cluster: Path | None = None
         self.as_postgres: list[str] = []
@@ -254,7 +384,8 @@ class Postgres:
             self.admin_url = pg_url
         else:
             self.admin_url = self._start_cluster()
-        self.name = f"fleet_load_{secrets.token_hex(4)}"
+        self.name = name or f"fleet_load_{secrets.token_hex(4)}"
+        self._sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         self._sql(f'CREATE DATABASE "{self.name}"')
         self.url = _with_database(self.admin_url, self.name)
 
@@ -292,6 +423,13 @@ class Postgres:
         with psycopg.connect(_dsn(self.admin_url), autocommit=True) as conn:
             conn.execute(statement)
 
+    def setting(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(_dsn(self.admin_url), autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting(%s)", [name]).fetchone()
+        return str(row[0]) if row else "?"
+
     def close(self) -> None:
         try:
             self._sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -328,8 +466,40 @@ def _dsn(url: str) -> str:
 # --- one run -----------------------------------------------------------------------
 
 
-def run(label: str, env: dict[str, str], workdir: Path, args: argparse.Namespace) -> str:
+@dataclass(frozen=True)
+class Shape:
+    """How the server runs: ``workers`` processes of ``worker_class`` with ``threads`` each."""
+
+    workers: int = 2
+    worker_class: str = "sync"
+    threads: int = 1
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FLEET_WORKERS": str(self.workers),
+            "FLEET_WORKER_CLASS": self.worker_class,
+            "FLEET_THREADS": str(self.threads),
+        }
+
+    def __str__(self) -> str:
+        name = f"{self.workers} {self.worker_class} worker{'s' if self.workers > 1 else ''}"
+        return name + (f" × {self.threads} threads" if self.worker_class == "gthread" else "")
+
+
+def run(
+    label: str,
+    env: dict[str, str],
+    workdir: Path,
+    args: argparse.Namespace,
+    shape: Shape,
+    database_url: str | None = None,
+) -> str:
+    env = {**env, **shape.env()}
+    if database_url:
+        # Every thread of a worker holds a connection while it serves a request.
+        env["FLEET_DB_POOL_MAX_SIZE"] = str(max(4, shape.threads))
     server = Server(env, workdir)
+    watch: DatabaseWatch | None = None
     try:
         server.wait_ready()
         token = manage(env, "create_api_key", "load", "-v", "0")
@@ -345,6 +515,11 @@ def run(label: str, env: dict[str, str], workdir: Path, args: argparse.Namespace
         watcher = threading.Thread(
             target=watch_page, args=(server.url, cookie, stop, page, page_errors)
         )
+        if database_url:
+            watch = DatabaseWatch(database_url)
+            watch.start()
+        load_before = load_average()
+        cpu_before = (os.times(), group_cpu(server.process.pid), machine_cpu())
         watcher.start()
         try:
             report = run_fleet(
@@ -360,23 +535,42 @@ def run(label: str, env: dict[str, str], workdir: Path, args: argparse.Namespace
             stop.set()
             watcher.join()
             undo()
+            mine, served_cpu, busy = os.times(), group_cpu(server.process.pid), machine_cpu()
+            load_after = load_average()
+            if watch:
+                watch.stop.set()
+                watch.join()
     finally:
         server.stop()
 
+    seconds = report.seconds
+    generator = (mine.user + mine.system - cpu_before[0].user - cpu_before[0].system) / seconds
+    server_cores = (served_cpu - cpu_before[1]) / seconds
+    database_cores = watch.cpu() / seconds if watch else 0.0
+    machine = (busy - cpu_before[2]) / seconds
+    others = machine - generator - server_cores - database_cores
     stats = report.stats
     errors = stats.errors + len(page_errors)
     served = server_side_appends(server.log)
+    every = timings.every
     line = (
-        f"{label}: {args.agents} agents for {report.seconds:.0f} s, 2 workers: "
-        f"{timings.requests} requests ({timings.requests / report.seconds:.0f}/s), "
-        f"{stats.messages} messages; errors {errors} "
-        f"(5xx {timings.server_errors}, no answer {timings.broken}); "
-        f"append p50 {ms(percentile(timings.appends, 50))} "
+        f"{label}, {shape}: {args.agents} agents for {seconds:.0f} s (step delay "
+        f"{args.step_delay} s), load average {load_before} -> {load_after}\n"
+        f"  {stats.messages / seconds:.0f} messages/s, {timings.requests / seconds:.0f} "
+        f"requests/s ({timings.requests} requests, {stats.messages} messages); "
+        f"errors {errors} (5xx {timings.server_errors}, no answer {timings.broken})\n"
+        f"  every request p50 {ms(percentile(every, 50))} p95 {ms(percentile(every, 95))} "
+        f"p99 {ms(percentile(every, 99))}; append p50 {ms(percentile(timings.appends, 50))} "
         f"p99 {ms(percentile(timings.appends, 99))} ({len(timings.appends)}); "
         f"fleet page p50 {ms(percentile(page, 50))} p99 {ms(percentile(page, 99))} ({len(page)})"
         f"\n  in the server (its request log): append p50 {ms(percentile(served, 50))} "
-        f"p99 {ms(percentile(served, 99))}; the rest is queueing for a worker"
+        f"p99 {ms(percentile(served, 99))}; the rest is queueing for a worker and the client"
+        f"\n  CPU in cores (of {os.cpu_count()}): generator {generator:.2f}, server "
+        f"{server_cores:.2f}, PostgreSQL backends {database_cores:.2f}, everything else on "
+        f"the machine {max(others, 0):.2f}; machine busy {machine:.2f}"
     )
+    if watch:
+        line += f"\n  {watch.summary()}"
     for sample in [*stats.error_samples, *page_errors][:5]:
         line += f"\n  error: {sample}"
     return line
@@ -394,6 +588,18 @@ def server_side_appends(log: Path) -> list[float]:
     return seconds
 
 
+def _numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def _names(text: str) -> list[str]:
+    names = text.split(",")
+    for name in names:
+        if name not in ("sync", "gthread"):
+            raise argparse.ArgumentTypeError(f"not a worker class: {name!r}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 agents for 10 s")
@@ -404,29 +610,55 @@ def main() -> None:
     )
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--pg-url", default=os.environ.get("FLEET_BENCH_DATABASE_URL"))
+    parser.add_argument(
+        "--pg-database",
+        help="name of the database made (and dropped) on --pg-url's server for each run "
+        "(default: a random fleet_load_… name)",
+    )
+    parser.add_argument(
+        "--workers", type=_numbers, default=[2], help="gunicorn workers; a list (1,2,4) runs each"
+    )
+    parser.add_argument(
+        "--worker-class",
+        type=_names,
+        default=["sync"],
+        help="sync or gthread (keeps connections alive); a list (sync,gthread) runs each",
+    )
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.duration = 10, 10.0
+    shapes = [
+        Shape(workers, worker_class, args.threads if worker_class == "gthread" else 1)
+        for worker_class in args.worker_class
+        for workers in args.workers
+    ]
 
-    print(f"Load: simulator against scripts/serve.sh; {os.cpu_count()} cores", flush=True)
-    if args.database in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:
-            workdir = Path(tmp)
-            env = {**base_env(workdir), "FLEET_SQLITE_PATH": str(workdir / "fleet.sqlite3")}
-            print(run("SQLite", env, workdir, args), flush=True)
-    if args.database in ("postgres", "both"):
-        with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:
-            workdir = Path(tmp)
-            try:
-                database = Postgres(workdir, args.pg_url)
-            except (LookupError, subprocess.CalledProcessError) as exc:
-                print(f"PostgreSQL: skipped ({exc})")
-                return
-            try:
-                env = {**base_env(workdir), "DATABASE_URL": database.url, "FLEET_DB_POOL": "1"}
-                print(run("PostgreSQL", env, workdir, args), flush=True)
-            finally:
-                database.close()
+    print(
+        f"Load: simulator against scripts/serve.sh; {os.cpu_count()} cores, "
+        f"load average {load_average()}",
+        flush=True,
+    )
+    for shape in shapes:
+        if args.database in ("sqlite", "both"):
+            with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:
+                workdir = Path(tmp)
+                env = {**base_env(workdir), "FLEET_SQLITE_PATH": str(workdir / "fleet.sqlite3")}
+                print(run("SQLite", env, workdir, args, shape), flush=True)
+        if args.database in ("postgres", "both"):
+            with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:
+                workdir = Path(tmp)
+                try:
+                    database = Postgres(workdir, args.pg_url, args.pg_database)
+                except (LookupError, subprocess.CalledProcessError) as exc:
+                    print(f"PostgreSQL: skipped ({exc})")
+                    return
+                try:
+                    env = {**base_env(workdir), "DATABASE_URL": database.url, "FLEET_DB_POOL": "1"}
+                    label = f"PostgreSQL (fsync={database.setting('fsync')})"
+                    print(run(label, env, workdir, args, shape, database.url), flush=True)
+                finally:
+                    database.close()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,17 @@ def check_fleet_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="fleet.W001",
             )
         )
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if pool and pool["max_size"] < settings.FLEET_THREADS:
+        problems.append(
+            Warning(
+                f"FLEET_THREADS is {settings.FLEET_THREADS} but FLEET_DB_POOL_MAX_SIZE is "
+                f"{pool['max_size']}: under load threads wait for a connection, and answer "
+                "503 after FLEET_DB_POOL_TIMEOUT.",
+                hint="Set FLEET_DB_POOL_MAX_SIZE to at least FLEET_THREADS.",
+                id="fleet.W003",
+            )
+        )
     engine = settings.DATABASES["default"]["ENGINE"]
     if engine.endswith("sqlite3"):
         if sqlite3.sqlite_version_info < (3, 35, 0):

@@ -346,6 +346,9 @@ if FLEET_DB_POOL:
         raise ImproperlyConfigured("FLEET_DB_POOL_MIN_SIZE must not exceed FLEET_DB_POOL_MAX_SIZE")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "pool": _pool}
+# gunicorn's threads per worker (gunicorn.conf.py reads it too): each thread
+# serving a request holds a connection, so fleet.W003 compares it to the pool.
+FLEET_THREADS = env_int("FLEET_THREADS", 1, minimum=1)
 
 # Logs: one JSON object a line (FLEET_LOG_FORMAT=text for plain lines); one
 # line per API request and per manage.py command (fleet.log).

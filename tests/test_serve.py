@@ -158,6 +158,72 @@ def test_gunicorn_takes_its_workers_and_address_from_the_environment() -> None:
     assert "FLEET_WORKERS" in done.stderr
 
 
+@pytest.mark.once  # gunicorn's configuration, not the database's
+def test_gunicorn_takes_its_worker_class_and_threads_from_the_environment() -> None:
+    script = (
+        "import runpy; c = runpy.run_path('gunicorn.conf.py'); "
+        "print(c['worker_class'], c['threads'])"
+    )
+    env = clean_environ()
+    done = run_in_checkout([sys.executable, "-c", script], env)
+    assert done.stdout.split() == ["sync", "1"], done.stderr
+    env.update(FLEET_THREADS="4")  # threads mean gthread (gunicorn would switch silently)
+    done = run_in_checkout([sys.executable, "-c", script], env)
+    assert done.stdout.split() == ["gthread", "4"], done.stderr
+    env.update(FLEET_WORKER_CLASS="gthread")
+    done = run_in_checkout([sys.executable, "-c", script], env)
+    assert done.stdout.split() == ["gthread", "4"], done.stderr
+    for name, value in [
+        ("FLEET_WORKER_CLASS", "gevent"),
+        ("FLEET_THREADS", "0"),
+        ("FLEET_WORKER_CLASS", "sync"),  # with 4 threads: a contradiction, named
+    ]:
+        done = run_in_checkout([sys.executable, "-c", script], {**env, name: value})
+        assert done.returncode != 0
+        assert name in done.stderr
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_gthread_workers_keep_a_client_connection_alive_and_sync_workers_close_it(
+    tmp_path: Path, worker_class: str
+) -> None:
+    env = server_env(
+        FLEET_WORKERS="1",
+        FLEET_WORKER_CLASS=worker_class,
+        FLEET_THREADS="2" if worker_class == "gthread" else "1",
+        FLEET_STATIC_ROOT=str(tmp_path / "static"),
+    )
+    server = Server(env, tmp_path).start()
+    try:
+        server.wait_healthy(timeout=90)
+        token = ApiKey.generate(name=f"keep-alive-{worker_class}")[1]
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        headers = {
+            "Host": "127.0.0.1",
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+        }
+        answers = []
+        for n in range(2):
+            body = json.dumps({"messages": [{"role": "user", "content": f"hello {n}"}]})
+            conn.request("POST", messages_path(f"keep-alive/{worker_class}"), body, headers)
+            response = conn.getresponse()
+            response.read()
+            answers.append((response.status, response.getheader("Connection")))
+            if n == 0:
+                first_socket = conn.sock
+        kept = conn.sock is first_socket and conn.sock is not None
+        conn.close()
+    finally:
+        server.stop()
+
+    assert [status for status, _ in answers] == [201, 200]  # created, then appended to
+    if worker_class == "gthread":
+        assert kept, answers  # both appends on one connection
+    else:
+        assert answers[0][1] == "close"
+
+
 def chunked_request(
     url: str, path: str, chunks: list[bytes], *, method: str = "POST", token: str
 ) -> tuple[int, Any, dict[str, str]]:

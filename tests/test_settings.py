@@ -94,6 +94,36 @@ def test_the_default_thresholds_pass_the_checks():
     assert [m.id for m in run_checks() if m.id.startswith("fleet.")] == []
 
 
+def _check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``manage.py check`` in a fresh interpreter with exactly ``env`` (no database needed)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FLEET_"))}
+    clean.pop("DATABASE_URL", None)
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_more_threads_than_pooled_connections_is_a_warning():
+    pooled = {
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "DATABASE_URL": "postgres://u:p@localhost:5432/fleet",
+        "FLEET_DB_POOL": "1",
+        "FLEET_DB_POOL_MAX_SIZE": "4",
+    }
+    done = _check({**pooled, "FLEET_THREADS": "8"})
+    assert "fleet.W003" in done.stdout + done.stderr
+    assert "FLEET_DB_POOL_MAX_SIZE" in done.stdout + done.stderr
+    done = _check({**pooled, "FLEET_THREADS": "4"})
+    assert done.returncode == 0, done.stderr
+    assert "fleet.W003" not in done.stdout + done.stderr
+
+
 def test_login_throttling_is_tuned_from_the_environment():
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FLEET_"))},
