@@ -26,6 +26,7 @@ from sessions.choices import (
     Role,
     State,
     Status,
+    TurnOutcome,
 )
 from sessions.errors import Conflict, InvalidInput
 from sessions.money import MoneyField, to_decimal
@@ -259,8 +260,8 @@ class Turn(models.Model):
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
     duration_ms = models.PositiveBigIntegerField()
-    # The state the turn ended in: idle (done) or error.
-    outcome = models.CharField(max_length=16, choices=State.choices)
+    # How it ended: idle (done), error, or unknown (its session presumed dead).
+    outcome = models.CharField(max_length=16, choices=TurnOutcome.choices)
 
     class Meta:
         ordering = ["session", "-ended_at", "-id"]

@@ -21,10 +21,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions.bounds import MAX_DURATION_MS, MAX_EXCEPT_KEYS
-from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
+from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status, TurnOutcome
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
     SessionIn,
@@ -204,6 +205,33 @@ def set_fields(
             session.metadata = merged
             changed.add("metadata")
     return changed
+
+
+# The running turn of a session closed by a bulk write: what ``end_turns`` needs.
+RUNNING_TURN_FIELDS = ("id", "turn_id", "turn_started_at", "agent", "model")
+
+
+def end_turns(
+    running: Sequence[Mapping[str, Any]], *, ended_at: datetime, outcome: str, rollup: Rollup
+) -> None:
+    """Record the running turns of sessions a bulk write just closed (reconcile,
+    ``sessions_mark_unknown``), as ``set_fields`` does for one: a ``Turn`` each
+    (``outcome``: ``TurnOutcome``), counted into ``rollup``'s latency. Each row
+    holds ``RUNNING_TURN_FIELDS`` as they were before the write."""
+    for row in running:
+        started = row["turn_started_at"]
+        if started is None:
+            continue
+        rollup.add_turn(
+            session_id=row["id"],
+            turn_id=row["turn_id"],
+            started_at=started,
+            ended_at=ended_at,
+            duration_ms=turn_duration_ms(started, ended_at),
+            outcome=outcome,
+            agent=row["agent"],
+            model=row["model"],
+        )
 
 
 def turn_duration_ms(started: datetime, ended: datetime) -> int:
@@ -404,8 +432,23 @@ def sessions_mark_unknown(
         raise InvalidInput("must name the agent", field="agent")
     scope.check_write(agent)
     keys = [clean_key(key, f"except[{index}]") for index, key in enumerate(except_keys)]
-    return (
-        Session.objects.filter(agent=agent, status=Status.ACTIVE)
-        .exclude(key__in=keys)
-        .update(status=Status.UNKNOWN, state=State.IDLE, turn_id="", turn_started_at=None)
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        marked = Session.objects.filter(agent=agent, status=Status.ACTIVE).exclude(key__in=keys)
+        # Their running turns end here, unknown: read (and locked) before the
+        # update clears them.
+        running = list(
+            marked.filter(state=State.RUNNING)
+            .select_for_update()
+            .order_by("id")
+            .values(*RUNNING_TURN_FIELDS)
+        )
+        # A session that started a turn since is alive: left as it is.
+        locked = Q(pk__in=[row["id"] for row in running])
+        count = marked.filter(~Q(state=State.RUNNING) | locked).update(
+            status=Status.UNKNOWN, state=State.IDLE, turn_id="", turn_started_at=None
+        )
+        rollup = Rollup()
+        end_turns(running, ended_at=now, outcome=TurnOutcome.UNKNOWN, rollup=rollup)
+        rollup.apply()
+    return count
