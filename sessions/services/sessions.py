@@ -29,13 +29,14 @@ from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status, TurnOu
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
     SessionIn,
+    TurnIn,
     check_metadata_size,
     clean_choice,
     clean_key,
     clean_session_fields,
     clean_text,
 )
-from sessions.models import Session, Tombstone
+from sessions.models import Session, Tombstone, Turn
 from sessions.money import to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -232,6 +233,45 @@ def end_turns(
             agent=row["agent"],
             model=row["model"],
         )
+
+
+@transaction.atomic
+def turns_record(*, key: str, turns: Sequence[TurnIn]) -> int:
+    """Record finished turns an import carries (a Fleet export's), each once:
+    a turn already stored for the session (same id, start and end) is skipped,
+    so a re-import adds nothing. Each new one is counted into the latency
+    rollup (kind ``turn``, the session's agent and model, the day it ended),
+    as when it ended. Returns how many were recorded."""
+    if not turns:
+        return 0
+    session = lock_existing(key)
+    stored = set(
+        Turn.objects.filter(
+            session=session,
+            ended_at__gte=min(turn.ended_at for turn in turns),
+            ended_at__lte=max(turn.ended_at for turn in turns),
+        ).values_list("turn_id", "started_at", "ended_at")
+    )
+    rollup = Rollup()
+    recorded = 0
+    for turn in turns:
+        identity = (turn.turn_id, turn.started_at, turn.ended_at)
+        if identity in stored:
+            continue
+        stored.add(identity)
+        rollup.add_turn(
+            session_id=session.pk,
+            turn_id=turn.turn_id,
+            started_at=turn.started_at,
+            ended_at=turn.ended_at,
+            duration_ms=turn.duration_ms,
+            outcome=turn.outcome,
+            agent=session.agent,
+            model=session.model,
+        )
+        recorded += 1
+    rollup.apply()
+    return recorded
 
 
 def turn_duration_ms(started: datetime, ended: datetime) -> int:
