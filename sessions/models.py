@@ -226,6 +226,13 @@ class Message(Totals):
                 name="message_compacted_idx",
                 condition=Q(compacted_at__isnull=False),
             ),
+            # A session's slowest calls (selectors.session_slowest_calls):
+            # only the timed messages, a bounded range in duration order.
+            models.Index(
+                fields=["session", "-duration_ms", "-seq"],
+                name="message_session_duration_idx",
+                condition=Q(duration_ms__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
