@@ -10,8 +10,9 @@ The fleet page's own numbers are one query each: ``fleet_version`` is four
 index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
 rollup, never the sessions or messages. Formatting them is the dashboard's.
 Latency (``latency_summary`` for any days and dimensions, ``fleet_latency``
-for the periods of ``GET /fleet`` and the fleet page) is one query over the
-latency rollup each.
+for the periods of ``GET /fleet`` and the fleet page, with the per-day
+histograms of the fleet page's latency chart from the same query:
+``fleet_latency_with_days``) is one query over the latency rollup each.
 """
 
 from __future__ import annotations
@@ -362,6 +363,9 @@ def latency_summary(
     }
 
 
+Histogram = tuple[dict[int, int], int]  # ({bucket: count}, sum_ms)
+
+
 def fleet_latency(
     now: datetime | None = None, *, agents: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -371,6 +375,15 @@ def fleet_latency(
     name the tool runs, slowest p95 first (``tools``); the turns (``turns``).
     Each is ``latency.summarize``'s count, mean and p50/p95/p99 in ms, the
     percentiles within ``bucket_ratio`` above the exact value."""
+    return fleet_latency_with_days(now, agents=agents)[0]
+
+
+def fleet_latency_with_days(
+    now: datetime | None = None, *, agents: Sequence[str] | None = None
+) -> tuple[dict[str, Any], dict[date, Histogram]]:
+    """``fleet_latency`` and, from the same query, the model calls' histogram
+    of each UTC day of the last 30 (the fleet page's latency chart): days with
+    no timed call are absent."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
@@ -387,11 +400,16 @@ def fleet_latency(
     )
     # (period, kind, model or tool name) → ({bucket: count}, sum_ms)
     histograms: dict[tuple[str, str, str], tuple[dict[int, int], int]] = {}
+    days: dict[date, Histogram] = {}
     for row in found:
         totals = exact_totals(row, LATENCY_COUNTERS)
         if totals["count"] <= 0:
             continue
         kind = row["kind"]
+        if kind == LatencyUsage.Kind.CALL and row["recent"] is not None:
+            counts, sum_ms = days.get(row["recent"], ({}, 0))
+            counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
+            days[row["recent"]] = (counts, sum_ms + totals["sum_ms"])
         label = row["name"] if kind == LatencyUsage.Kind.TOOL else row["model"]
         if kind == LatencyUsage.Kind.TURN:
             label = ""
@@ -426,7 +444,7 @@ def fleet_latency(
             "tools": tools,
             "turns": summarize(counts, sum_ms),
         }
-    return latency
+    return latency, days
 
 
 def _most_first(item: Mapping[str, Any]) -> tuple[int, str]:
