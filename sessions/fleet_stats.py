@@ -10,8 +10,8 @@ The fleet page's own numbers are one query each: ``fleet_version`` is four
 index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
 rollup, never the sessions or messages. Formatting them is the dashboard's.
 Latency (``latency_summary`` for any days and dimensions, ``fleet_latency``
-for the periods of ``GET /fleet`` and the fleet page, ``call_latency_by_day``
-for the fleet page's latency chart) is one query over the latency rollup each.
+for the periods of ``GET /fleet``, ``page_latency`` for the fleet page's
+panels and chart) is one query over the latency rollup each.
 """
 
 from __future__ import annotations
@@ -435,57 +435,90 @@ def fleet_latency(
         for period, last_window in reach.items():
             if row["window"] > last_window:
                 continue
-            key = (period, row["kind"], row["label"])
-            counts, sum_ms = histograms.get(key, ({}, 0))
-            counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
-            histograms[key] = (counts, sum_ms + totals["sum_ms"])
-
-    def listed(period: str, kind: str, field: str) -> list[dict[str, Any]]:
-        return [
-            {field: label, **summarize(counts, sum_ms)}
-            for (at, of, label), (counts, sum_ms) in histograms.items()
-            if at == period and of == kind
-        ]
+            _add(histograms, (period, row["kind"], row["label"]), row["bucket"], totals)
 
     latency: dict[str, Any] = {"bucket_ratio": round(RATIO, 4)}
     for period in asked:
-        models = sorted(listed(period, LatencyUsage.Kind.CALL, "model"), key=_most_first)
-        ttft = sorted(listed(period, LatencyUsage.Kind.TTFT, "model"), key=_most_first)
-        tools = sorted(
-            listed(period, LatencyUsage.Kind.TOOL, "name"),
-            key=lambda item: (-(item["p95_ms"] or 0), -item["count"], item["name"]),
+        latency[period] = _latency_of(
+            {
+                (kind, label): found
+                for (at, kind, label), found in histograms.items()
+                if at == period
+            }
         )
-        counts, sum_ms = histograms.get((period, LatencyUsage.Kind.TURN, ""), ({}, 0))
-        latency[period] = {
-            "models": models,
-            "time_to_first_token": ttft,
-            "tools": tools,
-            "turns": summarize(counts, sum_ms),
-        }
     return latency
 
 
-def call_latency_by_day(now: datetime, *, days: int = 30) -> dict[date, Histogram]:
-    """The model calls' latency histogram of each of the last ``days`` UTC
-    days (the fleet page's latency chart; days without a timed call are
-    absent): one query over that index range of the rollup, at most ``days``
-    × the buckets in use rows."""
-    first = utc_today(now) - timedelta(days=days - 1)
-    found = (
-        LatencyUsage.objects.filter(day__gte=first, kind=LatencyUsage.Kind.CALL)
-        .values("day", "bucket")
+def _latency_of(histograms: Mapping[tuple[str, str], Histogram]) -> dict[str, Any]:
+    """One period's latency from its histograms by (kind, model or tool name)."""
+
+    def listed(kind: str, field: str) -> list[dict[str, Any]]:
+        return [
+            {field: label, **summarize(counts, sum_ms)}
+            for (of, label), (counts, sum_ms) in histograms.items()
+            if of == kind
+        ]
+
+    counts, sum_ms = histograms.get((LatencyUsage.Kind.TURN, ""), ({}, 0))
+    return {
+        "models": sorted(listed(LatencyUsage.Kind.CALL, "model"), key=_most_first),
+        "time_to_first_token": sorted(listed(LatencyUsage.Kind.TTFT, "model"), key=_most_first),
+        "tools": sorted(
+            listed(LatencyUsage.Kind.TOOL, "name"),
+            key=lambda item: (-(item["p95_ms"] or 0), -item["count"], item["name"]),
+        ),
+        "turns": summarize(counts, sum_ms),
+    }
+
+
+def _add(into: dict[Any, Histogram], key: Any, bucket: int, totals: Mapping[str, int]) -> None:
+    counts, sum_ms = into.get(key, ({}, 0))
+    counts[bucket] = counts.get(bucket, 0) + totals["count"]
+    into[key] = (counts, sum_ms + totals["sum_ms"])
+
+
+def page_latency(
+    now: datetime, period: str, *, chart_days: int = 30
+) -> tuple[dict[str, Any], dict[date, Histogram]]:
+    """The fleet page's latency in one query over the rollup: ``period``'s
+    latency as ``fleet_latency`` gives it, and the model calls' histogram of
+    each of the last ``chart_days`` UTC days (its chart; days without a timed
+    call are absent). A ``UNION ALL`` of two groupings, each bounded by the
+    kinds, models, tools and buckets in use (and the chart's days), never by
+    the rows of history; a bounded period reads only its days (an index range
+    of ``latencyusage_unique_bucket``)."""
+    today = utc_today(now)
+    chart_first = today - timedelta(days=chart_days - 1)
+    days_back = PERIODS[period]
+    panel = LatencyUsage.objects.all()
+    if days_back is not None:
+        panel = panel.filter(day__gte=today - timedelta(days=days_back))
+    panel = (
+        panel.annotate(label=_LATENCY_LABEL, on=Value(None, output_field=DateField()))
+        .values("kind", "label", "on", "bucket")
         .annotate(**exact_sums(*LATENCY_COUNTERS))
         .order_by()
     )
+    chart = (
+        LatencyUsage.objects.filter(day__gte=chart_first, kind=LatencyUsage.Kind.CALL)
+        .annotate(label=Value("", output_field=CharField()), on=F("day"))
+        .values("kind", "label", "on", "bucket")
+        .annotate(**exact_sums(*LATENCY_COUNTERS))
+        .order_by()
+    )
+    histograms: dict[tuple[str, str], Histogram] = {}
     by_day: dict[date, Histogram] = {}
-    for row in found:
+    for row in panel.union(chart, all=True):
         totals = exact_totals(row, LATENCY_COUNTERS)
         if totals["count"] <= 0:
             continue
-        counts, sum_ms = by_day.get(row["day"], ({}, 0))
-        counts[row["bucket"]] = counts.get(row["bucket"], 0) + totals["count"]
-        by_day[row["day"]] = (counts, sum_ms + totals["sum_ms"])
-    return by_day
+        if row["on"] is None:
+            _add(histograms, (row["kind"], row["label"]), row["bucket"], totals)
+        else:
+            # SQLite gives the union's dates back as text.
+            day = row["on"] if isinstance(row["on"], date) else date.fromisoformat(row["on"])
+            _add(by_day, day, row["bucket"], totals)
+    return _latency_of(histograms), by_day
 
 
 def _most_first(item: Mapping[str, Any]) -> tuple[int, str]:

@@ -33,11 +33,10 @@ from sessions.fleet_stats import (
     Breakdown,
     Usage,
     breakdowns,
-    call_latency_by_day,
     daily_rows,
-    fleet_latency,
     fleet_totals,
     fleet_version,
+    page_latency,
     utc_today,
 )
 from sessions.models import Session
@@ -233,11 +232,10 @@ def _latency_links(request: HttpRequest, period: str) -> list[PeriodLink]:
 def latency_panel(now: datetime, request: HttpRequest) -> dict[str, Any]:
     """Latency over the period the URL asks for (``PERIOD_LABELS``, the totals'
     periods; 30 days like the breakdowns by default) and the 30-day chart of
-    model call latency per day: a query over the latency rollup each, whatever
+    model call latency per day: one query over the latency rollup, whatever
     the traffic."""
     period = latency_period(request)
-    latency = fleet_latency(now, periods=[period])[period]
-    days = call_latency_by_day(now)
+    latency, days = page_latency(now, period)
     return {
         "latency_period": period,
         "latency_query": "" if period == LATENCY_PERIOD else period,
