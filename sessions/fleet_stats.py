@@ -17,7 +17,7 @@ panels and chart) is one query over the latency rollup each.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -490,11 +490,11 @@ def page_latency(
     today = utc_today(now)
     chart_first = today - timedelta(days=chart_days - 1)
     days_back = PERIODS[period]
-    panel = LatencyUsage.objects.all()
+    rows = LatencyUsage.objects.all()
     if days_back is not None:
-        panel = panel.filter(day__gte=today - timedelta(days=days_back))
+        rows = rows.filter(day__gte=today - timedelta(days=days_back))
     panel = (
-        panel.annotate(label=_LATENCY_LABEL, on=Value(None, output_field=DateField()))
+        rows.annotate(label=_LATENCY_LABEL, on=Value(None, output_field=DateField()))
         .values("kind", "label", "on", "bucket")
         .annotate(**exact_sums(*LATENCY_COUNTERS))
         .order_by()
@@ -508,7 +508,8 @@ def page_latency(
     )
     histograms: dict[tuple[str, str], Histogram] = {}
     by_day: dict[date, Histogram] = {}
-    for row in panel.union(chart, all=True):
+    found: Iterable[Mapping[str, Any]] = panel.union(chart, all=True)
+    for row in found:
         totals = exact_totals(row, LATENCY_COUNTERS)
         if totals["count"] <= 0:
             continue
