@@ -32,7 +32,18 @@ class AlertRuleAdmin(admin.ModelAdmin):
     filter_horizontal = ["channels"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "enabled", "channels"]}),
-        ("Threshold", {"fields": ["threshold_seconds", "threshold_usd_per_hour", "per"]}),
+        (
+            "Threshold",
+            {
+                "fields": [
+                    "threshold_seconds",
+                    "threshold_usd_per_hour",
+                    "per",
+                    "threshold_ms",
+                    "window_days",
+                ]
+            },
+        ),
         ("Filters (blank: every value)", {"fields": ["agent", "channel", "model"]}),
         ("Storms", {"fields": ["cooldown_seconds"]}),
     ]

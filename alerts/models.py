@@ -42,6 +42,11 @@ class AlertRule(models.Model):
         BUDGET_WARNING = "budget_warning", "budget warning"
         BUDGET_EXCEEDED = "budget_exceeded", "budget exceeded"
         AGENT_SILENT = "agent_silent", "agent silent longer than the threshold"
+        MODEL_LATENCY = (
+            "model_latency",
+            "model call p95 latency above the threshold (ms), per model",
+        )
+        TOOL_LATENCY = "tool_latency", "tool run p95 latency above the threshold (ms), per tool"
 
     class Per(models.TextChoices):
         FLEET = "fleet"
@@ -49,6 +54,10 @@ class AlertRule(models.Model):
 
     SESSION_KINDS = (Kind.SESSION_STUCK, Kind.SESSION_UNKNOWN, Kind.TURN_ERROR)
     BUDGET_KINDS = (Kind.BUDGET_WARNING, Kind.BUDGET_EXCEEDED)
+    LATENCY_KINDS = (Kind.MODEL_LATENCY, Kind.TOOL_LATENCY)
+    # A latency rule's window, in UTC days including today (the rollup's days).
+    DEFAULT_WINDOW_DAYS = 1
+    MAX_WINDOW_DAYS = 31
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -64,6 +73,17 @@ class AlertRule(models.Model):
         null=True,
         blank=True,
         help_text="burn rate: fires above this USD spent in the last hour",
+    )
+    threshold_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="latency: fires when the p95 is above this many milliseconds",
+    )
+    window_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="latency: the p95 of the last N UTC days, today included "
+        "(blank: today only; at most 31)",
     )
     per = models.CharField(
         max_length=8,
@@ -121,11 +141,24 @@ class AlertRule(models.Model):
             errors["threshold_usd_per_hour"] = "only a burn-rate rule has a USD threshold"
         if self.kind == self.Kind.AGENT_SILENT and not self.threshold_seconds:
             errors["threshold_seconds"] = "an agent-silent rule needs a silence in seconds"
-        no_duration = (*self.BUDGET_KINDS, self.Kind.BURN_RATE)
+        no_duration = (*self.BUDGET_KINDS, self.Kind.BURN_RATE, *self.LATENCY_KINDS)
         if self.kind in no_duration and self.threshold_seconds is not None:
             errors["threshold_seconds"] = "this kind has no duration threshold"
         if self.threshold_seconds == 0:
             errors["threshold_seconds"] = "a duration above 0 seconds"
+        if self.kind in self.LATENCY_KINDS:
+            if not self.threshold_ms:
+                errors["threshold_ms"] = "a latency rule needs a threshold above 0 ms"
+            if self.channel:
+                # The latency rollup is per agent and model, not per channel.
+                errors["channel"] = "a latency rule cannot filter by channel"
+            if self.window_days is not None and not (1 <= self.window_days <= self.MAX_WINDOW_DAYS):
+                errors["window_days"] = f"from 1 to {self.MAX_WINDOW_DAYS} days"
+        else:
+            if self.threshold_ms is not None:
+                errors["threshold_ms"] = "only a latency rule has a threshold in ms"
+            if self.window_days is not None:
+                errors["window_days"] = "only a latency rule has a window in days"
         if self.per == self.Per.AGENT and self.kind != self.Kind.BURN_RATE:
             errors["per"] = "only a burn-rate rule is counted per agent"
         if errors:

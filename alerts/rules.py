@@ -20,14 +20,23 @@ rule fires for, not the fleet.
   incident stays silent until it writes again (however long), so a retired
   agent is not reported resolved.
 
+- ``model_latency`` / ``tool_latency``: the p95 of the model calls per model
+  / of the tool runs per tool name over the rule's window (the last
+  ``window_days`` UTC days, today included; default today) above
+  ``threshold_ms``, read from the latency rollup (``LatencyUsage``, one
+  query, never the messages); the p95 is the rollup's (at most 9 % above the
+  exact value, ``sessions.latency``). The incident resolves when the p95
+  falls back (faster calls, or the window leaves the slow days behind).
+
 Filters (agent, channel, model) narrow the sessions, the rollup's rows, or the
-budgets whose scope names that value.
+budgets whose scope names that value (a latency rule: agent and model; for a
+tool run, the model of its session).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Max, Q
@@ -36,7 +45,8 @@ from alerts.models import AlertRule
 from sessions.budgets import budget_statuses
 from sessions.choices import State, Status
 from sessions.fleet_stats import BURN_WINDOW
-from sessions.models import Budget, MinuteUsage, Session
+from sessions.latency import percentile
+from sessions.models import Budget, LatencyUsage, MinuteUsage, Session
 from sessions.money import from_nanos
 from sessions.querysets import stuck_after, stuck_rule
 from sessions.rollups import utc_minute
@@ -59,6 +69,8 @@ def evaluate(rule: AlertRule, now: datetime, open_subjects: Collection[str] = ()
         return _budgets(rule, now)
     if kind == AlertRule.Kind.AGENT_SILENT:
         return _silent(rule, now, open_subjects)
+    if kind in AlertRule.LATENCY_KINDS:
+        return _latency(rule, now)
     raise ValueError(f"unknown rule kind {kind!r}")
 
 
@@ -134,6 +146,45 @@ def _burn_rate(rule: AlertRule, now: datetime) -> Holding:
                 "agent": row["agent"],
                 "usd_last_hour": str(cost),
                 "threshold_usd_per_hour": str(threshold),
+            }
+    return holding
+
+
+def _latency(rule: AlertRule, now: datetime) -> Holding:
+    threshold = rule.threshold_ms
+    if not threshold:
+        raise ValueError("a latency rule needs a threshold above 0 ms")  # AlertRule.clean
+    if rule.channel:
+        raise ValueError("a latency rule cannot filter by channel")  # AlertRule.clean
+    days = rule.window_days or AlertRule.DEFAULT_WINDOW_DAYS
+    today = now.astimezone(UTC).date()
+    tool = rule.kind == AlertRule.Kind.TOOL_LATENCY
+    kind, label = ("tool", "name") if tool else ("call", "model")
+    rows = (
+        LatencyUsage.objects.filter(
+            kind=kind, day__gte=today - timedelta(days=days - 1), day__lte=today, **rule.filters
+        )
+        .values(label, "bucket")
+        .annotate(**exact_sums("count"))
+        .order_by()
+    )
+    histograms: dict[str, dict[int, int]] = {}
+    for row in rows:
+        count = exact_totals(row, ["count"])["count"]
+        if count > 0:
+            counts = histograms.setdefault(row[label], {})
+            counts[row["bucket"]] = counts.get(row["bucket"], 0) + count
+    holding: Holding = {}
+    for name, counts in sorted(histograms.items()):
+        p95 = percentile(counts, 0.95)
+        if p95 is not None and p95 > threshold:
+            field = "tool" if tool else "model"
+            holding[f"{field} {name or '(none)'}"] = {
+                field: name,
+                "p95_ms": p95,
+                "threshold_ms": threshold,
+                "count": sum(counts.values()),
+                "window_days": days,
             }
     return holding
 

@@ -1,4 +1,5 @@
-"""Server-side SVG charts of the daily rollup: cost per day by model, tokens per day.
+"""Server-side SVG charts of the daily rollups: cost per day by model, tokens per
+day, and model call latency per day (p50 and p95, from the latency rollup).
 
 This module computes the geometry; ``templates/fleet/fleet.html`` draws the
 axes and legend. The bars (hundreds per chart) are one ``format_html_join``
@@ -20,7 +21,8 @@ from typing import Any
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
-from fleet.templatetags.fleet_tags import compact_number
+from fleet.templatetags.fleet_tags import compact_number, milliseconds
+from sessions.latency import percentile
 from sessions.money import short_usd
 
 WIDTH = 640
@@ -228,6 +230,42 @@ def tokens_chart(rows: list[dict[str, Any]], *, start: date, days: int = 30) -> 
         for day, per in parts.items()
     }
     return _stacked(chart, start=start, days=days, values=values, titles=titles, fmt=_axis_tokens)
+
+
+LATENCY_SERIES = ("p50", "p50 → p95")
+
+
+def latency_chart(
+    days_histograms: dict[date, tuple[dict[int, int], int]], *, start: date, days: int = 30
+) -> Chart:
+    """Model call latency per day: a bar to the day's p50, and on top of it the
+    part up to its p95 (so a bar's top is the p95). Percentiles as the latency
+    panels read them (``sessions.latency``: at most 9 % above the exact value);
+    the legend's figures are those of the whole 30 days."""
+    values: dict[date, list[float]] = {}
+    titles: dict[date, list[str]] = {}
+    merged: dict[int, int] = {}
+    calls = 0
+    for day, (counts, _) in days_histograms.items():
+        p50, p95 = percentile(counts, 0.5), percentile(counts, 0.95)
+        if p50 is None or p95 is None:
+            continue
+        for bucket, count in counts.items():
+            merged[bucket] = merged.get(bucket, 0) + count
+        calls += sum(counts.values())
+        values[day] = [float(p50), float(p95 - p50)]
+        p50_title = f"p50: {milliseconds(p50)}" if p95 > p50 else f"p50 = p95: {milliseconds(p50)}"
+        titles[day] = [p50_title, f"p95: {milliseconds(p95)}"]
+    chart = Chart(title="Model call latency per day", total=f"{compact_number(calls)} calls")
+    chart.series = [
+        Series(0, LATENCY_SERIES[0], milliseconds(percentile(merged, 0.5))),
+        Series(1, LATENCY_SERIES[1], milliseconds(percentile(merged, 0.95))),
+    ]
+    return _stacked(chart, start=start, days=days, values=values, titles=titles, fmt=_axis_ms)
+
+
+def _axis_ms(value: float) -> str:
+    return milliseconds(round(value)) if value else "0"
 
 
 def _axis_usd(value: float) -> str:

@@ -45,6 +45,16 @@ class State(models.TextChoices):
     ERROR = "error"
 
 
+class TurnOutcome(models.TextChoices):
+    """How a finished turn (``Turn``) ended: back to idle (done), in error (the
+    agent's, or reconcile's for a stuck turn), or unknown (its session was
+    presumed dead: reconcile's stale and agent rules, ``sessions_mark_unknown``)."""
+
+    IDLE = "idle"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
 class Channel(models.TextChoices):
     CLI = "cli", "CLI"
     TUI = "tui", "TUI"

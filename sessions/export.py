@@ -12,6 +12,10 @@ iterator and each session's messages in chunks, written as they are read
 (the line is built piece by piece, never as one object). A session's
 messages are read up to the ``last_seq`` its row had when read, so a line's
 messages match its totals even while agents keep appending.
+
+After the messages, ``finished_turns``: the session's finished turns (``Turn``:
+id, start, end, duration, outcome) oldest first, read in chunks the same way;
+the import records them again (and their latency), each once.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sessions.models import Message, Session
-from sessions.shapes import message_json, session_json
+from django.db.models import Q
+
+from sessions.models import Message, Session, Turn
+from sessions.shapes import message_json, session_json, turn_json
 
 MESSAGE_CHUNK = 1000
 
@@ -51,6 +57,24 @@ def _messages(session: Session, chunk: int) -> Any:
         after = batch[-1].seq
 
 
+def _turns(session: Session, chunk: int) -> Any:
+    """The session's finished turns, oldest first, ``chunk`` at a time (keyset:
+    the ``turn_session_ended_idx`` range, whatever the count)."""
+    turns = Turn.objects.filter(session=session).order_by("ended_at", "id")
+    after: Turn | None = None
+    while True:
+        page = turns
+        if after is not None:
+            page = turns.filter(
+                Q(ended_at__gt=after.ended_at) | Q(ended_at=after.ended_at, id__gt=after.id)
+            )
+        batch = list(page[:chunk])
+        yield from batch
+        if len(batch) < chunk:
+            return
+        after = batch[-1]
+
+
 class Writable(Protocol):
     """Where an export goes: a text file, or a command's standard output."""
 
@@ -77,6 +101,9 @@ def export_sessions(
         for index, message in enumerate(_messages(session, chunk)):
             out.write(("," if index else "") + _dumps(message_json(message)))
             summary.messages += 1
+        out.write('],"finished_turns":[')
+        for index, turn in enumerate(_turns(session, chunk)):
+            out.write(("," if index else "") + _dumps(turn_json(turn)))
         out.write("]}\n")
         summary.sessions += 1
     return summary

@@ -22,8 +22,17 @@ from django.conf import settings
 from django.db import models
 from django.db.models import TextChoices
 
-from sessions.bounds import MAX_COUNT, MAX_TOTAL
-from sessions.choices import TOKEN_FIELDS, Channel, CostSource, Kind, Role, State, Status
+from sessions.bounds import MAX_COUNT, MAX_DURATION_MS, MAX_TOTAL
+from sessions.choices import (
+    TOKEN_FIELDS,
+    Channel,
+    CostSource,
+    Kind,
+    Role,
+    State,
+    Status,
+    TurnOutcome,
+)
 from sessions.errors import InvalidInput
 from sessions.fields import (
     MESSAGE_CLIENT_FIELDS,
@@ -686,3 +695,30 @@ def clean_session_fields(value: Any, path: str = "session") -> SessionIn:
             field=f"{prefix}cache_read_tokens",
         )
     return SessionIn(values=values, metadata=metadata, totals=totals)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnIn:
+    """A finished turn as an import carries it (a Fleet export's ``finished_turns``)."""
+
+    turn_id: str
+    started_at: datetime
+    ended_at: datetime
+    duration_ms: int
+    outcome: str
+
+
+def clean_turn(value: Any, path: str) -> TurnIn:
+    """A finished turn: its id (may be blank), start and end (RFC 3339), duration
+    (whole ms within ``MAX_DURATION_MS``) and outcome (``TurnOutcome``)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput("must be a turn object", field=path)
+    return TurnIn(
+        turn_id=clean_text(value.get("turn_id"), f"{path}.turn_id", single_line=True),
+        started_at=clean_timestamp(value.get("started_at"), f"{path}.started_at"),
+        ended_at=clean_timestamp(value.get("ended_at"), f"{path}.ended_at"),
+        duration_ms=clean_int(
+            value.get("duration_ms"), f"{path}.duration_ms", maximum=MAX_DURATION_MS
+        ),
+        outcome=clean_choice(value.get("outcome"), f"{path}.outcome", TurnOutcome),
+    )

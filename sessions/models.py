@@ -26,6 +26,7 @@ from sessions.choices import (
     Role,
     State,
     Status,
+    TurnOutcome,
 )
 from sessions.errors import Conflict, InvalidInput
 from sessions.money import MoneyField, to_decimal
@@ -225,6 +226,13 @@ class Message(Totals):
                 name="message_compacted_idx",
                 condition=Q(compacted_at__isnull=False),
             ),
+            # A session's slowest calls (selectors.session_slowest_calls):
+            # only the timed messages, a bounded range in duration order.
+            models.Index(
+                fields=["session", "-duration_ms", "-seq"],
+                name="message_session_duration_idx",
+                condition=Q(duration_ms__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -259,8 +267,8 @@ class Turn(models.Model):
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
     duration_ms = models.PositiveBigIntegerField()
-    # The state the turn ended in: idle (done) or error.
-    outcome = models.CharField(max_length=16, choices=State.choices)
+    # How it ended: idle (done), error, or unknown (its session presumed dead).
+    outcome = models.CharField(max_length=16, choices=TurnOutcome.choices)
 
     class Meta:
         ordering = ["session", "-ended_at", "-id"]

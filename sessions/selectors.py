@@ -223,6 +223,25 @@ def session_usage(session: Session) -> dict[str, Any]:
     }
 
 
+# What the slowest-calls panel shows of a message: never its content or calls.
+SLOWEST_FIELDS = (
+    "id", "session_id", "seq", "role", "name", "model", "agent_name",
+    "duration_ms", "time_to_first_token_ms", "created_at", "compacted_at",
+)  # fmt: skip
+
+
+def session_slowest_calls(session: Session, limit: int = 10) -> list[Message]:
+    """The session's ``limit`` slowest timed messages (model calls and tool
+    runs, by ``duration_ms``; the later first on a tie), archived ones
+    included: one bounded range of ``message_session_duration_idx``, however
+    long the session, reading only ``SLOWEST_FIELDS``."""
+    return list(
+        Message.objects.filter(session=session, duration_ms__isnull=False)
+        .order_by("-duration_ms", "-seq")
+        .only(*SLOWEST_FIELDS)[:limit]
+    )
+
+
 def session_turns(session: Session, limit: int = 10) -> list[Turn]:
     """The session's last ``limit`` finished turns, newest first: one index
     range (``turn_session_ended_idx``), however long the session."""

@@ -15,7 +15,7 @@ from django.db import models
 
 from sessions.choices import TOKEN_FIELDS
 from sessions.fields import MESSAGE_JSON_KEYS, message_field
-from sessions.models import Message, Session
+from sessions.models import Message, Session, Turn
 from sessions.money import MoneyField, api_usd
 
 SESSION_TEXT_FIELDS = (
@@ -120,6 +120,17 @@ def message_json(message: Message) -> dict[str, Any]:
 # "Daily usage rollup"; ``GET /fleet``). The rollup's columns are named like the
 # session totals they add up; every other counter keeps its name.
 PERIOD_JSON_NAMES = {"message_count": "messages", "tool_call_count": "tool_calls"}
+
+
+def turn_json(turn: Turn) -> dict[str, Any]:
+    """A finished turn, as an export carries it (``sessions.inputs.clean_turn`` reads it)."""
+    return {
+        "turn_id": turn.turn_id,
+        "started_at": timestamp(turn.started_at),
+        "ended_at": timestamp(turn.ended_at),
+        "duration_ms": turn.duration_ms,
+        "outcome": turn.outcome,
+    }
 
 
 def fleet_json(totals: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def rule_form(**fields: str) -> dict[str, str]:
         "enabled": "on",
         "threshold_seconds": "900",
         "threshold_usd_per_hour": "",
+        "threshold_ms": "",
+        "window_days": "",
         "per": "fleet",
         "agent": "",
         "channel": "",
@@ -62,6 +64,19 @@ def channel_form(**fields: str) -> dict[str, str]:
         {"kind": "budget_warning"},
         {"per": "agent"},
         {"threshold_seconds": "0"},
+        {"threshold_ms": "2000"},
+        {"window_days": "3"},
+        {"kind": "model_latency", "threshold_seconds": ""},
+        {"kind": "model_latency", "threshold_seconds": "", "threshold_ms": "0"},
+        {"kind": "tool_latency", "threshold_ms": "2000"},
+        {"kind": "tool_latency", "threshold_seconds": "", "threshold_ms": "2000", "channel": "cli"},
+        {"kind": "model_latency", "threshold_seconds": "", "threshold_ms": "9", "window_days": "0"},
+        {
+            "kind": "model_latency",
+            "threshold_seconds": "",
+            "threshold_ms": "9",
+            "window_days": "99",
+        },
     ],
 )
 def test_a_rule_with_an_invalid_scope_or_threshold_is_a_form_error(
@@ -82,6 +97,17 @@ def test_a_valid_rule_is_added(admin_client: Client) -> None:
 
     assert response.status_code == 302
     assert AlertRule.objects.get().per == "agent"
+
+
+def test_a_latency_rule_is_added_with_its_threshold_and_window(admin_client: Client) -> None:
+    response = admin_client.post(
+        f"{RULES_URL}add/",
+        rule_form(kind="tool_latency", threshold_seconds="", threshold_ms="30000", window_days="7"),
+    )
+
+    assert response.status_code == 302
+    made = AlertRule.objects.get()
+    assert (made.kind, made.threshold_ms, made.window_days) == ("tool_latency", 30000, 7)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from alerts.engine import run_alerts
 from alerts.models import AlertChannel, AlertRule, Delivery, Incident
-from sessions.models import Budget, BudgetUsage, MinuteUsage, Session
+from sessions.models import Budget, BudgetUsage, LatencyUsage, MinuteUsage, Session
 from sessions.rollups import utc_day_start, utc_minute
 from tests.alerts_support import receiver
 from tests.processes import run_in_processes
@@ -106,6 +106,36 @@ def _silent_stop(now: datetime, made: Session) -> None:
     Session.objects.filter(pk=made.pk).update(last_active_at=now)
 
 
+def _slow(now: datetime, kind: str, name: str, *durations: int) -> None:
+    """Latency rollup rows of today (the rule reads the rollup, never messages)."""
+    from sessions.latency import bucket_of
+
+    for ms in durations:
+        row, _ = LatencyUsage.objects.get_or_create(
+            day=now.astimezone(UTC).date(), agent="koda",
+            model="o3" if kind == "call" else "gpt-4o", kind=kind,
+            name=name, bucket=bucket_of(ms),
+        )  # fmt: skip
+        LatencyUsage.objects.filter(pk=row.pk).update(count=row.count + 1, sum_ms=row.sum_ms + ms)
+
+
+def _model_latency_start(now: datetime) -> None:
+    _slow(now, "call", "", 500, 9000)
+
+
+def _model_latency_stop(now: datetime, made: None) -> None:
+    _slow(now, "call", "", *[400] * 60)  # the p95 falls below the threshold
+
+
+def _tool_latency_start(now: datetime) -> None:
+    _slow(now, "tool", "bash", 90_000)
+    _slow(now, "tool", "grep", 20)
+
+
+def _tool_latency_stop(now: datetime, made: None) -> None:
+    LatencyUsage.objects.filter(name="bash").delete()
+
+
 CASES: dict[str, Case] = {
     "session_stuck": ({"threshold_seconds": 600}, _stuck_start, _stuck_stop),
     "session_unknown": ({}, _unknown_start, _unknown_stop),
@@ -117,6 +147,10 @@ CASES: dict[str, Case] = {
     "budget_warning": ({}, _budget_start, _budget_stop),
     "budget_exceeded": ({}, _budget_start, _budget_stop),
     "agent_silent": ({"threshold_seconds": 3600}, _silent_start, _silent_stop),
+    "model_latency": ({"threshold_ms": 2000}, _model_latency_start, _model_latency_stop),
+    "tool_latency": (
+        {"threshold_ms": 30_000, "window_days": 2}, _tool_latency_start, _tool_latency_stop,
+    ),
 }  # fmt: skip
 
 
@@ -148,6 +182,43 @@ def test_every_rule_kind_opens_and_resolves_once_across_repeated_runs(case: str)
         ("opened", "sent"),
         ("resolved", "sent"),
     }
+
+
+def test_a_latency_rule_fires_per_model_over_its_window_and_names_the_p95() -> None:
+    from sessions.latency import BUCKET_UPPER, bucket_of
+
+    now = timezone.now()
+    watched = rule("model_latency", threshold_ms=2000, window_days=2)
+    _slow(now, "call", "", 9000)
+    _slow(now - timedelta(days=1), "call", "", 9000)
+    _slow(now - timedelta(days=2), "call", "", *[100] * 50)  # outside the window
+    LatencyUsage.objects.create(
+        day=now.date(), agent="koda", model="gpt-4o", kind="call", bucket=bucket_of(100), count=9
+    )
+
+    run_alerts(now)
+
+    (incident,) = Incident.objects.filter(rule=watched)
+    assert incident.subject == "model o3"
+    assert incident.details == {
+        "model": "o3",
+        "p95_ms": BUCKET_UPPER[bucket_of(9000)],
+        "threshold_ms": 2000,
+        "count": 2,
+        "window_days": 2,
+    }
+    # The window slides past the slow days: resolved.
+    assert len(run_alerts(now + timedelta(days=2)).resolved) == 1
+
+
+def test_a_latency_rules_filters_narrow_the_rollup_it_reads() -> None:
+    now = timezone.now()
+    rule("model_latency", threshold_ms=2000, agent="other")
+    rule("tool_latency", threshold_ms=2000, model="o3")
+    _model_latency_start(now)
+    _tool_latency_start(now)
+
+    assert run_alerts(now).opened == []
 
 
 def test_filters_narrow_the_sessions_a_rule_watches() -> None:

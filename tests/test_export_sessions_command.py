@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 
 from sessions import services
 from sessions.export import export_sessions
-from sessions.models import DailyUsage, Message, Session, Tombstone
+from sessions.models import DailyUsage, LatencyUsage, Message, Session, Tombstone, Turn
 from tests.import_stores import messages_of, run_import, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +186,58 @@ def test_durations_survive_the_round_trip_and_rebuild_the_latency_rollup(
     )
 
 
+def turn_rows() -> list[tuple[Any, ...]]:
+    return sorted(
+        Turn.objects.values_list(
+            "session__key", "turn_id", "started_at", "ended_at", "duration_ms", "outcome"
+        )
+    )
+
+
+def turn_latency_rows() -> list[tuple[Any, ...]]:
+    return sorted(
+        LatencyUsage.objects.filter(kind="turn").values_list(
+            "day", "agent", "model", "bucket", "count", "sum_ms"
+        )
+    )
+
+
+def test_finished_turns_survive_the_round_trip_once_and_rebuild_the_turn_latency(
+    tmp_path: Path,
+) -> None:
+    fields = {"agent": "koda", "model": "o3"}
+    services.session_upsert(key="k", fields={**fields, "state": "running", "turn_id": "t1"}, now=T0)
+    services.session_upsert(key="k", fields={"state": "error"}, now=T0 + timedelta(minutes=5))
+    services.messages_append(
+        key="k",
+        session={"state": "running", "turn_id": "t2"},
+        messages=[{"role": "user", "content": "again"}],
+        now=T0 + timedelta(minutes=6),
+    )
+    services.session_upsert(key="k", fields={"state": "idle"}, now=T0 + timedelta(minutes=9))
+    services.session_upsert(key="quiet", fields=fields, now=T0)
+    turns, latency = turn_rows(), turn_latency_rows()
+    assert [turn[1] for turn in turns] == ["t1", "t2"]
+    path = tmp_path / "fleet.jsonl"
+    export(str(path))
+    empty_the_database()
+    LatencyUsage.objects.all().delete()
+
+    run_import("fleet", str(path))
+    run_import("fleet", str(path))
+
+    assert turn_rows() == turns
+    assert turn_latency_rows() == latency
+    line = json.loads(path.read_text().splitlines()[0])
+    assert line["finished_turns"][0] == {
+        "turn_id": "t1",
+        "started_at": "2026-03-01T12:00:00Z",
+        "ended_at": "2026-03-01T12:05:00Z",
+        "duration_ms": 300_000,
+        "outcome": "error",
+    }
+
+
 def test_a_second_import_of_an_export_adds_nothing_and_changes_nothing(tmp_path: Path) -> None:
     call_command("demo_fleet", sessions=12, messages_per_session=6, seed=3, stdout=StringIO())
     path = tmp_path / "fleet.jsonl"
@@ -311,6 +363,23 @@ def test_corrupt_lines_and_messages_of_an_export_are_reported(
     assert "error: broken.jsonl:3: messages[1].role: must be one of" in err
     assert "error: broken.jsonl:4: not a session object with a key" in err
     assert "3 errors." in summary
+
+
+def test_a_bad_finished_turn_is_reported_and_skipped(tmp_path: Path) -> None:
+    services.session_upsert(key="k", fields={"state": "running", "turn_id": "t1"}, now=T0)
+    services.session_upsert(key="k", fields={"state": "idle"}, now=T0 + timedelta(minutes=1))
+    record = json.loads(export("-")[0])
+    good = record["finished_turns"][0]
+    record["finished_turns"] = [{**good, "duration_ms": -5}, {**good, "outcome": "running"}, good]
+    path = tmp_path / "turns.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    empty_the_database()
+
+    _, err = run_import("fleet", str(path), expect_errors=True)
+
+    assert "turns.jsonl:1: finished_turns[0].duration_ms: must be a non-negative integer" in err
+    assert "turns.jsonl:1: finished_turns[1].outcome: must be one of idle, error, unknown" in err
+    assert list(Turn.objects.values_list("turn_id", "duration_ms")) == [("t1", 60_000)]
 
 
 def test_a_file_that_is_not_an_export_is_refused(tmp_path: Path) -> None:

@@ -157,6 +157,90 @@ def test_an_untimed_fleet_says_so_in_the_latency_panels(admin_client: Client) ->
     assert "No timed tool runs in the last 30 days." in html
 
 
+def latency_rows(day_offset: int, model: str, *durations: int, kind: str = "call") -> None:
+    """Latency rollup rows (no messages): what the panels and the chart read."""
+    from sessions.latency import bucket_of
+    from sessions.models import LatencyUsage
+
+    day = timezone.now().date() - timedelta(days=day_offset)
+    for ms in durations:
+        row, _ = LatencyUsage.objects.get_or_create(
+            day=day,
+            agent="a",
+            model=model if kind != "tool" else "",
+            kind=kind,
+            name=model if kind == "tool" else "",
+            bucket=bucket_of(ms),
+        )
+        LatencyUsage.objects.filter(pk=row.pk).update(count=row.count + 1, sum_ms=row.sum_ms + ms)
+
+
+def test_the_latency_chart_draws_p50_and_p95_of_the_model_calls_per_day(
+    admin_client: Client,
+) -> None:
+    from fleet.templatetags.fleet_tags import milliseconds
+    from sessions.latency import BUCKET_UPPER, bucket_of
+
+    add_session("c1")
+    latency_rows(0, "o3", *([100] * 18), 5000, 5000)
+    latency_rows(3, "gpt-4o", 200, 900)
+    latency_rows(40, "gpt-4o", 60_000)  # older than the chart
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/")
+
+    chart = response.context["latency_chart"]
+    assert chart.title == "Model call latency per day"
+    # Two days, each a p50 bar and the p50 → p95 bar on top of it.
+    titles = [bar.title for bar in chart.bars]
+    assert len(titles) == 4
+
+    def upper(ms: int) -> str:
+        return milliseconds(BUCKET_UPPER[bucket_of(ms)])
+
+    assert [t.split(" · ")[1] for t in titles] == [
+        f"p50: {upper(200)}",
+        f"p95: {upper(900)}",
+        f"p50: {upper(100)}",
+        f"p95: {upper(5000)}",
+    ]
+    html = response.content.decode()
+    assert "Model call latency per day" in html
+    # One query of the rollup for the panels and the chart, never the messages.
+    latency = [q for q in queries.captured_queries if "latencyusage" in q["sql"]]
+    assert len(latency) == 1
+    assert not any("agent_sessions_message" in q["sql"] for q in latency)
+
+
+def test_the_latency_panels_show_the_period_asked_for(admin_client: Client) -> None:
+    add_session("c1")
+    latency_rows(0, "o3", 100)
+    latency_rows(20, "gpt-4o", 100, 100)
+    latency_rows(20, "bash", 9000, kind="tool")
+
+    month = admin_client.get("/")
+    today = admin_client.get("/?latency=today")
+    live = admin_client.get("/?latency=today&v=stale", **LIVE)
+    bogus = admin_client.get("/?latency=forever")
+
+    def models(response: Any) -> list[str]:
+        return [m["model"] for m in response.context["latency_models"]]
+
+    assert models(month) == ["gpt-4o", "o3"]
+    assert models(today) == models(live) == ["o3"]
+    assert today.context["latency_tools"] == []
+    assert models(bogus) == models(month)
+    html = today.content.decode()
+    assert "No timed tool runs today." in html
+    # Each period is a link that keeps the rest of the page's query; the
+    # chosen one is marked, and the live poll keeps asking for it.
+    assert 'href="/?latency=last_7_days"' in html
+    assert 'aria-current="true">Today</a>' in html
+    assert re.search(r'hx-get="/\?v=[0-9a-f]+&amp;latency=today"', html)
+    filtered = admin_client.get("/?status=active&latency=all_time").content.decode()
+    assert 'href="/?status=active&amp;latency=today"' in filtered
+
+
 def test_each_breakdown_sums_the_other_dimensions(admin_client: Client) -> None:
     add_session("a1", model="gpt-4o", agent="alpha", messages=[priced("1.00")])
     add_session("a2", model="o3", agent="alpha", channel="slack", messages=[priced("2.00")])

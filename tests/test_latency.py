@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sessions import services
 from sessions.bounds import MAX_DURATION_MS
-from sessions.fleet_stats import latency_summary
+from sessions.fleet_stats import PERIODS, latency_summary
 from sessions.latency import (
     BUCKET_LOWER,
     BUCKET_UPPER,
@@ -288,3 +288,59 @@ def test_percentiles_survive_random_corrections_within_the_bucket_precision() ->
                 assert found is not None
                 assert found["count"] == len(raw)
                 assert_within_precision(found["p95_ms"], nearest_rank(raw, 0.95))
+
+
+@pytest.mark.django_db
+def test_fleet_latency_reads_rows_bounded_by_what_is_timed_not_by_the_days() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from sessions.fleet_stats import fleet_latency
+
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    LatencyUsage.objects.bulk_create(
+        LatencyUsage(
+            day=today - timedelta(days=days_back), agent=f"a{days_back % 3}", model="o3",
+            kind="call", bucket=bucket_of(500), count=2, sum_ms=1000,
+        )
+        for days_back in range(90)
+    )  # fmt: skip
+
+    with CaptureQueriesContext(connection) as queries:
+        latency = fleet_latency(now)
+
+    (query,) = queries.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute(query["sql"])
+        returned = cursor.fetchall()
+    # One row per period window (today, 7, 30 days, older), not one per day.
+    assert len(returned) == 4
+    counts = {period: latency[period]["models"][0]["count"] for period in PERIODS}
+    assert counts == {"today": 2, "last_7_days": 14, "last_30_days": 60, "all_time": 180}
+
+
+@pytest.mark.django_db
+def test_fleet_latency_of_some_periods_reads_only_their_days() -> None:
+    from django.utils import timezone
+
+    from sessions.fleet_stats import fleet_latency
+
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    for days_back, ms in ((0, 100), (3, 5000), (40, 60_000)):
+        LatencyUsage.objects.create(
+            day=today - timedelta(days=days_back), model="o3", kind="tool", name="bash",
+            bucket=bucket_of(ms), count=1, sum_ms=ms,
+        )  # fmt: skip
+
+    latency = fleet_latency(now, periods=["last_7_days"])
+
+    assert set(latency) == {"bucket_ratio", "last_7_days"}
+    ((tool,),) = [latency["last_7_days"]["tools"]]
+    assert (tool["name"], tool["count"], tool["p95_ms"]) == (
+        "bash",
+        2,
+        BUCKET_UPPER[bucket_of(5000)],
+    )

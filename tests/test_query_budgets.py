@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from fleet.views.fleet import PAGE_BUDGETS
 from sessions import services
-from sessions.models import Budget, DailyUsage, Message, Session
+from sessions.latency import BUCKET_UPPER
+from sessions.models import Budget, DailyUsage, LatencyUsage, Message, Session
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +70,24 @@ def grow_fleet(sessions: int) -> None:
                 )
             )
     DailyUsage.objects.bulk_create(usage)
+    # A month of latency rollups (the latency panels, the chart, the alerts).
+    latency = [
+        LatencyUsage(
+            day=(now - timedelta(days=day)).date(),
+            agent=f"agent-{next(_serial)}",
+            model=model,
+            kind=kind,
+            name="grep" if kind == "tool" else "",
+            bucket=bucket,
+            count=3,
+            sum_ms=3 * BUCKET_UPPER[bucket],
+        )
+        for day in range(30)
+        for model in MODELS
+        for kind in ("call", "tool", "turn")
+        for bucket in (40, 90)
+    ]
+    LatencyUsage.objects.bulk_create(latency)
 
 
 def grow_transcript(key: str, messages: int) -> None:
@@ -87,10 +106,18 @@ def grow_transcript(key: str, messages: int) -> None:
                     "agent_name": f"sub-{n % 4}",
                     "tool_calls": [{"id": f"c{n}", "name": "grep", "arguments": {"q": n}}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+                    "duration_ms": 100 + n % 5000,
                 }
             )
         else:
-            batch.append({"role": "tool", "tool_call_id": f"c{n - 1}", "content": "result"})
+            batch.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": f"c{n - 1}",
+                    "content": "result",
+                    "duration_ms": n % 900,
+                }
+            )
         if len(batch) == 500:
             services.messages_append(key=key, messages=batch)
             batch = []

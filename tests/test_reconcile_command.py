@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from sessions import services
 from sessions.choices import State, Status
-from sessions.models import Session
+from sessions.models import LatencyUsage, Session, Turn
 from sessions.ops.reconcile import reconcile_agent, reconcile_sessions
 from tests.ops_support import ago, make_session, run, run_in_processes, run_json
 
@@ -72,6 +72,84 @@ def test_it_marks_stuck_turns_error_and_keeps_the_turn_that_hung() -> None:
     assert states()["stuck"] == (Status.ACTIVE, State.ERROR, "turn-stuck", started)
     assert states()["young-turn"][:2] == (Status.ACTIVE, State.RUNNING)
     assert (result["stale"], result["stuck"]) == (0, 1)
+
+
+def ended_turns() -> dict[str, tuple[str, str, datetime, int]]:
+    """Each finished turn by session key: id, outcome, start, duration."""
+    return {
+        t.session.key: (t.turn_id, t.outcome, t.started_at, t.duration_ms)
+        for t in Turn.objects.select_related("session")
+    }
+
+
+def turn_latency() -> list[tuple[str, str, int, int]]:
+    """The latency rollup's turns: agent, model, count, sum (ms)."""
+    rows = LatencyUsage.objects.filter(kind=LatencyUsage.Kind.TURN)
+    return sorted(rows.values_list("agent", "model", "count", "sum_ms"))
+
+
+def test_a_stuck_turn_marked_error_is_a_finished_turn_with_its_duration() -> None:
+    started = ago(minutes=25)
+    running("stuck", last_active=ago(minutes=20), turn_started=started)
+    running("young-turn", last_active=ago(minutes=20), turn_started=ago(minutes=10))
+
+    run("reconcile")
+
+    ((turn_id, outcome, start, duration),) = ended_turns().values()
+    assert (turn_id, outcome, start) == ("turn-stuck", "error", started)
+    # From its start to the run that closed it.
+    assert 25 * 60_000 <= duration < 26 * 60_000
+    assert turn_latency() == [("koda", "gpt-4o-mini", 1, duration)]
+
+
+def test_a_dead_sessions_running_turn_ends_unknown_and_an_idle_one_records_none() -> None:
+    started = ago(hours=2)
+    running("crashed", last_active=ago(hours=2), turn_started=started)
+    make_session("idle", at=ago(hours=2))
+
+    run("reconcile")
+    run("reconcile")
+
+    ((key, (turn_id, outcome, start, duration)),) = ended_turns().items()
+    assert (key, turn_id, outcome, start) == ("crashed", "turn-crashed", "unknown", started)
+    assert duration >= 2 * 3_600_000
+    assert [count for *_, count, _ in turn_latency()] == [1]
+
+
+def test_the_agent_rule_ends_the_running_turns_it_marks_unknown() -> None:
+    started = ago(minutes=3)
+    running("old-process", last_active=ago(minutes=2), turn_started=started)
+    running("kept", last_active=ago(minutes=2), turn_started=started)
+
+    run("reconcile", "--agent", "koda", "--except", "kept")
+
+    assert {key: turn[:3] for key, turn in ended_turns().items()} == {
+        "old-process": ("turn-old-process", "unknown", started)
+    }
+    assert [count for *_, count, _ in turn_latency()] == [1]
+
+
+def test_a_dry_run_records_no_turn() -> None:
+    running("stuck", last_active=ago(minutes=20), turn_started=ago(minutes=25))
+    running("crashed", last_active=ago(hours=2), turn_started=ago(hours=2))
+
+    run("reconcile", "--dry-run")
+
+    assert ended_turns() == {}
+    assert turn_latency() == []
+
+
+def test_a_turn_marked_error_then_stale_is_counted_once() -> None:
+    running("stuck", last_active=ago(minutes=20), turn_started=ago(minutes=25))
+    run("reconcile")
+
+    reconcile_sessions(
+        stale_after=timedelta(minutes=10), stuck_after=timedelta(minutes=15), now=ago(seconds=0)
+    )
+
+    assert states()["stuck"][:2] == (Status.UNKNOWN, State.IDLE)
+    assert [turn[1] for turn in ended_turns().values()] == ["error"]
+    assert [count for *_, count, _ in turn_latency()] == [1]
 
 
 def test_a_long_turn_whose_agent_keeps_writing_is_not_stuck() -> None:

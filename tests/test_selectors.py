@@ -468,3 +468,73 @@ def test_session_get_tells_a_deleted_key_from_one_that_never_existed() -> None:
         selectors.session_get("never")
 
     assert gone.value.deleted_at == T0
+
+
+# --- the slowest calls -------------------------------------------------------------------
+
+
+def timed(role: str, duration_ms: int | None, **fields: Any) -> dict[str, Any]:
+    if role == "tool":
+        fields.setdefault("tool_call_id", "c")
+        fields.setdefault("name", "grep")
+    return {"role": role, "content": "x", "duration_ms": duration_ms, **fields}
+
+
+def test_the_slowest_calls_are_the_timed_calls_and_tool_runs_slowest_first() -> None:
+    append(
+        "k",
+        timed("user", None),
+        timed("assistant", 1200, model="o3", time_to_first_token_ms=300),
+        timed("tool", 40),
+        timed("assistant", None),
+        timed("tool", 9000, name="bash"),
+        timed("assistant", 1200),
+        timed("assistant", 5),
+    )
+    append("other", timed("assistant", 99_000))
+
+    slowest = selectors.session_slowest_calls(session(), limit=4)
+
+    assert [(m.seq, m.role, m.duration_ms) for m in slowest] == [
+        (5, "tool", 9000),
+        (6, "assistant", 1200),  # a tie: the later first
+        (2, "assistant", 1200),
+        (3, "tool", 40),
+    ]
+    assert (slowest[0].name, slowest[2].model, slowest[2].time_to_first_token_ms) == (
+        "bash",
+        "o3",
+        300,
+    )
+
+
+def test_the_slowest_calls_are_one_query_reading_no_content() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    append("k", *(timed("assistant", n) for n in range(50)))
+    stored = session()
+
+    with CaptureQueriesContext(connection) as queries:
+        assert len(selectors.session_slowest_calls(stored, limit=10)) == 10
+
+    (query,) = queries.captured_queries
+    assert '"content"' not in query["sql"]
+    assert '"tool_calls"' not in query["sql"]
+    assert "LIMIT 10" in query["sql"]
+
+
+def test_the_slowest_calls_query_reads_the_duration_index(sqlite_only: None) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    append("k", timed("assistant", 10))
+    stored = session()
+    with CaptureQueriesContext(connection) as queries:
+        selectors.session_slowest_calls(stored, limit=10)
+    (query,) = queries.captured_queries
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "message_session_duration_idx" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan

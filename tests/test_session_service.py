@@ -686,6 +686,23 @@ def test_a_finished_turn_is_recorded_for_the_session_with_its_id_and_outcome() -
     ]
 
 
+def test_marking_an_agents_sessions_unknown_ends_their_running_turns_as_unknown() -> None:
+    from sessions.models import LatencyUsage, Turn
+
+    upsert("running", agent="bot", model="o3", state="running", turn_id="t1")
+    upsert("idle", agent="bot")
+    upsert("kept", agent="bot", state="running", turn_id="t2")
+
+    assert services.sessions_mark_unknown(agent="bot", except_keys=["kept"]) == 2
+
+    ((key, turn_id, started, outcome),) = Turn.objects.values_list(
+        "session__key", "turn_id", "started_at", "outcome"
+    )
+    assert (key, turn_id, started, outcome) == ("running", "t1", T0, "unknown")
+    rollup = LatencyUsage.objects.filter(kind="turn").values_list("agent", "model", "count")
+    assert list(rollup) == [("bot", "o3", 1)]
+
+
 def test_deleting_a_session_deletes_its_turns_and_keeps_the_latency_rollup() -> None:
     from sessions.models import LatencyUsage, Turn
 

@@ -653,3 +653,37 @@ def test_the_aside_lists_the_last_finished_turns_with_their_durations(
     page = response.content.decode()
     assert "12.0 s" in page
     assert '<span class="chip warn">error</span>' in page
+
+
+def test_the_aside_lists_the_sessions_slowest_calls_linked_to_the_transcript(
+    admin_client: Client,
+) -> None:
+    from fleet.views.session import SHOWN_SLOWEST
+
+    add(
+        KEY,
+        {"role": "user", "content": "go"},
+        *(
+            {"role": "assistant", "content": f"a{n}", "duration_ms": 1000 + n, "model": "o3"}
+            for n in range(SHOWN_SLOWEST + 2)
+        ),
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "name": "bash",
+            "content": "",
+            "duration_ms": 65_000,
+        },
+    )
+
+    response = admin_client.get(URL)
+
+    slowest = response.context["slowest_calls"]
+    assert len(slowest) == SHOWN_SLOWEST
+    assert [m.duration_ms for m in slowest[:2]] == [65_000, 1000 + SHOWN_SLOWEST + 1]
+    page = response.content.decode()
+    assert "Slowest calls" in page
+    tool_seq = SHOWN_SLOWEST + 4
+    assert f'href="{URL}?at={tool_seq}#m-{tool_seq}"' in page
+    assert "1 min 5 s" in page
+    assert "bash" in page

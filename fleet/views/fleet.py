@@ -9,7 +9,7 @@ answer is an empty ``204`` after one cheap query and htmx swaps nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,7 +23,7 @@ from django.views.decorators.http import require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
-from fleet.charts import cost_chart, tokens_chart
+from fleet.charts import cost_chart, latency_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
 from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
@@ -34,9 +34,10 @@ from sessions.fleet_stats import (
     Usage,
     breakdowns,
     daily_rows,
-    fleet_latency,
     fleet_totals,
     fleet_version,
+    page_latency,
+    utc_today,
 )
 from sessions.models import Session
 from sessions.selectors import session_rows
@@ -189,22 +190,68 @@ def budget_panel(now: datetime) -> dict[str, Any]:
 
 # The latency panels list at most this many models and tools (the API has all).
 LATENCY_ROWS = 10
+# The latency panels' period (``?latency=``), one of the totals' periods.
+LATENCY_PERIOD = "last_30_days"
+LATENCY_EMPTY = {
+    "today": "today",
+    "last_7_days": "in the last 7 days",
+    "last_30_days": "in the last 30 days",
+    "all_time": "yet",
+}
 
 
-def latency_panel(now: datetime) -> dict[str, Any]:
-    """Latency over the last 30 days (like the breakdowns): one query over the
-    latency rollup, whatever the traffic."""
-    latency = fleet_latency(now)["last_30_days"]
+@dataclass(frozen=True)
+class PeriodLink:
+    key: str
+    label: str
+    url: str
+    current: bool
+
+
+def latency_period(request: HttpRequest) -> str:
+    """The latency panels' period the URL asks for (anything else: 30 days)."""
+    asked = request.GET.get("latency", "")
+    return asked if asked in LATENCY_EMPTY else LATENCY_PERIOD
+
+
+def _latency_links(request: HttpRequest, period: str) -> list[PeriodLink]:
+    """A link per period: the page's own query with that period (no poll version)."""
+    links = []
+    for key, label in PERIOD_LABELS:
+        query = request.GET.copy()
+        query.pop("v", None)
+        if key == LATENCY_PERIOD:
+            query.pop("latency", None)
+        else:
+            query["latency"] = key
+        url = _page_url(query)
+        links.append(PeriodLink(key=key, label=label, url=url, current=key == period))
+    return links
+
+
+def latency_panel(now: datetime, request: HttpRequest) -> dict[str, Any]:
+    """Latency over the period the URL asks for (``PERIOD_LABELS``, the totals'
+    periods; 30 days like the breakdowns by default) and the 30-day chart of
+    model call latency per day: one query over the latency rollup, whatever
+    the traffic."""
+    period = latency_period(request)
+    latency, days = page_latency(now, period)
     return {
+        "latency_period": period,
+        "latency_query": "" if period == LATENCY_PERIOD else period,
+        "latency_links": _latency_links(request, period),
+        "latency_empty": LATENCY_EMPTY[period],
+        "latency_label": dict(PERIOD_LABELS)[period],
         "latency_models": latency["models"][:LATENCY_ROWS],
         "latency_models_more": max(0, len(latency["models"]) - LATENCY_ROWS),
         "latency_tools": latency["tools"][:LATENCY_ROWS],
         "latency_tools_more": max(0, len(latency["tools"]) - LATENCY_ROWS),
         "latency_turns": latency["turns"],
+        "latency_chart": latency_chart(days, start=utc_today(now) - timedelta(days=29)),
     }
 
 
-def live_context(now: datetime) -> dict[str, Any]:
+def live_context(now: datetime, request: HttpRequest) -> dict[str, Any]:
     totals = fleet_totals(now)
     start, rows = daily_rows(now)
     by_model, by_agent, by_channel = (labelled(b) for b in breakdowns(now))
@@ -220,7 +267,7 @@ def live_context(now: datetime) -> dict[str, Any]:
         "stale_minutes": settings.FLEET_STALE_AFTER // 60,
         "stuck_minutes": settings.FLEET_STUCK_AFTER // 60,
         **budget_panel(now),
-        **latency_panel(now),
+        **latency_panel(now, request),
     }
 
 
@@ -244,7 +291,7 @@ def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
     }
     if fragment == "live":
         # The header's open-incident count follows the poll (out of band).
-        live = {**context, **live_context(now), "live_oob": True}
+        live = {**context, **live_context(now, request), "live_oob": True}
         return render(request, f"{TEMPLATE}#live", live)
     if fragment == "sessions":
         context.update(sessions_table(request, form, now))
@@ -254,7 +301,7 @@ def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
             # A filter, sort or page change (not a poll): the address bar follows.
             push_url(response, _page_url(context["page_query"]))
         return response
-    live = live_context(now)
+    live = live_context(now, request)
     context.update(live)
     context.update(sessions_table(request, form, now, total=live["counts"]["total"]))
     return render(request, TEMPLATE, context)

@@ -31,11 +31,18 @@ from sessions.choices import TOKEN_FIELDS, Status
 from sessions.errors import InvalidInput, SessionGone, SessionNotFound
 from sessions.inputs import clean_key
 from sessions.models import Session
-from sessions.selectors import session_get, session_turns, usage_by_agent
+from sessions.selectors import (
+    session_get,
+    session_slowest_calls,
+    session_turns,
+    usage_by_agent,
+)
 
 TEMPLATE = "fleet/session.html"
-# The aside lists the session's last finished turns, newest first.
+# The aside lists the session's last finished turns, newest first, and its
+# slowest timed calls (model calls and tool runs), slowest first.
 SHOWN_TURNS = 10
+SHOWN_SLOWEST = 10
 
 
 def session_version(session: Session) -> str:
@@ -83,6 +90,7 @@ def _summary_context(request: HttpRequest, session: Session) -> dict[str, Any]:
         "session": session,
         "by_agent": usage_by_agent(session),
         "finished_turns": session_turns(session, SHOWN_TURNS),
+        "slowest_calls": session_slowest_calls(session, SHOWN_SLOWEST),
         "metadata": sorted((session.metadata or {}).items()),
         "may_change": can_change(request.user),
         "may_delete": can_delete(request.user),

@@ -34,7 +34,7 @@ from django.db.models import TextChoices
 
 from sessions import services
 from sessions.errors import FleetError, InvalidInput
-from sessions.inputs import MessageIn, clean_message
+from sessions.inputs import MessageIn, TurnIn, clean_message
 from sessions.models import Session
 
 
@@ -85,6 +85,9 @@ class SourceSession:
     fields: dict[str, Any] = field(default_factory=dict)
     messages: list[MessageIn] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
+    # Finished turns the store records (a Fleet export): recorded after the
+    # messages, each once (``services.turns_record``).
+    turns: list[TurnIn] = field(default_factory=list)
     new_fields: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     # Imported all the same, with a fallback (``known_choice``): reported, exit 0.
@@ -231,6 +234,7 @@ def write_session(
                     services.session_upsert(key=source.key, fields=source.totals, now=now)
             else:
                 services.session_upsert(key=source.key, fields={**fields, **source.totals}, now=now)
+            turns = services.turns_record(key=source.key, turns=source.turns)
             after = _snapshot(source.key)
             if dry_run:
                 transaction.set_rollback(True)
@@ -240,7 +244,7 @@ def write_session(
         )
     if before is None:
         result_name = "created"
-    elif before != after or archived:
+    elif before != after or archived or turns:
         result_name = "updated"
     else:
         result_name = "unchanged"

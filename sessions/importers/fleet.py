@@ -17,6 +17,9 @@ and totals:
   are the spending history, which exceeds the messages' sum once messages
   were purged. ``message_count``, ``last_seq`` and ``unpriced_calls`` follow
   from the messages imported.
+* Finished turns (``finished_turns``) are recorded again with their latency,
+  each once (a turn already stored is skipped); a bad one is reported and
+  skipped like a bad message.
 * A line that is not a session object is reported (``file:line``) and
   skipped; a message that does not validate is reported and skipped, the
   rest of its session imported. ``-`` reads standard input.
@@ -48,6 +51,7 @@ from sessions.inputs import (
     MessageIn,
     clean_message,
     clean_timestamp,
+    clean_turn,
 )
 from sessions.usage import clean_int
 
@@ -117,7 +121,8 @@ def session_from_record(record: dict[str, Any], where: str) -> SourceSession:
     fields = {
         name: value
         for name, value in record.items()
-        if name not in ("messages", "last_active_at", *TOTALS, *READ_ONLY_SESSION_FIELDS)
+        if name
+        not in ("messages", "finished_turns", "last_active_at", *TOTALS, *READ_ONLY_SESSION_FIELDS)
     }
     totals = {name: record[name] for name in TOTALS if record.get(name) is not None}
     session = SourceSession(
@@ -126,6 +131,14 @@ def session_from_record(record: dict[str, Any], where: str) -> SourceSession:
     for index, raw in enumerate(messages):
         try:
             session.messages.append(message_from_record(raw, f"messages[{index}]"))
+        except FleetError as exc:
+            session.problems.append(problem_from(where, exc))
+    turns = record.get("finished_turns") or []
+    if not isinstance(turns, list):
+        raise BadRecord("finished_turns is not a list")
+    for index, raw in enumerate(turns):
+        try:
+            session.turns.append(clean_turn(raw, f"finished_turns[{index}]"))
         except FleetError as exc:
             session.problems.append(problem_from(where, exc))
     return session

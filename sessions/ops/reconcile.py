@@ -18,6 +18,11 @@ Rules (``manage.py reconcile``):
   session of one agent except the keys it names becomes ``unknown``
   (its previous process died with them).
 
+A running turn that a rule closes (stale and agent: outcome ``unknown``;
+stuck: ``error``) is a finished turn like one its agent ends: a ``Turn`` row
+and the latency rollup's ``turn`` count, its duration from its start to the
+run's ``now``, written in the batch's transaction.
+
 Candidates are read first, then marked in batches by a conditional
 ``UPDATE … WHERE id BETWEEN … AND <rule still holds>``: a session that an agent
 wrote to after the cut-off no longer satisfies the rule when the ``UPDATE``
@@ -34,11 +39,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
+from django.utils import timezone
 
-from sessions.choices import State, Status
+from sessions.choices import State, Status, TurnOutcome
 from sessions.inputs import clean_key, clean_text
 from sessions.models import Session
 from sessions.ops.batches import (
@@ -53,6 +59,8 @@ from sessions.ops.batches import (
     table,
 )
 from sessions.ops.durations import format_duration
+from sessions.rollups import Rollup
+from sessions.services.sessions import RUNNING_TURN_FIELDS, end_turns
 
 # Sent by ``manage.py reconcile`` after a run that marked sessions (kwargs:
 # ``result``, ``now``): the alerts app evaluates its crash and stuck rules then.
@@ -123,20 +131,26 @@ def _mark(
     on_item: ItemCallback | None,
     on_progress: ProgressCallback | None,
     by_range: bool = True,
+    ends_turns: str = "",
+    now: datetime | None = None,
 ) -> int:
     """``UPDATE`` the sessions ``ids`` (sorted) that still meet ``conditions``, batch by batch.
 
     Each batch is one statement (its own transaction); when items are listed,
     ``RETURNING key`` says exactly which rows it changed (SQLite ≥ 3.35 and
-    PostgreSQL).
+    PostgreSQL). ``ends_turns``: the outcome (``TurnOutcome``) of the running
+    turns the update closes, each recorded at ``now`` like a turn an agent
+    ends (``services.end_turns``); the batch's running sessions are read and
+    locked first, in the update's transaction, and only those may be marked
+    while running (one that started a turn since is alive).
     """
     sets = ", ".join(f"{column(Session, name)} = %s" for name in assignments)
     where = " AND ".join(f"{column(Session, name)} {op} %s" for name, op, _ in conditions)
     params_tail = [value for _, _, value in conditions]
     marked = 0
     done = 0
-    returning = f" RETURNING {column(Session, 'key')}" if on_item else ""
     pk = column(Session, "id")
+    returning = f" RETURNING {pk}, {column(Session, 'key')}" if on_item or ends_turns else ""
     for batch in chunks(ids, size):
         if by_range:
             # The id range of the batch's candidates: two parameters instead of
@@ -144,21 +158,46 @@ def _mark(
             # range are updated only if the rule holds for them now, which is
             # what the rule asks.
             selection, selected = f"{pk} BETWEEN %s AND %s", [batch[0], batch[-1]]
+            in_batch = Session.objects.filter(pk__range=(batch[0], batch[-1]))
         else:
             selection, selected = f"{pk} IN ({placeholders(len(batch))})", list(batch)
-        sql = (
-            f"UPDATE {table(Session)} SET {sets} "  # noqa: S608 - our names, values are params
-            f"WHERE {selection} AND {where}{returning}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*assignments.values(), *selected, *params_tail])
-            if on_item:
-                keys = [row[0] for row in cursor.fetchall()]
-                marked += len(keys)
-                for key in keys:
-                    on_item(kind, key)
-            else:
-                marked += cursor.rowcount
+            in_batch = Session.objects.filter(pk__in=batch)
+        with transaction.atomic():
+            running: list[dict[str, Any]] = []
+            guard, guarded = "", []
+            if ends_turns:
+                running = list(
+                    in_batch.filter(state=State.RUNNING)
+                    .select_for_update()
+                    .order_by("id")
+                    .values(*RUNNING_TURN_FIELDS)
+                )
+                locked = [row["id"] for row in running]
+                state = column(Session, "state")
+                listed = f" OR {pk} IN ({placeholders(len(locked))})" if locked else ""
+                guard, guarded = f" AND ({state} <> %s{listed})", [State.RUNNING.value, *locked]
+            sql = (
+                f"UPDATE {table(Session)} SET {sets} "  # noqa: S608 - our names, values are params
+                f"WHERE {selection} AND {where}{guard}{returning}"
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*assignments.values(), *selected, *params_tail, *guarded])
+                rows = cursor.fetchall() if returning else []
+                count = len(rows) if returning else cursor.rowcount
+            if ends_turns:
+                ended = {row[0] for row in rows}
+                rollup = Rollup()
+                end_turns(
+                    [row for row in running if row["id"] in ended],
+                    ended_at=now or timezone.now(),
+                    outcome=ends_turns,
+                    rollup=rollup,
+                )
+                rollup.apply()
+        marked += count
+        if on_item:
+            for _, key in rows:
+                on_item(kind, key)
         done += len(batch)
         if on_progress:
             on_progress(kind, done, len(ids))
@@ -222,6 +261,8 @@ def reconcile_sessions(
         ],
         size=size,
         kind=STALE,
+        ends_turns=TurnOutcome.UNKNOWN,
+        now=now,
         on_item=on_item,
         on_progress=on_progress,
     )
@@ -238,6 +279,8 @@ def reconcile_sessions(
         ],
         size=size,
         kind=STUCK,
+        ends_turns=TurnOutcome.ERROR,
+        now=now,
         on_item=on_item,
         on_progress=on_progress,
     )
@@ -293,6 +336,8 @@ def reconcile_agent(
         ],
         size=size,
         kind=AGENT,
+        ends_turns=TurnOutcome.UNKNOWN,
+        now=now,
         on_item=on_item,
         on_progress=on_progress,
         # The kept sessions lie among the marked ones: name the ids.

@@ -7,7 +7,7 @@ modules below hold them, each with the rules it protects, bottom to top:
   moving session totals and the daily rollup by a difference.
 * ``sessions``: locking and creating sessions (and the API key's scope
   check on the locked row); ``session_upsert``, ``session_set_status``,
-  ``sessions_mark_unknown``.
+  ``sessions_mark_unknown``, ``turns_record`` (an import's finished turns).
 * ``messages``: ``messages_append`` (``messages_append_all`` for a
   transcript longer than one batch) and the corrections (update-last,
   remove-last, clear, the admin's edits) and ``messages_complete`` (fill
@@ -38,7 +38,12 @@ from sessions.services.messages import (
     messages_clear,
     messages_complete,
 )
-from sessions.services.sessions import session_set_status, session_upsert, sessions_mark_unknown
+from sessions.services.sessions import (
+    session_set_status,
+    session_upsert,
+    sessions_mark_unknown,
+    turns_record,
+)
 from sessions.services.subagents import SpanLink, Wait, sub_agents_resolve
 
 __all__ = [
@@ -60,4 +65,5 @@ __all__ = [
     "session_upsert",
     "sessions_mark_unknown",
     "sub_agents_resolve",
+    "turns_record",
 ]

@@ -21,20 +21,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions.bounds import MAX_DURATION_MS, MAX_EXCEPT_KEYS
-from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
+from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status, TurnOutcome
 from sessions.errors import InvalidInput, SessionGone
 from sessions.inputs import (
     SessionIn,
+    TurnIn,
     check_metadata_size,
     clean_choice,
     clean_key,
     clean_session_fields,
     clean_text,
 )
-from sessions.models import Session, Tombstone
+from sessions.models import Session, Tombstone, Turn
 from sessions.money import to_nanos
 from sessions.pricing import PriceBook
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -204,6 +206,72 @@ def set_fields(
             session.metadata = merged
             changed.add("metadata")
     return changed
+
+
+# The running turn of a session closed by a bulk write: what ``end_turns`` needs.
+RUNNING_TURN_FIELDS = ("id", "turn_id", "turn_started_at", "agent", "model")
+
+
+def end_turns(
+    running: Sequence[Mapping[str, Any]], *, ended_at: datetime, outcome: str, rollup: Rollup
+) -> None:
+    """Record the running turns of sessions a bulk write just closed (reconcile,
+    ``sessions_mark_unknown``), as ``set_fields`` does for one: a ``Turn`` each
+    (``outcome``: ``TurnOutcome``), counted into ``rollup``'s latency. Each row
+    holds ``RUNNING_TURN_FIELDS`` as they were before the write."""
+    for row in running:
+        started = row["turn_started_at"]
+        if started is None:
+            continue
+        rollup.add_turn(
+            session_id=row["id"],
+            turn_id=row["turn_id"],
+            started_at=started,
+            ended_at=ended_at,
+            duration_ms=turn_duration_ms(started, ended_at),
+            outcome=outcome,
+            agent=row["agent"],
+            model=row["model"],
+        )
+
+
+@transaction.atomic
+def turns_record(*, key: str, turns: Sequence[TurnIn]) -> int:
+    """Record finished turns an import carries (a Fleet export's), each once:
+    a turn already stored for the session (same id, start and end) is skipped,
+    so a re-import adds nothing. Each new one is counted into the latency
+    rollup (kind ``turn``, the session's agent and model, the day it ended),
+    as when it ended. Returns how many were recorded."""
+    if not turns:
+        return 0
+    session = lock_existing(key)
+    stored = set(
+        Turn.objects.filter(
+            session=session,
+            ended_at__gte=min(turn.ended_at for turn in turns),
+            ended_at__lte=max(turn.ended_at for turn in turns),
+        ).values_list("turn_id", "started_at", "ended_at")
+    )
+    rollup = Rollup()
+    recorded = 0
+    for turn in turns:
+        identity = (turn.turn_id, turn.started_at, turn.ended_at)
+        if identity in stored:
+            continue
+        stored.add(identity)
+        rollup.add_turn(
+            session_id=session.pk,
+            turn_id=turn.turn_id,
+            started_at=turn.started_at,
+            ended_at=turn.ended_at,
+            duration_ms=turn.duration_ms,
+            outcome=turn.outcome,
+            agent=session.agent,
+            model=session.model,
+        )
+        recorded += 1
+    rollup.apply()
+    return recorded
 
 
 def turn_duration_ms(started: datetime, ended: datetime) -> int:
@@ -404,8 +472,23 @@ def sessions_mark_unknown(
         raise InvalidInput("must name the agent", field="agent")
     scope.check_write(agent)
     keys = [clean_key(key, f"except[{index}]") for index, key in enumerate(except_keys)]
-    return (
-        Session.objects.filter(agent=agent, status=Status.ACTIVE)
-        .exclude(key__in=keys)
-        .update(status=Status.UNKNOWN, state=State.IDLE, turn_id="", turn_started_at=None)
-    )
+    now = timezone.now()
+    with transaction.atomic():
+        marked = Session.objects.filter(agent=agent, status=Status.ACTIVE).exclude(key__in=keys)
+        # Their running turns end here, unknown: read (and locked) before the
+        # update clears them.
+        running = list(
+            marked.filter(state=State.RUNNING)
+            .select_for_update()
+            .order_by("id")
+            .values(*RUNNING_TURN_FIELDS)
+        )
+        # A session that started a turn since is alive: left as it is.
+        locked = Q(pk__in=[row["id"] for row in running])
+        count = marked.filter(~Q(state=State.RUNNING) | locked).update(
+            status=Status.UNKNOWN, state=State.IDLE, turn_id="", turn_started_at=None
+        )
+        rollup = Rollup()
+        end_turns(running, ended_at=now, outcome=TurnOutcome.UNKNOWN, rollup=rollup)
+        rollup.apply()
+    return count

@@ -239,6 +239,27 @@ def test_the_fleet_page_shows_the_totals_the_database_holds(page: Any, operator:
     screenshot(page, "fleet-full.png", full_page=True)
 
 
+def test_a_latency_period_redraws_the_panels_in_place_and_the_poll_keeps_it(
+    page: Any, operator: Any
+) -> None:
+    add(
+        "timed",
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "ok", "duration_ms": 1500},
+    )
+    log_in(page, operator)
+    assert page.locator(".chart-title", has_text="Model call latency per day").count() == 1
+
+    page.locator(".period-picker a", has_text="Today").click()
+    page.wait_for_selector('.period-picker a[aria-current="true"]:has-text("Today")')
+
+    assert "latency=today" in (page.locator("#fleet-live").get_attribute("hx-get") or "")
+    assert "Latency by model" in page.locator(".breakdowns.latency").inner_text()
+    # Only the live fragment changed: the table's address is left alone.
+    assert urlsplit(page.url).query == ""
+    screenshot(page, "fleet-latency-today.png")
+
+
 def test_filtering_updates_the_url_and_the_url_can_be_shared(
     page: Any, operator: Any, browser: Any, live_server: Any
 ) -> None:
