@@ -334,6 +334,9 @@ def matrix(iterations: int, page: int) -> None:
     print(f"{'filter':16} {'sort':26} {'matches':>8} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}")
     worst: list[tuple[float, str, str]] = []
     with override_settings(ROOT_URLCONF=urlconf()):
+        # The machine's pace in the same run (the figures are noisy on shared cores).
+        figures = measure(client, "/bench/constant", iterations, {}, None)
+        print(f"{'constant template':43} {figures['p50']:8.1f} {figures['p95']:8.1f}")
         for name, values in {"(none)": {}, **matrix_filters()}.items():
             fields: dict[str, Any] = {
                 ("project_root" if k == "project" else k): v for k, v in values.items()
