@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
+from django.db.models.expressions import CombinedExpression
 from django.urls import reverse
 from django.utils import timezone
 
@@ -52,6 +53,26 @@ def _token_checks(prefix: str) -> list[models.CheckConstraint]:
             name=f"{prefix}_cache_within_prompt",
         ),
     ]
+
+
+# The table's "tokens": prompt + completion (reasoning and cache are parts of them).
+TOKEN_TOTAL = F("prompt_tokens") + F("completion_tokens")
+
+
+def _sort_indexes(
+    *columns: str | CombinedExpression, name: str = "", ascending: bool = True
+) -> list[models.Index]:
+    """Indexes in ``column``'s order then newest activity and id, descending
+    (and ascending, unless ``ascending`` is false: a filter index serves it)."""
+    indexes = []
+    for column in columns:
+        label = name or str(column).removesuffix("_usd")
+        expression = F(column) if isinstance(column, str) else column
+        ties = (F("last_active_at").desc(), F("id").desc())
+        indexes.append(models.Index(expression.desc(), *ties, name=f"session_{label}_desc_idx"))
+        if ascending:
+            indexes.append(models.Index(expression.asc(), *ties, name=f"session_{label}_idx"))
+    return indexes
 
 
 class Totals(models.Model):
@@ -135,6 +156,15 @@ class Session(Totals):
             models.Index(fields=["channel", "-last_active_at"], name="session_channel_idx"),
             models.Index(fields=["project_root", "-last_active_at"], name="session_project_idx"),
             models.Index(fields=["created_at"], name="session_created_idx"),
+            # The table's sort links (fleet.forms.SORTS), each direction with
+            # its ties (newest activity, then id): a page walks one of these and
+            # stops after its rows instead of sorting every match (migration
+            # 0014; "The sessions table at scale" in docs/DECISIONS.md). The
+            # ascending text sorts use the filter indexes above.
+            *_sort_indexes("status", "agent", "model", ascending=False),
+            *_sort_indexes("turns", "cost_usd"),
+            *_sort_indexes(TOKEN_TOTAL, name="tokens"),
+            models.Index(fields=["name", "key"], name="session_name_idx"),
         ]
         constraints = [
             *_token_checks("session"),

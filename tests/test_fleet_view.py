@@ -416,7 +416,9 @@ def test_the_full_page_counts_the_sessions_once(admin_client: Client) -> None:
     def pager_counts(url: str) -> tuple[int, int]:
         with CaptureQueriesContext(connection) as queries:
             response = admin_client.get(url)
-        counts = sum('AS "__count"' in q["sql"] for q in queries.captured_queries)
+        # The pager's count is bounded (a LIMIT); the header's counts are not.
+        sql = [q["sql"].upper() for q in queries.captured_queries]
+        counts = sum("COUNT(" in q and "LIMIT" in q for q in sql)
         return counts, response.context["page"].paginator.count
 
     # Unfiltered, the pager reuses the header's count of every session.
@@ -425,6 +427,76 @@ def test_the_full_page_counts_the_sessions_once(admin_client: Client) -> None:
     # Filtered (or the table alone), it counts what matches.
     assert pager_counts("/?status=completed") == (1, 5)
     assert pager_counts("/?sort=-cost") == (0, 55)
+
+
+@pytest.mark.parametrize("headers", [{}, TABLE], ids=["page", "table"])
+def test_a_filtered_table_counts_its_matches_only_up_to_the_cap(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    from fleet.views import fleet as fleet_views
+
+    monkeypatch.setattr(fleet_views, "TABLE_COUNT_CAP", 3)
+    for index in range(5):
+        add_session(f"c{index}", status="completed")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/?status=completed", **headers)
+
+    assert "<strong>3+</strong> sessions match" in response.content.decode()
+    counting = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    counting = [sql for sql in counting if "LIMIT" in sql.upper()]
+    assert len(counting) == 1
+    assert "LIMIT 4" in counting[0].upper()
+
+
+def test_a_count_within_the_cap_is_exact(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleet.views import fleet as fleet_views
+
+    monkeypatch.setattr(fleet_views, "TABLE_COUNT_CAP", 3)
+    for index in range(3):
+        add_session(f"c{index}", status="completed")
+
+    response = admin_client.get("/?status=completed")
+
+    assert (response.context["count"], response.context["count_exact"]) == (3, True)
+    assert "<strong>3</strong> sessions match" in response.content.decode()
+
+
+@pytest.mark.parametrize("url", ["/?page=9", "/?status=completed&page=9"])
+def test_the_pages_stop_at_the_cap_and_say_how_to_reach_the_rest(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from fleet.views import fleet as fleet_views
+
+    monkeypatch.setattr(fleet_views, "TABLE_COUNT_CAP", 5)
+    monkeypatch.setattr(fleet_views, "PAGE_SIZE", 2)
+    for index in range(8):
+        add_session(f"p{index}", status="completed")
+
+    response = admin_client.get(url)
+
+    # Pages of 2 reach the 5 newest: page 3 holds the fifth, and is the last.
+    page = response.context["page"]
+    assert (page.number, [s.key for s in page.object_list]) == (3, ["p3"])
+    assert not page.has_next()
+    html = response.content.decode()
+    assert "the pages stop at 5" in html
+    # Unfiltered the count is still every session, exact.
+    assert (response.context["count"], response.context["count_exact"]) == (
+        (8, True) if "status" not in url else (5, False)
+    )
+
+
+def test_the_table_poll_counts_every_session_when_unfiltered(admin_client: Client) -> None:
+    for index in range(55):
+        add_session(f"p{index:02d}")
+
+    html = admin_client.get("/?v=stale", **TABLE).content.decode()
+
+    assert "<strong>55</strong> sessions" in html
+    assert "1–50 of 55<" in html
 
 
 @pytest.mark.parametrize("headers", [{}, TABLE], ids=["page", "table"])

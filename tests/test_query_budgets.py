@@ -6,11 +6,14 @@ import itertools
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from fleet.forms import SORT_CHOICES
+from fleet.views import fleet as fleet_views
 from fleet.views.fleet import PAGE_BUDGETS
 from sessions import services
 from sessions.latency import BUCKET_UPPER
@@ -179,6 +182,71 @@ def test_the_fleet_page_and_its_fragments_cost_the_same_at_any_size(admin_client
             "table poll": ("/?v=stale", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "sessions"}),
         },
     )
+
+
+# Issue 16's common filters, alone and combined.
+TABLE_FILTERS: dict[str, dict[str, str]] = {
+    "none": {},
+    "agent": {"agent": "agent-1"},
+    "status": {"status": "completed"},
+    "channel": {"channel": "cli"},
+    "model": {"model": "o3"},
+    "project": {"project": "/src/app"},
+    "state": {"state": "idle"},
+    "text": {"q": "needle"},
+}
+TABLE_FILTERS["combined"] = {k: v for f in TABLE_FILTERS.values() for k, v in f.items()}
+
+
+def grow_table(sessions: int) -> None:
+    """Add ``sessions`` sessions, two in three matching every filter of
+    ``TABLE_FILTERS`` (each filter has matches at any size), the rest none."""
+    now = timezone.now()
+    rows = []
+    for index in range(sessions):
+        n = next(_serial)
+        match = index % 3 != 2
+        rows.append(
+            Session(
+                key=f"needle-{n}" if match else f"other-{n}",
+                name=f"session {n}",
+                agent="agent-1" if match else "agent-2",
+                model="o3" if match else "gpt-4o",
+                channel="cli" if match else "telegram",
+                project_root="/src/app" if match else "/src/other",
+                status="completed" if match else "active",
+                state="idle" if match else "running",
+                turn_started_at=None if match else now,
+                last_active_at=now - timedelta(minutes=n),
+                turns=n % 13,
+                message_count=n % 5,
+                prompt_tokens=1000 + n,
+                completion_tokens=100,
+                cost_usd=Decimal(n % 7),
+            )
+        )
+    Session.objects.bulk_create(rows)
+
+
+@pytest.mark.parametrize("filters", TABLE_FILTERS.values(), ids=TABLE_FILTERS)
+def test_the_sessions_table_costs_the_same_filtered_and_sorted_at_any_size(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, filters: dict[str, str]
+) -> None:
+    # The larger fleet has more matches than the pager counts (and pages).
+    monkeypatch.setattr(fleet_views, "TABLE_COUNT_CAP", 60)
+    urls = {}
+    for sort, _ in SORT_CHOICES:
+        query = urlencode({**filters, "sort": sort, "page": 2})
+        urls[f"page {sort}"] = (f"/?{query}", PAGE_BUDGET, {})
+        table = {**HX, "HTTP_HX_TARGET": "sessions"}
+        urls[f"table {sort}"] = (f"/?{query}&v=stale", PAGE_BUDGET, table)
+
+    grow_table(3)
+    small = {name: measure(admin_client, *spec[:2], **spec[2]) for name, spec in urls.items()}
+    grow_table(147)
+    large = {name: measure(admin_client, *spec[:2], **spec[2]) for name, spec in urls.items()}
+
+    assert small == large
 
 
 def test_the_fleet_page_costs_the_same_with_any_number_of_budgets(admin_client: Client) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fleet.forms import SORTS
 from sessions import selectors, services
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import Message, Session
@@ -538,3 +539,118 @@ def test_the_slowest_calls_query_reads_the_duration_index(sqlite_only: None) -> 
         plan = " ".join(str(row) for row in cursor.fetchall())
     assert "message_session_duration_idx" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+# --- the sessions table (issue 16) -----------------------------------------------------
+
+
+def table_fleet() -> None:
+    """Sessions with ties in every sort column (the ties' order is what plans risk)."""
+    Session.objects.bulk_create(
+        Session(
+            key=f"t{n}",
+            name=f"name {n % 3}",
+            agent=("koda", "zeph")[n % 2],
+            model=("o3", "gpt-5", "")[n % 3],
+            status=("completed", "active", "failed")[n % 3],
+            channel="cli",
+            last_active_at=T0 - timedelta(minutes=n % 4),
+            turns=n % 3,
+            prompt_tokens=100 * (n % 2),
+            completion_tokens=10 * (n % 2),
+            cost_usd=Decimal(n % 2),
+        )
+        for n in range(24)
+    )
+
+
+TABLE_SORTS = ["-last_active_at", "status", "agent", "model", "name", "turns", "token_total"]
+TABLE_SORTS += ["cost_usd", "created_at", "message_count"]
+
+
+@pytest.mark.parametrize("direction", ["", "-"])
+@pytest.mark.parametrize("sort", TABLE_SORTS)
+def test_the_table_rows_come_in_the_same_order_whatever_the_plan(sort: str, direction: str) -> None:
+    table_fleet()
+    name = direction + sort.lstrip("-")
+    order = [name, "key"] if name.lstrip("-") == "name" else [name]
+
+    def keys(matches: int | None) -> list[str]:
+        rows = selectors.session_rows(
+            now=T0, order=order, goal_chars=10, matches=matches, channel="cli", agent="koda"
+        )
+        return [s.key for s in rows]
+
+    planned = keys(None)
+    assert len(planned) == 12
+    assert keys(3) == planned  # few: the matches sorted
+    assert keys(selectors.SORT_MATCHES_BELOW) == planned  # many: the sort's index walked
+
+
+def test_a_table_with_many_matches_checks_its_filters_on_the_rows_it_walks() -> None:
+    from django.db import connection
+
+    many = selectors.session_rows(
+        now=T0, order=["-cost_usd"], goal_chars=10, matches=5000, agent="koda"
+    )
+    few = selectors.session_rows(
+        now=T0, order=["-cost_usd"], goal_chars=10, matches=5, agent="koda"
+    )
+
+    many_sql, few_sql = str(many.query), str(few.query)
+    if connection.vendor == "sqlite":
+        # Many: the filter is not looked up in its index, so the cost index is walked.
+        assert '+"agent_sessions_session"."agent" =' in many_sql
+        assert 'ORDER BY "agent_sessions_session"."cost_usd" DESC' in many_sql
+        # Few: the filter's index finds them; the order is not walked.
+        assert 'WHERE "agent_sessions_session"."agent" =' in few_sql
+        assert 'ORDER BY +"agent_sessions_session"."cost_usd" DESC' in few_sql
+    else:
+        assert many_sql == few_sql  # PostgreSQL plans from its statistics
+
+
+def sort_index(sort: str) -> str:
+    """The index that serves ``sort`` (then newest activity, then id)."""
+    key = sort.lstrip("-")
+    if key in ("last_active", "created", "name"):  # either direction, one index
+        return {"last_active": "session_activity_idx", "created": "session_created_idx"}.get(
+            key, "session_name_idx"
+        )
+    return f"session_{key}{'_desc' if sort.startswith('-') else ''}_idx"
+
+
+@pytest.mark.parametrize("direction", ["", "-"])
+@pytest.mark.parametrize("sort", sorted(set(SORTS) - {"messages"}))
+def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, direction: str) -> None:
+    """No sort of the sessions for any sort link: the rows come from the index
+    in that order (ties in equal timestamps aside: SQLite's "right part")."""
+    from django.db import connection
+
+    from fleet.views.fleet import _rows
+
+    table_fleet()
+    sql, params = _rows({}, direction + sort, T0)[:50].query.sql_with_params()
+    index = sort_index(direction + sort)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = [str(row[-1]) for row in cursor.fetchall()]
+            assert plan[0] == f"SCAN agent_sessions_session USING INDEX {index}", plan
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+        else:
+            # A tiny table: make the planner show what it would do with a large
+            # one. The indexes of 0015 hold the whole order (ties included);
+            # older ones leave equal timestamps to an incremental sort.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            whole = index.endswith("_desc_idx") or sort in ("turns", "tokens", "cost", "name")
+            if whole:
+                cursor.execute("SET LOCAL enable_incremental_sort = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = [str(row[0]).strip() for row in cursor.fetchall()]
+            if whole:
+                # (Otherwise, on 24 rows, reading another index backwards and
+                # sorting its ties costs the planner as little.)
+                assert [line for line in plan if f"using {index} on" in line], plan
+            assert [line for line in plan if "Index Scan" in line], plan
+            assert not [line for line in plan if line.startswith(("Sort  (", "->  Sort  ("))], plan

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
@@ -61,17 +61,6 @@ def _offset_page(queryset: SessionQuerySet, kind: str, limit: int, cursor: str |
         "items": [session_summary_json(session) for session in rows[:limit]],
         "next": cursors.encode(kind, o=offset + limit) if more else None,
     }
-
-
-def count_bounded(queryset: QuerySet[Session]) -> tuple[int, bool]:
-    """``(count, exact)``: the rows of ``queryset``, counted up to ``MAX_COUNTED``.
-
-    ``SELECT COUNT(*) FROM (SELECT … LIMIT MAX_COUNTED + 1)``: the cost is bounded
-    by the cap, not by the table (an exact count over millions of rows reads them
-    all, an index at best).
-    """
-    rows = queryset.order_by().values("id")[: MAX_COUNTED + 1].count()
-    return min(rows, MAX_COUNTED), rows <= MAX_COUNTED
 
 
 @router.get(
@@ -131,7 +120,7 @@ def list_sessions(
         "project_root": clean_text(project_root, "project_root", max_length=1024),
     }
     queryset = key_scope(request).sessions(Session.objects.listing(**filters))
-    total, exact = count_bounded(queryset) if count else (None, None)
+    total, exact = selectors.count_bounded(queryset, MAX_COUNTED) if count else (None, None)
     if cursor:
         moment, last_id = cursors.decode_keyset(cursor, "sessions")
         queryset = queryset.filter(

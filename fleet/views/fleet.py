@@ -40,9 +40,14 @@ from sessions.fleet_stats import (
     utc_today,
 )
 from sessions.models import Session
-from sessions.selectors import session_rows
+from sessions.selectors import count_bounded, session_rows
 
 PAGE_SIZE = 50
+# A filtered table counts its matches up to this many ("10 000+" beyond), and
+# any table pages through at most this many rows of its order (the last are the
+# first of the reverse sort): a page's work is bounded by it, not by the
+# sessions that match (docs/DECISIONS.md "The sessions table at scale").
+TABLE_COUNT_CAP = 10_000
 # The fleet page shows at most this many budgets (by name; the admin lists them
 # all): a bounded panel, and a bounded amount of work per poll. Their spend is
 # one query however many there are.
@@ -77,9 +82,12 @@ COLUMNS = (
 ASCENDING_FIRST = {"status", "agent", "model", "name"}
 
 
-def _rows(values: dict[str, Any], sort: str, now: datetime) -> QuerySet[Session]:
+def _rows(
+    values: dict[str, Any], sort: str, now: datetime, matches: int | None = None
+) -> QuerySet[Session]:
     """The table's rows: the form's valid values as ``SessionQuerySet.listing``
-    filters (the API's list reads through the same method), in ``sort``'s order."""
+    filters (the API's list reads through the same method), in ``sort``'s order;
+    ``matches``: how many match, when counted (it picks the plan)."""
     fields = ("status", "state", "kind", "channel", "agent", "model")
     filters = {name: values[name] for name in fields if name in values}
     if "project" in values:
@@ -92,6 +100,7 @@ def _rows(values: dict[str, Any], sort: str, now: datetime) -> QuerySet[Session]
         goal_chars=GOAL_PREVIEW,
         health=values.get("health"),
         q=values.get("q"),
+        matches=matches,
         **filters,
     )
 
@@ -121,14 +130,25 @@ def _columns(query: Any, sort: str) -> list[Column]:
 def sessions_table(
     request: HttpRequest, form: FleetFilterForm, now: datetime, *, total: int | None = None
 ) -> dict[str, Any]:
-    """The table's context. ``total``: every session, when the caller has counted them."""
+    """The table's context. ``total``: every session, when the caller has counted them.
+
+    Unfiltered, the count is every session (the header's, or ``COUNT(*)`` of
+    the table, which both databases answer from one index); filtered, the
+    matches counted up to ``TABLE_COUNT_CAP``. Either way the pages reach the
+    first ``TABLE_COUNT_CAP`` rows of the order.
+    """
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
-    paginator = Paginator(_rows(values, sort, now), PAGE_SIZE)
-    if total is not None and not form.is_filtered:
+    rows = _rows(values, sort, now)
+    if not form.is_filtered:
         # The header has just counted every session; counting them again for
         # the pager is the fleet page's costliest query on PostgreSQL.
-        paginator.count = total
+        count, exact = (rows.count() if total is None else total), True
+    else:
+        count, exact = count_bounded(rows, TABLE_COUNT_CAP)
+        rows = _rows(values, sort, now, matches=count)
+    paginator = Paginator(rows, PAGE_SIZE)
+    paginator.count = min(count, TABLE_COUNT_CAP)
     page = paginator.get_page(request.GET.get("page"))
     query = form.canonical_query()
     columns = _columns(query, sort)
@@ -141,6 +161,10 @@ def sessions_table(
         "columns": columns,
         "query": query,
         "page_query": page_query,
+        "count": count,
+        "count_exact": exact,
+        # The last page the pager reaches, with more rows beyond it.
+        "pages_end": not page.has_next() and (count > paginator.count or not exact),
         "filtered": form.is_filtered,
         "form_errors": [
             f"{form.fields[name].label or name}: {' '.join(str(e) for e in errors)}"
