@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
 LIVE = {**HX, "HTTP_HX_TARGET": "fleet-live"}
 TABLE = {**HX, "HTTP_HX_TARGET": "sessions"}
+LATENCY = {**HX, "HTTP_HX_TARGET": "fleet-latency"}
 
 
 def add_session(key: str, *, messages: list[dict[str, Any]] | None = None, **fields: Any) -> None:
@@ -134,7 +135,7 @@ def test_it_shows_latency_by_model_the_slowest_tools_and_turns(admin_client: Cli
     add_session("t1", model="o3", state="running", messages=[*calls, *tools])
     services.session_upsert(key="t1", fields={"state": "idle"})
 
-    response = admin_client.get("/")
+    response = admin_client.get("/", **LATENCY)
 
     assert [(m["model"], m["count"]) for m in response.context["latency_models"]] == [("o3", 3)]
     assert [t["name"] for t in response.context["latency_tools"]] == ["pytest", "grep"]
@@ -151,7 +152,7 @@ def test_it_shows_latency_by_model_the_slowest_tools_and_turns(admin_client: Cli
 def test_an_untimed_fleet_says_so_in_the_latency_panels(admin_client: Client) -> None:
     add_session("c1")
 
-    html = admin_client.get("/").content.decode()
+    html = admin_client.get("/", **LATENCY).content.decode()
 
     assert "No timed model calls in the last 30 days." in html
     assert "No timed tool runs in the last 30 days." in html
@@ -187,7 +188,7 @@ def test_the_latency_chart_draws_p50_and_p95_of_the_model_calls_per_day(
     latency_rows(40, "gpt-4o", 60_000)  # older than the chart
 
     with CaptureQueriesContext(connection) as queries:
-        response = admin_client.get("/")
+        response = admin_client.get("/", **LATENCY)
 
     chart = response.context["latency_chart"]
     assert chart.title == "Model call latency per day"
@@ -218,27 +219,50 @@ def test_the_latency_panels_show_the_period_asked_for(admin_client: Client) -> N
     latency_rows(20, "gpt-4o", 100, 100)
     latency_rows(20, "bash", 9000, kind="tool")
 
-    month = admin_client.get("/")
-    today = admin_client.get("/?latency=today")
-    live = admin_client.get("/?latency=today&v=stale", **LIVE)
-    bogus = admin_client.get("/?latency=forever")
+    month = admin_client.get("/", **LATENCY)
+    today = admin_client.get("/?latency=today", **LATENCY)
+    bogus = admin_client.get("/?latency=forever", **LATENCY)
 
     def models(response: Any) -> list[str]:
         return [m["model"] for m in response.context["latency_models"]]
 
     assert models(month) == ["gpt-4o", "o3"]
-    assert models(today) == models(live) == ["o3"]
+    assert models(today) == ["o3"]
     assert today.context["latency_tools"] == []
     assert models(bogus) == models(month)
     html = today.content.decode()
     assert "No timed tool runs today." in html
     # Each period is a link that keeps the rest of the page's query; the
-    # chosen one is marked, and the live poll keeps asking for it.
+    # chosen one is marked, and the section's own poll keeps asking for it.
     assert 'href="/?latency=last_7_days"' in html
     assert 'aria-current="true">Today</a>' in html
-    assert re.search(r'hx-get="/\?v=[0-9a-f]+&amp;latency=today"', html)
+    assert 'hx-get="/?latency=today" hx-trigger="fleet:poll"' in html
     filtered = admin_client.get("/?status=active&latency=all_time").content.decode()
     assert 'href="/?status=active&amp;latency=today"' in filtered
+
+
+def test_the_page_and_its_live_poll_leave_the_latency_rollup_to_the_latency_section(
+    admin_client: Client,
+) -> None:
+    add_session("c1")
+    latency_rows(0, "o3", 100)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get("/")
+        live = admin_client.get("/?v=stale", **LIVE)
+
+    assert not [q for q in queries.captured_queries if "latencyusage" in q["sql"]]
+    html = page.content.decode()
+    # The section loads itself once the page is shown, for the period of the URL.
+    assert 'hx-get="/?latency=last_30_days" hx-trigger="load"' in html
+    assert "Latency by model" not in html
+    assert "Latency by model" not in live.content.decode()
+    # Followed without htmx, a period link brings the section whole.
+    assert "Latency by model" in admin_client.get("/?latency=today").content.decode()
+
+
+def test_an_empty_fleet_has_no_latency_section(admin_client: Client) -> None:
+    assert 'id="fleet-latency"' not in admin_client.get("/").content.decode()
 
 
 def test_each_breakdown_sums_the_other_dimensions(admin_client: Client) -> None:

@@ -180,6 +180,12 @@ def test_the_fleet_page_and_its_fragments_cost_the_same_at_any_size(admin_client
             "filtered": ("/?status=active&sort=-cost&q=session&page=2", PAGE_BUDGET, {}),
             "live poll": ("/?v=stale", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "fleet-live"}),
             "table poll": ("/?v=stale", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "sessions"}),
+            "latency": ("/", PAGE_BUDGET, {**HX, "HTTP_HX_TARGET": "fleet-latency"}),
+            "latency today": (
+                "/?latency=today",
+                PAGE_BUDGET,
+                {**HX, "HTTP_HX_TARGET": "fleet-latency"},
+            ),
         },
     )
 

@@ -54,6 +54,7 @@ TABLE_COUNT_CAP = 10_000
 PAGE_BUDGETS = 20
 GOAL_PREVIEW = 500
 TEMPLATE = "fleet/fleet.html"
+LATENCY_TEMPLATE = "fleet/_latency.html"
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,8 @@ def budget_panel(now: datetime) -> dict[str, Any]:
 LATENCY_ROWS = 10
 # The latency panels' period (``?latency=``), one of the totals' periods.
 LATENCY_PERIOD = "last_30_days"
+# The latency section's own poll (seconds): its percentiles are over days.
+LATENCY_POLL_SECONDS = 60
 LATENCY_EMPTY = {
     "today": "today",
     "last_7_days": "in the last 7 days",
@@ -262,7 +265,6 @@ def latency_panel(now: datetime, request: HttpRequest) -> dict[str, Any]:
     latency, days = page_latency(now, period)
     return {
         "latency_period": period,
-        "latency_query": "" if period == LATENCY_PERIOD else period,
         "latency_links": _latency_links(request, period),
         "latency_empty": LATENCY_EMPTY[period],
         "latency_label": dict(PERIOD_LABELS)[period],
@@ -272,10 +274,12 @@ def latency_panel(now: datetime, request: HttpRequest) -> dict[str, Any]:
         "latency_tools_more": max(0, len(latency["tools"]) - LATENCY_ROWS),
         "latency_turns": latency["turns"],
         "latency_chart": latency_chart(days, start=utc_today(now) - timedelta(days=29)),
+        "latency_loaded": True,
+        "latency_poll_seconds": LATENCY_POLL_SECONDS,
     }
 
 
-def live_context(now: datetime, request: HttpRequest) -> dict[str, Any]:
+def live_context(now: datetime) -> dict[str, Any]:
     totals = fleet_totals(now)
     start, rows = daily_rows(now)
     by_model, by_agent, by_channel = (labelled(b) for b in breakdowns(now))
@@ -291,7 +295,6 @@ def live_context(now: datetime, request: HttpRequest) -> dict[str, Any]:
         "stale_minutes": settings.FLEET_STALE_AFTER // 60,
         "stuck_minutes": settings.FLEET_STUCK_AFTER // 60,
         **budget_panel(now),
-        **latency_panel(now, request),
     }
 
 
@@ -300,11 +303,18 @@ def live_context(now: datetime, request: HttpRequest) -> dict[str, Any]:
 @vary_on_headers("HX-Request", "HX-Target")
 def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
     now = timezone.now()
-    version = fleet_version(now)
-    form = FleetFilterForm(request.GET)
     fragment = None
     if request.htmx and not request.htmx.history_restore_request:
-        fragment = {"fleet-live": "live", "sessions": "sessions"}.get(request.htmx.target or "")
+        fragment = {"fleet-live": "live", "sessions": "sessions", "fleet-latency": "latency"}.get(
+            request.htmx.target or ""
+        )
+    if fragment == "latency":
+        # The latency section loads after the page and polls on its own, slower
+        # beat: a month of percentiles barely moves between two fleet polls, and
+        # its rollup read is the page's most expensive (DECISIONS).
+        return render(request, LATENCY_TEMPLATE, latency_panel(now, request))
+    version = fleet_version(now)
+    form = FleetFilterForm(request.GET)
     if fragment and request.GET.get("v") == version:
         # Nothing changed since the poller's version: one query, nothing to swap.
         return HttpResponse(status=204)
@@ -315,7 +325,7 @@ def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
     }
     if fragment == "live":
         # The header's open-incident count follows the poll (out of band).
-        live = {**context, **live_context(now, request), "live_oob": True}
+        live = {**context, **live_context(now), "live_oob": True}
         return render(request, f"{TEMPLATE}#live", live)
     if fragment == "sessions":
         context.update(sessions_table(request, form, now))
@@ -325,8 +335,13 @@ def fleet_page(request: HtmxHttpRequest) -> HttpResponse:
             # A filter, sort or page change (not a poll): the address bar follows.
             push_url(response, _page_url(context["page_query"]))
         return response
-    live = live_context(now, request)
+    live = live_context(now)
     context.update(live)
+    context["show_latency"] = bool(live["counts"]["total"])
+    context["latency_period"] = latency_period(request)
+    if context["show_latency"] and "latency" in request.GET:
+        # A period link followed without htmx: the section comes whole.
+        context.update(latency_panel(now, request))
     context.update(sessions_table(request, form, now, total=live["counts"]["total"]))
     return render(request, TEMPLATE, context)
 

@@ -248,14 +248,16 @@ def test_a_latency_period_redraws_the_panels_in_place_and_the_poll_keeps_it(
         {"role": "assistant", "content": "ok", "duration_ms": 1500},
     )
     log_in(page, operator)
+    # The section loads itself after the page.
+    page.wait_for_selector(".chart-title:has-text('Model call latency per day')")
     assert page.locator(".chart-title", has_text="Model call latency per day").count() == 1
 
     page.locator(".period-picker a", has_text="Today").click()
     page.wait_for_selector('.period-picker a[aria-current="true"]:has-text("Today")')
 
-    assert "latency=today" in (page.locator("#fleet-live").get_attribute("hx-get") or "")
+    assert "latency=today" in (page.locator("#fleet-latency").get_attribute("hx-get") or "")
     assert "Latency by model" in page.locator(".breakdowns.latency").inner_text()
-    # Only the live fragment changed: the table's address is left alone.
+    # Only the latency section changed: the table's address is left alone.
     assert urlsplit(page.url).query == ""
     screenshot(page, "fleet-latency-today.png")
 
