@@ -154,6 +154,26 @@ def append_rows(
                     session=session, message_id__in=wanted[start : start + 500]
                 ).values_list("message_id", flat=True)
             )
+    rows, skipped, _ = build_rows(session, items, now, rollup, prices, seen)
+    insert_messages(rows)
+    return rows, skipped
+
+
+def build_rows(
+    session: Session,
+    items: Sequence[MessageIn],
+    now: datetime,
+    rollup: Rollup,
+    prices: PriceBook | None = None,
+    seen: set[str | None] | None = None,
+) -> tuple[list[Message], int, PriceBook | None]:
+    """The rows ``items`` become after the session's last message, unsaved:
+    seq, price, the session's totals and ``rollup`` moved; returns (rows,
+    skipped, the price book loaded). ``seen``: message ids already stored
+    (skipped, as retries are). ``append_rows`` inserts them; the benchmarks'
+    bulk generator (``bench/generate.py``) copies them.
+    """
+    seen = set() if seen is None else seen
     rows: list[Message] = []
     skipped = 0
     seq = session.last_seq
@@ -179,11 +199,10 @@ def append_rows(
         rollup_add(rollup, session, message, counts)
         rows.append(message)
     if rows:
-        insert_messages(rows)
         session.last_seq = seq
         session.message_count += len(rows)
         apply_to_session(session, totals)
-    return rows, skipped
+    return rows, skipped, prices
 
 
 @transaction.atomic
