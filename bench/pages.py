@@ -260,10 +260,11 @@ def run(iterations: int, all_target: float | None = None) -> None:
         ("admin sessions, filtered", f"{admin}/session/?status__exact=failed", {}, None),
         ("admin messages", "/admin/agent_sessions/message/", {}, None),
         ("admin daily usage", "/admin/agent_sessions/dailyusage/", {}, None),
-        ("metrics", "/metrics", {}, None),
+        ("metrics", "/metrics", {"HTTP_AUTHORIZATION": "Bearer bench-metrics"}, None),
         ("API sessions", f"{v1}/sessions", api, None),
         ("API sessions, agent+status", f"{v1}/sessions?agent={agent}&status=failed", api, None),
         ("API sessions, channel+model", f"{v1}/sessions?channel=cli&model=gpt-5", api, None),
+        ("API sessions, counted", f"{v1}/sessions?count=true", api, None),
         ("API sessions running", f"{v1}/sessions/running", api, None),
         ("API sessions stuck", f"{v1}/sessions/stuck", api, None),
         ("API session", f"{v1}/sessions/{typical}", api, None),
@@ -290,10 +291,11 @@ def run(iterations: int, all_target: float | None = None) -> None:
     buckets = MinuteUsage.objects.filter(minute__gte=hour_ago).count()
     print(f"last hour: {recent.count():,} messages, {buckets:,} minute usage buckets")
     print(f"{'':24} {'p50 ms':>8} {'p95 ms':>8} {'queries':>8}  status  target")
-    with override_settings(ROOT_URLCONF=urlconf()):
+    metrics = {"FLEET_METRICS_TOKEN": "bench-metrics"}
+    with override_settings(ROOT_URLCONF=urlconf(), **metrics):
         for name, url, headers, fresh in cases:
             figures = measure(client, url, iterations, headers, fresh)
-            target = TARGETS.get(name)
+            target: float | None = TARGETS.get(name)
             if all_target is not None and name != "constant template":
                 target = all_target
             verdict = ""

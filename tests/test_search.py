@@ -509,8 +509,8 @@ def test_the_postgres_vector_maps_punctuation_as_migration_0006_did(postgres_onl
         append(f"punct-{index}", text)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT content, search_vector::text, "
-            f"({migration.OLD_SEARCH_VECTOR})::text FROM agent_sessions_message"  # noqa: S608
+            "SELECT content, search_vector::text, "  # noqa: S608 - the migration's SQL
+            f"({migration.OLD_SEARCH_VECTOR})::text FROM agent_sessions_message"
         )
         rows = cursor.fetchall()
     assert len(rows) == len(texts)
