@@ -443,6 +443,29 @@ class Postgres:
                 )  # fmt: skip
 
 
+def table_stats(url: str, label: str) -> str:
+    """Live and dead tuples, autovacuum runs and sizes of the store's largest tables."""
+    import psycopg
+
+    with psycopg.connect(_dsn(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count, "
+            "last_autovacuum, pg_relation_size(relid), pg_indexes_size(relid), "
+            "pg_total_relation_size(relid) FROM pg_stat_user_tables "
+            "WHERE relname LIKE 'agent_sessions_%' ORDER BY pg_total_relation_size(relid) DESC "
+            "LIMIT 8"
+        ).fetchall()
+    lines = [f"tables {label}: name, live, dead, autovacuums, autoanalyzes, last autovacuum, "
+             "heap MB, indexes MB, total MB"]  # fmt: skip
+    for name, live, dead, vacuums, analyzes, last, heap, indexes, total in rows:
+        when = last.strftime("%H:%M:%S") if last else "-"
+        lines.append(
+            f"  {name}: {live} {dead} {vacuums} {analyzes} {when} "
+            f"{heap / 2**20:.0f} {indexes / 2**20:.0f} {total / 2**20:.0f}"
+        )
+    return "\n".join(lines)
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return parts._replace(path=f"/{name}").geturl()
@@ -625,6 +648,12 @@ def main() -> None:
         help="sync or gthread (keeps connections alive); a list (sync,gthread) runs each",
     )
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument(
+        "--store-url",
+        default=None,
+        help="PostgreSQL: load this existing database (kept; e.g. bench/generate.py's) and "
+        "print its tables' dead tuples and sizes before and after",
+    )
     args = parser.parse_args()
     if args.quick:
         args.agents, args.duration = 10, 10.0
@@ -639,6 +668,18 @@ def main() -> None:
         f"load average {load_average()}",
         flush=True,
     )
+    if args.store_url:
+        for shape in shapes:
+            with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:
+                workdir = Path(tmp)
+                env = {**base_env(workdir), "DATABASE_URL": args.store_url, "FLEET_DB_POOL": "1"}
+                print(table_stats(args.store_url, "before"), flush=True)
+                print(
+                    run("PostgreSQL (existing store)", env, workdir, args, shape, args.store_url),
+                    flush=True,
+                )
+                print(table_stats(args.store_url, "after"), flush=True)
+        return
     for shape in shapes:
         if args.database in ("sqlite", "both"):
             with tempfile.TemporaryDirectory(prefix="fleet-load-") as tmp:

@@ -352,6 +352,11 @@ class Rollup:
             duration_ms=duration_ms,
         )
 
+    def tables(self) -> tuple[_Buckets, ...]:
+        """The deltas per rollup table, for a writer that stores them its own
+        way (the benchmarks' bulk generator, ``bench/generate.py``)."""
+        return (self._daily, self._budget, self._minutes, self._latency)
+
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
         if self._turns:

@@ -491,3 +491,28 @@ def test_a_fleet_wide_search_ranks_the_newest_matches(monkeypatch) -> None:
 
     assert sorted(found) == ["s2", "s3", "s4"]
     assert keys(one_session) == ["s0"]
+
+
+def test_the_postgres_vector_maps_punctuation_as_migration_0006_did(postgres_only: None) -> None:
+    """0015 swapped 0006's translate() for a faster regexp_replace: same vector."""
+    import importlib
+
+    migration = importlib.import_module("sessions.migrations.0016_search_vector_regexp")
+    ascii_punctuation = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
+    texts = [
+        f"alpha{ascii_punctuation}beta",
+        *(f"left{char}right" for char in ascii_punctuation),
+        "sessions/search.py calls os.path.join — naïve café 東京 [x] {y} a\\b 'q' \"r\"",
+        "tabs\tand\nnewlines\r\nand  spaces",
+    ]
+    for index, text in enumerate(texts):
+        append(f"punct-{index}", text)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT content, search_vector::text, "  # noqa: S608 - the migration's SQL
+            f"({migration.OLD_SEARCH_VECTOR})::text FROM agent_sessions_message"
+        )
+        rows = cursor.fetchall()
+    assert len(rows) == len(texts)
+    for content, stored, old in rows:
+        assert stored == old, content

@@ -156,6 +156,26 @@ def append_rows(
                     session=session, message_id__in=wanted[start : start + 500]
                 ).values_list("message_id", flat=True)
             )
+    rows, skipped, _ = build_rows(session, items, now, rollup, prices, seen)
+    insert_messages(rows)
+    return rows, skipped
+
+
+def build_rows(
+    session: Session,
+    items: Sequence[MessageIn],
+    now: datetime,
+    rollup: Rollup,
+    prices: PriceBook | None = None,
+    seen: set[str | None] | None = None,
+) -> tuple[list[Message], int, PriceBook | None]:
+    """The rows ``items`` become after the session's last message, unsaved:
+    seq, price, the session's totals and ``rollup`` moved; returns (rows,
+    skipped, the price book loaded). ``seen``: message ids already stored
+    (skipped, as retries are). ``append_rows`` inserts them; the benchmarks'
+    bulk generator (``bench/generate.py``) copies them.
+    """
+    seen = set() if seen is None else seen
     rows: list[Message] = []
     skipped = 0
     seq = session.last_seq
@@ -188,7 +208,6 @@ def append_rows(
         rollup_timings(rollup, session, message)
         rows.append(message)
     if rows:
-        insert_messages(rows)
         session.last_seq = seq
         session.message_count += len(rows)
         apply_to_session(
@@ -196,7 +215,7 @@ def append_rows(
         )
         for (at, model), counts in sums.items():
             rollup_counts(rollup, session, at=at, model=model, counts=counts)
-    return rows, skipped
+    return rows, skipped, prices
 
 
 # What a message adds to its session's totals, and what the rollup counts too.
