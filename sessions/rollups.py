@@ -354,7 +354,9 @@ class Rollup:
 
     def tables(self) -> tuple[_Buckets, ...]:
         """The deltas per rollup table, for a writer that stores them its own
-        way (the benchmarks' bulk generator, ``bench/generate.py``)."""
+        way (the benchmarks' bulk generator, ``bench/generate.py``): the
+        pending sums spread into them first, as ``apply`` does."""
+        self._spread()
         return (self._daily, self._budget, self._minutes, self._latency)
 
     def apply(self) -> None:

@@ -618,7 +618,9 @@ def test_every_page_fits_a_phone(phone: Any, operator: Any) -> None:
     width = phone.viewport_size["width"]
     call_command("demo_fleet", sessions=30, messages_per_session=8, seed=7, stdout=StringIO())
     # Budget bars with long names and scopes, one exceeded.
-    Budget.objects.create(name=f"fleet {LONG_WORD}", period="month", amount_usd=Decimal("0.01"))
+    # (A name at its bound: 100 characters, no space to break at after "fleet ".)
+    name = f"fleet {LONG_WORD}"[: Budget._meta.get_field("name").max_length]
+    Budget.objects.create(name=name, period="month", amount_usd=Decimal("0.01"))
     Budget.objects.create(
         name="koda daily", agent="koda", project=f"/src/{LONG_WORD}", amount_usd=Decimal(100)
     )
