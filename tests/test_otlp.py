@@ -2171,3 +2171,29 @@ def test_the_official_log_exporter_lands_claude_code_events(
     session = Session.objects.get(key="cc-live")
     assert (session.agent, session.message_count, session.api_calls) == ("claude-code", 2, 1)
     assert session.cost_usd == Decimal("0.0123")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["\x00", "a\nb"])
+def test_a_session_key_the_store_cannot_hold_rejects_its_records_and_spares_the_rest(
+    key: str,
+) -> None:
+    def chat(span_id: str, conversation: str) -> SpanIn:
+        return SpanIn(
+            trace_id="1" * 32,
+            span_id=span_id,
+            start_ns=1_700_000_000_000_000_000,
+            end_ns=1_700_000_001_000_000_000,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.conversation.id": conversation,
+                "gen_ai.usage.input_tokens": 3,
+            },
+            resource={"service.name": "fuzz"},
+        )
+
+    result = spans_ingest(spans=[chat("2" * 16, key), chat("3" * 16, "good")])
+
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert "refused for session" in result.message
+    assert list(Session.objects.values_list("key", flat=True)) == ["good"]

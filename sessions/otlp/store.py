@@ -12,7 +12,7 @@ from django.db import transaction
 
 from sessions import services
 from sessions.errors import FleetError
-from sessions.inputs import MessageIn, clean_message
+from sessions.inputs import MessageIn, clean_key, clean_message
 from sessions.models import Session
 from sessions.scopes import FULL, KeyScope
 
@@ -122,6 +122,15 @@ def store(
     groups: dict[str, list[Mapped]] = defaultdict(list)
     for item in mapped:
         groups[item.key].append(item)
+    for key in list(groups):
+        # The key is checked before it is looked up: a key the store cannot
+        # hold (a NUL byte: PostgreSQL refuses it even in a WHERE) is refused
+        # with its records, not an error for the whole export.
+        try:
+            clean_key(key, "session key")
+        except FleetError as error:
+            records = sum(item.records for item in groups.pop(key))
+            result.reject(f"refused for session {key[:100]!r}: {error.message}"[:300], records)
     keys = list(groups)
     stored: dict[str, tuple[str, str]] = {}
     for start in range(0, len(keys), READ_CHUNK):
