@@ -818,3 +818,44 @@ def test_a_budget_is_added_and_the_list_shows_this_periods_spend(admin_client: C
     assert added.status_code == 302
     assert "$2.50 of $25.00 (10 %, ok)" in listing.content.decode()
     assert "$2.50 of $25.00 (10 %, ok)" in change.content.decode()
+
+
+# --- large stores (issue 16) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [SESSIONS_URL, MESSAGES_URL])
+def test_the_big_lists_count_their_rows_only_up_to_a_cap(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from sessions.admin import common
+
+    monkeypatch.setattr(common, "ADMIN_COUNT_CAP", 3)
+    for index in range(3):
+        make_session(f"s-{index}", messages=2)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url)
+
+    assert response.context["cl"].result_count == 3  # 3 sessions or 6 messages: 3
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert [sql for sql in sqls if sql.startswith("SELECT COUNT(*) FROM (") and "LIMIT 4" in sql]
+    assert not [sql for sql in sqls if 'COUNT(*) AS "__count"' in sql]  # no full count
+
+
+def test_the_agent_and_model_filters_offer_the_rollups_values_not_a_scan_of_sessions(
+    admin_client: Client,
+) -> None:
+    make_session("busy", agent="coder", model="gpt-x", messages=6)
+    make_session("quiet", agent="writer", model="claude-y", messages=2)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(SESSIONS_URL)
+
+    assert "?agent=coder" in page.text
+    assert "?agent=writer" in page.text
+    assert "?model=claude-y" in page.text
+    # Most messages first.
+    assert page.text.index("?agent=coder") < page.text.index("?agent=writer")
+    grouped = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"]]
+    assert grouped
+    assert all("agent_sessions_dailyusage" in sql for sql in grouped), grouped

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.text import Truncator
 
 from sessions import inputs, selectors, services
-from sessions.admin.common import StoredChoicesForm, choice_label
+from sessions.admin.common import BoundedPaginator, StoredChoicesForm, choice_label
 from sessions.choices import TOKEN_FIELDS, CostSource, Role
 from sessions.errors import FleetError
 from sessions.fields import message_fields
@@ -146,6 +146,7 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ["session"]
     # Counting every message ("N total", filter counts) is a full scan on a big table.
     show_full_result_count = False
+    paginator = BoundedPaginator
     show_facets = admin.ShowFacets.NEVER
     raw_id_fields = ["session"]
     # Served by the (session, seq) unique index, filtered or not.

@@ -16,11 +16,16 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from sessions import inputs, services
-from sessions.admin.common import StoredChoicesForm, choice_label, top_values_filter
+from sessions.admin.common import (
+    BoundedPaginator,
+    StoredChoicesForm,
+    choice_label,
+    top_values_filter,
+)
 from sessions.bounds import MAX_COUNT
 from sessions.choices import ENDED_STATUSES, TOKEN_FIELDS, State, Status
 from sessions.errors import FleetError, SessionGone, SessionNotFound
-from sessions.models import Session
+from sessions.models import DailyUsage, Session
 from sessions.money import exact_usd
 from sessions.querysets import SessionQuerySet
 
@@ -145,9 +150,11 @@ class SessionAdmin(admin.ModelAdmin):
         "kind",
         "channel",
         "state",
-        top_values_filter("agent", "agent"),
-        top_values_filter("model", "model"),
+        top_values_filter("agent", "agent", usage=DailyUsage),
+        top_values_filter("model", "model", usage=DailyUsage),
     ]
+    paginator = BoundedPaginator
+    show_full_result_count = False
     search_fields = ["key", "name", "agent", "goal_text"]
     search_help_text = "Key, name, agent or goal (contains)."
     actions = ["mark_completed", "mark_cancelled", "mark_failed", "compact_sessions"]
