@@ -91,15 +91,15 @@ def session_rows(
     return rows.order_by(*order)
 
 
-def count_bounded(queryset: models.QuerySet[Session], cap: int) -> tuple[int, bool]:
+def count_bounded(queryset: models.QuerySet[Any], cap: int) -> tuple[int, bool]:
     """``(count, exact)``: the rows of ``queryset``, counted up to ``cap``.
 
     ``SELECT COUNT(*) FROM (SELECT id … LIMIT cap + 1)``: the cost is bounded by
     the cap, not by the table (an exact count over millions of rows reads them
     all, an index at best). The API's ``count=true`` and the dashboard's table
-    count through here, each with its own cap.
+    count through here, each with its own cap, and so do the admin's big lists.
     """
-    rows = queryset.order_by().values("id")[: cap + 1].count()
+    rows = queryset.order_by().values("pk")[: cap + 1].count()
     return min(rows, cap), rows <= cap
 
 

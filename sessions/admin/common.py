@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 from sessions.errors import FleetError
+from sessions.selectors import count_bounded
 
 TOP_VALUES = 50
 # The admin's big lists (sessions, messages) count their rows up to this many.
@@ -39,7 +40,7 @@ class BoundedPaginator(Paginator):
         rows = self.object_list
         if not isinstance(rows, QuerySet):  # the admin always pages a queryset
             return len(rows)
-        return min(rows.order_by().values("pk")[: ADMIN_COUNT_CAP + 1].count(), ADMIN_COUNT_CAP)
+        return count_bounded(rows, ADMIN_COUNT_CAP)[0]
 
 
 def choice_label(obj: Model, name: str) -> str:
