@@ -12,14 +12,14 @@ The rules these protect:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from sessions.bulk import insert_messages, new_message
@@ -136,6 +136,23 @@ def _set_usage(
     return prices
 
 
+# SQLite bounds a statement's variables: message ids are looked up this many at a time.
+ID_CHUNK = 500
+
+
+def _with_message_ids(session: Session, ids: Sequence[str]) -> Iterator[QuerySet[Message]]:
+    """The session's messages with these ``message_id``s, one query per chunk."""
+    for start in range(0, len(ids), ID_CHUNK):
+        yield Message.objects.filter(session=session, message_id__in=ids[start : start + ID_CHUNK])
+
+
+def _copy(message: Message) -> Message:
+    """An unsaved copy of ``message``'s stored values: the "before" of a correction."""
+    return Message(
+        **{f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields}
+    )
+
+
 def append_rows(
     session: Session,
     items: Sequence[MessageIn],
@@ -149,13 +166,8 @@ def append_rows(
     """
     wanted = [item.message_id for item in items if item.message_id]
     seen: set[str | None] = set()  # message_id is nullable; these rows hold wanted ids
-    if wanted:
-        for start in range(0, len(wanted), 500):
-            seen.update(
-                Message.objects.filter(
-                    session=session, message_id__in=wanted[start : start + 500]
-                ).values_list("message_id", flat=True)
-            )
+    for stored in _with_message_ids(session, wanted):
+        seen.update(stored.values_list("message_id", flat=True))
     rows, skipped, _ = build_rows(session, items, now, rollup, prices, seen)
     insert_messages(rows)
     return rows, skipped
@@ -373,19 +385,14 @@ def messages_complete(
     if not wanted:
         return 0
     session = lock_existing(clean_key(key), scope)
-    ids = list(wanted)
-    stored: list[Message] = []
-    for start in range(0, len(ids), 500):
-        stored += Message.objects.filter(session=session, message_id__in=ids[start : start + 500])
+    stored = [m for chunk in _with_message_ids(session, list(wanted)) for m in chunk]
     rollup = Rollup()
     changed = 0
     for message in stored:
         item = wanted.get(message.message_id or "")
         if item is None or item.role != message.role:
             continue
-        before = Message(
-            **{f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields}
-        )
+        before = _copy(message)
         names = [
             name
             for name, value in item.fields.items()
@@ -454,9 +461,7 @@ def _message_update_last(key: str, patch: MessageIn, now: datetime, scope: KeySc
     message = _last_message(session)
     if message is None:
         raise Conflict(f"session {key!r} has no message to update")
-    before = Message(
-        **{f.attname: getattr(message, f.attname) for f in Message._meta.concrete_fields}
-    )
+    before = _copy(message)
     _replace_usage_and_fields(message, patch, session)
     if message.role == Role.TOOL and not message.tool_call_id:
         raise InvalidInput(
