@@ -8,6 +8,7 @@ from django import forms
 from django.http import QueryDict
 
 from sessions.choices import Channel, Kind, State, Status
+from sessions.querysets import TEXT_FILTER_MIN_CHARS
 
 SEARCH_MAX_LENGTH = 200
 
@@ -44,10 +45,17 @@ HEALTH_CHOICES = [
 class FleetFilterForm(forms.Form):
     """The sessions table's filters, sort and text search, as the URL carries them."""
 
+    # Shorter text has no trigram to find in the index: refused (and reported),
+    # not scanned for (sessions.querysets.text_rule).
     q = forms.CharField(
         required=False,
+        label="Text",
+        min_length=TEXT_FILTER_MIN_CHARS,
         max_length=SEARCH_MAX_LENGTH,
         strip=True,
+        error_messages={
+            "min_length": f"type at least {TEXT_FILTER_MIN_CHARS} characters to filter by text."
+        },
         widget=forms.TextInput(
             attrs={"type": "search", "placeholder": "key, name or goal…", "autocomplete": "off"}
         ),
