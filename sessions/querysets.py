@@ -103,6 +103,19 @@ class GoalHead(models.Func):
         )
 
 
+def text_ids_sql(q: str) -> tuple[str, list[Any]]:
+    """SQLite: ``SELECT`` of the ids of the sessions whose texts hold ``q``
+    (``text_rule``), from the FTS5 trigram table of migration 0018. ``q`` is
+    one quoted phrase (its ``"`` doubled): FTS5's query syntax does not apply."""
+    if len(q) < TEXT_FILTER_MIN_CHARS:
+        raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
+    phrase = '"' + q.replace('"', '""') + '"'
+    return (
+        "SELECT rowid FROM agent_sessions_session_text WHERE agent_sessions_session_text MATCH %s",
+        [phrase],
+    )
+
+
 def text_rule(q: str, vendor: str, *, indexed: bool = True) -> Q:
     """The text filter: ``q`` in the key, the name or the goal's head, any case.
 
@@ -117,12 +130,7 @@ def text_rule(q: str, vendor: str, *, indexed: bool = True) -> Q:
     if len(q) < TEXT_FILTER_MIN_CHARS:
         raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
     if vendor == "sqlite":
-        phrase = '"' + q.replace('"', '""') + '"'
-        ids = RawSQL(
-            "SELECT rowid FROM agent_sessions_session_text "
-            "WHERE agent_sessions_session_text MATCH %s",
-            [phrase],
-        )
+        ids = RawSQL(*text_ids_sql(q))  # noqa: S611 - our SQL, the phrase is a param
         return Q(In(F("pk") if indexed else Unindexed(F("pk")), ids))
     return Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
 

@@ -620,7 +620,7 @@ def sort_index(sort: str) -> str:
 
 
 @pytest.mark.parametrize("direction", ["", "-"])
-@pytest.mark.parametrize("sort", sorted(set(SORTS) - {"messages"}))
+@pytest.mark.parametrize("sort", sorted(SORTS))
 def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, direction: str) -> None:
     """No sort of the sessions for any sort link: the rows come from the index
     in that order (ties in equal timestamps aside: SQLite's "right part")."""
@@ -643,7 +643,13 @@ def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, dire
             # older ones leave equal timestamps to an incremental sort.
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")
-            whole = index.endswith("_desc_idx") or sort in ("turns", "tokens", "cost", "name")
+            whole = index.endswith("_desc_idx") or sort in (
+                "turns",
+                "tokens",
+                "cost",
+                "name",
+                "messages",
+            )
             if whole:
                 cursor.execute("SET LOCAL enable_incremental_sort = off")
             cursor.execute(f"EXPLAIN {sql}", params)
@@ -865,3 +871,31 @@ def test_the_text_index_triggers_survive_every_migration(sqlite_only: None) -> N
         "agent_sessions_session_text_ai",
         "agent_sessions_session_text_au",
     ]
+
+
+def test_the_table_counts_a_text_filter_alone_as_the_listing_finds_it() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    text_fleet()
+    upsert("k-more", name="more a_b")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.session_matches(10, now=T0, q="a_b") == (2, True)
+    assert selectors.session_matches(1, now=T0, q="a_b") == (1, False)  # capped
+    assert selectors.session_matches(10, now=T0, q="ÉMILE") == (1, True)
+    assert selectors.session_matches(10, now=T0, q="a_b", agent="") == (2, True)
+    assert selectors.session_matches(10, now=T0, q="zzz") == (0, True)
+    (query,) = queries.captured_queries
+    if connection.vendor == "sqlite":
+        # Counted in the text index, no session row looked up.
+        assert "agent_sessions_session_text" in query["sql"]
+        assert '"agent_sessions_session"' not in query["sql"]
+
+
+def test_the_table_counts_a_text_filter_with_others_on_the_sessions() -> None:
+    text_fleet()
+    upsert("k-more", name="more a_b", agent="bot")
+
+    assert selectors.session_matches(10, now=T0, q="a_b", agent="bot") == (1, True)
+    assert selectors.session_matches(10, now=T0, q="a_b", health="running") == (0, True)

@@ -1,4 +1,7 @@
-"""The sessions table's text filter gets an index (issue 16): a substring of
+"""The sessions table's text filter gets an index (issue 16), and the
+URL-only ``messages`` sort its two (``Session.Meta.indexes``, as 0015's).
+
+The text filter: a substring of
 a session's key, name or the first 1 000 characters of its goal, any case.
 
 PostgreSQL: ``pg_trgm`` GIN indexes on the very expressions the filter
@@ -23,7 +26,7 @@ again (``tests/test_selectors.py`` fails if they are missing).
 
 from __future__ import annotations
 
-from django.db import migrations
+from django.db import migrations, models
 
 # Literal SQL: a migration's text must not change when code elsewhere does.
 # Keep the 1000 in step with sessions.querysets.GOAL_FILTER_CHARS.
@@ -115,4 +118,22 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(forward, backward, elidable=False),
+        migrations.AddIndex(
+            model_name="session",
+            index=models.Index(
+                models.OrderBy(models.F("message_count"), descending=True),
+                models.OrderBy(models.F("last_active_at"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                name="session_messages_desc_idx",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="session",
+            index=models.Index(
+                models.OrderBy(models.F("message_count")),
+                models.OrderBy(models.F("last_active_at"), descending=True),
+                models.OrderBy(models.F("id"), descending=True),
+                name="session_messages_idx",
+            ),
+        ),
     ]
