@@ -45,17 +45,11 @@ HEALTH_CHOICES = [
 class FleetFilterForm(forms.Form):
     """The sessions table's filters, sort and text search, as the URL carries them."""
 
-    # Shorter text has no trigram to find in the index: refused (and reported),
-    # not scanned for (sessions.querysets.text_rule).
     q = forms.CharField(
         required=False,
         label="Text",
-        min_length=TEXT_FILTER_MIN_CHARS,
         max_length=SEARCH_MAX_LENGTH,
         strip=True,
-        error_messages={
-            "min_length": f"type at least {TEXT_FILTER_MIN_CHARS} characters to filter by text."
-        },
         widget=forms.TextInput(
             attrs={"type": "search", "placeholder": "key, name or goal…", "autocomplete": "off"}
         ),
@@ -79,6 +73,18 @@ class FleetFilterForm(forms.Form):
         required=False, max_length=1024, widget=forms.TextInput(attrs={"placeholder": "project"})
     )
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES, widget=forms.HiddenInput)
+
+    def clean_q(self) -> str:
+        # Shorter text has no trigram to find in the index: refused (and
+        # reported), not scanned for (sessions.querysets.text_rule). Checked
+        # here rather than with min_length, which would also make the browser
+        # hold back the filters' requests while the field is too short.
+        value: str = self.cleaned_data["q"]
+        if 0 < len(value) < TEXT_FILTER_MIN_CHARS:
+            raise forms.ValidationError(
+                f"type at least {TEXT_FILTER_MIN_CHARS} characters to filter by text."
+            )
+        return value
 
     FILTER_FIELDS = (
         "q",
