@@ -106,9 +106,8 @@ class GoalHead(models.Func):
 def text_ids_sql(q: str) -> tuple[str, list[Any]]:
     """SQLite: ``SELECT`` of the ids of the sessions whose texts hold ``q``
     (``text_rule``), from the FTS5 trigram table of migration 0018. ``q`` is
-    one quoted phrase (its ``"`` doubled): FTS5's query syntax does not apply."""
-    if len(q) < TEXT_FILTER_MIN_CHARS:
-        raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
+    one quoted phrase (its ``"`` doubled): FTS5's query syntax does not apply.
+    ``text_rule`` checks ``q``'s length."""
     phrase = '"' + q.replace('"', '""') + '"'
     return (
         "SELECT rowid FROM agent_sessions_session_text WHERE agent_sessions_session_text MATCH %s",
