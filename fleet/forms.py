@@ -8,6 +8,7 @@ from django import forms
 from django.http import QueryDict
 
 from sessions.choices import Channel, Kind, State, Status
+from sessions.querysets import TEXT_FILTER_MIN_CHARS
 
 SEARCH_MAX_LENGTH = 200
 
@@ -46,6 +47,7 @@ class FleetFilterForm(forms.Form):
 
     q = forms.CharField(
         required=False,
+        label="Text",
         max_length=SEARCH_MAX_LENGTH,
         strip=True,
         widget=forms.TextInput(
@@ -71,6 +73,18 @@ class FleetFilterForm(forms.Form):
         required=False, max_length=1024, widget=forms.TextInput(attrs={"placeholder": "project"})
     )
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES, widget=forms.HiddenInput)
+
+    def clean_q(self) -> str:
+        # Shorter text has no trigram to find in the index: refused (and
+        # reported), not scanned for (sessions.querysets.text_rule). Checked
+        # here rather than with min_length, which would also make the browser
+        # hold back the filters' requests while the field is too short.
+        value: str = self.cleaned_data["q"]
+        if 0 < len(value) < TEXT_FILTER_MIN_CHARS:
+            raise forms.ValidationError(
+                f"type at least {TEXT_FILTER_MIN_CHARS} characters to filter by text."
+            )
+        return value
 
     FILTER_FIELDS = (
         "q",

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.db.models import F, Q
-from django.db.models.lookups import Exact
+from django.db.models.expressions import RawSQL
+from django.db.models.lookups import Exact, IContains, In
 from django.utils import timezone
 
 from sessions.choices import Role, State, Status
@@ -17,6 +18,14 @@ SESSION_FILTERS = ("status", "kind", "channel", "agent", "model", "project_root"
 # Session fields that can be large (capped, but up to hundreds of KB): lists,
 # search results and tables leave them out; the single-session view has them.
 SESSION_LARGE_FIELDS = ("metadata", "todo")
+# The listing's text filter (``q``): a substring of the key, the name or the
+# goal's first ``GOAL_FILTER_CHARS`` characters, any case, of at least
+# ``TEXT_FILTER_MIN_CHARS`` characters. Both bounds come from its index
+# (migration 0018, which holds the 1000 literally): a trigram index finds
+# nothing shorter than a trigram, and a bounded prefix keeps the index, and the
+# cost of writing a long goal, bounded. docs/DECISIONS.md "The text filter".
+TEXT_FILTER_MIN_CHARS = 3
+GOAL_FILTER_CHARS = 1_000
 
 
 # The session health rules, each written once. The queryset methods below
@@ -77,6 +86,54 @@ class Unindexed(models.Func):
         return self.as_sql(compiler, connection, template="+%(expressions)s", **extra)
 
 
+class GoalHead(models.Func):
+    """The goal's first ``GOAL_FILTER_CHARS`` characters, the number written
+    into the SQL (not a parameter), so PostgreSQL matches the expression of its
+    trigram index ``session_goal_trgm_idx``."""
+
+    template = f"LEFT(%(expressions)s, {GOAL_FILTER_CHARS})"
+    output_field = models.TextField()
+
+    def __init__(self) -> None:
+        super().__init__(F("goal_text"))
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler, connection, template=f"substr(%(expressions)s, 1, {GOAL_FILTER_CHARS})"
+        )
+
+
+def text_ids_sql(q: str) -> tuple[str, list[Any]]:
+    """SQLite: ``SELECT`` of the ids of the sessions whose texts hold ``q``
+    (``text_rule``), from the FTS5 trigram table of migration 0018. ``q`` is
+    one quoted phrase (its ``"`` doubled): FTS5's query syntax does not apply.
+    ``text_rule`` checks ``q``'s length."""
+    phrase = '"' + q.replace('"', '""') + '"'
+    return (
+        "SELECT rowid FROM agent_sessions_session_text WHERE agent_sessions_session_text MATCH %s",
+        [phrase],
+    )
+
+
+def text_rule(q: str, vendor: str, *, indexed: bool = True) -> Q:
+    """The text filter: ``q`` in the key, the name or the goal's head, any case.
+
+    PostgreSQL: ``icontains`` (``UPPER(…) LIKE UPPER(…)``, ``%``/``_`` escaped),
+    which the pg_trgm indexes of migration 0018 serve. SQLite: the session ids
+    the FTS5 trigram table holds the quoted phrase for (a phrase of trigrams
+    matches exactly the texts holding it; case folded for every script, not
+    only ASCII as SQLite's ``LIKE``). ``indexed=False``: on SQLite the ids are
+    checked on the rows a walk reads (``Unindexed``) rather than driving it.
+    ``q`` shorter than ``TEXT_FILTER_MIN_CHARS`` raises ``ValueError``.
+    """
+    if len(q) < TEXT_FILTER_MIN_CHARS:
+        raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
+    if vendor == "sqlite":
+        ids = RawSQL(*text_ids_sql(q))  # noqa: S611 - our SQL, the phrase is a param
+        return Q(In(F("pk") if indexed else Unindexed(F("pk")), ids))
+    return Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
+
+
 class SessionQuerySet(models.QuerySet):
     def newest_first(self) -> SessionQuerySet:
         return self.order_by("-last_active_at", "-id")
@@ -101,8 +158,9 @@ class SessionQuerySet(models.QuerySet):
 
         The API's list and the dashboard's table both read through here.
         ``filters``: field values (``SESSION_FILTERS``); ``health``: one of
-        ``HEALTH`` (at ``now``); ``q``: text in the key, name or goal. Empty
-        values are ignored; unknown filter names or health raise ``TypeError``.
+        ``HEALTH`` (at ``now``); ``q``: text in the key, name or goal's head
+        (``text_rule``; shorter than ``TEXT_FILTER_MIN_CHARS``: ``ValueError``).
+        Empty values are ignored; unknown filter names or health raise ``TypeError``.
         ``indexed=False``: SQLite checks the field filters on the rows it reads
         rather than finding them in the filters' indexes (``Unindexed``), for a
         table that walks its sort's index (``selectors.session_rows``).
@@ -120,7 +178,7 @@ class SessionQuerySet(models.QuerySet):
         if health:
             qs = qs._health(health, now or timezone.now())
         if q:
-            qs = qs.filter(Q(key__icontains=q) | Q(name__icontains=q) | Q(goal_text__icontains=q))
+            qs = qs.filter(text_rule(q, connections[self.db].vendor, indexed=indexed))
         return qs.newest_first()
 
     def _health(self, health: str, now: datetime) -> SessionQuerySet:

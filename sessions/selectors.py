@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 from django.db.models import Count, F, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, Left, NullIf
 
 from sessions.choices import MESSAGE_INCOMPLETE, TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
 from sessions.models import TOKEN_TOTAL, Message, Session, Tombstone, Turn
-from sessions.querysets import SessionQuerySet, Unindexed
+from sessions.querysets import SessionQuerySet, Unindexed, text_ids_sql
 
 
 def session_get(key: str, *, for_update: bool = False) -> Session:
@@ -89,6 +89,33 @@ def session_rows(
             )
         )
     return rows.order_by(*order)
+
+
+def session_matches(
+    cap: int,
+    *,
+    now: datetime,
+    health: str | None = None,
+    q: str | None = None,
+    **filters: Any,
+) -> tuple[int, bool]:
+    """``count_bounded`` of the sessions ``SessionQuerySet.listing`` finds.
+
+    On SQLite a text filter alone is counted in its FTS5 table (the same
+    rows: its triggers keep it to the session table's) rather than looking
+    each match up in the session table: ~2 µs a match, 17–33 ms for the 9 961
+    sessions holding "test" at 100 000, against 1.5 ms for the index alone.
+    """
+    rows = Session.objects.listing(health=health, q=q, now=now, **filters)
+    alone = not health and not any(value not in (None, "") for value in filters.values())
+    if q and alone and connections[rows.db].vendor == "sqlite":
+        ids, params = text_ids_sql(q)
+        with connections[rows.db].cursor() as cursor:
+            sql = f"SELECT COUNT(*) FROM ({ids} LIMIT %s)"  # noqa: S608 - our SQL, values are params
+            cursor.execute(sql, [*params, cap + 1])
+            (counted,) = cursor.fetchone()
+        return min(counted, cap), counted <= cap
+    return count_bounded(rows, cap)
 
 
 def count_bounded(queryset: models.QuerySet[Any], cap: int) -> tuple[int, bool]:

@@ -396,6 +396,21 @@ def test_it_searches_keys_names_and_goals_with_the_text_filter(admin_client: Cli
     assert keys("k-three") == ["k-three"]
 
 
+def test_a_text_filter_shorter_than_three_characters_is_reported_and_ignored(
+    admin_client: Client,
+) -> None:
+    add_session("k-one", name="ab")
+    add_session("k-two")
+
+    response = admin_client.get("/?q=ab")
+
+    assert response.status_code == 200
+    errors = " ".join(response.context["form_errors"])
+    assert "Text: type at least 3 characters" in errors
+    # Refused rather than scanned for: the other filters still apply.
+    assert {s.key for s in response.context["page"].object_list} == {"k-one", "k-two"}
+
+
 def test_unknown_filter_values_are_a_form_error_not_a_500(admin_client: Client) -> None:
     add_session("s1")
 

@@ -620,7 +620,7 @@ def sort_index(sort: str) -> str:
 
 
 @pytest.mark.parametrize("direction", ["", "-"])
-@pytest.mark.parametrize("sort", sorted(set(SORTS) - {"messages"}))
+@pytest.mark.parametrize("sort", sorted(SORTS))
 def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, direction: str) -> None:
     """No sort of the sessions for any sort link: the rows come from the index
     in that order (ties in equal timestamps aside: SQLite's "right part")."""
@@ -643,7 +643,13 @@ def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, dire
             # older ones leave equal timestamps to an incremental sort.
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")
-            whole = index.endswith("_desc_idx") or sort in ("turns", "tokens", "cost", "name")
+            whole = index.endswith("_desc_idx") or sort in (
+                "turns",
+                "tokens",
+                "cost",
+                "name",
+                "messages",
+            )
             if whole:
                 cursor.execute("SET LOCAL enable_incremental_sort = off")
             cursor.execute(f"EXPLAIN {sql}", params)
@@ -654,3 +660,242 @@ def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, dire
                 assert [line for line in plan if f"using {index} on" in line], plan
             assert [line for line in plan if "Index Scan" in line], plan
             assert not [line for line in plan if line.startswith(("Sort  (", "->  Sort  ("))], plan
+
+
+# --- the text filter (issue 16): an index serves it ------------------------------------
+
+# Texts a LIKE pattern, an FTS5 query or a case rule could get wrong.
+TEXT_FLEET = {
+    "k-percent": ("100% done", ""),
+    "k-under": ("a_b", "snake_case_name"),
+    "k-plain": ("ab", "axb and aXb"),
+    "k-quote": ('say "hi"', "it's"),
+    "k-slash": ("back\\slash", "C:\\path"),
+    "k-accent": ("Émile Zola", "café crème"),
+    "k-greek": ("ΣΊΣΥΦΟΣ", ""),
+    "k-MIXED": ("Deploy The Site", "Reconcile INVOICES"),
+    "k-space": ("two  spaces", "a b c"),
+}
+TEXT_QUERIES = [
+    "0% ",
+    "% d",
+    "a_b",
+    "e_c",
+    "axb",
+    '"hi"',
+    "it'",
+    "k\\s",
+    ":\\p",
+    "émile",
+    "ÉMILE",
+    "CAFÉ",
+    "σίσυφος",
+    "deploy the",
+    "invoices",
+    "K-MIX",
+    "o  s",
+    "a b c",
+    "b c",
+    "k-p",
+    "zzz",
+    "%%%",
+    "___",
+]
+
+
+def text_fleet() -> None:
+    for n, (key, (name, goal)) in enumerate(TEXT_FLEET.items()):
+        upsert(key, name=name, goal_text=goal, now=T0 + timedelta(minutes=n))
+
+
+def holding(q: str) -> set[str]:
+    """The keys whose key, name or goal's head holds ``q``, any case (the rule in Python)."""
+    from sessions.querysets import GOAL_FILTER_CHARS
+
+    return {
+        s.key
+        for s in Session.objects.all()
+        if any(
+            q.lower() in text.lower() for text in (s.key, s.name, s.goal_text[:GOAL_FILTER_CHARS])
+        )
+    }
+
+
+def indexed_only() -> Any:
+    """On PostgreSQL, plans that read an index whenever one serves (on a tiny table the
+    planner would rather scan it); SQLite reads the FTS5 table either way."""
+    from contextlib import nullcontext
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        return nullcontext()
+
+    class _Indexed:
+        def __enter__(self) -> None:
+            self.atomic = transaction.atomic()
+            self.atomic.__enter__()
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+
+        def __exit__(self, *exc: Any) -> None:
+            self.atomic.__exit__(*exc)
+
+    return _Indexed()
+
+
+@pytest.mark.parametrize("q", TEXT_QUERIES)
+def test_the_text_filter_finds_a_substring_of_key_name_or_goal_in_any_case(q: str) -> None:
+    text_fleet()
+
+    with indexed_only():
+        # Unordered, as the count reads it (PostgreSQL: a bitmap of the trigram indexes).
+        found = set(Session.objects.listing(q=q).order_by().values_list("key", flat=True))
+        walked = {
+            s.key
+            for s in selectors.session_rows(
+                now=T0, order=["-cost_usd"], goal_chars=5, q=q, matches=selectors.SORT_MATCHES_BELOW
+            )
+        }
+
+    assert found == holding(q)
+    assert walked == found  # the walk's check (``indexed=False``) finds the same rows
+
+
+@pytest.mark.parametrize("q", [q for q in TEXT_QUERIES if q.isascii()])
+def test_the_text_filter_finds_what_a_scan_of_the_texts_finds(q: str) -> None:
+    """The index changes how rows are found, not which: the same rows as the
+    unindexed ``icontains`` scan (ASCII: SQLite's LIKE folds ASCII only)."""
+    from django.db.models import Q
+    from django.db.models.lookups import IContains
+
+    from sessions.querysets import GoalHead
+
+    text_fleet()
+    scan = Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
+
+    with indexed_only():
+        # Unordered, as the count reads it (PostgreSQL: a bitmap of the trigram indexes).
+        found = set(Session.objects.listing(q=q).order_by().values_list("key", flat=True))
+
+    assert found == set(keys(Session.objects.filter(scan)))
+
+
+def test_the_text_filter_reads_the_goal_s_first_thousand_characters() -> None:
+    from sessions.querysets import GOAL_FILTER_CHARS
+
+    head = "x" * (GOAL_FILTER_CHARS - 3)
+    upsert("inside", goal_text=head + "abc")
+    upsert("across", goal_text=head + "zabc")  # "abc" ends past the head
+    upsert("beyond", goal_text=head + "xxxxabc")
+
+    with indexed_only():
+        assert keys(Session.objects.listing(q="abc")) == ["inside"]
+        assert keys(Session.objects.listing(q="xza")) == ["across"]
+
+
+def test_the_text_filter_follows_renames_goal_changes_and_deletes() -> None:
+    upsert("k1", name="first name", goal_text="old goal")
+    upsert("k2", name="other")
+
+    upsert("k1", name="second name", goal_text="new goal")
+    Session.objects.filter(key="k2").update(goal_text="a new goal too")
+    append("k1", {"role": "user", "content": "an append keeps the index as it was"})
+
+    with indexed_only():
+        assert keys(Session.objects.listing(q="first")) == []
+        assert keys(Session.objects.listing(q="old goal")) == []
+        assert set(keys(Session.objects.listing(q="new goal"))) == {"k1", "k2"}
+        assert keys(Session.objects.listing(q="second")) == ["k1"]
+    services.session_delete(key="k1")
+    upsert("k3", name="second coming")
+    with indexed_only():
+        assert keys(Session.objects.listing(q="new goal")) == ["k2"]
+        assert keys(Session.objects.listing(q="second")) == ["k3"]
+
+
+def test_a_text_filter_shorter_than_a_trigram_is_refused() -> None:
+    with pytest.raises(ValueError, match="3 characters"):
+        Session.objects.listing(q="ab")
+
+
+def text_plan(sql: str, params: Any) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            return "\n".join(str(row[-1]) for row in cursor.fetchall())
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(str(row[0]) for row in cursor.fetchall())
+
+
+def test_the_text_filter_s_count_and_page_read_its_index() -> None:
+    """The count finds the matches in the text index rather than reading every
+    session; a page of few matches reads them by id and sorts them."""
+    from django.db import connection, transaction
+
+    from fleet.views.fleet import TABLE_COUNT_CAP
+
+    text_fleet()
+    rows = selectors.session_rows(now=T0, order=["-cost_usd"], goal_chars=5, q="deploy")
+    count = rows.order_by().values("pk")[: TABLE_COUNT_CAP + 1]
+    few = selectors.session_rows(now=T0, order=["-cost_usd"], goal_chars=5, q="deploy", matches=1)
+    with transaction.atomic():
+        plans = [text_plan(*qs.query.sql_with_params()) for qs in (count, few[:50])]
+
+    if connection.vendor == "sqlite":
+        for plan in plans:
+            assert "SCAN agent_sessions_session_text VIRTUAL TABLE INDEX" in plan, plan
+            assert "SEARCH agent_sessions_session USING INTEGER PRIMARY KEY" in plan, plan
+            assert "SCAN agent_sessions_session\n" not in plan + "\n", plan
+    else:
+        # The page's plan is PostgreSQL's choice from its statistics (same SQL).
+        for index in ("session_key_trgm_idx", "session_name_trgm_idx", "session_goal_trgm_idx"):
+            assert f"Bitmap Index Scan on {index}" in plans[0], plans[0]
+
+
+def test_the_text_index_triggers_survive_every_migration(sqlite_only: None) -> None:
+    # A later migration that rebuilds the session table would drop them silently.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'agent_sessions_session' ORDER BY name"
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    assert names == [
+        "agent_sessions_session_text_ad",
+        "agent_sessions_session_text_ai",
+        "agent_sessions_session_text_au",
+    ]
+
+
+def test_the_table_counts_a_text_filter_alone_as_the_listing_finds_it() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    text_fleet()
+    upsert("k-more", name="more a_b")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.session_matches(10, now=T0, q="a_b") == (2, True)
+    assert selectors.session_matches(1, now=T0, q="a_b") == (1, False)  # capped
+    assert selectors.session_matches(10, now=T0, q="ÉMILE") == (1, True)
+    assert selectors.session_matches(10, now=T0, q="a_b", agent="") == (2, True)
+    assert selectors.session_matches(10, now=T0, q="zzz") == (0, True)
+    (query,) = queries.captured_queries
+    if connection.vendor == "sqlite":
+        # Counted in the text index, no session row looked up.
+        assert "agent_sessions_session_text" in query["sql"]
+        assert '"agent_sessions_session"' not in query["sql"]
+
+
+def test_the_table_counts_a_text_filter_with_others_on_the_sessions() -> None:
+    text_fleet()
+    upsert("k-more", name="more a_b", agent="bot")
+
+    assert selectors.session_matches(10, now=T0, q="a_b", agent="bot") == (1, True)
+    assert selectors.session_matches(10, now=T0, q="a_b", health="running") == (0, True)

@@ -40,7 +40,7 @@ from sessions.fleet_stats import (
     utc_today,
 )
 from sessions.models import Session
-from sessions.selectors import count_bounded, session_rows
+from sessions.selectors import session_matches, session_rows
 
 PAGE_SIZE = 50
 # A filtered table counts its matches up to this many ("10 000+" beyond), and
@@ -83,26 +83,29 @@ COLUMNS = (
 ASCENDING_FIRST = {"status", "agent", "model", "name"}
 
 
-def _rows(
-    values: dict[str, Any], sort: str, now: datetime, matches: int | None = None
-) -> QuerySet[Session]:
-    """The table's rows: the form's valid values as ``SessionQuerySet.listing``
-    filters (the API's list reads through the same method), in ``sort``'s order;
-    ``matches``: how many match, when counted (it picks the plan)."""
+def _filters(values: dict[str, Any]) -> dict[str, Any]:
+    """The form's valid values as ``SessionQuerySet.listing``'s arguments (the
+    API's list reads through the same method)."""
     fields = ("status", "state", "kind", "channel", "agent", "model")
     filters = {name: values[name] for name in fields if name in values}
     if "project" in values:
         filters["project_root"] = values["project"]
+    return {**filters, "health": values.get("health"), "q": values.get("q")}
+
+
+def _rows(
+    values: dict[str, Any], sort: str, now: datetime, matches: int | None = None
+) -> QuerySet[Session]:
+    """The table's rows: the form's valid values as listing filters, in
+    ``sort``'s order; ``matches``: how many match, when counted (it picks the plan)."""
     prefix = "-" if sort.startswith("-") else ""
     return session_rows(
         now=now,
         order=[prefix + name for name in SORTS[sort.lstrip("-")]],
         # Goals and todo lists can be long: the table needs only a preview.
         goal_chars=GOAL_PREVIEW,
-        health=values.get("health"),
-        q=values.get("q"),
         matches=matches,
-        **filters,
+        **_filters(values),
     )
 
 
@@ -146,7 +149,7 @@ def sessions_table(
         # the pager is the fleet page's costliest query on PostgreSQL.
         count, exact = (rows.count() if total is None else total), True
     else:
-        count, exact = count_bounded(rows, TABLE_COUNT_CAP)
+        count, exact = session_matches(TABLE_COUNT_CAP, now=now, **_filters(values))
         rows = _rows(values, sort, now, matches=count)
     paginator = Paginator(rows, PAGE_SIZE)
     paginator.count = min(count, TABLE_COUNT_CAP)
