@@ -150,6 +150,34 @@ def messages_stored(cap: int | None = None) -> tuple[int, bool]:
 
 
 def messages_context(session: Session) -> list[Message]:
+    """The whole context view (``messages_context_page``'s rule, every page)."""
+    return messages_context_page(session, limit=None).messages
+
+
+@dataclass(frozen=True)
+class ContextPage:
+    """A page of the context view; ``more``: kept messages follow it, from
+    ``position`` (the context order's key of the page's last message)."""
+
+    messages: list[Message]
+    more: bool
+    position: tuple[bool, int] | None
+
+
+# Rows read per round of the context view's scan (at least): a page of 500
+# is one round unless many of its rows are left out.
+CONTEXT_BATCH = 100
+
+
+def messages_context_page(
+    session: Session,
+    *,
+    limit: int | None,
+    after: int = 0,
+    role: str | None = None,
+    position: tuple[bool, int] | None = None,
+    skip: int = 0,
+) -> ContextPage:
     """The context view an agent reloads: not archived, summaries first, in order.
 
     Never hands out a tool call without its result or a result without its
@@ -160,15 +188,102 @@ def messages_context(session: Session) -> list[Message]:
     is dropped, as is a reply its agent never finished (status
     ``MESSAGE_INCOMPLETE``): koda's own context leaves both out, and
     providers refuse an empty assistant turn.
+
+    One page: the first ``limit`` kept messages (``None``: all) with a seq
+    above ``after``, of ``role`` when given, after ``position`` (a previous
+    page's), past the first ``skip`` of them. Read as a keyset window over
+    the context order (summaries by seq, then the rest by seq), a round of
+    rows at a time; whether a row is kept is looked up for that round only
+    (``_context_keep``), so a page costs what it returns, not the transcript.
     """
-    messages = list(Message.objects.filter(session=session).context())
-    answered = {m.tool_call_id for m in messages if m.role == Role.TOOL and m.tool_call_id}
-    offered: set[str] = set()
+    rows = Message.objects.filter(session=session).not_archived().filter(seq__gt=after)
+    if role and role != Role.TOOL:
+        # A result's fate depends on the messages before it: results are
+        # picked from the whole view, the other roles are read alone.
+        rows = rows.filter(role=role)
+    batch = CONTEXT_BATCH * 10 if limit is None else max(limit + skip + 1, CONTEXT_BATCH)
+    summaries = _context_summaries(session)
     kept: list[Message] = []
-    for message in messages:
+    last: tuple[bool, int] | None = None
+    # Summaries first (a partial index's range), then the rest by seq (the
+    # (session, seq) index): each walk starts where the position left off.
+    for summary in (True, False):
+        if position is not None and summary and not position[0]:
+            continue
+        walk = rows.filter(is_summary=summary)
+        seq_from = position[1] if position is not None and position[0] == summary else 0
+        while True:
+            chunk = list(walk.filter(seq__gt=seq_from).order_by("seq")[:batch])
+            for message in _context_keep(session, chunk, summaries):
+                if role and message.role != role:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                if limit is not None and len(kept) == limit:
+                    return ContextPage(kept, True, last)
+                kept.append(message)
+                last = (message.is_summary, message.seq)
+            if len(chunk) < batch:
+                break
+            seq_from = chunk[-1].seq
+    return ContextPage(kept, False, last)
+
+
+def _context_summaries(session: Session) -> dict[str, list[int]]:
+    """Call id -> seqs of the summaries (not archived, not incomplete) that make it.
+
+    Summaries come first in the context view, so a result's call may be in
+    one whatever their seqs; a session holds a few (``message_summary_idx``).
+    """
+    offers: dict[str, list[int]] = {}
+    found = (
+        Message.objects.filter(session=session, is_summary=True, role=Role.ASSISTANT)
+        .not_archived()
+        .exclude(status=MESSAGE_INCOMPLETE)
+        .values_list("seq", "tool_calls")
+    )
+    for seq, calls in found:
+        for call_id in _call_ids(calls):
+            offers.setdefault(call_id, []).append(seq)
+    return offers
+
+
+def _call_ids(calls: Any) -> list[Any]:
+    """The ids of a message's tool calls as stored (validated ones are strings)."""
+    return [c.get("id") for c in calls or [] if isinstance(c, dict)]
+
+
+def _context_keep(
+    session: Session, chunk: list[Message], summaries: dict[str, list[int]]
+) -> list[Message]:
+    """The messages of ``chunk`` (consecutive in the context order) the context
+    view keeps, assistant messages' calls cut to the answered ones.
+
+    The session-wide facts a message's fate depends on are looked up for the
+    chunk's ids only: which calls have a result (``message_tool_call_idx``),
+    and for each result whether a message before it makes its call (within
+    the chunk, else walking back from it: a result follows its call).
+    """
+    rows = Message.objects.filter(session=session).not_archived()
+    asked = {i for m in chunk if m.role == Role.ASSISTANT for i in _call_ids(m.tool_calls)}
+    answered = (
+        set(
+            rows.filter(role=Role.TOOL, tool_call_id__in=[i for i in asked if isinstance(i, str)])
+            .exclude(tool_call_id="")
+            .values_list("tool_call_id", flat=True)
+        )
+        if asked
+        else set()
+    )
+    offered: dict[str, list[tuple[bool, int]]] = {}
+    kept = []
+    for message in chunk:
         if message.role == Role.ASSISTANT:
             if message.status == MESSAGE_INCOMPLETE:
                 continue
+            for call_id in _call_ids(message.tool_calls):
+                offered.setdefault(call_id, []).append((message.is_summary, message.seq))
             calls = [
                 c
                 for c in message.tool_calls or []
@@ -178,11 +293,53 @@ def messages_context(session: Session) -> list[Message]:
                 continue
             if len(calls) != len(message.tool_calls or []):
                 message.tool_calls = calls
-            offered.update(c["id"] for c in calls)
-        elif message.role == Role.TOOL and message.tool_call_id not in offered:
+        elif message.role == Role.TOOL and not _offered_before(
+            session, message, offered, summaries
+        ):
             continue
         kept.append(message)
     return kept
+
+
+def _offered_before(
+    session: Session,
+    result: Message,
+    offered: dict[str, list[tuple[bool, int]]],
+    summaries: dict[str, list[int]],
+) -> bool:
+    """Whether a message before ``result`` in the context order (not archived,
+    not incomplete) makes the call ``result`` answers."""
+    call_id = result.tool_call_id
+    if not call_id:
+        return False
+    here = (not result.is_summary, result.seq)
+    if any((not s, q) < here for s, q in offered.get(call_id, ())):
+        return True
+    if any(result.is_summary is False or q < result.seq for q in summaries.get(call_id, ())):
+        return True
+    if result.is_summary:
+        return False
+    # Walk back from the result over the assistant messages before it.
+    earlier = (
+        Message.objects.filter(
+            session=session, role=Role.ASSISTANT, is_summary=False, seq__lt=result.seq
+        )
+        .not_archived()
+        .exclude(status=MESSAGE_INCOMPLETE)
+        .exclude(tool_calls=[])
+        .order_by("-seq")
+        .values_list("seq", "tool_calls")
+    )
+    seq_before = result.seq
+    while True:
+        found = list(earlier.filter(seq__lt=seq_before)[:CONTEXT_BATCH])
+        for seq, calls in found:
+            if call_id in _call_ids(calls):
+                offered.setdefault(call_id, []).append((False, seq))
+                return True
+        if len(found) < CONTEXT_BATCH:
+            return False
+        seq_before = found[-1][0]
 
 
 def messages_all(session: Session) -> models.QuerySet[Message]:
@@ -282,19 +439,49 @@ class PendingCall:
 
 
 def pending_tool_calls(session: Session) -> list[PendingCall]:
-    """Assistant tool calls (not archived) that have no ``tool`` answer yet, in order."""
-    active = Message.objects.filter(session=session).not_archived()
-    answered = set(
-        active.filter(role=Role.TOOL)
-        .exclude(tool_call_id="")
-        .values_list("tool_call_id", flat=True)
+    """Assistant tool calls (not archived) that have no ``tool`` answer yet, in order.
+
+    The database pairs them: each call of the session's assistant messages
+    against the results (``message_tool_call_idx``, one index probe a call),
+    and only the messages with a pending call are read, so the cost in Python
+    is what is returned, not the transcript.
+    """
+    table = connection.ops.quote_name(Message._meta.db_table)
+    if connection.vendor == "postgresql":
+        calls = (
+            "jsonb_array_elements(CASE WHEN jsonb_typeof(m.tool_calls) = 'array' "
+            "THEN m.tool_calls ELSE '[]'::jsonb END) WITH ORDINALITY AS e(call, position)"
+        )
+        is_object, position = "jsonb_typeof(e.call) = 'object'", "e.position - 1"
+        string_id = "jsonb_typeof(e.call -> 'id') = 'string'"
+        call_id = "e.call ->> 'id'"
+    else:
+        calls = (
+            "json_each(CASE WHEN json_type(m.tool_calls) = 'array' "
+            "THEN m.tool_calls ELSE '[]' END) AS e"
+        )
+        is_object, position = "e.type = 'object'", "CAST(e.key AS INTEGER)"
+        string_id = "json_type(e.value, '$.id') = 'text'"
+        call_id = "json_extract(e.value, '$.id')"
+    sql = f"""
+        SELECT m.id, {position} FROM {table} m, {calls}
+        WHERE m.session_id = %s AND m.role = %s AND m.compacted_at IS NULL AND {is_object}
+          AND NOT ({string_id} AND EXISTS (
+            SELECT 1 FROM {table} t
+            WHERE t.session_id = m.session_id AND NOT (t.tool_call_id = '')
+              AND t.tool_call_id = {call_id} AND t.role = %s AND t.compacted_at IS NULL))
+        ORDER BY m.seq, {position}
+    """  # noqa: S608 -- a model's table and fixed SQL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session.pk, Role.ASSISTANT, Role.TOOL])
+        found = [(int(pk), int(index)) for pk, index in cursor.fetchall()]
+    messages = Message.objects.only("id", "seq", "message_id", "tool_calls").in_bulk(
+        {pk for pk, _ in found}
     )
-    pending = []
-    for message in active.with_tool_calls().order_by("seq"):
-        for call in message.tool_calls:
-            if isinstance(call, dict) and call.get("id") not in answered:
-                pending.append(PendingCall(message=message, call=call))
-    return pending
+    return [
+        PendingCall(message=messages[pk], call=messages[pk].tool_calls[index])
+        for pk, index in found
+    ]
 
 
 def session_usage(session: Session) -> dict[str, Any]:
