@@ -346,6 +346,8 @@ def run(iterations: int, all_target: float | None = None) -> None:
             if target is not None:
                 met = figures["p95"] <= target and figures["queries"] <= MAX_QUERIES
                 verdict = f"p95 ≤ {target} ms: {'met' if met else 'MISSED'}"
+            if figures["key_uses"]:
+                verdict += f" (+{figures['key_uses']} key-use write)"
             print(
                 f"{name:24} {figures['p50']:8.1f} {figures['p95']:8.1f} "
                 f"{figures['queries']:8d}  {figures['status']:6}  {verdict}"
