@@ -47,6 +47,7 @@ from io import StringIO
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -286,11 +287,13 @@ def run(iterations: int, all_target: float | None = None) -> None:
     ]
     # Every other page and API list (issue 16): a typical session, the
     # incidents page, the admin's lists, and the JSON API's reads.
-    typical = (
+    # Quoted: replicated keys end in "#r", which a URL would cut off.
+    typical = quote(
         Session.objects.exclude(key=LONG_KEY)
         .order_by("-last_active_at")
         .values_list("key", flat=True)[100:101]
-        .get()
+        .get(),
+        safe="/",
     )
     agent = Session.objects.exclude(key=LONG_KEY).values_list("agent", flat=True)[:1].get()
     api = {"HTTP_AUTHORIZATION": f"Bearer {api_token()}"}

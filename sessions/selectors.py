@@ -202,52 +202,50 @@ def messages_context_page(
         # picked from the whole view, the other roles are read alone.
         rows = rows.filter(role=role)
     batch = CONTEXT_BATCH * 10 if limit is None else max(limit + skip + 1, CONTEXT_BATCH)
-    summaries = _context_summaries(session)
+    # The few summaries (message_summary_idx), whole: they come first, and
+    # a result's call may be in any of them.
+    summaries = list(
+        Message.objects.filter(session=session, is_summary=True).not_archived().order_by("seq")
+    )
+    made = _calls_made(summaries)
     kept: list[Message] = []
     last: tuple[bool, int] | None = None
-    # Summaries first (a partial index's range), then the rest by seq (the
-    # (session, seq) index): each walk starts where the position left off.
-    for summary in (True, False):
-        if position is not None and summary and not position[0]:
-            continue
-        walk = rows.filter(is_summary=summary)
-        seq_from = position[1] if position is not None and position[0] == summary else 0
-        while True:
-            chunk = list(walk.filter(seq__gt=seq_from).order_by("seq")[:batch])
-            for message in _context_keep(session, chunk, summaries):
-                if role and message.role != role:
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                if limit is not None and len(kept) == limit:
-                    return ContextPage(kept, True, last)
-                kept.append(message)
-                last = (message.is_summary, message.seq)
-            if len(chunk) < batch:
-                break
-            seq_from = chunk[-1].seq
-    return ContextPage(kept, False, last)
+
+    def take(chunk: list[Message]) -> bool:
+        """Add the chunk's kept messages; False once the page is full."""
+        nonlocal skip, last
+        for message in _context_keep(session, chunk, made):
+            if role and message.role != role:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if limit is not None and len(kept) == limit:
+                return False
+            kept.append(message)
+            last = (message.is_summary, message.seq)
+        return True
+
+    if position is None or position[0]:
+        seq_from = position[1] if position is not None else 0
+        chunk = [m for m in summaries if m.seq > max(after, seq_from)]
+        if not take([m for m in chunk if not role or role == Role.TOOL or m.role == role]):
+            return ContextPage(kept, True, last)
+    # Then the rest by seq (the (session, seq) index), from the position on.
+    walk = rows.filter(is_summary=False)
+    seq_from = position[1] if position is not None and not position[0] else 0
+    while True:
+        chunk = list(walk.filter(seq__gt=seq_from).order_by("seq")[:batch])
+        if not take(chunk):
+            return ContextPage(kept, True, last)
+        if len(chunk) < batch:
+            return ContextPage(kept, False, last)
+        seq_from = chunk[-1].seq
 
 
-def _context_summaries(session: Session) -> dict[str, list[int]]:
-    """Call id -> seqs of the summaries (not archived, not incomplete) that make it.
-
-    Summaries come first in the context view, so a result's call may be in
-    one whatever their seqs; a session holds a few (``message_summary_idx``).
-    """
-    offers: dict[str, list[int]] = {}
-    found = (
-        Message.objects.filter(session=session, is_summary=True, role=Role.ASSISTANT)
-        .not_archived()
-        .exclude(status=MESSAGE_INCOMPLETE)
-        .order_by()  # Message's default order joins the session
-        .values_list("seq", "tool_calls")
-    )
-    for seq, calls in found:
-        for call_id in _call_ids(calls):
-            offers.setdefault(call_id, []).append(seq)
-    return offers
+def _order(message: Message) -> tuple[bool, int]:
+    """A message's place in the context order: summaries by seq, then the rest."""
+    return (not message.is_summary, message.seq)
 
 
 def _call_ids(calls: Any) -> list[Any]:
@@ -255,37 +253,65 @@ def _call_ids(calls: Any) -> list[Any]:
     return [c.get("id") for c in calls or [] if isinstance(c, dict)]
 
 
+def _calls_made(messages: list[Message]) -> dict[Any, list[tuple[bool, int]]]:
+    """Call id -> the context places of the ``messages`` making it (assistant
+    messages not left unfinished)."""
+    made: dict[Any, list[tuple[bool, int]]] = {}
+    for message in messages:
+        if message.role == Role.ASSISTANT and message.status != MESSAGE_INCOMPLETE:
+            for call_id in _call_ids(message.tool_calls):
+                made.setdefault(call_id, []).append(_order(message))
+    return made
+
+
 def _context_keep(
-    session: Session, chunk: list[Message], summaries: dict[str, list[int]]
+    session: Session, chunk: list[Message], summaries: dict[Any, list[tuple[bool, int]]]
 ) -> list[Message]:
-    """The messages of ``chunk`` (consecutive in the context order) the context
-    view keeps, assistant messages' calls cut to the answered ones.
+    """The messages of ``chunk`` (consecutive in the context order, all
+    summaries or none) the context view keeps, assistant messages' calls cut
+    to the answered ones.
 
     The session-wide facts a message's fate depends on are looked up for the
-    chunk's ids only: which calls have a result (``message_tool_call_idx``),
-    and for each result whether a message before it makes its call (within
-    the chunk, else walking back from it: a result follows its call).
+    chunk's ids only, at most two queries: which of its calls have a result
+    (``message_tool_call_idx``), and for its results whose call is not made
+    before them in the chunk or a summary, which calls are made before the
+    chunk (one walk back over the assistant messages: a result follows its
+    call, so the walk is short; an orphan walks to the archived boundary).
     """
-    rows = Message.objects.filter(session=session).not_archived()
     asked = {i for m in chunk if m.role == Role.ASSISTANT for i in _call_ids(m.tool_calls)}
-    answered = (
-        set(
-            rows.filter(role=Role.TOOL, tool_call_id__in=[i for i in asked if isinstance(i, str)])
+    answered: set[str] = set()
+    if asked:
+        answered = set(
+            Message.objects.filter(session=session, role=Role.TOOL)
+            .not_archived()
+            .filter(tool_call_id__in=[i for i in asked if isinstance(i, str)])
             .exclude(tool_call_id="")
-            .order_by()
+            .order_by()  # Message's default order joins the session
             .values_list("tool_call_id", flat=True)
         )
-        if asked
-        else set()
-    )
-    offered: dict[str, list[tuple[bool, int]]] = {}
+    made = _calls_made(chunk)
+    offered: dict[int, bool] = {}
+    earlier: list[Message] = []
+    for message in chunk:
+        if message.role != Role.TOOL:
+            continue
+        call_id, here = message.tool_call_id, _order(message)
+        if not call_id:
+            offered[message.pk] = False
+        elif any(place < here for place in (*made.get(call_id, ()), *summaries.get(call_id, ()))):
+            offered[message.pk] = True
+        elif message.is_summary:
+            offered[message.pk] = False  # only summaries come before a summary
+        else:
+            earlier.append(message)
+    if earlier:
+        found = _calls_made_before(session, chunk[0].seq, {m.tool_call_id for m in earlier})
+        offered.update((m.pk, m.tool_call_id in found) for m in earlier)
     kept = []
     for message in chunk:
         if message.role == Role.ASSISTANT:
             if message.status == MESSAGE_INCOMPLETE:
                 continue
-            for call_id in _call_ids(message.tool_calls):
-                offered.setdefault(call_id, []).append((message.is_summary, message.seq))
             calls = [
                 c
                 for c in message.tool_calls or []
@@ -295,53 +321,33 @@ def _context_keep(
                 continue
             if len(calls) != len(message.tool_calls or []):
                 message.tool_calls = calls
-        elif message.role == Role.TOOL and not _offered_before(
-            session, message, offered, summaries
-        ):
+        elif message.role == Role.TOOL and not offered[message.pk]:
             continue
         kept.append(message)
     return kept
 
 
-def _offered_before(
-    session: Session,
-    result: Message,
-    offered: dict[str, list[tuple[bool, int]]],
-    summaries: dict[str, list[int]],
-) -> bool:
-    """Whether a message before ``result`` in the context order (not archived,
-    not incomplete) makes the call ``result`` answers."""
-    call_id = result.tool_call_id
-    if not call_id:
-        return False
-    here = (not result.is_summary, result.seq)
-    if any((not s, q) < here for s, q in offered.get(call_id, ())):
-        return True
-    if any(result.is_summary is False or q < result.seq for q in summaries.get(call_id, ())):
-        return True
-    if result.is_summary:
-        return False
-    # Walk back from the result over the assistant messages before it.
-    earlier = (
-        Message.objects.filter(
-            session=session, role=Role.ASSISTANT, is_summary=False, seq__lt=result.seq
-        )
+def _calls_made_before(session: Session, seq: int, wanted: set[str]) -> set[str]:
+    """Which of the call ids ``wanted`` an assistant message (not a summary,
+    not archived, not unfinished) below ``seq`` makes: walking back from
+    ``seq`` a round at a time, until all are found or the session's start."""
+    rows = (
+        Message.objects.filter(session=session, role=Role.ASSISTANT, is_summary=False)
         .not_archived()
         .exclude(status=MESSAGE_INCOMPLETE)
         .exclude(tool_calls=[])
         .order_by("-seq")
         .values_list("seq", "tool_calls")
     )
-    seq_before = result.seq
-    while True:
-        found = list(earlier.filter(seq__lt=seq_before)[:CONTEXT_BATCH])
-        for seq, calls in found:
-            if call_id in _call_ids(calls):
-                offered.setdefault(call_id, []).append((False, seq))
-                return True
-        if len(found) < CONTEXT_BATCH:
-            return False
-        seq_before = found[-1][0]
+    found: set[str] = set()
+    while wanted - found:
+        batch = list(rows.filter(seq__lt=seq)[:CONTEXT_BATCH])
+        for _, calls in batch:
+            found.update(wanted.intersection(_call_ids(calls)))
+        if len(batch) < CONTEXT_BATCH:
+            break
+        seq = batch[-1][0]
+    return found
 
 
 def messages_all(session: Session) -> models.QuerySet[Message]:

@@ -855,3 +855,28 @@ def test_the_context_view_finds_results_by_call_id_through_an_index(sqlite_only:
             plans.append(" ".join(str(row) for row in cursor.fetchall()))
     assert any("message_tool_call_idx" in plan for plan in plans), plans
     assert any("message_summary_idx" in plan for plan in plans), plans
+
+
+def test_a_page_of_results_whose_calls_came_before_it_looks_them_up_at_once() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stored = Session.objects.create(key="fan-out")
+    rows = [Message(session=stored, seq=1, role="user", content="go")]
+    rows.append(
+        Message(
+            session=stored, seq=2, role="assistant", tool_calls=[call(f"c{n}") for n in range(60)]
+        )
+    )
+    rows += [
+        Message(session=stored, seq=3 + n, role="tool", tool_call_id=f"c{n}", content="r")
+        for n in range(60)
+    ]
+    Message.objects.bulk_create(rows)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = selectors.messages_context_page(stored, limit=20, position=(False, 22))
+
+    assert [m.tool_call_id for m in page.messages] == [f"c{n}" for n in range(20, 40)]
+    # The summaries, the page's rows, one walk back to the call: not one a result.
+    assert len(queries) == 3
