@@ -19,7 +19,9 @@ same run, a trivial log-in-required view rendering a constant template.
 
 Targets (issue 4, tightened by issue 16): fleet page p95 ≤ 50 ms, unchanged
 poll p95 ≤ 10 ms, filtered fleet page, session page and search p95 ≤ 100 ms,
-at most 15 queries per page.
+at most 15 queries per page. The queries are the most any request made; an API
+key's last use (written at most once a minute, in whichever request comes due)
+is not counted as the page's.
 
 ``--matrix`` adds issue 16's filter × sort matrix: the fleet table (the
 fragment a filter, sort or page change fetches, ``HX-Target: sessions``: the
@@ -45,6 +47,7 @@ from io import StringIO
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,6 +62,7 @@ TARGETS = {
 }
 MATRIX_TARGET = 100
 MAX_QUERIES = 15
+KEY_USE = 'UPDATE "agent_sessions_apikey"'
 
 
 def setup(db: Path, database_url: str | None = None) -> None:
@@ -151,6 +155,7 @@ def measure(client: Any, url: str, iterations: int, headers: dict[str, str], fre
     from django.test.utils import CaptureQueriesContext
 
     times, queries, statuses = [], [], set()
+    key_uses = 0
     for index in range(iterations + 3):
         target = url.format(version=fresh()) if "{version}" in url else url
         # The log keeps 9 000 queries; past them a capture counts none.
@@ -162,10 +167,16 @@ def measure(client: Any, url: str, iterations: int, headers: dict[str, str], fre
         statuses.add(response.status_code)
         if index >= 3:  # warm-up requests are not counted
             times.append(elapsed * 1000)
-            queries.append(len(captured))
+            # An API key's last use is written at most once a minute
+            # (ApiKey.authenticate), in whichever request comes due: a
+            # clock's write, not the page's. Counted apart.
+            uses = sum(1 for query in captured if query["sql"].startswith(KEY_USE))
+            key_uses += uses
+            queries.append(len(captured) - uses)
     return {
         **percentiles(times),
         "queries": max(queries),
+        "key_uses": key_uses,
         "status": "/".join(map(str, sorted(statuses))),
     }
 
@@ -276,11 +287,13 @@ def run(iterations: int, all_target: float | None = None) -> None:
     ]
     # Every other page and API list (issue 16): a typical session, the
     # incidents page, the admin's lists, and the JSON API's reads.
-    typical = (
+    # Quoted: replicated keys end in "#r", which a URL would cut off.
+    typical = quote(
         Session.objects.exclude(key=LONG_KEY)
         .order_by("-last_active_at")
         .values_list("key", flat=True)[100:101]
-        .get()
+        .get(),
+        safe="/",
     )
     agent = Session.objects.exclude(key=LONG_KEY).values_list("agent", flat=True)[:1].get()
     api = {"HTTP_AUTHORIZATION": f"Bearer {api_token()}"}
@@ -336,6 +349,8 @@ def run(iterations: int, all_target: float | None = None) -> None:
             if target is not None:
                 met = figures["p95"] <= target and figures["queries"] <= MAX_QUERIES
                 verdict = f"p95 ≤ {target} ms: {'met' if met else 'MISSED'}"
+            if figures["key_uses"]:
+                verdict += f" (+{figures['key_uses']} key-use write)"
             print(
                 f"{name:24} {figures['p50']:8.1f} {figures['p95']:8.1f} "
                 f"{figures['queries']:8d}  {figures['status']:6}  {verdict}"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -19,18 +19,20 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from sessions import fleet_stats, selectors
 from sessions.choices import TOKEN_FIELDS, State, Status
 from sessions.latency import BUCKET_UPPER
 from sessions.models import DailyUsage, LatencyUsage, Session
 from sessions.money import from_nanos
-from sessions.querysets import stale_rule, stuck_rule
-from sessions.sql import exact_sums, exact_totals
+from sessions.sql import count_of, exact_sums, exact_totals, scalars
 
 
 class FleetCollector(Collector):
     """The fleet's numbers, read from the database when collected.
 
-    Gauges come from the sessions table (three aggregates in one query);
+    Gauges: the fleet page's session counts (``fleet_stats._session_counts``),
+    active sessions in error (an index range) and the messages stored
+    (``selectors.messages_stored``), never an aggregate over every session;
     counters from the daily rollups, which purges keep, so they only grow
     (corrections of recorded usage can lower them a little).
     """
@@ -44,41 +46,39 @@ class FleetCollector(Collector):
         yield from self._latency()
 
     def _sessions(self) -> Iterator[Metric]:
-        active = Q(status=Status.ACTIVE)
-        # The rules of SessionQuerySet.stale/stuck, counted in one aggregate.
-        row = Session.objects.aggregate(
-            stale=Count("id", filter=stale_rule(self.now)),
-            stuck=Count("id", filter=stuck_rule(self.now)),
-            messages=Sum("message_count"),
-            **{f"status_{s}": Count("id", filter=Q(status=s)) for s in Status.values},
-            **{f"state_{s}": Count("id", filter=active & Q(state=s)) for s in State.values},
-        )
+        # The fleet page's header counts (by status, running, stuck, stale),
+        # read as cheaply as that page reads them; never an aggregate over
+        # every session row.
+        counts = fleet_stats._session_counts(self.now, None)
+        by_state = _active_by_state(counts)
+        stored, _ = selectors.messages_stored()
         by_status = GaugeMetricFamily(
             "fleet_sessions", "Sessions stored, by status.", labels=["status"]
         )
         for status in Status.values:
-            by_status.add_metric([status], row[f"status_{status}"])
+            by_status.add_metric([status], counts["by_status"][status])
         yield by_status
-        by_state = GaugeMetricFamily(
+        active = GaugeMetricFamily(
             "fleet_active_sessions", "Active sessions, by turn state.", labels=["state"]
         )
         for state in State.values:
-            by_state.add_metric([state], row[f"state_{state}"])
-        yield by_state
+            active.add_metric([state], by_state[state])
+        yield active
         yield GaugeMetricFamily(
             "fleet_sessions_stuck",
             f"Active sessions whose running turn started over {settings.FLEET_STUCK_AFTER}s ago.",
-            value=row["stuck"],
+            value=counts["stuck"],
         )
         yield GaugeMetricFamily(
             "fleet_sessions_stale",
             f"Active sessions silent for over {settings.FLEET_STALE_AFTER}s.",
-            value=row["stale"],
+            value=counts["stale"],
         )
         yield GaugeMetricFamily(
             "fleet_messages_stored",
-            "Messages stored now (purges lower it).",
-            value=row["messages"] or 0,
+            "Messages stored now (purges lower it); past "
+            f"{selectors.MESSAGES_COUNTED_UP_TO}, PostgreSQL's estimate from its statistics.",
+            value=stored,
         )
 
     def _usage(self) -> Iterator[Metric]:
@@ -168,6 +168,18 @@ class FleetCollector(Collector):
             buckets.append(("+Inf", counts[-1]))
             histogram.add_metric(list(key), buckets, sum_ms / 1000)
         yield histogram
+
+
+def _active_by_state(counts: dict[str, Any]) -> dict[str, int]:
+    """Active sessions by turn state: running from the header's counts, those in
+    error counted (an index range of ``session_turn_idx``: active sessions in
+    error only), idle the rest of the active ones."""
+    error = Session.objects.filter(status=Status.ACTIVE, state=State.ERROR)
+    (errored,) = scalars(count_of(error))
+    running = counts["running"]
+    # The counts may come from statements a write fell between: never below 0.
+    idle = max(counts["active"] - running - errored, 0)
+    return {State.IDLE: idle, State.RUNNING: running, State.ERROR: errored}
 
 
 # Every eighth bound of the latency buckets and the last one (the bound of a

@@ -259,6 +259,18 @@ class Message(Totals):
                 name="message_compacted_idx",
                 condition=Q(compacted_at__isnull=False),
             ),
+            # The context view and pending tool calls (selectors): a call's
+            # results, and a session's summaries, each one short index range.
+            models.Index(
+                fields=["session", "tool_call_id"],
+                name="message_tool_call_idx",
+                condition=~Q(tool_call_id=""),
+            ),
+            models.Index(
+                fields=["session", "seq"],
+                name="message_summary_idx",
+                condition=Q(is_summary=True),
+            ),
             # A session's slowest calls (selectors.session_slowest_calls):
             # only the timed messages, a bounded range in duration order.
             models.Index(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, models
+from django.db import connection, connections, models
 from django.db.models import Count, F, Func, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce, Left, NullIf
 
@@ -130,7 +130,81 @@ def count_bounded(queryset: models.QuerySet[Any], cap: int) -> tuple[int, bool]:
     return min(rows, cap), rows <= cap
 
 
+# Up to this many messages the store's message count is exact (a bounded
+# count); beyond it PostgreSQL's statistics give it (``messages_stored``).
+MESSAGES_COUNTED_UP_TO = 10_000
+
+
+def messages_stored(cap: int | None = None) -> tuple[int, bool]:
+    """``(messages, exact)``: how many messages the store holds, at a cost that
+    does not grow with the store on PostgreSQL.
+
+    PostgreSQL, one query: when the table's statistics say it holds more than
+    ``cap`` (default ``MESSAGES_COUNTED_UP_TO``) rows, their estimate -- the
+    planner's own arithmetic, ``reltuples`` per page of the last ``ANALYZE``
+    (autovacuum's, or ``purge --vacuum``'s) times the table's pages now, so it
+    follows growth between analyses; a purge shows once the table is
+    vacuumed -- else an exact count of at most ``cap + 1`` rows. SQLite keeps
+    no statistics unless ``ANALYZE`` ran: an exact ``COUNT(*)``, a walk of the
+    narrowest message index (~20 ms per million messages).
+    """
+    cap = MESSAGES_COUNTED_UP_TO if cap is None else cap
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 -- a model's table
+            return int(cursor.fetchone()[0]), True
+        # CASE evaluates the count only when the statistics do not say "large".
+        cursor.execute(
+            f"""
+            WITH stats AS (
+                SELECT CASE WHEN c.reltuples >= 0 AND c.relpages > 0 THEN
+                    (c.reltuples / c.relpages
+                     * (pg_relation_size(c.oid) / current_setting('block_size')::bigint))::bigint
+                END AS estimate
+                FROM pg_class c WHERE c.oid = %s::regclass
+            )
+            SELECT estimate, CASE WHEN estimate IS NULL OR estimate <= %s THEN
+                (SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT %s) AS bounded)
+            END FROM stats
+            """,  # noqa: S608 -- a model's table
+            [Message._meta.db_table, cap, cap + 1],
+        )
+        estimate, counted = cursor.fetchone()
+    if counted is not None and counted <= cap:
+        return int(counted), True
+    return max(int(estimate or 0), int(counted or 0)), False
+
+
 def messages_context(session: Session) -> list[Message]:
+    """The whole context view (``messages_context_page``'s rule, every page)."""
+    return messages_context_page(session, limit=None).messages
+
+
+@dataclass(frozen=True)
+class ContextPage:
+    """A page of the context view; ``more``: kept messages follow it, from
+    ``position`` (the context order's key of the page's last message)."""
+
+    messages: list[Message]
+    more: bool
+    position: tuple[bool, int] | None
+
+
+# Rows read per round of the context view's scan (at least): a page of 500
+# is one round unless many of its rows are left out.
+CONTEXT_BATCH = 100
+
+
+def messages_context_page(
+    session: Session,
+    *,
+    limit: int | None,
+    after: int = 0,
+    role: str | None = None,
+    position: tuple[bool, int] | None = None,
+    skip: int = 0,
+) -> ContextPage:
     """The context view an agent reloads: not archived, summaries first, in order.
 
     Never hands out a tool call without its result or a result without its
@@ -141,12 +215,127 @@ def messages_context(session: Session) -> list[Message]:
     is dropped, as is a reply its agent never finished (status
     ``MESSAGE_INCOMPLETE``): koda's own context leaves both out, and
     providers refuse an empty assistant turn.
+
+    One page: the first ``limit`` kept messages (``None``: all) with a seq
+    above ``after``, of ``role`` when given, after ``position`` (a previous
+    page's), past the first ``skip`` of them. Read as a keyset window over
+    the context order (summaries by seq, then the rest by seq), a round of
+    rows at a time; whether a row is kept is looked up for that round only
+    (``_context_keep``), so a page costs what it returns, not the transcript.
     """
-    messages = list(Message.objects.filter(session=session).context())
-    answered = {m.tool_call_id for m in messages if m.role == Role.TOOL and m.tool_call_id}
-    offered: set[str] = set()
+    rows = Message.objects.filter(session=session).not_archived().filter(seq__gt=after)
+    if role and role != Role.TOOL:
+        # A result's fate depends on the messages before it: results are
+        # picked from the whole view, the other roles are read alone.
+        rows = rows.filter(role=role)
+    batch = CONTEXT_BATCH * 10 if limit is None else max(limit + skip + 1, CONTEXT_BATCH)
+    # The few summaries (message_summary_idx), whole: they come first, and
+    # a result's call may be in any of them.
+    summaries = list(
+        Message.objects.filter(session=session, is_summary=True).not_archived().order_by("seq")
+    )
+    made = _calls_made(summaries)
     kept: list[Message] = []
+    last: tuple[bool, int] | None = None
+
+    def take(chunk: list[Message]) -> bool:
+        """Add the chunk's kept messages; False once the page is full."""
+        nonlocal skip, last
+        for message in _context_keep(session, chunk, made):
+            if role and message.role != role:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if limit is not None and len(kept) == limit:
+                return False
+            kept.append(message)
+            last = (message.is_summary, message.seq)
+        return True
+
+    if position is None or position[0]:
+        seq_from = position[1] if position is not None else 0
+        chunk = [m for m in summaries if m.seq > max(after, seq_from)]
+        if not take([m for m in chunk if not role or role == Role.TOOL or m.role == role]):
+            return ContextPage(kept, True, last)
+    # Then the rest by seq (the (session, seq) index), from the position on.
+    walk = rows.filter(is_summary=False)
+    seq_from = position[1] if position is not None and not position[0] else 0
+    while True:
+        chunk = list(walk.filter(seq__gt=seq_from).order_by("seq")[:batch])
+        if not take(chunk):
+            return ContextPage(kept, True, last)
+        if len(chunk) < batch:
+            return ContextPage(kept, False, last)
+        seq_from = chunk[-1].seq
+
+
+def _order(message: Message) -> tuple[bool, int]:
+    """A message's place in the context order: summaries by seq, then the rest."""
+    return (not message.is_summary, message.seq)
+
+
+def _call_ids(calls: Any) -> list[Any]:
+    """The ids of a message's tool calls as stored (validated ones are strings)."""
+    return [c.get("id") for c in calls or [] if isinstance(c, dict)]
+
+
+def _calls_made(messages: list[Message]) -> dict[Any, list[tuple[bool, int]]]:
+    """Call id -> the context places of the ``messages`` making it (assistant
+    messages not left unfinished)."""
+    made: dict[Any, list[tuple[bool, int]]] = {}
     for message in messages:
+        if message.role == Role.ASSISTANT and message.status != MESSAGE_INCOMPLETE:
+            for call_id in _call_ids(message.tool_calls):
+                made.setdefault(call_id, []).append(_order(message))
+    return made
+
+
+def _context_keep(
+    session: Session, chunk: list[Message], summaries: dict[Any, list[tuple[bool, int]]]
+) -> list[Message]:
+    """The messages of ``chunk`` (consecutive in the context order, all
+    summaries or none) the context view keeps, assistant messages' calls cut
+    to the answered ones.
+
+    The session-wide facts a message's fate depends on are looked up for the
+    chunk's ids only, at most two queries: which of its calls have a result
+    (``message_tool_call_idx``), and for its results whose call is not made
+    before them in the chunk or a summary, which calls are made before the
+    chunk (one walk back over the assistant messages: a result follows its
+    call, so the walk is short; an orphan walks to the archived boundary).
+    """
+    asked = {i for m in chunk if m.role == Role.ASSISTANT for i in _call_ids(m.tool_calls)}
+    answered: set[str] = set()
+    if asked:
+        answered = set(
+            Message.objects.filter(session=session, role=Role.TOOL)
+            .not_archived()
+            .filter(tool_call_id__in=[i for i in asked if isinstance(i, str)])
+            .exclude(tool_call_id="")
+            .order_by()  # Message's default order joins the session
+            .values_list("tool_call_id", flat=True)
+        )
+    made = _calls_made(chunk)
+    offered: dict[int, bool] = {}
+    earlier: list[Message] = []
+    for message in chunk:
+        if message.role != Role.TOOL:
+            continue
+        call_id, here = message.tool_call_id, _order(message)
+        if not call_id:
+            offered[message.pk] = False
+        elif any(place < here for place in (*made.get(call_id, ()), *summaries.get(call_id, ()))):
+            offered[message.pk] = True
+        elif message.is_summary:
+            offered[message.pk] = False  # only summaries come before a summary
+        else:
+            earlier.append(message)
+    if earlier:
+        found = _calls_made_before(session, chunk[0].seq, {m.tool_call_id for m in earlier})
+        offered.update((m.pk, m.tool_call_id in found) for m in earlier)
+    kept = []
+    for message in chunk:
         if message.role == Role.ASSISTANT:
             if message.status == MESSAGE_INCOMPLETE:
                 continue
@@ -159,11 +348,33 @@ def messages_context(session: Session) -> list[Message]:
                 continue
             if len(calls) != len(message.tool_calls or []):
                 message.tool_calls = calls
-            offered.update(c["id"] for c in calls)
-        elif message.role == Role.TOOL and message.tool_call_id not in offered:
+        elif message.role == Role.TOOL and not offered[message.pk]:
             continue
         kept.append(message)
     return kept
+
+
+def _calls_made_before(session: Session, seq: int, wanted: set[str]) -> set[str]:
+    """Which of the call ids ``wanted`` an assistant message (not a summary,
+    not archived, not unfinished) below ``seq`` makes: walking back from
+    ``seq`` a round at a time, until all are found or the session's start."""
+    rows = (
+        Message.objects.filter(session=session, role=Role.ASSISTANT, is_summary=False)
+        .not_archived()
+        .exclude(status=MESSAGE_INCOMPLETE)
+        .exclude(tool_calls=[])
+        .order_by("-seq")
+        .values_list("seq", "tool_calls")
+    )
+    found: set[str] = set()
+    while wanted - found:
+        batch = list(rows.filter(seq__lt=seq)[:CONTEXT_BATCH])
+        for _, calls in batch:
+            found.update(wanted.intersection(_call_ids(calls)))
+        if len(batch) < CONTEXT_BATCH:
+            break
+        seq = batch[-1][0]
+    return found
 
 
 def messages_all(session: Session) -> models.QuerySet[Message]:
@@ -263,19 +474,55 @@ class PendingCall:
 
 
 def pending_tool_calls(session: Session) -> list[PendingCall]:
-    """Assistant tool calls (not archived) that have no ``tool`` answer yet, in order."""
-    active = Message.objects.filter(session=session).not_archived()
-    answered = set(
-        active.filter(role=Role.TOOL)
-        .exclude(tool_call_id="")
-        .values_list("tool_call_id", flat=True)
+    """Assistant tool calls (not archived) that have no ``tool`` answer yet, in order.
+
+    The database pairs them: each call of the session's assistant messages
+    against the results (``message_tool_call_idx``, one index probe a call:
+    ~30 ms for a 10 000-message session), and only the messages with a
+    pending call are loaded, so Python handles what is returned, not the
+    transcript.
+    """
+    table = connection.ops.quote_name(Message._meta.db_table)
+    if connection.vendor == "postgresql":
+        calls = (
+            "LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(m.tool_calls) = 'array' "
+            "THEN m.tool_calls ELSE '[]'::jsonb END) WITH ORDINALITY AS e(call, position)"
+        )
+        is_object, position = "jsonb_typeof(e.call) = 'object'", "e.position - 1"
+        string_id = "jsonb_typeof(e.call -> 'id') = 'string'"
+        call_id = "e.call ->> 'id'"
+    else:
+        calls = (
+            "json_each(CASE WHEN json_type(m.tool_calls) = 'array' "
+            "THEN m.tool_calls ELSE '[]' END) AS e"
+        )
+        is_object, position = "e.type = 'object'", "CAST(e.key AS INTEGER)"
+        string_id = "json_type(e.value, '$.id') = 'text'"
+        call_id = "json_extract(e.value, '$.id')"
+    # An anti-join, not NOT EXISTS: PostgreSQL estimates 100 elements per
+    # array and a subplan per element, which priced the query past
+    # jit_above_cost (0.6 s of JIT compilation for 30 ms of work).
+    sql = f"""
+        SELECT m.id, {position} FROM {table} m CROSS JOIN {calls}
+        LEFT JOIN {table} t ON t.session_id = m.session_id AND NOT (t.tool_call_id = '')
+            AND t.tool_call_id = {call_id} AND {string_id}
+            AND t.role = %s AND t.compacted_at IS NULL
+        WHERE m.session_id = %s AND m.role = %s AND m.compacted_at IS NULL AND {is_object}
+            AND t.id IS NULL
+        ORDER BY m.seq, {position}
+    """  # noqa: S608 -- a model's table and fixed SQL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Role.TOOL, session.pk, Role.ASSISTANT])
+        found = [(int(pk), int(index)) for pk, index in cursor.fetchall()]
+    messages = (
+        Message.objects.only("id", "seq", "message_id", "tool_calls")
+        .order_by()
+        .in_bulk({pk for pk, _ in found})
     )
-    pending = []
-    for message in active.with_tool_calls().order_by("seq"):
-        for call in message.tool_calls:
-            if isinstance(call, dict) and call.get("id") not in answered:
-                pending.append(PendingCall(message=message, call=call))
-    return pending
+    return [
+        PendingCall(message=messages[pk], call=messages[pk].tool_calls[index])
+        for pk, index in found
+    ]
 
 
 def session_usage(session: Session) -> dict[str, Any]:

@@ -322,6 +322,66 @@ def test_a_cursor_of_another_list_is_refused(api: ApiClient) -> None:
     assert_error(response, 422, "invalid", "cursor")
 
 
+def test_a_context_cursor_given_out_before_the_keyset_still_reads_on(api: ApiClient) -> None:
+    from fleet.api import cursors
+
+    append(api, "s1", *[user(f"m{i}") for i in range(5)])
+
+    rest = api.get("sessions/s1/messages", limit=2, cursor=cursors.encode("context", o=2)).json()
+
+    assert [m["content"] for m in rest["items"]] == ["m2", "m3"]
+    following = api.get("sessions/s1/messages", limit=2, cursor=rest["next"]).json()
+    assert [m["content"] for m in following["items"]] == ["m4"]
+
+
+@pytest.mark.parametrize(
+    "position", [{"s": 2, "q": 1}, {"s": True, "q": 1}, {"s": 0, "q": 0}, {"s": 0}, {"q": 3}]
+)
+def test_a_forged_context_cursor_is_refused(api: ApiClient, position: dict[str, Any]) -> None:
+    from fleet.api import cursors
+
+    append(api, "s1", user("m0"))
+
+    response = api.get("sessions/s1/messages", cursor=cursors.encode("context", **position))
+
+    assert_error(response, 422, "invalid", "cursor")
+
+
+def test_the_context_view_and_pending_calls_cost_the_same_at_any_length(
+    api: ApiClient, django_assert_max_num_queries: Any
+) -> None:
+    def turns(key: str, count: int) -> None:
+        for start in range(0, count, 100):
+            append(
+                api,
+                key,
+                *[
+                    message
+                    for n in range(start, min(start + 100, count))
+                    for message in (
+                        user(f"u{n}"),
+                        assistant(None, tool_calls=[{"id": f"c{n}", "name": "t"}]),
+                        {"role": "tool", "tool_call_id": f"c{n}", "content": "r"},
+                    )
+                ],
+            )
+
+    turns("short", 20)
+    turns("long", 400)
+    counts = {}
+    for key in ("short", "long"):
+        api.get(f"sessions/{key}/messages")  # records the key's use
+        for route, query in (("messages", {"limit": 30, "after": 10}), ("pending-tool-calls", {})):
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as captured:
+                assert api.get(f"sessions/{key}/{route}", **query).status_code == 200
+            counts[key, route] = len(captured)
+    assert counts["short", "messages"] == counts["long", "messages"] <= 5
+    assert counts["short", "pending-tool-calls"] == counts["long", "pending-tool-calls"] <= 4
+
+
 def test_reading_messages_of_an_unknown_session_is_404(api: ApiClient) -> None:
     assert_error(api.get("sessions/nope/messages"), 404, "not_found")
 

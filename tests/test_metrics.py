@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from sessions import services
+from sessions import fleet_stats, selectors, services
 from sessions.choices import State
-from sessions.models import Session
+from sessions.models import Message, Session
 from tests.ops_support import ago, make_session
 
 pytestmark = pytest.mark.django_db
@@ -218,8 +220,9 @@ def test_the_number_of_queries_does_not_grow_with_the_data(
     client: Client, django_assert_max_num_queries: Callable[..., Any]
 ) -> None:
     fleet()
-    # The sessions' gauges, the daily rollup, the latency rollup.
-    with django_assert_max_num_queries(4):
+    # The session counts, the active sessions in error, the messages stored,
+    # the daily rollup, the latency rollup.
+    with django_assert_max_num_queries(5):
         client.get("/metrics", **AUTH)
     for index in range(20):
         services.messages_append(
@@ -228,7 +231,7 @@ def test_the_number_of_queries_does_not_grow_with_the_data(
             messages=[{"role": "assistant", "content": "x", "usage": {"cost_usd": "0.01"}}],
             now=ago(days=index) + timedelta(seconds=1),
         )
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         response = client.get("/metrics", **AUTH)
     assert b'agent="agent-19"' in response.content
 
@@ -284,3 +287,107 @@ def test_latency_is_a_histogram_with_the_same_exact_buckets_for_every_series(
     assert len(buckets) == len(PROMETHEUS_BOUNDS)
     tool = {"kind": "tool", "agent": "koda", "model": "gpt-4o", "tool": "grep"}
     assert value(samples, "fleet_latency_seconds_bucket", **tool, le="0.001") == 1
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_an_active_session_in_error_is_counted_apart_from_the_idle_ones(client: Client) -> None:
+    fleet()
+    make_session("broken", at=ago(minutes=1), count=0, state=State.ERROR)
+
+    samples = scrape(client)
+
+    assert value(samples, "fleet_active_sessions", state="error") == 1
+    assert value(samples, "fleet_active_sessions", state="idle") == 3
+    assert value(samples, "fleet_active_sessions", state="running") == 1
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_session_gauges_are_the_fleet_pages_session_counts(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16: the same numbers as the fleet page's header, read the same
+    # (cheap) way -- not an aggregate of their own over every session row.
+    counts = {
+        "total": 60,
+        "by_status": {"active": 9, "completed": 40, "failed": 5, "cancelled": 4, "unknown": 2},
+        "active": 9,
+        "running": 3,
+        "stuck": 2,
+        "stale": 4,
+        "today": 7,
+    }
+    monkeypatch.setattr(fleet_stats, "_session_counts", lambda now, agents: counts)
+
+    samples = scrape(client)
+
+    for status, count in counts["by_status"].items():
+        assert value(samples, "fleet_sessions", status=status) == count
+    assert value(samples, "fleet_active_sessions", state="running") == 3
+    assert value(samples, "fleet_active_sessions", state="idle") == 6
+    assert value(samples, "fleet_sessions_stuck") == 2
+    assert value(samples, "fleet_sessions_stale") == 4
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_a_scrape_never_reads_every_session_row(client: Client) -> None:
+    fleet()
+
+    with CaptureQueriesContext(connection) as captured:
+        samples = scrape(client)
+
+    assert value(samples, "fleet_messages_stored") == 3
+    sessions_table = connection.ops.quote_name(Session._meta.db_table)
+    for query in captured:
+        sql = query["sql"]
+        # The old gauges: SUM(message_count) and COUNT … FILTER over the whole table.
+        assert not (sessions_table in sql and ("SUM(" in sql or "FILTER" in sql)), sql
+
+
+def grow(sessions: int, start: int = 0) -> None:
+    for index in range(start, start + sessions):
+        make_session(f"g{index}", at=ago(minutes=index % 90), count=1, agent=f"a{index % 4}")
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_a_scrape_costs_the_same_queries_at_any_size(client: Client) -> None:
+    grow(3)
+    with CaptureQueriesContext(connection) as small:
+        scrape(client)
+    grow(40, start=3)
+    with CaptureQueriesContext(connection) as large:
+        samples = scrape(client)
+
+    assert value(samples, "fleet_sessions", status="active") == 43
+    assert len(large) == len(small) <= 5
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_past_the_cap_messages_stored_is_postgresqls_estimate_not_a_count(
+    client: Client, monkeypatch: pytest.MonkeyPatch, postgres_only: None
+) -> None:
+    fleet()
+    monkeypatch.setattr(selectors, "MESSAGES_COUNTED_UP_TO", 2)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
+    assert selectors.messages_stored() == (3, False)
+    # One more message on the same page: the statistics (one page, three rows)
+    # do not see it until the next ANALYZE; a count would.
+    services.messages_append(key="a", messages=[{"role": "user", "content": "more"}])
+
+    samples = scrape(client)
+
+    assert value(samples, "fleet_messages_stored") == 3
+
+
+def test_up_to_the_cap_messages_stored_is_exact_whatever_the_statistics_say(
+    monkeypatch: pytest.MonkeyPatch, on_postgres: bool
+) -> None:
+    fleet()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
+    services.messages_append(key="a", messages=[{"role": "user", "content": "more"}])
+
+    assert selectors.messages_stored() == (4, True)
+    # The statistics say 3 rows, the cap is 3: counted (4 > 3, so past the cap).
+    monkeypatch.setattr(selectors, "MESSAGES_COUNTED_UP_TO", 3)
+    assert selectors.messages_stored() == (4, not on_postgres)

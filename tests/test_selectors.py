@@ -899,3 +899,229 @@ def test_the_table_counts_a_text_filter_with_others_on_the_sessions() -> None:
 
     assert selectors.session_matches(10, now=T0, q="a_b", agent="bot") == (1, True)
     assert selectors.session_matches(10, now=T0, q="a_b", health="running") == (0, True)
+
+
+# --- the context view and pending calls read a page, not the transcript (issue 16) ----
+
+
+def old_messages_context(stored: Session) -> list[Message]:
+    """The context view as it was computed before issue 16 (the whole transcript
+    in Python): the reference the paged reads must agree with."""
+    from sessions.choices import MESSAGE_INCOMPLETE, Role
+
+    messages = list(Message.objects.filter(session=stored).context())
+    answered = {m.tool_call_id for m in messages if m.role == Role.TOOL and m.tool_call_id}
+    offered: set[str] = set()
+    kept: list[Message] = []
+    for message in messages:
+        if message.role == Role.ASSISTANT:
+            if message.status == MESSAGE_INCOMPLETE:
+                continue
+            calls = [
+                c
+                for c in message.tool_calls or []
+                if isinstance(c, dict) and c.get("id") in answered
+            ]
+            if not calls and not (message.content or "").strip() and not message.reasoning:
+                continue
+            if len(calls) != len(message.tool_calls or []):
+                message.tool_calls = calls
+            offered.update(c["id"] for c in calls)
+        elif message.role == Role.TOOL and message.tool_call_id not in offered:
+            continue
+        kept.append(message)
+    return kept
+
+
+def old_pending_tool_calls(stored: Session) -> list[tuple[int, dict[str, Any]]]:
+    from sessions.choices import Role
+
+    active = Message.objects.filter(session=stored).not_archived()
+    answered = set(
+        active.filter(role=Role.TOOL)
+        .exclude(tool_call_id="")
+        .values_list("tool_call_id", flat=True)
+    )
+    return [
+        (message.seq, call)
+        for message in active.with_tool_calls().order_by("seq")
+        for call in message.tool_calls
+        if isinstance(call, dict) and call.get("id") not in answered
+    ]
+
+
+def random_transcript(seed: int, length: int = 60) -> Session:
+    """A transcript with everything the pairing rules look at: calls answered,
+    unanswered, answered twice or before they were made, results for calls
+    never made, ids shared by two messages, archived stretches, summaries,
+    unfinished replies, blank and whitespace-only content, reasoning."""
+    import random
+
+    rng = random.Random(seed)
+    stored = Session.objects.create(key=f"random-{seed}")
+    ids = [f"c{n}" for n in range(length // 4)]
+    rows = []
+    for seq in range(1, length + 1):
+        role = rng.choice(["user", "assistant", "assistant", "tool", "tool", "system"])
+        row = Message(session=stored, seq=seq, role=role, created_at=T0)
+        if role == "assistant":
+            row.tool_calls = [call(rng.choice(ids)) for _ in range(rng.choice([0, 0, 1, 1, 2, 3]))]
+            row.content = rng.choice([None, "", " \n\t", "\u2003", "text"])
+            row.reasoning = rng.choice(["", "", "thinking"])
+            row.status = rng.choice(["", "", "", "complete", "incomplete"])
+        elif role == "tool":
+            row.tool_call_id = rng.choice([*ids, ""])
+            row.content = "result"
+        else:
+            row.content = "words"
+        row.is_summary = rng.random() < 0.08
+        if rng.random() < 0.2:
+            row.compacted_at = T0
+        rows.append(row)
+    Message.objects.bulk_create(rows)
+    return stored
+
+
+def shape(messages: list[Message]) -> list[tuple[int, str, Any]]:
+    return [(m.seq, m.role, m.tool_calls) for m in messages]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_paged_context_view_is_the_whole_view_read_in_pages(seed: int) -> None:
+    stored = random_transcript(seed)
+    expected = old_messages_context(stored)
+
+    assert shape(selectors.messages_context(stored)) == shape(expected)
+    for limit in (2, 7):
+        for role in (None, "assistant", "tool", "user"):
+            for after in (0, 17):
+                wanted = [m for m in expected if m.seq > after and (not role or m.role == role)]
+                pages, position = [], None
+                while True:
+                    page = selectors.messages_context_page(
+                        stored, limit=limit, after=after, role=role, position=position
+                    )
+                    pages.extend(page.messages)
+                    assert len(page.messages) <= limit
+                    if not page.more:
+                        break
+                    position = page.position
+                assert shape(pages) == shape(wanted), (limit, role, after)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pending_tool_calls_pair_in_the_database_as_they_did_in_python(seed: int) -> None:
+    stored = random_transcript(seed)
+
+    found = [(p.message.seq, p.call) for p in selectors.pending_tool_calls(stored)]
+
+    assert found == old_pending_tool_calls(stored)
+
+
+def long_transcript(key: str, turns: int) -> Session:
+    """``turns`` rounds of user, assistant call, tool result, assistant reply."""
+    stored = Session.objects.create(key=key)
+    rows = []
+    for turn in range(turns):
+        seq = 4 * turn
+        rows += [
+            Message(session=stored, seq=seq + 1, role="user", content="go"),
+            Message(session=stored, seq=seq + 2, role="assistant", tool_calls=[call(f"t{turn}")]),
+            Message(session=stored, seq=seq + 3, role="tool", tool_call_id=f"t{turn}", content="r"),
+            Message(session=stored, seq=seq + 4, role="assistant", content="ok"),
+        ]
+    rows.append(
+        Message(session=stored, seq=4 * turns + 1, role="assistant", tool_calls=[call("x")])
+    )
+    Message.objects.bulk_create(rows)
+    return stored
+
+
+def loaded_messages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A counter of the Message rows turned into objects from here on."""
+    loaded = [0]
+    from_db = Message.from_db.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Message], *args: Any) -> Message:
+        loaded[0] += 1
+        return from_db(cls, *args)
+
+    monkeypatch.setattr(Message, "from_db", classmethod(counting))
+    return loaded
+
+
+def test_a_context_page_reads_the_page_not_the_transcript(
+    monkeypatch: pytest.MonkeyPatch, django_assert_max_num_queries: Any
+) -> None:
+    short, long = long_transcript("short", 30), long_transcript("long", 600)
+    loaded = loaded_messages(monkeypatch)
+    counts = []
+    for stored in (short, long):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            page = selectors.messages_context_page(stored, limit=50, after=40)
+        counts.append(len(queries))
+        assert [m.seq for m in page.messages] == list(range(41, 91))
+        assert page.more
+        page = selectors.messages_context_page(stored, limit=50, position=page.position)
+        assert page.messages[0].seq == 91
+    assert counts[0] == counts[1] <= 5
+    # Two pages of 50 from each transcript (and the rounds' one extra row):
+    # nothing near the long one's 2 401 messages.
+    assert loaded[0] <= 4 * (50 + selectors.CONTEXT_BATCH)
+
+
+def test_pending_tool_calls_read_only_the_messages_with_a_pending_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stored = long_transcript("long", 600)
+    loaded = loaded_messages(monkeypatch)
+
+    pending = selectors.pending_tool_calls(stored)
+
+    assert [(p.message.seq, p.call["id"]) for p in pending] == [(2401, "x")]
+    assert loaded[0] == 1
+
+
+def test_the_context_view_finds_results_by_call_id_through_an_index(sqlite_only: None) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stored = long_transcript("long", 20)
+    with CaptureQueriesContext(connection) as queries:
+        selectors.messages_context_page(stored, limit=10)
+        selectors.pending_tool_calls(stored)
+    plans = []
+    with connection.cursor() as cursor:
+        for query in queries.captured_queries:
+            cursor.execute(f"EXPLAIN QUERY PLAN {query['sql']}")
+            plans.append(" ".join(str(row) for row in cursor.fetchall()))
+    assert any("message_tool_call_idx" in plan for plan in plans), plans
+    assert any("message_summary_idx" in plan for plan in plans), plans
+
+
+def test_a_page_of_results_whose_calls_came_before_it_looks_them_up_at_once() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stored = Session.objects.create(key="fan-out")
+    rows = [Message(session=stored, seq=1, role="user", content="go")]
+    rows.append(
+        Message(
+            session=stored, seq=2, role="assistant", tool_calls=[call(f"c{n}") for n in range(60)]
+        )
+    )
+    rows += [
+        Message(session=stored, seq=3 + n, role="tool", tool_call_id=f"c{n}", content="r")
+        for n in range(60)
+    ]
+    Message.objects.bulk_create(rows)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = selectors.messages_context_page(stored, limit=20, position=(False, 22))
+
+    assert [m.tool_call_id for m in page.messages] == [f"c{n}" for n in range(20, 40)]
+    # The summaries, the page's rows, one walk back to the call: not one a result.
+    assert len(queries) == 3

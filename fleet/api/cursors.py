@@ -73,3 +73,16 @@ def decode_offset(cursor: str, kind: str) -> int:
 
 def decode_after(cursor: str, kind: str) -> int:
     return _integer(decode(cursor, kind).get("a"))
+
+
+def decode_context(cursor: str) -> tuple[int, tuple[bool, int] | None]:
+    """The context view's position: ``(0, (is_summary, seq))`` of the last
+    message handed out; a cursor given out before it was a keyset (an offset
+    into the view, ``"o"``) still reads as ``(offset, None)``."""
+    data = decode(cursor, "context")
+    if "o" in data:
+        return _integer(data.get("o")), None
+    summary = data.get("s")
+    if summary not in (0, 1) or isinstance(summary, bool):
+        raise _refuse()
+    return 0, (bool(summary), _integer(data.get("q"), 1))

@@ -150,15 +150,15 @@ def list_messages(
         more = len(rows) > limit
         following = cursors.encode("messages", a=page[-1].seq) if more else None
     else:
-        offset = cursors.decode_offset(cursor, "context") if cursor else 0
-        kept = [
-            message
-            for message in selectors.messages_context(session)
-            if message.seq > after and (not role or message.role == role)
-        ]
-        page = kept[offset : offset + limit]
-        more = len(kept) > offset + limit
-        following = cursors.encode("context", o=offset + limit) if more else None
+        skip, position = cursors.decode_context(cursor) if cursor else (0, None)
+        found = selectors.messages_context_page(
+            session, limit=limit, after=after, role=role or None, position=position, skip=skip
+        )
+        page = found.messages
+        following = None
+        if found.more and found.position is not None:
+            summary, seq = found.position
+            following = cursors.encode("context", s=int(summary), q=seq)
     return {"items": [message_json(message) for message in page], "next": following}
 
 
