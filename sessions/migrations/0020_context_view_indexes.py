@@ -15,7 +15,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent_sessions", "0016_search_vector_regexp"),
+        ("agent_sessions", "0018_session_text_filter"),
     ]
 
     operations = [
