@@ -11,7 +11,9 @@ index lookups; ``breakdowns`` and ``daily_rows`` (the charts) read the daily
 rollup, never the sessions or messages. Formatting them is the dashboard's.
 Latency (``latency_summary`` for any days and dimensions, ``fleet_latency``
 for the periods of ``GET /fleet``, ``page_latency`` for the fleet page's
-panels and chart) is one query over the latency rollup each.
+panels and chart) is one query over the latency rollup each; the fleet-wide
+reads (the page, the API for a key that sees every agent) read its copy
+without the agent, ``FleetLatencyUsage``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, CharField, DateField, F, IntegerField, Value, When
+from django.db.models import Case, CharField, DateField, F, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
 from sessions.choices import TOKEN_FIELDS, Status
 from sessions.latency import RATIO, summarize
-from sessions.models import DailyUsage, LatencyUsage, Message, MinuteUsage, Tombstone
+from sessions.models import (
+    DailyUsage,
+    FleetLatencyUsage,
+    LatencyUsage,
+    Message,
+    MinuteUsage,
+    Tombstone,
+)
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
@@ -394,16 +403,17 @@ def fleet_latency(
     buckets in use, not by the days of history (grouped by day, a demo fleet
     of 10 000 sessions returned 29 000 rows and took seconds). Without an
     unbounded period asked for, only the widest period's days are read (an
-    index range of ``latencyusage_unique_bucket``)."""
+    index range of the unique key). Without ``agents`` (every agent) it reads
+    ``FleetLatencyUsage``, whose rows do not multiply with the agents."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     asked = list(PERIODS) if periods is None else [p for p in PERIODS if p in periods]
     # The period windows, narrowest first: a row's window is the first whose
     # first day it is on or after (the last: older than every bounded one).
     bounded = sorted({d for d in PERIODS.values() if d is not None})
-    rows = LatencyUsage.objects.all()
+    rows: QuerySet[Any] = FleetLatencyUsage.objects.all()
     if agents is not None:
-        rows = rows.filter(agent__in=agents)
+        rows = LatencyUsage.objects.filter(agent__in=agents)
     if asked and all(PERIODS[p] is not None for p in asked):
         rows = rows.filter(day__gte=today - timedelta(days=max(PERIODS[p] or 0 for p in asked)))
     window = Case(
@@ -480,17 +490,18 @@ def _add(into: dict[Any, Histogram], key: Any, bucket: int, totals: Mapping[str,
 def page_latency(
     now: datetime, period: str, *, chart_days: int = 30
 ) -> tuple[dict[str, Any], dict[date, Histogram]]:
-    """The fleet page's latency in one query over the rollup: ``period``'s
-    latency as ``fleet_latency`` gives it, and the model calls' histogram of
-    each of the last ``chart_days`` UTC days (its chart; days without a timed
-    call are absent). A ``UNION ALL`` of two groupings, each bounded by the
-    kinds, models, tools and buckets in use (and the chart's days), never by
-    the rows of history; a bounded period reads only its days (an index range
-    of ``latencyusage_unique_bucket``)."""
+    """The fleet page's latency in one query over the rollup without the agent
+    (``FleetLatencyUsage``): ``period``'s latency as ``fleet_latency`` gives
+    it, and the model calls' histogram of each of the last ``chart_days`` UTC
+    days (its chart; days without a timed call are absent). A ``UNION ALL``
+    of two groupings, each bounded by the kinds, models, tools and buckets in
+    use (and the chart's days); the rows read are the period's days × models
+    and tools × buckets, not × agents (a bounded period reads only its days:
+    an index range of ``fleetlatencyusage_unique_bucket``)."""
     today = utc_today(now)
     chart_first = today - timedelta(days=chart_days - 1)
     days_back = PERIODS[period]
-    rows = LatencyUsage.objects.all()
+    rows = FleetLatencyUsage.objects.all()
     if days_back is not None:
         rows = rows.filter(day__gte=today - timedelta(days=days_back))
     panel = (
@@ -500,7 +511,7 @@ def page_latency(
         .order_by()
     )
     chart = (
-        LatencyUsage.objects.filter(day__gte=chart_first, kind=LatencyUsage.Kind.CALL)
+        FleetLatencyUsage.objects.filter(day__gte=chart_first, kind=LatencyUsage.Kind.CALL)
         .annotate(label=Value("", output_field=CharField()), on=F("day"))
         .values("kind", "label", "on", "bucket")
         .annotate(**exact_sums(*LATENCY_COUNTERS))
