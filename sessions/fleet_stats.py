@@ -43,7 +43,7 @@ from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import utc_minute
-from sessions.sql import count_of, exact_sums, exact_totals, scalars
+from sessions.sql import count_of, exact_sums, exact_total, exact_totals, scalars
 
 BURN_WINDOW = timedelta(hours=1)
 # Name → first day included, as days before today (None = all time).
@@ -504,32 +504,44 @@ def page_latency(
     rows = FleetLatencyUsage.objects.all()
     if days_back is not None:
         rows = rows.filter(day__gte=today - timedelta(days=days_back))
+    # Grouped by the table's own columns (a tool row has no model, a call no
+    # name), in the order of ``fleetlatencyusage_panel_idx``, which holds every
+    # column read: the databases aggregate it in index order, without a sort
+    # or a hash of the rows (bench/README.md, issue 17 follow-ups, session 21).
+    keys = ("kind", "model", "name", "on", "bucket")
+    sums = exact_sums(*LATENCY_COUNTERS)
     panel = (
-        rows.annotate(label=_LATENCY_LABEL, on=Value(None, output_field=DateField()))
-        .values("kind", "label", "on", "bucket")
-        .annotate(**exact_sums(*LATENCY_COUNTERS))
+        rows.annotate(on=Value(None, output_field=DateField()))
+        .values("kind", "model", "name", "bucket", "on")
+        .annotate(**sums)
         .order_by()
+        .values_list(*keys, *sums)
     )
     chart = (
         FleetLatencyUsage.objects.filter(day__gte=chart_first, kind=LatencyUsage.Kind.CALL)
-        .annotate(label=Value("", output_field=CharField()), on=F("day"))
-        .values("kind", "label", "on", "bucket")
-        .annotate(**exact_sums(*LATENCY_COUNTERS))
+        .annotate(
+            blank=Value("", output_field=CharField()),
+            no_name=Value("", output_field=CharField()),
+            on=F("day"),
+        )
+        .values("kind", "blank", "no_name", "on", "bucket")
+        .annotate(**sums)
         .order_by()
+        .values_list("kind", "blank", "no_name", "on", "bucket", *sums)
     )
     histograms: dict[tuple[str, str], Histogram] = {}
     by_day: dict[date, Histogram] = {}
-    found: Iterable[Mapping[str, Any]] = panel.union(chart, all=True)
-    for row in found:
-        totals = exact_totals(row, LATENCY_COUNTERS)
-        if totals["count"] <= 0:
+    found: Iterable[tuple[Any, ...]] = panel.union(chart, all=True)
+    for kind, model, name, on, bucket, count_high, count_low, ms_high, ms_low in found:
+        count = exact_total(count_high, count_low)
+        if count <= 0:
             continue
-        if row["on"] is None:
-            _add(histograms, (row["kind"], row["label"]), row["bucket"], totals)
+        totals = {"count": count, "sum_ms": exact_total(ms_high, ms_low)}
+        if on is None:
+            _add(histograms, (kind, model or name), bucket, totals)
         else:
             # SQLite gives the union's dates back as text.
-            day = row["on"] if isinstance(row["on"], date) else date.fromisoformat(row["on"])
-            _add(by_day, day, row["bucket"], totals)
+            _add(by_day, on if isinstance(on, date) else date.fromisoformat(on), bucket, totals)
     return _latency_of(histograms), by_day
 
 

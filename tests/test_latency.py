@@ -428,3 +428,27 @@ def test_fleet_latency_of_some_periods_reads_only_their_days() -> None:
         2,
         BUCKET_UPPER[bucket_of(5000)],
     )
+
+
+@pytest.mark.django_db
+def test_the_fleet_pages_latency_panels_aggregate_their_index_in_order_on_sqlite() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's plan: PostgreSQL chooses by its statistics")
+    now = timezone.now()
+    timed(now.date(), "a", "call", 900, model="o3")
+    with CaptureQueriesContext(connection) as queries:
+        page_latency(now, "last_30_days")
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[0]["sql"])
+        plan = [row[-1] for row in cursor.fetchall()]
+
+    # The panels read only fleetlatencyusage_panel_idx, in its order: no sort
+    # of the rows (only the chart's 30 days are sorted by day and bucket).
+    panel = plan[plan.index("LEFT-MOST SUBQUERY") + 1 : plan.index("UNION ALL")]
+    assert panel == [
+        "SCAN agent_sessions_fleetlatencyusage USING COVERING INDEX fleetlatencyusage_panel_idx"
+    ]

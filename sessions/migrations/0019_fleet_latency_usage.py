@@ -73,6 +73,12 @@ class Migration(migrations.Migration):
                         name="fleetlatencyusage_unique_bucket",
                     )
                 ],
+                "indexes": [
+                    models.Index(
+                        fields=["kind", "model", "name", "bucket", "day", "count", "sum_ms"],
+                        name="fleetlatencyusage_panel_idx",
+                    )
+                ],
             },
         ),
         migrations.RunPython(fill, migrations.RunPython.noop, elidable=True),
