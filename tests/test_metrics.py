@@ -284,3 +284,43 @@ def test_latency_is_a_histogram_with_the_same_exact_buckets_for_every_series(
     assert len(buckets) == len(PROMETHEUS_BOUNDS)
     tool = {"kind": "tool", "agent": "koda", "model": "gpt-4o", "tool": "grep"}
     assert value(samples, "fleet_latency_seconds_bucket", **tool, le="0.001") == 1
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_metrics_and_the_fleet_api_count_the_same_latency(client: Client) -> None:
+    from sessions.models import ApiKey
+    from tests.api_client import ApiClient
+
+    # Two agents: /metrics reads the rollup per agent, /fleet (every agent)
+    # its fleet-wide copy; both are kept from the same deltas.
+    for agent, durations in (("koda", (40, 900, 5000)), ("zed", (70, 80))):
+        services.messages_append(
+            key=agent,
+            session={"agent": agent, "model": "o3"},
+            messages=[
+                *({"role": "assistant", "content": "a", "duration_ms": ms} for ms in durations),
+                {
+                    "role": "tool",
+                    "name": "grep",
+                    "tool_call_id": "c",
+                    "content": "",
+                    "duration_ms": 9,
+                },
+            ],
+        )
+    latency = ApiClient(ApiKey.generate(name="r", read_only=True)[1]).get("fleet").json()
+    samples = scrape(client)
+
+    def scraped(kind: str, tool: str, name: str) -> float:
+        return sum(
+            value(samples, name, kind=kind, agent=agent, model="o3", tool=tool)
+            for agent in ("koda", "zed")
+        )
+
+    (model,) = latency["latency"]["all_time"]["models"]
+    (tool,) = latency["latency"]["all_time"]["tools"]
+    assert model["count"] == scraped("call", "", "fleet_latency_seconds_count") == 5
+    assert tool["count"] == scraped("tool", "grep", "fleet_latency_seconds_count") == 2
+    assert model["mean_ms"] * model["count"] / 1000 == pytest.approx(
+        scraped("call", "", "fleet_latency_seconds_sum")
+    )
