@@ -19,13 +19,14 @@ without the agent, ``FleetLatencyUsage``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Case, CharField, DateField, F, IntegerField, QuerySet, Value, When
 from django.utils import timezone
 
@@ -505,9 +506,10 @@ def page_latency(
     if days_back is not None:
         rows = rows.filter(day__gte=today - timedelta(days=days_back))
     # Grouped by the table's own columns (a tool row has no model, a call no
-    # name), in the order of ``fleetlatencyusage_panel_idx``, which holds every
-    # column read: the databases aggregate it in index order, without a sort
-    # or a hash of the rows (bench/README.md, issue 17 follow-ups, session 21).
+    # name), in the order of ``fleetlatencyusage_panel_idx`` (the chart:
+    # ``fleetlatencyusage_chart_idx``), which hold every column read: SQLite
+    # aggregates them in index order, without a sort (bench/README.md,
+    # session 21).
     keys = ("kind", "model", "name", "on", "bucket")
     sums = exact_sums(*LATENCY_COUNTERS)
     panel = (
@@ -531,7 +533,12 @@ def page_latency(
     )
     histograms: dict[tuple[str, str], Histogram] = {}
     by_day: dict[date, Histogram] = {}
-    found: Iterable[tuple[Any, ...]] = panel.union(chart, all=True)
+    # The database's rows as they come (~2 400 at 100 000 sessions): the ORM's
+    # per-row converters cost more than the loop below.
+    sql, params = panel.union(chart, all=True).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
     for kind, model, name, on, bucket, count_high, count_low, ms_high, ms_low in found:
         count = exact_total(count_high, count_low)
         if count <= 0:

@@ -77,7 +77,11 @@ class Migration(migrations.Migration):
                     models.Index(
                         fields=["kind", "model", "name", "bucket", "day", "count", "sum_ms"],
                         name="fleetlatencyusage_panel_idx",
-                    )
+                    ),
+                    models.Index(
+                        fields=["kind", "day", "bucket", "count", "sum_ms"],
+                        name="fleetlatencyusage_chart_idx",
+                    ),
                 ],
             },
         ),
