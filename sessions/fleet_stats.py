@@ -496,9 +496,10 @@ def page_latency(
     it, and the model calls' histogram of each of the last ``chart_days`` UTC
     days (its chart; days without a timed call are absent). A ``UNION ALL``
     of two groupings, each bounded by the kinds, models, tools and buckets in
-    use (and the chart's days); the rows read are the period's days × models
-    and tools × buckets, not × agents (a bounded period reads only its days:
-    an index range of ``fleetlatencyusage_unique_bucket``)."""
+    use (and the chart's days); the rows read are days × models and tools ×
+    buckets, not × agents (the chart: an index range of its 30 days; the
+    panels: the period's days, which SQLite reads by scanning their index in
+    order rather than a day range)."""
     today = utc_today(now)
     chart_first = today - timedelta(days=chart_days - 1)
     days_back = PERIODS[period]

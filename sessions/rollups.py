@@ -322,7 +322,8 @@ class Rollup:
             deltas[1] += sign * duration_ms
 
     def _spread(self) -> None:
-        """Add each pending key's deltas to the day, budget and minute tables."""
+        """Add each pending key's deltas to the day, budget and minute tables,
+        and each pending duration's to both latency tables."""
         projects: dict[str, str] = {}
         for (minute, recent, *dimensions, project), counts in self._pending.items():
             where = tuple(dimensions)
@@ -339,10 +340,8 @@ class Rollup:
             if recent:
                 self._minutes.add(minute, where, 1, counts)
         self._pending = {}
-        for (day, agent, model, kind, name, bucket), (
-            count,
-            sum_ms,
-        ) in self._pending_latency.items():
+        for key, (count, sum_ms) in self._pending_latency.items():
+            day, agent, model, kind, name, bucket = key
             moved = {"count": count, "sum_ms": sum_ms}
             self._latency.add(day, (agent, model, kind, name, bucket), 1, moved)
             fleet_model = model if kind in MODEL_KINDS else ""
