@@ -324,3 +324,28 @@ def test_metrics_and_the_fleet_api_count_the_same_latency(client: Client) -> Non
     assert model["mean_ms"] * model["count"] / 1000 == pytest.approx(
         scraped("call", "", "fleet_latency_seconds_sum")
     )
+
+
+@pytest.mark.django_db
+def test_the_latency_histogram_reads_one_covering_index_in_order_on_sqlite() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from fleet.metrics import FleetCollector
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's plan: PostgreSQL chooses by its statistics")
+    services.messages_append(
+        key="t", messages=[{"role": "assistant", "content": "a", "duration_ms": 5}]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        list(FleetCollector(timezone.now())._latency())
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[0]["sql"])
+        plan = [row[-1] for row in cursor.fetchall()]
+
+    # Every day's rows, but no table row and no sort: /metrics is scraped often.
+    assert plan == [
+        "SCAN agent_sessions_latencyusage USING COVERING INDEX latencyusage_metrics_idx"
+    ]
