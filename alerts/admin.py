@@ -41,6 +41,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
                     "per",
                     "threshold_ms",
                     "window_days",
+                    "min_count",
                 ]
             },
         ),

@@ -58,6 +58,9 @@ class AlertRule(models.Model):
     # A latency rule's window, in UTC days including today (the rollup's days).
     DEFAULT_WINDOW_DAYS = 1
     MAX_WINDOW_DAYS = 31
+    # A latency rule's minimum of calls (runs) in the window when left blank:
+    # below 20, the nearest-rank p95 is the slowest call alone.
+    DEFAULT_MIN_COUNT = 20
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -84,6 +87,12 @@ class AlertRule(models.Model):
         blank=True,
         help_text="latency: the p95 of the last N UTC days, today included "
         "(blank: today only; at most 31)",
+    )
+    min_count = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="latency: only a model or tool with at least this many calls or runs "
+        "in the window fires (blank: 20; below 20 a p95 is the slowest one alone)",
     )
     per = models.CharField(
         max_length=8,
@@ -120,6 +129,11 @@ class AlertRule(models.Model):
         return {name: value for name, value in values.items() if value}
 
     @property
+    def minimum_count(self) -> int:
+        """A latency rule's minimum of calls or runs in the window (blank: the default)."""
+        return self.DEFAULT_MIN_COUNT if self.min_count is None else self.min_count
+
+    @property
     def cooldown(self) -> timedelta:
         return timedelta(seconds=self.cooldown_seconds)
 
@@ -146,6 +160,15 @@ class AlertRule(models.Model):
             errors["threshold_seconds"] = "this kind has no duration threshold"
         if self.threshold_seconds == 0:
             errors["threshold_seconds"] = "a duration above 0 seconds"
+        errors.update(self._latency_errors())
+        if self.per == self.Per.AGENT and self.kind != self.Kind.BURN_RATE:
+            errors["per"] = "only a burn-rate rule is counted per agent"
+        if errors:
+            raise ValidationError(errors)
+
+    def _latency_errors(self) -> dict[str, str]:
+        """``clean``'s part for the latency fields: set on a latency rule only."""
+        errors: dict[str, str] = {}
         if self.kind in self.LATENCY_KINDS:
             if not self.threshold_ms:
                 errors["threshold_ms"] = "a latency rule needs a threshold above 0 ms"
@@ -154,15 +177,16 @@ class AlertRule(models.Model):
                 errors["channel"] = "a latency rule cannot filter by channel"
             if self.window_days is not None and not (1 <= self.window_days <= self.MAX_WINDOW_DAYS):
                 errors["window_days"] = f"from 1 to {self.MAX_WINDOW_DAYS} days"
-        else:
-            if self.threshold_ms is not None:
-                errors["threshold_ms"] = "only a latency rule has a threshold in ms"
-            if self.window_days is not None:
-                errors["window_days"] = "only a latency rule has a window in days"
-        if self.per == self.Per.AGENT and self.kind != self.Kind.BURN_RATE:
-            errors["per"] = "only a burn-rate rule is counted per agent"
-        if errors:
-            raise ValidationError(errors)
+            if self.min_count is not None and self.min_count < 1:
+                errors["min_count"] = f"at least 1 call (blank: {self.DEFAULT_MIN_COUNT})"
+            return errors
+        if self.threshold_ms is not None:
+            errors["threshold_ms"] = "only a latency rule has a threshold in ms"
+        if self.window_days is not None:
+            errors["window_days"] = "only a latency rule has a window in days"
+        if self.min_count is not None:
+            errors["min_count"] = "only a latency rule has a minimum count"
+        return errors
 
 
 class AlertChannel(models.Model):

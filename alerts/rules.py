@@ -25,8 +25,10 @@ rule fires for, not the fleet.
   ``window_days`` UTC days, today included; default today) above
   ``threshold_ms``, read from the latency rollup (``LatencyUsage``, one
   query, never the messages); the p95 is the rollup's (at most 9 % above the
-  exact value, ``sessions.latency``). The incident resolves when the p95
-  falls back (faster calls, or the window leaves the slow days behind).
+  exact value, ``sessions.latency``). Only a model or tool with at least
+  ``min_count`` calls or runs in the window (blank: 20) is judged. The
+  incident resolves when the p95 falls back (faster calls, or the window
+  leaves the slow days behind) or the count falls below the minimum.
 
 Filters (agent, channel, model) narrow the sessions, the rollup's rows, or the
 budgets whose scope names that value (a latency rule: agent and model; for a
@@ -174,8 +176,13 @@ def _latency(rule: AlertRule, now: datetime) -> Holding:
         if count > 0:
             counts = histograms.setdefault(row[label], {})
             counts[row["bucket"]] = counts.get(row["bucket"], 0) + count
+    minimum = rule.minimum_count
     holding: Holding = {}
     for name, counts in sorted(histograms.items()):
+        count = sum(counts.values())
+        if count < minimum:
+            # Too few to judge (below 20, a p95 is the slowest call alone).
+            continue
         p95 = percentile(counts, 0.95)
         if p95 is not None and p95 > threshold:
             field = "tool" if tool else "model"
@@ -183,7 +190,8 @@ def _latency(rule: AlertRule, now: datetime) -> Holding:
                 field: name,
                 "p95_ms": p95,
                 "threshold_ms": threshold,
-                "count": sum(counts.values()),
+                "count": count,
+                "min_count": minimum,
                 "window_days": days,
             }
     return holding

@@ -14,7 +14,8 @@ services' own code without their writes: ``clean_session_fields`` and
 the session's totals and the rollups' deltas, ``Rollup``). Sessions and
 messages then go in with ``COPY``; the rollups' deltas are copied into
 unlogged staging tables and added to ``DailyUsage``, ``BudgetUsage``,
-``MinuteUsage`` and ``LatencyUsage`` in one grouped upsert each at the end;
+``MinuteUsage``, ``LatencyUsage`` and ``FleetLatencyUsage`` (every table
+``Rollup.tables()`` gives) in one grouped upsert each at the end;
 the demo's budgets follow (``demo_budgets``). The message search vector is a
 generated column, so PostgreSQL fills it during the COPY.
 

@@ -547,9 +547,66 @@ class LatencyUsage(models.Model):
                 name="latencyusage_unique_bucket",
             ),
         ]
+        indexes = [
+            # /metrics' histogram (``fleet.metrics``): every day's rows summed per
+            # kind, agent, model, tool and bucket, read in this order from the
+            # index alone (no sort, no table row).
+            models.Index(
+                fields=["kind", "agent", "model", "name", "bucket", "count", "sum_ms"],
+                name="latencyusage_metrics_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.kind} {self.agent or '-'} {self.model or '-'} #{self.bucket}"
+
+
+class FleetLatencyUsage(models.Model):
+    """``LatencyUsage`` without the agent: per UTC day × kind × model (calls and
+    times to first token) or tool name (tool runs) × bucket; a turn row names
+    neither, a tool row no model. The fleet page's and the unscoped
+    ``GET /fleet``'s source: its rows are bounded by the models and tools in
+    use × days × buckets, whatever the number of agents. Kept by
+    ``sessions.rollups.Rollup`` from the same deltas, in the same
+    transaction (so it is always ``LatencyUsage`` summed over agents, and
+    tool runs over models); kept by purge.
+    """
+
+    day = models.DateField()
+    kind = models.CharField(max_length=8, choices=LatencyUsage.Kind.choices)
+    model = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+    sum_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "kind", "model", "name", "bucket"]
+        verbose_name_plural = "fleet latency usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "kind", "model", "name", "bucket"],
+                name="fleetlatencyusage_unique_bucket",
+            ),
+        ]
+        indexes = [
+            # The fleet page's panels (``fleet_stats.page_latency``): every column
+            # they read, in their grouping's order, so both databases aggregate
+            # an index range in order (no sort, no hash, no table row).
+            models.Index(
+                fields=["kind", "model", "name", "bucket", "day", "count", "sum_ms"],
+                name="fleetlatencyusage_panel_idx",
+            ),
+            # Its chart: the model calls of the last 30 days by day and bucket.
+            models.Index(
+                fields=["kind", "day", "bucket", "count", "sum_ms"],
+                name="fleetlatencyusage_chart_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = self.model or self.name or "-"
+        return f"{self.day} {self.kind} {label} #{self.bucket}"
 
 
 def project_key(project: str) -> str:

@@ -7,7 +7,9 @@ day, also per project: the budgets' source, kept by purge) and ``MinuteUsage`` (
 minute, only for usage dated within ``MinuteUsage.RECENT``: the burn rate's
 source). ``LatencyUsage`` counts durations per UTC day × agent × model × kind
 × tool name in the fixed buckets of ``sessions.latency`` (one row per bucket
-used), through the same upsert.
+used), through the same upsert; ``FleetLatencyUsage`` the same durations
+without the agent (and without the model for tool runs and turns), the fleet
+page's source.
 
 The upsert (``INSERT … ON CONFLICT … DO UPDATE SET x = x + excluded.x``) is
 the same SQL on SQLite (≥ 3.35 for ``RETURNING``) and PostgreSQL, and adds
@@ -38,6 +40,7 @@ from sessions.latency import bucket_of
 from sessions.models import (
     BudgetUsage,
     DailyUsage,
+    FleetLatencyUsage,
     LatencyUsage,
     MinuteUsage,
     Turn,
@@ -63,6 +66,10 @@ DIMENSIONS = ("agent", "model", "channel")
 # the project's key; ``project`` rides along.
 BUDGET_DIMENSIONS = ("span", *DIMENSIONS, "project_key", "project")
 LATENCY_DIMENSIONS = ("agent", "model", "kind", "name", "bucket")
+FLEET_LATENCY_DIMENSIONS = ("kind", "model", "name", "bucket")
+# The kinds whose fleet-wide rows keep the model (a tool run's is its session's,
+# a turn's the session's: the fleet page groups those by tool name, or not at all).
+MODEL_KINDS = frozenset({LatencyUsage.Kind.CALL, LatencyUsage.Kind.TTFT})
 LATENCY_COUNTERS = ("count", "sum_ms")
 
 
@@ -187,7 +194,8 @@ class _Buckets:
 
 
 class Rollup:
-    """Accumulates counter deltas per day, per budget bucket and (when recent) minute.
+    """Accumulates counter deltas per day, per budget bucket, (when recent)
+    minute and, for durations, per latency bucket with and without the agent.
 
     One pass per write: ``add_counts`` adds a write's counters once, to the
     finest key its tables need (the UTC minute, whether it is recent, the
@@ -226,6 +234,17 @@ class Rollup:
             dimensions=LATENCY_DIMENSIONS,
             keyed=len(LATENCY_DIMENSIONS),
         )
+        self._fleet_latency = _Buckets(
+            FleetLatencyUsage,
+            "day",
+            LATENCY_COUNTERS,
+            connection.ops.adapt_datefield_value,
+            dimensions=FLEET_LATENCY_DIMENSIONS,
+            keyed=len(FLEET_LATENCY_DIMENSIONS),
+        )
+        # (day, agent, model, kind, tool name, bucket) -> [count, sum_ms] deltas,
+        # spread over both latency tables by ``_spread``.
+        self._pending_latency: dict[tuple[Any, ...], list[int]] = {}
         # Finished turns: not a rollup, but written by the same writes in the
         # same transaction, and counted into the latency rollup (``add_turn``).
         self._turns: list[Turn] = []
@@ -294,15 +313,17 @@ class Rollup:
     ) -> None:
         """Count one duration (``LatencyUsage.Kind``) on the UTC day of ``at``."""
         self._moment(at)
-        bucket = self._latency.deltas[
-            (self._day, agent or "", model or "", kind, name or "", bucket_of(duration_ms))
-        ]
-        bucket["count"] += sign
+        key = (self._day, agent or "", model or "", kind, name or "", bucket_of(duration_ms))
+        deltas = self._pending_latency.get(key)
+        if deltas is None:
+            deltas = self._pending_latency[key] = [0, 0]
+        deltas[0] += sign
         if duration_ms > 0:
-            bucket["sum_ms"] += sign * duration_ms
+            deltas[1] += sign * duration_ms
 
     def _spread(self) -> None:
-        """Add each pending key's deltas to the day, budget and minute tables."""
+        """Add each pending key's deltas to the day, budget and minute tables,
+        and each pending duration's to both latency tables."""
         projects: dict[str, str] = {}
         for (minute, recent, *dimensions, project), counts in self._pending.items():
             where = tuple(dimensions)
@@ -319,6 +340,13 @@ class Rollup:
             if recent:
                 self._minutes.add(minute, where, 1, counts)
         self._pending = {}
+        for key, (count, sum_ms) in self._pending_latency.items():
+            day, agent, model, kind, name, bucket = key
+            moved = {"count": count, "sum_ms": sum_ms}
+            self._latency.add(day, (agent, model, kind, name, bucket), 1, moved)
+            fleet_model = model if kind in MODEL_KINDS else ""
+            self._fleet_latency.add(day, (kind, fleet_model, name, bucket), 1, moved)
+        self._pending_latency = {}
 
     def add_turn(
         self,
@@ -357,7 +385,7 @@ class Rollup:
         way (the benchmarks' bulk generator, ``bench/generate.py``): the
         pending sums spread into them first, as ``apply`` does."""
         self._spread()
-        return (self._daily, self._budget, self._minutes, self._latency)
+        return (self._daily, self._budget, self._minutes, self._latency, self._fleet_latency)
 
     def apply(self) -> None:
         """Write the deltas (call inside the write's transaction)."""
@@ -369,3 +397,4 @@ class Rollup:
         self._budget.apply()
         self._minutes.apply()
         self._latency.apply()
+        self._fleet_latency.apply()

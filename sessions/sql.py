@@ -80,7 +80,10 @@ def exact_sums(*names: str) -> dict[str, Sum]:
 
 def exact_totals(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, int]:
     """The sums ``exact_sums`` asked for, as Python ints (0 where there were no rows)."""
-    return {
-        name: int(row[f"{name}__high"] or 0) * _SPLIT + int(row[f"{name}__low"] or 0)
-        for name in names
-    }
+    return {name: exact_total(row[f"{name}__high"], row[f"{name}__low"]) for name in names}
+
+
+def exact_total(high: Any, low: Any) -> int:
+    """One column's exact sum from its two halves (``exact_sums``' ``__high`` and
+    ``__low``), for a reader of rows as tuples (``values_list``)."""
+    return int(high or 0) * _SPLIT + int(low or 0)

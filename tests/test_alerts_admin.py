@@ -30,6 +30,7 @@ def rule_form(**fields: str) -> dict[str, str]:
         "threshold_usd_per_hour": "",
         "threshold_ms": "",
         "window_days": "",
+        "min_count": "",
         "per": "fleet",
         "agent": "",
         "channel": "",
@@ -77,6 +78,9 @@ def channel_form(**fields: str) -> dict[str, str]:
             "threshold_ms": "9",
             "window_days": "99",
         },
+        {"kind": "model_latency", "threshold_seconds": "", "threshold_ms": "9", "min_count": "0"},
+        {"kind": "model_latency", "threshold_seconds": "", "threshold_ms": "9", "min_count": "-3"},
+        {"min_count": "20"},
     ],
 )
 def test_a_rule_with_an_invalid_scope_or_threshold_is_a_form_error(
@@ -99,15 +103,28 @@ def test_a_valid_rule_is_added(admin_client: Client) -> None:
     assert AlertRule.objects.get().per == "agent"
 
 
-def test_a_latency_rule_is_added_with_its_threshold_and_window(admin_client: Client) -> None:
+def test_a_latency_rule_is_added_with_its_threshold_window_and_minimum_count(
+    admin_client: Client,
+) -> None:
     response = admin_client.post(
         f"{RULES_URL}add/",
-        rule_form(kind="tool_latency", threshold_seconds="", threshold_ms="30000", window_days="7"),
+        rule_form(
+            kind="tool_latency",
+            threshold_seconds="",
+            threshold_ms="30000",
+            window_days="7",
+            min_count="50",
+        ),
     )
 
     assert response.status_code == 302
     made = AlertRule.objects.get()
-    assert (made.kind, made.threshold_ms, made.window_days) == ("tool_latency", 30000, 7)
+    assert (made.kind, made.threshold_ms, made.window_days, made.min_count) == (
+        "tool_latency",
+        30000,
+        7,
+        50,
+    )
 
 
 @pytest.mark.parametrize(

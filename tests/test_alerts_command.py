@@ -120,7 +120,8 @@ def _slow(now: datetime, kind: str, name: str, *durations: int) -> None:
 
 
 def _model_latency_start(now: datetime) -> None:
-    _slow(now, "call", "", 500, 9000)
+    # 22 calls (a rule's default minimum is 20), the two slowest above 2 s.
+    _slow(now, "call", "", *[500] * 20, 9000, 9000)
 
 
 def _model_latency_stop(now: datetime, made: None) -> None:
@@ -149,7 +150,8 @@ CASES: dict[str, Case] = {
     "agent_silent": ({"threshold_seconds": 3600}, _silent_start, _silent_stop),
     "model_latency": ({"threshold_ms": 2000}, _model_latency_start, _model_latency_stop),
     "tool_latency": (
-        {"threshold_ms": 30_000, "window_days": 2}, _tool_latency_start, _tool_latency_stop,
+        {"threshold_ms": 30_000, "window_days": 2, "min_count": 1},
+        _tool_latency_start, _tool_latency_stop,
     ),
 }  # fmt: skip
 
@@ -188,7 +190,7 @@ def test_a_latency_rule_fires_per_model_over_its_window_and_names_the_p95() -> N
     from sessions.latency import BUCKET_UPPER, bucket_of
 
     now = timezone.now()
-    watched = rule("model_latency", threshold_ms=2000, window_days=2)
+    watched = rule("model_latency", threshold_ms=2000, window_days=2, min_count=2)
     _slow(now, "call", "", 9000)
     _slow(now - timedelta(days=1), "call", "", 9000)
     _slow(now - timedelta(days=2), "call", "", *[100] * 50)  # outside the window
@@ -205,6 +207,7 @@ def test_a_latency_rule_fires_per_model_over_its_window_and_names_the_p95() -> N
         "p95_ms": BUCKET_UPPER[bucket_of(9000)],
         "threshold_ms": 2000,
         "count": 2,
+        "min_count": 2,
         "window_days": 2,
     }
     # The window slides past the slow days: resolved.
@@ -213,12 +216,33 @@ def test_a_latency_rule_fires_per_model_over_its_window_and_names_the_p95() -> N
 
 def test_a_latency_rules_filters_narrow_the_rollup_it_reads() -> None:
     now = timezone.now()
-    rule("model_latency", threshold_ms=2000, agent="other")
-    rule("tool_latency", threshold_ms=2000, model="o3")
+    rule("model_latency", threshold_ms=2000, agent="other", min_count=1)
+    rule("tool_latency", threshold_ms=2000, model="o3", min_count=1)
     _model_latency_start(now)
     _tool_latency_start(now)
 
     assert run_alerts(now).opened == []
+
+
+def test_a_latency_rule_ignores_a_model_with_fewer_calls_than_its_minimum() -> None:
+    now = timezone.now()
+    # Blank: 20 calls at least (below 20, a p95 is the slowest call alone).
+    default = rule("model_latency", threshold_ms=2000)
+    three = rule("tool_latency", threshold_ms=2000, min_count=3)
+    _slow(now, "call", "", *[9000] * 19)
+    _slow(now, "tool", "bash", 9000, 9000)
+
+    assert run_alerts(now).opened == []
+
+    _slow(now, "call", "", 9000)
+    _slow(now, "tool", "bash", 9000)
+    run_alerts(now)
+
+    assert Incident.objects.get(rule=default).details["count"] == 20
+    assert Incident.objects.get(rule=three).details["count"] == 3
+    # Fewer calls in the window than the minimum: the condition no longer holds.
+    LatencyUsage.objects.filter(kind="tool").update(count=2)
+    assert len(run_alerts(now).resolved) == 1
 
 
 def test_filters_narrow_the_sessions_a_rule_watches() -> None:

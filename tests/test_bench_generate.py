@@ -19,6 +19,7 @@ from sessions.models import (
     Budget,
     BudgetUsage,
     DailyUsage,
+    FleetLatencyUsage,
     LatencyUsage,
     Message,
     MinuteUsage,
@@ -139,6 +140,10 @@ def test_generated_totals_and_rollups_are_the_sums_of_the_messages(generated, di
     tools = Message.objects.filter(role="tool", duration_ms__isnull=False)
     tool_rows = LatencyUsage.objects.filter(kind=LatencyUsage.Kind.TOOL)
     assert sum(row.count for row in tool_rows) == tools.count()
+    # The fleet-wide copy (the fleet page's) holds the same counts.
+    for kind, timed in ((LatencyUsage.Kind.CALL, calls), (LatencyUsage.Kind.TOOL, tools)):
+        fleet_rows = FleetLatencyUsage.objects.filter(kind=kind)
+        assert sum(row.count for row in fleet_rows) == timed.count()
 
     # Indexed for search (the generated column), budgets sized on the spend.
     assert search_messages("the")

@@ -142,7 +142,7 @@ def test_a_messages_metadata_survives_the_round_trip(tmp_path: Path) -> None:
 def test_durations_survive_the_round_trip_and_rebuild_the_latency_rollup(
     tmp_path: Path,
 ) -> None:
-    from sessions.models import LatencyUsage
+    from sessions.models import FleetLatencyUsage, LatencyUsage
 
     services.messages_append(
         key="k",
@@ -164,13 +164,23 @@ def test_durations_survive_the_round_trip_and_rebuild_the_latency_rollup(
             "day", "agent", "model", "kind", "name", "bucket", "count", "sum_ms"
         )
     )
+    fleet = sorted(
+        FleetLatencyUsage.objects.values_list("day", "kind", "model", "name", "count", "sum_ms")
+    )
     path = tmp_path / "fleet.jsonl"
     export(str(path))
     empty_the_database()
     LatencyUsage.objects.all().delete()
+    FleetLatencyUsage.objects.all().delete()
 
     run_import("fleet", str(path))
 
+    assert (
+        sorted(
+            FleetLatencyUsage.objects.values_list("day", "kind", "model", "name", "count", "sum_ms")
+        )
+        == fleet
+    )
     assert [(m.duration_ms, m.time_to_first_token_ms) for m in messages_of("k")] == [
         (None, None),
         (1500, 80),

@@ -159,21 +159,22 @@ def test_an_untimed_fleet_says_so_in_the_latency_panels(admin_client: Client) ->
 
 
 def latency_rows(day_offset: int, model: str, *durations: int, kind: str = "call") -> None:
-    """Latency rollup rows (no messages): what the panels and the chart read."""
-    from sessions.latency import bucket_of
-    from sessions.models import LatencyUsage
+    """Latency rollup rows (no messages), through the rollup's write path: what
+    the panels and the chart read."""
+    from sessions.rollups import Rollup
 
-    day = timezone.now().date() - timedelta(days=day_offset)
+    rollup = Rollup()
+    at = timezone.now() - timedelta(days=day_offset)
     for ms in durations:
-        row, _ = LatencyUsage.objects.get_or_create(
-            day=day,
+        rollup.add_latency(
+            at=at,
             agent="a",
             model=model if kind != "tool" else "",
             kind=kind,
             name=model if kind == "tool" else "",
-            bucket=bucket_of(ms),
+            duration_ms=ms,
         )
-        LatencyUsage.objects.filter(pk=row.pk).update(count=row.count + 1, sum_ms=row.sum_ms + ms)
+    rollup.apply()
 
 
 def test_the_latency_chart_draws_p50_and_p95_of_the_model_calls_per_day(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sessions import services
 from sessions.bounds import MAX_DURATION_MS
-from sessions.fleet_stats import PERIODS, latency_summary
+from sessions.fleet_stats import PERIODS, latency_summary, page_latency
 from sessions.latency import (
     BUCKET_LOWER,
     BUCKET_UPPER,
@@ -24,7 +24,7 @@ from sessions.latency import (
     cumulative,
     percentile,
 )
-from sessions.models import LatencyUsage, Message, Session
+from sessions.models import FleetLatencyUsage, LatencyUsage, Message, Session
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = T0.date()
@@ -122,11 +122,34 @@ def append(key: str, *messages: dict[str, Any], agent: str = "bot") -> None:
 
 
 def rows() -> list[tuple[Any, ...]]:
+    # Every write that moves the latency rollup moves its fleet-wide copy alike.
+    assert fleet_rows() == summed_over_agents()
     return sorted(
         LatencyUsage.objects.filter(count__gt=0).values_list(
             "day", "agent", "model", "kind", "name", "bucket", "count", "sum_ms"
         )
     )
+
+
+def fleet_rows() -> list[tuple[Any, ...]]:
+    return sorted(
+        FleetLatencyUsage.objects.filter(count__gt=0).values_list(
+            "day", "kind", "model", "name", "bucket", "count", "sum_ms"
+        )
+    )
+
+
+def summed_over_agents() -> list[tuple[Any, ...]]:
+    """``LatencyUsage`` summed over agents (and over models for tool runs and
+    turns): what ``FleetLatencyUsage`` must hold."""
+    sums: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for day, model, kind, name, bucket, count, sum_ms in LatencyUsage.objects.values_list(
+        "day", "model", "kind", "name", "bucket", "count", "sum_ms"
+    ):
+        key = (day, kind, model if kind in ("call", "ttft") else "", name, bucket)
+        before = sums.get(key, (0, 0))
+        sums[key] = (before[0] + count, before[1] + sum_ms)
+    return sorted((*key, count, sum_ms) for key, (count, sum_ms) in sums.items() if count > 0)
 
 
 def summary(kind: str, by: tuple[str, ...] = ("model",), **kwargs: Any) -> dict[Any, Any]:
@@ -147,6 +170,29 @@ def test_an_append_counts_calls_tools_and_times_to_first_token_by_day_agent_and_
     tools = summary("tool", by=("name",))
     assert tools[("grep",)]["count"] == 2
     assert tools[("grep",)]["mean_ms"] == 50.0
+
+
+@pytest.mark.django_db
+def test_the_fleet_wide_rollup_counts_calls_by_model_and_tools_by_name_over_every_agent() -> None:
+    append("s1", call(1200, ttft=300), tool("grep", 40), agent="a")
+    services.messages_append(
+        key="s2",
+        messages=[call(1200, model="m2"), tool("grep", 40)],
+        session={"agent": "b", "model": "m2"},
+        now=T0,
+    )
+    services.session_upsert(key="s2", fields={"state": "running"}, now=T0)
+    services.session_upsert(key="s2", fields={"state": "idle"}, now=T0 + timedelta(seconds=3))
+
+    assert fleet_rows() == [
+        (DAY, "call", "m1", "", bucket_of(1200), 1, 1200),
+        (DAY, "call", "m2", "", bucket_of(1200), 1, 1200),
+        # Tool runs of both agents and both sessions' models: one row per tool.
+        (DAY, "tool", "", "grep", bucket_of(40), 2, 80),
+        (DAY, "ttft", "m1", "", bucket_of(300), 1, 300),
+        (DAY, "turn", "", "", bucket_of(3000), 1, 3000),
+    ]
+    assert fleet_rows() == summed_over_agents()
 
 
 @pytest.mark.django_db
@@ -245,17 +291,21 @@ def test_percentiles_from_the_rollup_equal_the_raw_ones_within_the_bucket_precis
 ) -> None:
     Session.objects.all().delete()
     LatencyUsage.objects.all().delete()
+    FleetLatencyUsage.objects.all().delete()
     services.messages_append_all(
         key="p", messages=[call(duration) for duration in durations], now=T0
     )
     raw = list(Message.objects.values_list("duration_ms", flat=True))
 
     found = summary("call", by=())[()]
+    # The fleet page reads the same from the rollup without the agent.
+    (on_page,) = page_latency(T0, "today")[0]["models"]
 
-    assert found["count"] == len(raw)
-    assert found["mean_ms"] == round(sum(durations) / len(durations), 1)
-    for name, fraction in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
-        assert_within_precision(found[name], nearest_rank(raw, fraction))
+    for answer in (found, on_page):
+        assert answer["count"] == len(raw)
+        assert answer["mean_ms"] == round(sum(durations) / len(durations), 1)
+        for name, fraction in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+            assert_within_precision(answer[name], nearest_rank(raw, fraction))
 
 
 @pytest.mark.django_db
@@ -273,6 +323,7 @@ def test_percentiles_survive_random_corrections_within_the_bucket_precision() ->
         else:
             services.message_remove_last(key="s", now=T0)
         if step % 10 == 9:
+            assert fleet_rows() == summed_over_agents()
             for model in ("m1", "m2"):
                 raw = [
                     d
@@ -290,6 +341,17 @@ def test_percentiles_survive_random_corrections_within_the_bucket_precision() ->
                 assert_within_precision(found["p95_ms"], nearest_rank(raw, 0.95))
 
 
+def timed(day: Any, agent: str, kind: str, duration_ms: int, *, times: int = 1, **key: str) -> None:
+    """Count ``times`` durations through the rollup's one write path."""
+    from sessions.rollups import Rollup
+
+    rollup = Rollup()
+    at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    for _ in range(times):
+        rollup.add_latency(at=at, agent=agent, kind=kind, duration_ms=duration_ms, **key)
+    rollup.apply()
+
+
 @pytest.mark.django_db
 def test_fleet_latency_reads_rows_bounded_by_what_is_timed_not_by_the_days() -> None:
     from django.db import connection
@@ -300,13 +362,9 @@ def test_fleet_latency_reads_rows_bounded_by_what_is_timed_not_by_the_days() -> 
 
     now = timezone.now()
     today = now.astimezone(UTC).date()
-    LatencyUsage.objects.bulk_create(
-        LatencyUsage(
-            day=today - timedelta(days=days_back), agent=f"a{days_back % 3}", model="o3",
-            kind="call", bucket=bucket_of(500), count=2, sum_ms=1000,
-        )
-        for days_back in range(90)
-    )  # fmt: skip
+    for days_back in range(90):
+        day = today - timedelta(days=days_back)
+        timed(day, f"a{days_back % 3}", "call", 500, times=2, model="o3")
 
     with CaptureQueriesContext(connection) as queries:
         latency = fleet_latency(now)
@@ -319,6 +377,35 @@ def test_fleet_latency_reads_rows_bounded_by_what_is_timed_not_by_the_days() -> 
     assert len(returned) == 4
     counts = {period: latency[period]["models"][0]["count"] for period in PERIODS}
     assert counts == {"today": 2, "last_7_days": 14, "last_30_days": 60, "all_time": 180}
+    # A key scoped to agents reads theirs only.
+    scoped = fleet_latency(now, agents=["a0"])
+    assert scoped["all_time"]["models"][0]["count"] == 60
+
+
+@pytest.mark.django_db
+def test_the_fleet_pages_latency_reads_rows_bounded_by_models_and_tools_not_by_agents() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    for agent in range(40):
+        timed(today, f"agent-{agent}", "call", 900, model="o3")
+        timed(today, f"agent-{agent}", "tool", 40, model=f"model-{agent}", name="grep")
+
+    with CaptureQueriesContext(connection) as queries:
+        latency, days = page_latency(now, "last_30_days")
+
+    (query,) = queries.captured_queries
+    # Its one query reads the rollup without the agent: one row per day, kind,
+    # model or tool and bucket, whatever the number of agents.
+    assert LatencyUsage._meta.db_table not in query["sql"]
+    assert FleetLatencyUsage._meta.db_table in query["sql"]
+    assert FleetLatencyUsage.objects.count() == 2
+    assert [(m["model"], m["count"]) for m in latency["models"]] == [("o3", 40)]
+    assert [(t["name"], t["count"]) for t in latency["tools"]] == [("grep", 40)]
+    assert days[today][0] == {bucket_of(900): 40}
 
 
 @pytest.mark.django_db
@@ -330,10 +417,7 @@ def test_fleet_latency_of_some_periods_reads_only_their_days() -> None:
     now = timezone.now()
     today = now.astimezone(UTC).date()
     for days_back, ms in ((0, 100), (3, 5000), (40, 60_000)):
-        LatencyUsage.objects.create(
-            day=today - timedelta(days=days_back), model="o3", kind="tool", name="bash",
-            bucket=bucket_of(ms), count=1, sum_ms=ms,
-        )  # fmt: skip
+        timed(today - timedelta(days=days_back), "", "tool", ms, model="o3", name="bash")
 
     latency = fleet_latency(now, periods=["last_7_days"])
 
@@ -344,3 +428,31 @@ def test_fleet_latency_of_some_periods_reads_only_their_days() -> None:
         2,
         BUCKET_UPPER[bucket_of(5000)],
     )
+
+
+@pytest.mark.django_db
+def test_the_fleet_pages_latency_aggregates_its_indexes_in_order_on_sqlite() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's plan: PostgreSQL chooses by its statistics")
+    now = timezone.now()
+    timed(now.date(), "a", "call", 900, model="o3")
+    with CaptureQueriesContext(connection) as queries:
+        page_latency(now, "last_30_days")
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[0]["sql"])
+        plan = [row[-1] for row in cursor.fetchall()]
+
+    # The panels and the chart each read one covering index, in its order: no
+    # sort of the rows, no table row.
+    assert plan == [
+        "COMPOUND QUERY",
+        "LEFT-MOST SUBQUERY",
+        "SCAN agent_sessions_fleetlatencyusage USING COVERING INDEX fleetlatencyusage_panel_idx",
+        "UNION ALL",
+        "SEARCH agent_sessions_fleetlatencyusage USING COVERING INDEX fleetlatencyusage_chart_idx"
+        " (kind=? AND day>?)",
+    ]

@@ -391,3 +391,68 @@ def test_up_to_the_cap_messages_stored_is_exact_whatever_the_statistics_say(
     # The statistics say 3 rows, the cap is 3: counted (4 > 3, so past the cap).
     monkeypatch.setattr(selectors, "MESSAGES_COUNTED_UP_TO", 3)
     assert selectors.messages_stored() == (4, not on_postgres)
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_metrics_and_the_fleet_api_count_the_same_latency(client: Client) -> None:
+    from sessions.models import ApiKey
+    from tests.api_client import ApiClient
+
+    # Two agents: /metrics reads the rollup per agent, /fleet (every agent)
+    # its fleet-wide copy; both are kept from the same deltas.
+    for agent, durations in (("koda", (40, 900, 5000)), ("zed", (70, 80))):
+        services.messages_append(
+            key=agent,
+            session={"agent": agent, "model": "o3"},
+            messages=[
+                *({"role": "assistant", "content": "a", "duration_ms": ms} for ms in durations),
+                {
+                    "role": "tool",
+                    "name": "grep",
+                    "tool_call_id": "c",
+                    "content": "",
+                    "duration_ms": 9,
+                },
+            ],
+        )
+    latency = ApiClient(ApiKey.generate(name="r", read_only=True)[1]).get("fleet").json()
+    samples = scrape(client)
+
+    def scraped(kind: str, tool: str, name: str) -> float:
+        return sum(
+            value(samples, name, kind=kind, agent=agent, model="o3", tool=tool)
+            for agent in ("koda", "zed")
+        )
+
+    (model,) = latency["latency"]["all_time"]["models"]
+    (tool,) = latency["latency"]["all_time"]["tools"]
+    assert model["count"] == scraped("call", "", "fleet_latency_seconds_count") == 5
+    assert tool["count"] == scraped("tool", "grep", "fleet_latency_seconds_count") == 2
+    assert model["mean_ms"] * model["count"] / 1000 == pytest.approx(
+        scraped("call", "", "fleet_latency_seconds_sum")
+    )
+
+
+@pytest.mark.django_db
+def test_the_latency_histogram_reads_one_covering_index_in_order_on_sqlite() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from fleet.metrics import FleetCollector
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's plan: PostgreSQL chooses by its statistics")
+    services.messages_append(
+        key="t", messages=[{"role": "assistant", "content": "a", "duration_ms": 5}]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        list(FleetCollector(timezone.now())._latency())
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[0]["sql"])
+        plan = [row[-1] for row in cursor.fetchall()]
+
+    # Every day's rows, but no table row and no sort: /metrics is scraped often.
+    assert plan == [
+        "SCAN agent_sessions_latencyusage USING COVERING INDEX latencyusage_metrics_idx"
+    ]

@@ -28,6 +28,8 @@ BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
 ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
 MESSAGE_METADATA = ("agent_sessions", "0011_message_metadata")
 LATENCY = ("agent_sessions", "0012_latency")
+BEFORE_FLEET_LATENCY = ("agent_sessions", "0018_session_text_filter")
+FLEET_LATENCY = ("agent_sessions", "0019_fleet_latency_usage")
 
 
 @pytest.fixture
@@ -222,3 +224,42 @@ def test_messages_stored_before_durations_have_none_and_stay_searchable(
     found = {hit.seq for result in search.search_messages("words") for hit in result.hits}
     assert found == {1, 2}
     assert not LatencyUsage.objects.exists()
+
+
+def test_the_fleet_latency_rollup_is_filled_from_the_latency_rollup_summed_over_agents(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BEFORE_FLEET_LATENCY])
+    apps = executor.loader.project_state([BEFORE_FLEET_LATENCY]).apps
+    latency = apps.get_model("agent_sessions", "LatencyUsage")
+    day = datetime(2026, 3, 1, tzinfo=UTC).date()
+    latency.objects.bulk_create(
+        latency(day=day, agent=agent, model=model, kind=kind, name=name, bucket=bucket,
+                count=count, sum_ms=sum_ms)
+        for agent, model, kind, name, bucket, count, sum_ms in [
+            ("a", "o3", "call", "", 40, 2, 900),
+            ("b", "o3", "call", "", 40, 3, 1400),
+            ("b", "gpt", "call", "", 40, 1, 450),
+            ("a", "o3", "ttft", "", 12, 1, 13),
+            ("a", "o3", "tool", "grep", 7, 1, 7),
+            ("b", "gpt", "tool", "grep", 7, 4, 28),
+            ("a", "o3", "turn", "", 90, 1, 70_000),
+            ("b", "gpt", "turn", "", 90, 1, 71_000),
+            ("a", "o3", "call", "", 41, 0, 0),  # corrected back to nothing
+        ]
+    )  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([FLEET_LATENCY])
+
+    fleet = executor.loader.project_state([FLEET_LATENCY]).apps
+    rows = fleet.get_model("agent_sessions", "FleetLatencyUsage").objects.values_list(
+        "day", "kind", "model", "name", "bucket", "count", "sum_ms"
+    )
+    assert sorted(rows) == [
+        (day, "call", "gpt", "", 40, 1, 450),
+        (day, "call", "o3", "", 40, 5, 2300),
+        (day, "tool", "", "grep", 7, 5, 35),
+        (day, "ttft", "o3", "", 12, 1, 13),
+        (day, "turn", "", "", 90, 2, 141_000),
+    ]

@@ -468,6 +468,25 @@ def test_a_spans_start_and_end_are_the_duration_of_the_call_and_the_tool_run(
     assert rows == [("user", None), ("assistant", 2000), ("assistant", None), ("tool", 250)]
 
 
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [(0.45, 450), ("1.2", 1200), (0, 0), (-1, None), ("soon", None), (10**9, None), (True, None)],
+)
+@pytest.mark.django_db
+def test_a_model_spans_time_to_first_chunk_is_its_time_to_first_token(
+    client: Client, token: str, value: Any, stored: int | None
+) -> None:
+    recorder = Recorder()
+    # The GenAI conventions' streaming attribute, in seconds; one Fleet cannot
+    # store is left out, the call kept.
+    chat(recorder, "conv-ttft", answer="a", **{"gen_ai.response.time_to_first_chunk": value})
+
+    answer(post(client, recorder.protobuf(), token))
+
+    call = Message.objects.get(session__key="conv-ttft", role="assistant")
+    assert (call.duration_ms, call.time_to_first_token_ms) == (2000, stored)
+
+
 @pytest.mark.django_db
 def test_a_call_the_model_span_carries_is_not_repeated_by_its_tool_span(
     client: Client, token: str

@@ -103,7 +103,7 @@ def test_the_cost_per_day_data_is_identical_after_a_purge() -> None:
 
 
 def test_the_latency_history_is_identical_after_a_purge() -> None:
-    from sessions.models import LatencyUsage, Turn
+    from sessions.models import FleetLatencyUsage, LatencyUsage, Turn
 
     timed = [
         {"role": "assistant", "content": "a", "duration_ms": 1200, "time_to_first_token_ms": 90},
@@ -116,12 +116,15 @@ def test_the_latency_history_is_identical_after_a_purge() -> None:
     services.session_upsert(key="s0", fields={"state": "running"}, now=ago(days=50))
     services.session_upsert(key="s0", fields={"state": "idle"}, now=ago(days=49))
     before = list(LatencyUsage.objects.order_by("id").values())
+    fleet_before = list(FleetLatencyUsage.objects.order_by("id").values())
     assert {row["kind"] for row in before} == {"call", "ttft", "tool", "turn"}
+    assert {row["kind"] for row in fleet_before} == {"call", "ttft", "tool", "turn"}
 
     run("purge", "--older-than", "7d", "--compacted-older-than", "0")
 
     assert keys() == {"s2"}
     assert list(LatencyUsage.objects.order_by("id").values()) == before
+    assert list(FleetLatencyUsage.objects.order_by("id").values()) == fleet_before
     # The purged session's own turn went with it.
     assert not Turn.objects.exists()
 

@@ -17,7 +17,8 @@ from fleet.views import fleet as fleet_views
 from fleet.views.fleet import PAGE_BUDGETS
 from sessions import services
 from sessions.latency import BUCKET_UPPER
-from sessions.models import Budget, DailyUsage, LatencyUsage, Message, Session
+from sessions.models import Budget, DailyUsage, Message, Session
+from sessions.rollups import Rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -73,24 +74,24 @@ def grow_fleet(sessions: int) -> None:
                 )
             )
     DailyUsage.objects.bulk_create(usage)
-    # A month of latency rollups (the latency panels, the chart, the alerts).
-    latency = [
-        LatencyUsage(
-            day=(now - timedelta(days=day)).date(),
-            agent=f"agent-{next(_serial)}",
-            model=model,
-            kind=kind,
-            name="grep" if kind == "tool" else "",
-            bucket=bucket,
-            count=3,
-            sum_ms=3 * BUCKET_UPPER[bucket],
-        )
-        for day in range(30)
-        for model in MODELS
-        for kind in ("call", "tool", "turn")
-        for bucket in (40, 90)
-    ]
-    LatencyUsage.objects.bulk_create(latency)
+    # A month of latency rollups (the latency panels, the chart, the alerts),
+    # through the rollup's write path (both latency tables).
+    latency = Rollup()
+    for day in range(30):
+        for model in MODELS:
+            agent = f"agent-{next(_serial)}"
+            for kind in ("call", "tool", "turn"):
+                for bucket in (40, 90):
+                    for _ in range(3):
+                        latency.add_latency(
+                            at=now - timedelta(days=day),
+                            agent=agent,
+                            model=model,
+                            kind=kind,
+                            name="grep" if kind == "tool" else "",
+                            duration_ms=BUCKET_UPPER[bucket],
+                        )
+    latency.apply()
 
 
 def grow_transcript(key: str, messages: int) -> None:

@@ -15,7 +15,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent_sessions", "0018_session_text_filter"),
+        ("agent_sessions", "0019_fleet_latency_usage"),
     ]
 
     operations = [

@@ -81,6 +81,21 @@ def duration(value: Any) -> int | None:
     return None
 
 
+def seconds_duration(value: Any) -> int | None:
+    """A duration in seconds (the GenAI conventions' unit, ``0.45``, ``"0.45"``)
+    as whole milliseconds; ``None`` as ``duration`` gives it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return duration(value * 1000)
+    return None
+
+
 def span_duration(start_ns: int, end_ns: int) -> int | None:
     """A span's duration in whole milliseconds; ``None`` without both times
     or when they make no duration Fleet stores (end before start)."""

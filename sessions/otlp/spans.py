@@ -12,7 +12,7 @@ from typing import Any
 from sessions import services
 from sessions.otlp import events as genai_events
 from sessions.otlp.events import EventIn
-from sessions.otlp.records import span_duration
+from sessions.otlp.records import seconds_duration, span_duration
 from sessions.otlp.store import IngestResult, Mapped, store
 from sessions.scopes import FULL, KeyScope
 from sessions.services import SpanLink, Wait
@@ -302,6 +302,10 @@ def _model_messages(span: SpanIn, base: str, agent_name: str) -> list[dict[str, 
             "status": "error" if span.error else "",
             "usage": _usage(attributes),
             "duration_ms": span_duration(span.start_ns, span.end_ns),
+            # Streaming calls: the GenAI conventions' time to the first chunk (s).
+            "time_to_first_token_ms": seconds_duration(
+                attributes.get("gen_ai.response.time_to_first_chunk")
+            ),
             "created_at": end,
         }
     )
