@@ -334,10 +334,13 @@ def test_the_latency_series_do_not_multiply_with_the_agents(client: Client) -> N
     # Issue 16: at 1 M sessions (54 agents x 13 tools) a scrape was 3.4 MB,
     # ~30 000 samples, most of them fleet_latency_seconds per agent x tool.
     timed_work(range(2))
-    small = scrape(client)
+    with CaptureQueriesContext(connection) as few:
+        small = scrape(client)
     timed_work(range(2, 40))
-    large = scrape(client)
+    with CaptureQueriesContext(connection) as many:
+        large = scrape(client)
 
+    assert len(many) == len(few) <= 5
     assert latency_series(large) == latency_series(small)
     assert len(latency_series(large)) == 1 + 3  # the model's calls, the three tools
     latency_samples = [key for key in large if key[0].startswith("fleet_latency_seconds")]
