@@ -272,12 +272,15 @@ def test_latency_is_a_histogram_with_the_same_exact_buckets_for_every_series(
 
     samples = scrape(client)
 
-    call = {"kind": "call", "agent": "koda", "model": "gpt-4o", "tool": ""}
+    call = {"kind": "call", "model": "gpt-4o", "tool": ""}
     assert value(samples, "fleet_latency_seconds_count", **call) == 4
     assert value(samples, "fleet_latency_seconds_sum", **call) == pytest.approx(3.215)
-    assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.009") == 1
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.001") == 0
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.023") == 1
     # le is inclusive: 110 ms is at most 0.11 s (a bucket bound), so 5, 100 and 110 count.
     assert value(samples, "fleet_latency_seconds_bucket", **call, le="0.11") == 3
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="1.874") == 3
+    assert value(samples, "fleet_latency_seconds_bucket", **call, le="7.514") == 4
     assert value(samples, "fleet_latency_seconds_bucket", **call, le="+Inf") == 4
     buckets = [
         labels
@@ -285,8 +288,111 @@ def test_latency_is_a_histogram_with_the_same_exact_buckets_for_every_series(
         if name == "fleet_latency_seconds_bucket" and ("kind", "tool") in labels
     ]
     assert len(buckets) == len(PROMETHEUS_BOUNDS)
-    tool = {"kind": "tool", "agent": "koda", "model": "gpt-4o", "tool": "grep"}
+    # A tool run's series is by tool name, every model together.
+    tool = {"kind": "tool", "model": "", "tool": "grep"}
     assert value(samples, "fleet_latency_seconds_bucket", **tool, le="0.001") == 1
+
+
+def test_the_histogram_has_prometheus_few_bounds_each_a_bucket_bound() -> None:
+    from fleet.metrics import PROMETHEUS_BOUNDS
+    from sessions.latency import BUCKET_UPPER
+
+    # ~10-20 per series (Prometheus practice), each an exact sum of whole buckets.
+    assert 10 <= len(PROMETHEUS_BOUNDS) <= 20
+    assert set(PROMETHEUS_BOUNDS) <= set(BUCKET_UPPER)
+    assert list(PROMETHEUS_BOUNDS) == sorted(set(PROMETHEUS_BOUNDS))
+    assert PROMETHEUS_BOUNDS[-1] == BUCKET_UPPER[-1]
+
+
+def latency_series(samples: dict[Any, float]) -> set[tuple[tuple[str, str], ...]]:
+    return {labels for (name, labels) in samples if name == "fleet_latency_seconds_count"}
+
+
+def timed_work(agents: range, tools: int = 3) -> None:
+    for index in agents:
+        services.messages_append(
+            key=f"w{index}",
+            session={"agent": f"agent-{index}", "model": "o3"},
+            messages=[
+                {"role": "assistant", "content": "a", "duration_ms": 40 + index * 97},
+                *(
+                    {
+                        "role": "tool",
+                        "name": f"tool-{tool}",
+                        "tool_call_id": f"c{tool}",
+                        "content": "",
+                        "duration_ms": tool * 31 + index,
+                    }
+                    for tool in range(tools)
+                ),
+            ],
+        )
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_the_latency_series_do_not_multiply_with_the_agents(client: Client) -> None:
+    # Issue 16: at 1 M sessions (54 agents x 13 tools) a scrape was 3.4 MB,
+    # ~30 000 samples, most of them fleet_latency_seconds per agent x tool.
+    timed_work(range(2))
+    with CaptureQueriesContext(connection) as few:
+        small = scrape(client)
+    timed_work(range(2, 40))
+    with CaptureQueriesContext(connection) as many:
+        large = scrape(client)
+
+    assert len(many) == len(few) <= 5
+    assert latency_series(large) == latency_series(small)
+    assert len(latency_series(large)) == 1 + 3  # the model's calls, the three tools
+    latency_samples = [key for key in large if key[0].startswith("fleet_latency_seconds")]
+    assert len(latency_samples) == len([k for k in small if k[0].startswith("fleet_latency")])
+    # What grows is only the usage counters, one set per agent x model used.
+    grown = len(large) - len(small)
+    per_pair = len([k for k in small if ("agent", "agent-0") in k[1]])
+    assert grown == 38 * per_pair
+
+
+@override_settings(FLEET_METRICS_TOKEN=TOKEN)
+def test_each_cumulative_count_is_the_rollups_exact_count(client: Client) -> None:
+    from fleet.metrics import PROMETHEUS_BOUNDS
+    from sessions.latency import BUCKET_UPPER
+    from sessions.models import LatencyUsage
+
+    timed_work(range(7))
+    services.messages_append(
+        key="bounds",
+        session={"agent": "edge", "model": "o3"},
+        # On a bound, one past it, the largest duration stored, zero.
+        messages=[
+            {"role": "assistant", "content": "a", "duration_ms": ms}
+            for ms in (*PROMETHEUS_BOUNDS[:4], PROMETHEUS_BOUNDS[3] + 1, 604_800_000, 0)
+        ],
+    )
+
+    samples = scrape(client)
+
+    # Every agent's rows of the per-agent rollup, summed here bucket by bucket.
+    expected: dict[tuple[str, str, str], list[int]] = {}
+    sums: dict[tuple[str, str, str], int] = {}
+    for row in LatencyUsage.objects.all():
+        tool = row.name if row.kind == LatencyUsage.Kind.TOOL else ""
+        model = "" if row.kind in (LatencyUsage.Kind.TOOL, LatencyUsage.Kind.TURN) else row.model
+        key = (row.kind, model, tool)
+        counts = expected.setdefault(key, [0] * len(PROMETHEUS_BOUNDS))
+        for index, bound in enumerate(PROMETHEUS_BOUNDS):
+            if BUCKET_UPPER[row.bucket] <= bound:
+                counts[index] += row.count
+        sums[key] = sums.get(key, 0) + row.sum_ms
+    assert len(expected) == 4
+    for (kind, model, tool), counts in expected.items():
+        labels = {"kind": kind, "model": model, "tool": tool}
+        les = [str(bound / 1000) for bound in PROMETHEUS_BOUNDS[:-1]] + ["+Inf"]
+        scraped = [value(samples, "fleet_latency_seconds_bucket", **labels, le=le) for le in les]
+        assert scraped == counts
+        assert value(samples, "fleet_latency_seconds_count", **labels) == counts[-1]
+        assert (
+            value(samples, "fleet_latency_seconds_sum", **labels)
+            == sums[(kind, model, tool)] / 1000
+        )
 
 
 @override_settings(FLEET_METRICS_TOKEN=TOKEN)
@@ -398,8 +504,8 @@ def test_metrics_and_the_fleet_api_count_the_same_latency(client: Client) -> Non
     from sessions.models import ApiKey
     from tests.api_client import ApiClient
 
-    # Two agents: /metrics reads the rollup per agent, /fleet (every agent)
-    # its fleet-wide copy; both are kept from the same deltas.
+    # Two agents: /metrics and /fleet (a key that sees every agent) read the
+    # fleet-wide rollup; per agent, /fleet with a key scoped to the agent.
     for agent, durations in (("koda", (40, 900, 5000)), ("zed", (70, 80))):
         services.messages_append(
             key=agent,
@@ -415,22 +521,25 @@ def test_metrics_and_the_fleet_api_count_the_same_latency(client: Client) -> Non
                 },
             ],
         )
-    latency = ApiClient(ApiKey.generate(name="r", read_only=True)[1]).get("fleet").json()
+    every = ApiClient(ApiKey.generate(name="r", read_only=True)[1]).get("fleet").json()
+    koda_key = ApiKey.generate(name="k", agents=["koda"], read_only=True)[1]
+    koda = ApiClient(koda_key).get("fleet").json()
     samples = scrape(client)
 
-    def scraped(kind: str, tool: str, name: str) -> float:
-        return sum(
-            value(samples, name, kind=kind, agent=agent, model="o3", tool=tool)
-            for agent in ("koda", "zed")
-        )
-
-    (model,) = latency["latency"]["all_time"]["models"]
-    (tool,) = latency["latency"]["all_time"]["tools"]
-    assert model["count"] == scraped("call", "", "fleet_latency_seconds_count") == 5
-    assert tool["count"] == scraped("tool", "grep", "fleet_latency_seconds_count") == 2
+    (model,) = every["latency"]["all_time"]["models"]
+    (tool,) = every["latency"]["all_time"]["tools"]
+    call = {"kind": "call", "model": "o3", "tool": ""}
+    assert model["count"] == value(samples, "fleet_latency_seconds_count", **call) == 5
+    assert tool["count"] == 2
+    assert value(samples, "fleet_latency_seconds_count", kind="tool", model="", tool="grep") == 2
     assert model["mean_ms"] * model["count"] / 1000 == pytest.approx(
-        scraped("call", "", "fleet_latency_seconds_sum")
+        value(samples, "fleet_latency_seconds_sum", **call)
     )
+    # No agent label: per agent, the API's latency for a key scoped to it.
+    assert not any(("agent", "koda") in labels for name, labels in samples if "latency" in name)
+    (koda_model,) = koda["latency"]["all_time"]["models"]
+    assert koda_model["count"] == 3
+    assert koda_model["mean_ms"] == pytest.approx((40 + 900 + 5000) / 3, abs=0.1)
 
 
 @pytest.mark.django_db
@@ -452,7 +561,8 @@ def test_the_latency_histogram_reads_one_covering_index_in_order_on_sqlite() -> 
         cursor.execute("EXPLAIN QUERY PLAN " + queries.captured_queries[0]["sql"])
         plan = [row[-1] for row in cursor.fetchall()]
 
-    # Every day's rows, but no table row and no sort: /metrics is scraped often.
+    # Every day's rows of the rollup without the agent, but no table row and
+    # no sort: /metrics is scraped often.
     assert plan == [
-        "SCAN agent_sessions_latencyusage USING COVERING INDEX latencyusage_metrics_idx"
+        "SCAN agent_sessions_fleetlatencyusage USING COVERING INDEX fleetlatencyusage_panel_idx"
     ]
