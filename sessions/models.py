@@ -547,15 +547,6 @@ class LatencyUsage(models.Model):
                 name="latencyusage_unique_bucket",
             ),
         ]
-        indexes = [
-            # /metrics' histogram (``fleet.metrics``): every day's rows summed per
-            # kind, agent, model, tool and bucket, read in this order from the
-            # index alone (no sort, no table row).
-            models.Index(
-                fields=["kind", "agent", "model", "name", "bucket", "count", "sum_ms"],
-                name="latencyusage_metrics_idx",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.kind} {self.agent or '-'} {self.model or '-'} #{self.bucket}"

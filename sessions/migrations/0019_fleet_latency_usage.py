@@ -1,7 +1,6 @@
 """The latency rollup without the agent (issue 17): ``FleetLatencyUsage``,
 the fleet page's source, filled from ``LatencyUsage`` summed over agents
-(and over models for tool runs and turns), so the history is there at once;
-and ``latencyusage_metrics_idx``, /metrics' histogram read in index order.
+(and over models for tool runs and turns), so the history is there at once.
 
 One ``INSERT … SELECT`` on either database: the rows it writes are bounded by
 the days × kinds × models or tools × buckets in use. A group summing past
@@ -87,11 +86,4 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(fill, migrations.RunPython.noop, elidable=True),
-        migrations.AddIndex(
-            model_name="latencyusage",
-            index=models.Index(
-                fields=["kind", "agent", "model", "name", "bucket", "count", "sum_ms"],
-                name="latencyusage_metrics_idx",
-            ),
-        ),
     ]
