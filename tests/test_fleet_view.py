@@ -558,7 +558,7 @@ def test_a_text_filter_counts_and_pages_only_to_the_text_cap(
 
 
 def test_a_text_filter_shows_its_cap_as_the_count(admin_client: Client) -> None:
-    from fleet.views.fleet import TEXT_COUNT_CAP
+    from fleet.views.fleet import PAGE_SIZE, TEXT_COUNT_CAP
 
     now = timezone.now()
     Session.objects.bulk_create(
@@ -569,7 +569,7 @@ def test_a_text_filter_shows_its_cap_as_the_count(admin_client: Client) -> None:
     html = admin_client.get("/?q=needle", **TABLE).content.decode()
 
     assert f"<strong>{TEXT_COUNT_CAP:,}+</strong> sessions match" in html
-    assert f"of {TEXT_COUNT_CAP // 50:,}+" in html  # page 1 of 20+
+    assert f"of {TEXT_COUNT_CAP // PAGE_SIZE:,}+" in html  # page 1 of 20+
 
 
 def test_the_table_poll_counts_every_session_when_unfiltered(admin_client: Client) -> None:
