@@ -51,6 +51,7 @@ def session_rows(
     health: str | None = None,
     q: str | None = None,
     matches: int | None = None,
+    exact: bool = True,
     **filters: Any,
 ) -> SessionQuerySet:
     """Sessions for a table (the dashboard's): ``SessionQuerySet.listing``'s
@@ -61,15 +62,16 @@ def session_rows(
     the first ``goal_chars`` characters of the goal.
 
     ``matches``: how many sessions the filters match, when the caller has
-    counted them (at least ``SORT_MATCHES_BELOW`` if it stopped counting
-    there or beyond). It picks the plan on SQLite, whose planner prefers a
+    counted them; ``exact=False``: the count stopped at its cap, more match
+    (many, whatever the cap: the text filter's is below ``SORT_MATCHES_BELOW``).
+    It picks the plan on SQLite, whose planner prefers a
     filter's index whatever it holds: fewer matches are read through the
     filters' indexes and sorted (a few thousand rows at most); more are found
     by walking the order's index (``Session.Meta.indexes`` has one for each
     sort) and checking the filters on each row, which stops after the page.
     PostgreSQL picks from its statistics and gets the same query either way.
     """
-    many = matches is not None and matches >= SORT_MATCHES_BELOW
+    many = matches is not None and (matches >= SORT_MATCHES_BELOW or not exact)
     rows = Session.objects.without_large_fields().defer("goal_text")
     rows = rows.annotate(goal_preview=Left("goal_text", goal_chars))
     rows = rows.listing(health=health, q=q, now=now, indexed=not many, **filters)

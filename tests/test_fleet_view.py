@@ -529,6 +529,49 @@ def test_the_pages_stop_at_the_cap_and_say_how_to_reach_the_rest(
     )
 
 
+@pytest.mark.parametrize("headers", [{}, TABLE], ids=["page", "table"])
+def test_a_text_filter_counts_and_pages_only_to_the_text_cap(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    from fleet.views import fleet as fleet_views
+
+    monkeypatch.setattr(fleet_views, "TABLE_COUNT_CAP", 5)
+    monkeypatch.setattr(fleet_views, "TEXT_COUNT_CAP", 3)
+    monkeypatch.setattr(fleet_views, "PAGE_SIZE", 2)
+    for index in range(8):
+        add_session(f"p{index}", name=f"needle {index}", status="completed")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get("/?q=needle&status=completed&page=9", **headers)
+
+    # A search: the best 3 in the order, "3+", pages of 2 stopping at the third.
+    html = response.content.decode()
+    assert "<strong>3+</strong> sessions match" in html
+    shown = [index for index in range(8) if f"needle {index}<" in html]
+    assert shown == [5]
+    assert "the pages stop at 3" in html
+    sql = [q["sql"].upper() for q in queries.captured_queries]
+    assert any("COUNT(" in q and "LIMIT 4" in q for q in sql)  # counted to the cap + 1
+    # Without text the same filters count (and page) to the table's cap.
+    response = admin_client.get("/?status=completed", **headers)
+    assert "<strong>5+</strong> sessions match" in response.content.decode()
+
+
+def test_a_text_filter_shows_its_cap_as_the_count(admin_client: Client) -> None:
+    from fleet.views.fleet import PAGE_SIZE, TEXT_COUNT_CAP
+
+    now = timezone.now()
+    Session.objects.bulk_create(
+        Session(key=f"s{n}", name=f"needle {n}", last_active_at=now)
+        for n in range(TEXT_COUNT_CAP + 1)
+    )
+
+    html = admin_client.get("/?q=needle", **TABLE).content.decode()
+
+    assert f"<strong>{TEXT_COUNT_CAP:,}+</strong> sessions match" in html
+    assert f"of {TEXT_COUNT_CAP // PAGE_SIZE:,}+" in html  # page 1 of 20+
+
+
 def test_the_table_poll_counts_every_session_when_unfiltered(admin_client: Client) -> None:
     for index in range(55):
         add_session(f"p{index:02d}")

@@ -609,6 +609,23 @@ def test_a_table_with_many_matches_checks_its_filters_on_the_rows_it_walks() -> 
         assert many_sql == few_sql  # PostgreSQL plans from its statistics
 
 
+def test_a_count_that_stopped_below_the_threshold_still_walks_the_order() -> None:
+    from django.db import connection
+
+    # A count that stopped at its cap says "at least", not "few": the text
+    # filter's 1 000 (fleet.views.fleet.TEXT_COUNT_CAP) is below SORT_MATCHES_BELOW.
+    stopped = selectors.session_rows(
+        now=T0, order=["-cost_usd"], goal_chars=10, matches=5, exact=False, agent="koda"
+    )
+    many = selectors.session_rows(
+        now=T0, order=["-cost_usd"], goal_chars=10, matches=5000, agent="koda"
+    )
+
+    assert str(stopped.query) == str(many.query)
+    if connection.vendor == "sqlite":
+        assert 'ORDER BY "agent_sessions_session"."cost_usd" DESC' in str(stopped.query)
+
+
 def sort_index(sort: str) -> str:
     """The index that serves ``sort`` (then newest activity, then id)."""
     key = sort.lstrip("-")

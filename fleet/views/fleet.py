@@ -48,6 +48,11 @@ PAGE_SIZE = 50
 # first of the reverse sort): a page's work is bounded by it, not by the
 # sessions that match (docs/DECISIONS.md "The sessions table at scale").
 TABLE_COUNT_CAP = 10_000
+# With text in the filters, the cap is this: a search shows the first 1 000
+# rows of its order ("1 000+"), to narrow rather than page through. PostgreSQL
+# cannot count from its trigram indexes alone: the count reads a heap row per
+# candidate (~13 500 for 10 000 matches); 1 000 reads a tenth of them.
+TEXT_COUNT_CAP = 1_000
 # The fleet page shows at most this many budgets (by name; the admin lists them
 # all): a bounded panel, and a bounded amount of work per poll. Their spend is
 # one query however many there are.
@@ -94,10 +99,15 @@ def _filters(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(
-    values: dict[str, Any], sort: str, now: datetime, matches: int | None = None
+    values: dict[str, Any],
+    sort: str,
+    now: datetime,
+    matches: int | None = None,
+    exact: bool = True,
 ) -> QuerySet[Session]:
     """The table's rows: the form's valid values as listing filters, in
-    ``sort``'s order; ``matches``: how many match, when counted (it picks the plan)."""
+    ``sort``'s order; ``matches``: how many match, when counted (it picks the
+    plan), ``exact``: False when the count stopped at its cap."""
     prefix = "-" if sort.startswith("-") else ""
     return session_rows(
         now=now,
@@ -105,8 +115,15 @@ def _rows(
         # Goals and todo lists can be long: the table needs only a preview.
         goal_chars=GOAL_PREVIEW,
         matches=matches,
+        exact=exact,
         **_filters(values),
     )
+
+
+def table_cap(values: dict[str, Any]) -> int:
+    """How far the table counts and pages: ``TEXT_COUNT_CAP`` with text in its
+    filters, else ``TABLE_COUNT_CAP``."""
+    return TEXT_COUNT_CAP if values.get("q") else TABLE_COUNT_CAP
 
 
 def _columns(query: Any, sort: str) -> list[Column]:
@@ -138,21 +155,22 @@ def sessions_table(
 
     Unfiltered, the count is every session (the header's, or ``COUNT(*)`` of
     the table, which both databases answer from one index); filtered, the
-    matches counted up to ``TABLE_COUNT_CAP``. Either way the pages reach the
-    first ``TABLE_COUNT_CAP`` rows of the order.
+    matches counted up to ``table_cap`` (``TEXT_COUNT_CAP`` with text). Either
+    way the pages reach the first ``table_cap`` rows of the order.
     """
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
+    cap = table_cap(values)
     rows = _rows(values, sort, now)
     if not form.is_filtered:
         # The header has just counted every session; counting them again for
         # the pager is the fleet page's costliest query on PostgreSQL.
         count, exact = (rows.count() if total is None else total), True
     else:
-        count, exact = session_matches(TABLE_COUNT_CAP, now=now, **_filters(values))
-        rows = _rows(values, sort, now, matches=count)
+        count, exact = session_matches(cap, now=now, **_filters(values))
+        rows = _rows(values, sort, now, matches=count, exact=exact)
     paginator = Paginator(rows, PAGE_SIZE)
-    paginator.count = min(count, TABLE_COUNT_CAP)
+    paginator.count = min(count, cap)
     page = paginator.get_page(request.GET.get("page"))
     query = form.canonical_query()
     columns = _columns(query, sort)
