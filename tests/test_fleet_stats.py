@@ -268,3 +268,20 @@ def test_the_fleet_version_moves_when_a_session_is_written() -> None:
     services.session_upsert(key="new", now=NOW)
 
     assert fleet_version(NOW) != before
+
+
+def test_stale_counts_the_active_silent_at_the_threshold_whatever_else_is_active(
+    settings,
+) -> None:
+    # The header counts the active sessions with recent activity and takes
+    # them from the active: the two rules must split the active exactly.
+    settings.FLEET_STALE_AFTER = 1800
+    services.session_upsert(key="at", now=NOW - timedelta(seconds=1800))
+    services.session_upsert(key="just-after", now=NOW - timedelta(seconds=1799))
+    services.session_upsert(key="old", now=NOW - timedelta(days=3))
+    services.session_upsert(key="ended", fields={"status": "failed"}, now=NOW - timedelta(days=3))
+
+    counts = fleet_totals(now=NOW)["sessions"]
+
+    assert (counts["active"], counts["stale"]) == (3, 2)
+    assert counts["stale"] == Session.objects.stale(NOW).count()
