@@ -53,7 +53,7 @@ from sessions.money import from_nanos
 from sessions.querysets import lively_rule
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import utc_minute
-from sessions.sql import count_of, exact_sums, exact_totals, scalars
+from sessions.sql import count_of, exact_sums, exact_totals, grouped_exact_sums, scalars
 
 BURN_WINDOW = timedelta(hours=1)
 # Name → first day included, as days before today (None = all time).
@@ -267,13 +267,9 @@ def breakdowns(now: datetime, *, days: int = 30) -> list[Breakdown]:
     """
     start = utc_today(now) - timedelta(days=days - 1)
     fields = (*USAGE_FIELDS, "sessions_started")
-    rows = [
-        _exact(row, BREAKDOWN_DIMENSIONS, fields)
-        for row in DailyUsage.objects.filter(day__gte=start)
-        .values(*BREAKDOWN_DIMENSIONS)
-        .annotate(**exact_sums(*fields))
-        .order_by()
-    ]
+    rows = grouped_exact_sums(DailyUsage, BREAKDOWN_DIMENSIONS, fields, since=("day", start))
+    for row in rows:
+        row["cost_usd"] = from_nanos(row["cost_usd"])
     result = []
     for dimension in BREAKDOWN_DIMENSIONS:
         merged: dict[str, dict[str, Any]] = {}
@@ -305,32 +301,13 @@ def daily_rows(now: datetime, *, days: int = 30) -> tuple[date, list[dict[str, A
     """Rollup rows of the last ``days`` per day and model, for the charts."""
     start = utc_today(now) - timedelta(days=days - 1)
     fields = ("cost_usd", "unpriced_calls", *TOKEN_FIELDS)
-    rows = []
-    for found in (
-        DailyUsage.objects.filter(day__gte=start)
-        .values("day", "model")
-        .annotate(**exact_sums(*fields))
-        .order_by("day", "model")
-    ):
-        row = _exact(found, ("day", "model"), fields)
-        row["cost"] = row.pop("cost_usd")
+    rows = grouped_exact_sums(
+        DailyUsage, ("day", "model"), fields, since=("day", start), order=True
+    )
+    for row in rows:
+        row["cost"] = from_nanos(row.pop("cost_usd"))
         row["unpriced"] = row.pop("unpriced_calls")
-        rows.append(row)
     return start, rows
-
-
-def _exact(
-    found: Mapping[str, Any], keys: tuple[str, ...], fields: tuple[str, ...]
-) -> dict[str, Any]:
-    """A row of ``exact_sums``: its group keys and exact sums (cost as a Decimal).
-
-    Exact sums because the rollup's rows can add up past 64 bits.
-    """
-    row: dict[str, Any] = {key: found[key] for key in keys}
-    row.update(exact_totals(found, fields))
-    if "cost_usd" in row:
-        row["cost_usd"] = from_nanos(row["cost_usd"])
-    return row
 
 
 # --- latency: percentiles from the latency rollup -----------------------------

@@ -8,11 +8,22 @@ in a single query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from django.db import connections
-from django.db.models import BigIntegerField, F, Field, Func, IntegerField, Model, QuerySet, Sum
+from django.db.models import (
+    BigIntegerField,
+    DateField,
+    F,
+    Field,
+    Func,
+    IntegerField,
+    Model,
+    QuerySet,
+    Sum,
+)
 
 
 def column_name(model: type[Model], name: str) -> str:
@@ -76,6 +87,56 @@ def exact_sums(*names: str) -> dict[str, Sum]:
         aggregates[f"{name}__high"] = Sum(high, output_field=BigIntegerField())
         aggregates[f"{name}__low"] = Sum(low, output_field=BigIntegerField())
     return aggregates
+
+
+def grouped_exact_sums(
+    model: type[Model],
+    keys: Sequence[str],
+    names: Sequence[str],
+    *,
+    since: tuple[str, date],
+    order: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of ``keys`` and the exact sums of ``names`` (as ``exact_totals``
+    gives them) of ``model``'s rows whose date field ``since[0]`` is on or
+    after ``since[1]``, grouped by ``keys`` (and in their order if ``order``).
+
+    The same query as ``values(*keys).annotate(**exact_sums(*names))``,
+    written once from the model's columns: for a rollup's month of rows the
+    ORM's compiling of two dozen aggregates and its per-value converters took
+    two thirds of the read (the fleet page's charts and breakdowns, ~4 of 6 ms
+    each at 100 000 sessions). A date key comes back as a ``date`` on both
+    databases.
+    """
+    connection = connections[model._default_manager.db]
+    quote = connection.ops.quote_name
+    columns = {name: quote(column_name(model, name)) for name in (*keys, *names, since[0])}
+    grouped = ", ".join(columns[key] for key in keys)
+    sums = ", ".join(
+        f"SUM({c} / {_SPLIT}), SUM({c} - ({c} / {_SPLIT}) * {_SPLIT})"
+        for c in (columns[name] for name in names)
+    )
+    sql = (
+        f"SELECT {grouped}, {sums} FROM {quote(model._meta.db_table)} "  # noqa: S608 - our names, values are params
+        f"WHERE {columns[since[0]]} >= %s GROUP BY {grouped}"
+        + (f" ORDER BY {grouped}" if order else "")
+    )
+    dates = {key for key in keys if isinstance(model._meta.get_field(key), DateField)}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [connection.ops.adapt_datefield_value(since[1])])
+        found = cursor.fetchall()
+    rows = []
+    for values in found:
+        row = dict(zip(keys, values, strict=False))
+        for key in dates:
+            if isinstance(row[key], str):  # SQLite, without a declared type to convert
+                row[key] = date.fromisoformat(row[key])
+        at = len(keys)
+        for name in names:
+            row[name] = int(values[at] or 0) * _SPLIT + int(values[at + 1] or 0)
+            at += 2
+        rows.append(row)
+    return rows
 
 
 def exact_totals(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, int]:

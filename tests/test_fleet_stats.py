@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from sessions import services
-from sessions.fleet_stats import breakdowns, fleet_totals, fleet_version
+from sessions.fleet_stats import breakdowns, daily_rows, fleet_totals, fleet_version
 from sessions.models import DailyUsage, MinuteUsage, Session
 from sessions.rollups import utc_minute
 
@@ -285,3 +285,26 @@ def test_stale_counts_the_active_silent_at_the_threshold_whatever_else_is_active
 
     assert (counts["active"], counts["stale"]) == (3, 2)
     assert counts["stale"] == Session.objects.stale(NOW).count()
+
+
+def test_charts_and_breakdowns_sum_past_64_bits_exactly() -> None:
+    # 20 rows of 999 999 999 USD: past 2**63 nano-dollars, and tokens likewise.
+    big_cost, big_tokens = Decimal("999999999"), 9 * 10**17
+    for n in range(20):
+        DailyUsage.objects.create(
+            day=NOW.date() - timedelta(days=n % 3),
+            agent=f"agent-{n}",
+            model="o3",
+            channel="cli",
+            api_calls=1,
+            cost_usd=big_cost,
+            prompt_tokens=big_tokens,
+        )
+
+    start, rows = daily_rows(NOW)
+    by_model = breakdowns(NOW)[0].rows[0]
+
+    assert start == NOW.date() - timedelta(days=29)
+    assert [row["day"] for row in rows] == [NOW.date() - timedelta(days=d) for d in (2, 1, 0)]
+    assert sum(row["cost"] for row in rows) == by_model.cost_usd == big_cost * 20
+    assert sum(row["prompt_tokens"] for row in rows) == by_model.prompt_tokens == big_tokens * 20

@@ -211,7 +211,7 @@ def session_row(s: Any) -> SafeString:
         values.append(s.state)
         if started:
             markup.append(' title="turn started {}"')
-            values.append(date_format(timezone.template_localtime(started), "Y-m-d H:i:s"))
+            values.append(date_format(timezone.localtime(started), "Y-m-d H:i:s"))
         markup.append(">{}")
         values.append(s.state)
         if s.state == "running" and started:
