@@ -108,27 +108,21 @@ def _period_usage(now: datetime, agents: Sequence[str] | None) -> dict[str, dict
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=max(d for d in PERIODS.values() if d is not None))
     # One pass over the rollup, grouped into the days of the longest period
-    # and one "before" bucket (NULL): at most 31 rows, whatever the history.
-    daily = DailyUsage.objects.all()
-    if agents is not None:
-        daily = daily.filter(agent__in=agents)
-    rows = (
-        daily.annotate(
-            bucket=Case(When(day__gte=first, then=F("day")), default=None, output_field=DateField())
-        )
-        .values("bucket")
-        .annotate(**exact_sums(*ROLLUP_COUNTERS))
-        .order_by()
+    # and one "before" bucket (None): at most 31 rows, whatever the history.
+    rows = grouped_exact_sums(
+        DailyUsage,
+        (),
+        ROLLUP_COUNTERS,
+        bucket=("day", first),
+        among=None if agents is None else ("agent", agents),
     )
     usage: dict[str, dict[str, Any]] = {
         period: dict.fromkeys(ROLLUP_COUNTERS, 0) for period in PERIODS
     }
-    for found in rows:
-        # Exact sums: the rollup's rows can add up past 64 bits.
-        row = exact_totals(found, ROLLUP_COUNTERS)
+    for row in rows:
         for period, days_back in PERIODS.items():
             if days_back is None or (
-                found["bucket"] is not None and found["bucket"] >= today - timedelta(days=days_back)
+                row["bucket"] is not None and row["bucket"] >= today - timedelta(days=days_back)
             ):
                 values = usage[period]
                 for counter in ROLLUP_COUNTERS:

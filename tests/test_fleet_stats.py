@@ -287,7 +287,7 @@ def test_stale_counts_the_active_silent_at_the_threshold_whatever_else_is_active
     assert counts["stale"] == Session.objects.stale(NOW).count()
 
 
-def test_charts_and_breakdowns_sum_past_64_bits_exactly() -> None:
+def test_totals_charts_and_breakdowns_sum_past_64_bits_exactly() -> None:
     # 20 rows of 999 999 999 USD: past 2**63 nano-dollars, and tokens likewise.
     big_cost, big_tokens = Decimal("999999999"), 9 * 10**17
     for n in range(20):
@@ -308,3 +308,8 @@ def test_charts_and_breakdowns_sum_past_64_bits_exactly() -> None:
     assert [row["day"] for row in rows] == [NOW.date() - timedelta(days=d) for d in (2, 1, 0)]
     assert sum(row["cost"] for row in rows) == by_model.cost_usd == big_cost * 20
     assert sum(row["prompt_tokens"] for row in rows) == by_model.prompt_tokens == big_tokens * 20
+    usage = fleet_totals(NOW)["usage"]
+    assert usage["all_time"]["cost_usd"] == usage["last_7_days"]["cost_usd"] == big_cost * 20
+    assert usage["today"]["prompt_tokens"] == big_tokens * 7
+    scoped = fleet_totals(NOW, agents=["agent-0", "agent-3", "nobody"])["usage"]["all_time"]
+    assert scoped["cost_usd"] == big_cost * 2
