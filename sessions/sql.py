@@ -133,8 +133,12 @@ def grouped_exact_sums(
     if among is not None:
         where.append(f"{column(among[0])} IN ({', '.join(['%s'] * len(among[1]))})")
         params.extend(among[1])
+    # Each half's sum fits in 64 bits (see _SPLIT): as BIGINT, PostgreSQL
+    # sends an integer rather than a numeric that Python reads as a Decimal.
     sums = ", ".join(
-        f"SUM({c} / {_SPLIT}), SUM({c} - ({c} / {_SPLIT}) * {_SPLIT})" for c in map(column, names)
+        f"CAST(SUM({c} / {_SPLIT}) AS BIGINT), "
+        f"CAST(SUM({c} - ({c} / {_SPLIT}) * {_SPLIT}) AS BIGINT)"
+        for c in map(column, names)
     )
     groups = ", ".join(str(n) for n in range(1, len(selected) + 1))
     sql = (
