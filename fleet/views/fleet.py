@@ -40,7 +40,7 @@ from sessions.fleet_stats import (
     utc_today,
 )
 from sessions.models import Session
-from sessions.selectors import count_bounded, session_rows
+from sessions.selectors import count_bounded, session_rows, sessions_count
 
 PAGE_SIZE = 50
 # A filtered table counts its matches up to this many ("10 000+" beyond), and
@@ -133,8 +133,8 @@ def sessions_table(
 ) -> dict[str, Any]:
     """The table's context. ``total``: every session, when the caller has counted them.
 
-    Unfiltered, the count is every session (the header's, or ``COUNT(*)`` of
-    the table, which both databases answer from one index); filtered, the
+    Unfiltered, the count is every session (the header's, or the sum of the
+    session tally the database keeps); filtered, the
     matches counted up to ``TABLE_COUNT_CAP``. Either way the pages reach the
     first ``TABLE_COUNT_CAP`` rows of the order.
     """
@@ -144,7 +144,7 @@ def sessions_table(
     if not form.is_filtered:
         # The header has just counted every session; counting them again for
         # the pager is the fleet page's costliest query on PostgreSQL.
-        count, exact = (rows.count() if total is None else total), True
+        count, exact = (sessions_count() if total is None else total), True
     else:
         count, exact = count_bounded(rows, TABLE_COUNT_CAP)
         rows = _rows(values, sort, now, matches=count)
