@@ -146,9 +146,9 @@ def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> l
     Each period is read as pieces (``period_pieces``: whole UTC days from day rows,
     whole hours at the edges from hour rows, the rest from quarter hours). The
     pieces' boundaries cut each span's time into intervals; the query sums the
-    rows of the pieces per interval and agent × model × channel × project
-    (rows: the combinations with usage in the periods, times a handful of
-    intervals), and each budget adds the rows of its pieces and scope in
+    rows of the pieces per interval and the dimensions the budgets' scopes name
+    (rows: those dimensions' combinations with usage in the periods, times a
+    handful of intervals), and each budget adds the rows of its pieces and scope in
     Python. A month costs at most ~30 day, 46 hour and 6 quarter-hour rows per
     combination.
     """
@@ -175,11 +175,16 @@ def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> l
         default=Value(-1),
         output_field=IntegerField(),
     )
+    scopes = [list(_scope_values(budget).items()) for budget in budgets]
+    # Grouped only by the dimensions some budget's scope names: a fleet-wide
+    # or per-agent set of budgets adds up agents' rows, not every agent ×
+    # model × channel × project combination's.
+    dimensions = sorted({name for scope in scopes for name, _ in scope})
     rows: list[tuple[dict[str, Any], dict[str, int]]] = [
         (dict(row), exact_totals(row, _COUNTERS))
         for row in BudgetUsage.objects.filter(where)
         .annotate(interval=interval)
-        .values("span", "agent", "model", "channel", "project_key", "interval")
+        .values("span", *dimensions, "interval")
         .annotate(**exact_sums(*_COUNTERS))
         .order_by()
     ]
@@ -187,14 +192,13 @@ def budget_statuses(budgets: Iterable[Budget], now: datetime | None = None) -> l
     for row, totals in rows:
         by_interval.setdefault((row["span"], row["interval"]), []).append((row, totals))
     statuses = []
-    for budget, (start, end), own in zip(budgets, bounds, pieces, strict=True):
+    for budget, (start, end), own, scope in zip(budgets, bounds, pieces, scopes, strict=True):
         covered = [
             (span, index)
             for span, lo, hi in own
             for index, (a, b) in enumerate(itertools.pairwise(cuts[span]))
             if lo <= a and b <= hi
         ]
-        scope = list(_scope_values(budget).items())
         sums = dict.fromkeys(_COUNTERS, 0)
         for key in covered:
             for row, totals in by_interval.get(key, ()):

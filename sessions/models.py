@@ -191,6 +191,31 @@ class Session(Totals):
         return self.status == Status.ACTIVE
 
 
+class SessionTally(models.Model):
+    """How many sessions each agent has in each status, kept by the database.
+
+    Triggers (migration 0017, one set per vendor) move it on every insert and
+    delete of a session and every change of its ``agent`` or ``status``,
+    whatever wrote it: the services, reconcile's bulk UPDATE, purge's raw
+    DELETE, imports, the admin, ``bench/generate.py``'s COPY. So the fleet's
+    session counts read agents × statuses rows instead of counting sessions
+    (docs/DECISIONS.md "Session counts from a tally"). Nothing in Python
+    writes it; a row whose count reached 0 stays.
+    """
+
+    agent = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    sessions = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "status"], name="sessiontally_agent_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent or '(no agent)'} {self.status}: {self.sessions}"
+
+
 class Message(Totals):
     """One entry of a session's transcript.
 

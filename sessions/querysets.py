@@ -66,8 +66,21 @@ def stuck_rule(now: datetime, older_than: timedelta | None = None) -> Q:
 
 def stale_rule(now: datetime, older_than: timedelta | None = None) -> Q:
     """Stale: active, no activity at or after ``now - older_than``."""
-    cutoff = now - (stale_after() if older_than is None else older_than)
-    return Q(status=Status.ACTIVE, last_active_at__lte=cutoff)
+    return Q(status=Status.ACTIVE, last_active_at__lte=_stale_cutoff(now, older_than))
+
+
+def lively_rule(now: datetime, older_than: timedelta | None = None) -> Q:
+    """Active and not stale: some activity after ``now - older_than``.
+
+    With ``stale_rule`` it splits the active sessions in two (``last_active_at``
+    is never null), so the stale are the active minus these: a count over the
+    recent activity, however many stale sessions reconcile has yet to mark.
+    """
+    return Q(status=Status.ACTIVE, last_active_at__gt=_stale_cutoff(now, older_than))
+
+
+def _stale_cutoff(now: datetime, older_than: timedelta | None) -> datetime:
+    return now - (stale_after() if older_than is None else older_than)
 
 
 def started_today_rule(now: datetime) -> Q:

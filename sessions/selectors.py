@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce, Left, NullIf
 
 from sessions.choices import MESSAGE_INCOMPLETE, TOKEN_FIELDS, CostSource, Role
 from sessions.errors import SessionGone, SessionNotFound
-from sessions.models import TOKEN_TOTAL, Message, Session, Tombstone, Turn
+from sessions.models import TOKEN_TOTAL, Message, Session, SessionTally, Tombstone, Turn
 from sessions.querysets import SessionQuerySet, Unindexed, text_ids_sql
 
 
@@ -118,6 +118,13 @@ def session_matches(
             (counted,) = cursor.fetchone()
         return min(counted, cap), counted <= cap
     return count_bounded(rows, cap)
+
+
+def sessions_count() -> int:
+    """Every session stored: the sum of the tally the database keeps
+    (``SessionTally``, agents × statuses rows), not a count of the sessions
+    (32 ms of index entries at 100 000 on PostgreSQL, on every table poll)."""
+    return int(SessionTally.objects.aggregate(n=Sum("sessions"))["n"] or 0)
 
 
 def count_bounded(queryset: models.QuerySet[Any], cap: int) -> tuple[int, bool]:

@@ -8,11 +8,22 @@ in a single query.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from django.db import connections
-from django.db.models import BigIntegerField, F, Field, Func, IntegerField, Model, QuerySet, Sum
+from django.db.models import (
+    BigIntegerField,
+    DateField,
+    F,
+    Field,
+    Func,
+    IntegerField,
+    Model,
+    QuerySet,
+    Sum,
+)
 
 
 def column_name(model: type[Model], name: str) -> str:
@@ -76,6 +87,85 @@ def exact_sums(*names: str) -> dict[str, Sum]:
         aggregates[f"{name}__high"] = Sum(high, output_field=BigIntegerField())
         aggregates[f"{name}__low"] = Sum(low, output_field=BigIntegerField())
     return aggregates
+
+
+def grouped_exact_sums(
+    model: type[Model],
+    keys: Sequence[str],
+    names: Sequence[str],
+    *,
+    since: tuple[str, date] | None = None,
+    bucket: tuple[str, date] | None = None,
+    among: tuple[str, Sequence[str]] | None = None,
+    order: bool = False,
+) -> list[dict[str, Any]]:
+    """Rows of ``keys`` and the exact sums of ``names`` (as ``exact_totals``
+    gives them) of ``model``'s rows, grouped by ``keys`` (in their order if
+    ``order``). ``since`` (date field, first day): only rows on or after it;
+    ``bucket`` (date field, first day): also grouped by a ``bucket`` key, the
+    field's value from that day on and ``None`` for every earlier row;
+    ``among`` (field, values): only rows with one of those values.
+
+    The same query as ``values(*keys).annotate(**exact_sums(*names))``,
+    written from the model's columns: for a rollup's month of rows the ORM's
+    compiling of two dozen aggregates and its per-value converters took two
+    thirds of the read (the fleet page's totals, charts and breakdowns, ~4 of
+    6 ms each at 100 000 sessions). Dates come back as ``date`` on both
+    databases.
+    """
+    if among is not None and not among[1]:
+        return []
+    connection = connections[model._default_manager.db]
+    quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return str(quote(column_name(model, name)))
+
+    params: list[Any] = []
+    selected = [column(key) for key in keys]
+    if bucket is not None:
+        selected.insert(0, f"CASE WHEN {column(bucket[0])} >= %s THEN {column(bucket[0])} END")
+        params.append(connection.ops.adapt_datefield_value(bucket[1]))
+    where = []
+    if since is not None:
+        where.append(f"{column(since[0])} >= %s")
+        params.append(connection.ops.adapt_datefield_value(since[1]))
+    if among is not None:
+        where.append(f"{column(among[0])} IN ({', '.join(['%s'] * len(among[1]))})")
+        params.extend(among[1])
+    # Each half's sum fits in 64 bits (see _SPLIT): as BIGINT, PostgreSQL
+    # sends an integer rather than a numeric that Python reads as a Decimal.
+    sums = ", ".join(
+        f"CAST(SUM({c} / {_SPLIT}) AS BIGINT), "
+        f"CAST(SUM({c} - ({c} / {_SPLIT}) * {_SPLIT}) AS BIGINT)"
+        for c in map(column, names)
+    )
+    groups = ", ".join(str(n) for n in range(1, len(selected) + 1))
+    sql = (
+        f"SELECT {', '.join([*selected, sums])} FROM {quote(model._meta.db_table)}"  # noqa: S608 - our names, values are params
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + (f" GROUP BY {groups}" if selected else "")
+        + (f" ORDER BY {groups}" if order and selected else "")
+    )
+    out = ["bucket", *keys] if bucket is not None else list(keys)
+    dates = {key for key in keys if isinstance(model._meta.get_field(key), DateField)}
+    if bucket is not None:
+        dates.add("bucket")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    rows = []
+    for values in found:
+        row = dict(zip(out, values, strict=False))
+        for key in dates:
+            if isinstance(row[key], str):  # SQLite, without a declared type to convert
+                row[key] = date.fromisoformat(row[key])
+        at = len(out)
+        for name in names:
+            row[name] = int(values[at] or 0) * _SPLIT + int(values[at + 1] or 0)
+            at += 2
+        rows.append(row)
+    return rows
 
 
 def exact_totals(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from sessions.models import (
@@ -24,6 +25,7 @@ from sessions.models import (
     Message,
     MinuteUsage,
     Session,
+    SessionTally,
 )
 from sessions.search import search_messages
 
@@ -82,6 +84,11 @@ def test_generated_totals_and_rollups_are_the_sums_of_the_messages(generated, di
     assert figures["sessions"] == Session.objects.count() == 20
     assert figures["messages"] == Message.objects.count() > 100
     assert Session.objects.values("key").distinct().count() == 20
+    # COPY fires the tally's triggers like any insert (migration 0017).
+    per_status = Session.objects.values("agent", "status").annotate(n=Count("id")).order_by()
+    assert {(r.agent, r.status, r.sessions) for r in SessionTally.objects.all()} == {
+        (row["agent"], row["status"], row["n"]) for row in per_status
+    }
     sums = _message_sums_per_session()
     for session in Session.objects.all():
         count, first, last, seqs, turns, tools, calls, unpriced, nanos, *tokens = sums.get(

@@ -391,3 +391,19 @@ def test_a_budget_needs_a_positive_amount_and_a_warning_share(field: str, value:
 
     with pytest.raises(ValidationError):
         candidate.full_clean()
+
+
+def test_the_spend_is_grouped_only_by_the_dimensions_the_budgets_name() -> None:
+    now = datetime.now(UTC)
+    for n in range(4):
+        spend(now, "1", agent="koda", model=f"m{n}", channel="cli", project=f"/p{n}")
+    spend(now, "2", agent="zeph", model="m0", channel="tui", project="/p0")
+    budgets = [budget(period="day"), budget(period="month", agent="koda")]
+
+    with CaptureQueriesContext(connection) as read:
+        statuses = budget_statuses(budgets, now)
+
+    assert [s.spent for s in statuses] == [Decimal(6), Decimal(4)]
+    selected = read.captured_queries[0]["sql"].split(" FROM ")[0]
+    assert '"agent"' in selected
+    assert not any(name in selected for name in ('"model"', '"channel"', '"project_key"'))

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from sessions import services
-from sessions.fleet_stats import breakdowns, fleet_totals, fleet_version
+from sessions.fleet_stats import breakdowns, daily_rows, fleet_totals, fleet_version
 from sessions.models import DailyUsage, MinuteUsage, Session
 from sessions.rollups import utc_minute
 
@@ -268,3 +268,48 @@ def test_the_fleet_version_moves_when_a_session_is_written() -> None:
     services.session_upsert(key="new", now=NOW)
 
     assert fleet_version(NOW) != before
+
+
+def test_stale_counts_the_active_silent_at_the_threshold_whatever_else_is_active(
+    settings,
+) -> None:
+    # The header counts the active sessions with recent activity and takes
+    # them from the active: the two rules must split the active exactly.
+    settings.FLEET_STALE_AFTER = 1800
+    services.session_upsert(key="at", now=NOW - timedelta(seconds=1800))
+    services.session_upsert(key="just-after", now=NOW - timedelta(seconds=1799))
+    services.session_upsert(key="old", now=NOW - timedelta(days=3))
+    services.session_upsert(key="ended", fields={"status": "failed"}, now=NOW - timedelta(days=3))
+
+    counts = fleet_totals(now=NOW)["sessions"]
+
+    assert (counts["active"], counts["stale"]) == (3, 2)
+    assert counts["stale"] == Session.objects.stale(NOW).count()
+
+
+def test_totals_charts_and_breakdowns_sum_past_64_bits_exactly() -> None:
+    # 20 rows of 999 999 999 USD: past 2**63 nano-dollars, and tokens likewise.
+    big_cost, big_tokens = Decimal("999999999"), 9 * 10**17
+    for n in range(20):
+        DailyUsage.objects.create(
+            day=NOW.date() - timedelta(days=n % 3),
+            agent=f"agent-{n}",
+            model="o3",
+            channel="cli",
+            api_calls=1,
+            cost_usd=big_cost,
+            prompt_tokens=big_tokens,
+        )
+
+    start, rows = daily_rows(NOW)
+    by_model = breakdowns(NOW)[0].rows[0]
+
+    assert start == NOW.date() - timedelta(days=29)
+    assert [row["day"] for row in rows] == [NOW.date() - timedelta(days=d) for d in (2, 1, 0)]
+    assert sum(row["cost"] for row in rows) == by_model.cost_usd == big_cost * 20
+    assert sum(row["prompt_tokens"] for row in rows) == by_model.prompt_tokens == big_tokens * 20
+    usage = fleet_totals(NOW)["usage"]
+    assert usage["all_time"]["cost_usd"] == usage["last_7_days"]["cost_usd"] == big_cost * 20
+    assert usage["today"]["prompt_tokens"] == big_tokens * 7
+    scoped = fleet_totals(NOW, agents=["agent-0", "agent-3", "nobody"])["usage"]["all_time"]
+    assert scoped["cost_usd"] == big_cost * 2

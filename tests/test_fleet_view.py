@@ -582,6 +582,19 @@ def test_the_table_poll_counts_every_session_when_unfiltered(admin_client: Clien
     assert "1–50 of 55<" in html
 
 
+def test_the_table_poll_counts_from_the_tally_not_the_sessions(admin_client: Client) -> None:
+    add_session("one")
+
+    with CaptureQueriesContext(connection) as queries:
+        html = admin_client.get("/?v=stale", **TABLE).content.decode()
+
+    assert "<strong>1</strong> session" in html
+    # No COUNT over the sessions: the tally's sum (migration 0017).
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert not [sql for sql in counts if 'agent_sessions_session"' in sql.split("FROM", 1)[1]]
+    assert any("agent_sessions_sessiontally" in q["sql"] for q in queries.captured_queries)
+
+
 @pytest.mark.parametrize("headers", [{}, TABLE], ids=["page", "table"])
 def test_the_table_never_reads_metadata_or_todo(
     admin_client: Client, headers: dict[str, str]

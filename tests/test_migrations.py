@@ -17,6 +17,7 @@ from sessions.models import (
     DailyUsage,
     LatencyUsage,
     MinuteUsage,
+    SessionTally,
     project_key,
 )
 
@@ -28,6 +29,8 @@ BEFORE_ROLLUP_NAMES = ("agent_sessions", "0008_turn_kept_on_error")
 ROLLUP_NAMES = ("agent_sessions", "0009_rollup_counts_named_like_session_totals")
 MESSAGE_METADATA = ("agent_sessions", "0011_message_metadata")
 LATENCY = ("agent_sessions", "0012_latency")
+BEFORE_TALLY = ("agent_sessions", "0016_search_vector_regexp")
+TALLY = ("agent_sessions", "0017_session_tally")
 BEFORE_FLEET_LATENCY = ("agent_sessions", "0018_session_text_filter")
 FLEET_LATENCY = ("agent_sessions", "0019_fleet_latency_usage")
 
@@ -263,3 +266,31 @@ def test_the_fleet_latency_rollup_is_filled_from_the_latency_rollup_summed_over_
         (day, "ttft", "o3", "", 12, 1, 13),
         (day, "turn", "", "", 90, 2, 141_000),
     ]
+
+
+def test_the_session_tally_is_filled_from_the_stored_sessions_and_kept_after(
+    executor: MigrationExecutor,
+) -> None:
+    executor.migrate([BEFORE_TALLY])
+    apps = executor.loader.project_state([BEFORE_TALLY]).apps
+    session_model = apps.get_model("agent_sessions", "Session")
+    for n, (agent, status) in enumerate(
+        [("koda", "active"), ("koda", "active"), ("koda", "failed"), ("", "completed")]
+    ):
+        session_model.objects.create(key=f"s{n}", agent=agent, status=status)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([TALLY])
+
+    def tally() -> set[tuple[str, str, int]]:
+        return set(SessionTally.objects.values_list("agent", "status", "sessions"))
+
+    assert tally() == {("koda", "active", 2), ("koda", "failed", 1), ("", "completed", 1)}
+    session_model.objects.filter(key="s0").update(status="unknown")
+    session_model.objects.filter(key="s3").delete()
+    assert tally() == {
+        ("koda", "active", 1),
+        ("koda", "unknown", 1),
+        ("koda", "failed", 1),
+        ("", "completed", 0),
+    }

@@ -40,7 +40,7 @@ from sessions.fleet_stats import (
     utc_today,
 )
 from sessions.models import Session
-from sessions.selectors import session_matches, session_rows
+from sessions.selectors import session_matches, session_rows, sessions_count
 
 PAGE_SIZE = 50
 # A filtered table counts its matches up to this many ("10 000+" beyond), and
@@ -153,10 +153,10 @@ def sessions_table(
 ) -> dict[str, Any]:
     """The table's context. ``total``: every session, when the caller has counted them.
 
-    Unfiltered, the count is every session (the header's, or ``COUNT(*)`` of
-    the table, which both databases answer from one index); filtered, the
-    matches counted up to ``table_cap`` (``TEXT_COUNT_CAP`` with text). Either
-    way the pages reach the first ``table_cap`` rows of the order.
+    Unfiltered, the count is every session (the header's, or the sum of the
+    session tally the database keeps); filtered, the matches counted up to
+    ``table_cap`` (``TEXT_COUNT_CAP`` with text). Either way the pages reach
+    the first ``table_cap`` rows of the order.
     """
     values = form.valid_values()
     sort = values.get("sort") or DEFAULT_SORT
@@ -165,7 +165,7 @@ def sessions_table(
     if not form.is_filtered:
         # The header has just counted every session; counting them again for
         # the pager is the fleet page's costliest query on PostgreSQL.
-        count, exact = (rows.count() if total is None else total), True
+        count, exact = (sessions_count() if total is None else total), True
     else:
         count, exact = session_matches(cap, now=now, **_filters(values))
         rows = _rows(values, sort, now, matches=count, exact=exact)

@@ -113,7 +113,7 @@ def backward(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agent_sessions", "0016_search_vector_regexp"),
+        ("agent_sessions", "0017_session_tally"),
     ]
 
     operations = [
