@@ -880,7 +880,7 @@ def test_the_text_index_triggers_survive_every_migration(sqlite_only: None) -> N
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' "
-            "AND tbl_name = 'agent_sessions_session' ORDER BY name"
+            "AND tbl_name = 'agent_sessions_session' AND name LIKE '%text%' ORDER BY name"
         )
         names = [row[0] for row in cursor.fetchall()]
     assert names == [
