@@ -67,15 +67,9 @@ def duration(value: Any) -> int | None:
     absent or not a duration Fleet stores (negative, past ``MAX_DURATION_MS``,
     not a number): a telemetry event is stored without its bad timing rather
     than refused."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        milliseconds = round(value)
+    number = _finite(value)
+    if number is not None:
+        milliseconds = round(number)
         if 0 <= milliseconds <= MAX_DURATION_MS:
             return milliseconds
     return None
@@ -84,6 +78,13 @@ def duration(value: Any) -> int | None:
 def seconds_duration(value: Any) -> int | None:
     """A duration in seconds (the GenAI conventions' unit, ``0.45``, ``"0.45"``)
     as whole milliseconds; ``None`` as ``duration`` gives it."""
+    number = _finite(value)
+    return None if number is None else duration(number * 1000)
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number as agents send one (``12``, ``"12.5"``); ``None`` for
+    anything else (a bool, text that is no number, NaN, infinity)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -92,7 +93,7 @@ def seconds_duration(value: Any) -> int | None:
         except ValueError:
             return None
     if isinstance(value, int | float) and math.isfinite(value):
-        return duration(value * 1000)
+        return float(value)
     return None
 
 
