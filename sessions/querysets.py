@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connections, models
 from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
-from django.db.models.lookups import Exact, In
+from django.db.models.lookups import Exact, IContains, In
 from django.utils import timezone
 
 from sessions.choices import Role, State, Status
@@ -136,12 +136,18 @@ def text_rule(q: str, vendor: str, *, indexed: bool = True) -> Q:
     (``text_ids_sql``). SQLite: a phrase of trigrams matches exactly the
     texts holding it; case folded for every script, not only ASCII as
     SQLite's ``LIKE``. PostgreSQL: ``icontains``' rule (pg_trgm's index is
-    lossy, each candidate is rechecked). ``indexed=False``: on SQLite the ids
-    are checked on the rows a walk reads (``Unindexed``) rather than driving
-    it. ``q`` shorter than ``TEXT_FILTER_MIN_CHARS`` raises ``ValueError``.
+    lossy, each candidate is rechecked). ``indexed=False``, for a walk of the
+    order's index that checks the text on each row it reads: SQLite checks
+    the ids (``Unindexed``) rather than letting them drive; PostgreSQL checks
+    the session row's own texts with the same rule (``icontains``, the goal's
+    head), as cheap as the row is already read, where a look-up in the side
+    table cost 2-3x the walk (docs/DECISIONS.md "The text filter's side
+    table"). ``q`` shorter than ``TEXT_FILTER_MIN_CHARS`` raises ``ValueError``.
     """
     if len(q) < TEXT_FILTER_MIN_CHARS:
         raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
+    if vendor != "sqlite" and not indexed:
+        return Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
     ids = RawSQL(*text_ids_sql(q, vendor))  # noqa: S611 - our SQL, the text is a param
     return Q(In(F("pk") if indexed else Unindexed(F("pk")), ids))
 
