@@ -21,7 +21,7 @@ SESSION_LARGE_FIELDS = ("metadata", "todo")
 # The listing's text filter (``q``): a substring of the key, the name or the
 # goal's first ``GOAL_FILTER_CHARS`` characters, any case, of at least
 # ``TEXT_FILTER_MIN_CHARS`` characters. Both bounds come from its index
-# (migration 0018, which holds the 1000 literally): a trigram index finds
+# (migrations 0018 and 0021, which hold the 1000 literally): a trigram index finds
 # nothing shorter than a trigram, and a bounded prefix keeps the index, and the
 # cost of writing a long goal, bounded. docs/DECISIONS.md "The text filter".
 TEXT_FILTER_MIN_CHARS = 3
