@@ -21,7 +21,7 @@ SESSION_LARGE_FIELDS = ("metadata", "todo")
 # The listing's text filter (``q``): a substring of the key, the name or the
 # goal's first ``GOAL_FILTER_CHARS`` characters, any case, of at least
 # ``TEXT_FILTER_MIN_CHARS`` characters. Both bounds come from its index
-# (migration 0018, which holds the 1000 literally): a trigram index finds
+# (migrations 0018 and 0021, which hold the 1000 literally): a trigram index finds
 # nothing shorter than a trigram, and a bounded prefix keeps the index, and the
 # cost of writing a long goal, bounded. docs/DECISIONS.md "The text filter".
 TEXT_FILTER_MIN_CHARS = 3
@@ -100,9 +100,8 @@ class Unindexed(models.Func):
 
 
 class GoalHead(models.Func):
-    """The goal's first ``GOAL_FILTER_CHARS`` characters, the number written
-    into the SQL (not a parameter), so PostgreSQL matches the expression of its
-    trigram index ``session_goal_trgm_idx``."""
+    """The goal's first ``GOAL_FILTER_CHARS`` characters (the text the filter
+    reads of a goal; its index holds them, kept by triggers: ``text_ids_sql``)."""
 
     template = f"LEFT(%(expressions)s, {GOAL_FILTER_CHARS})"
     output_field = models.TextField()
@@ -116,35 +115,54 @@ class GoalHead(models.Func):
         )
 
 
-def text_ids_sql(q: str) -> tuple[str, list[Any]]:
-    """SQLite: ``SELECT`` of the ids of the sessions whose texts hold ``q``
-    (``text_rule``), from the FTS5 trigram table of migration 0018. ``q`` is
-    one quoted phrase (its ``"`` doubled): FTS5's query syntax does not apply.
-    ``text_rule`` checks ``q``'s length."""
-    phrase = '"' + q.replace('"', '""') + '"'
+def text_ids_sql(q: str, vendor: str) -> tuple[str, list[Any]]:
+    """``SELECT`` of the ids of the sessions whose texts hold ``q``
+    (``text_rule``), from the side table the triggers keep (never the session
+    table: an append does not write it). ``text_rule`` checks ``q``'s length.
+
+    SQLite: the FTS5 trigram table of migration 0018; ``q`` is one quoted
+    phrase (its ``"`` doubled): FTS5's query syntax does not apply.
+    PostgreSQL: the table of migration 0021 and its pg_trgm indexes, on the
+    expressions written here (Django's ``icontains``: ``UPPER(…) LIKE
+    UPPER(…)``, ``\\``, ``%`` and ``_`` escaped as its ``prep_for_like_query``).
+    """
+    if vendor == "sqlite":
+        phrase = '"' + q.replace('"', '""') + '"'
+        return (
+            "SELECT rowid FROM agent_sessions_session_text "
+            "WHERE agent_sessions_session_text MATCH %s",
+            [phrase],
+        )
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return (
-        "SELECT rowid FROM agent_sessions_session_text WHERE agent_sessions_session_text MATCH %s",
-        [phrase],
+        "SELECT session_id FROM agent_sessions_session_text "
+        "WHERE UPPER(key) LIKE UPPER(%s) OR UPPER(name) LIKE UPPER(%s) "
+        "OR UPPER(goal) LIKE UPPER(%s)",
+        [pattern, pattern, pattern],
     )
 
 
 def text_rule(q: str, vendor: str, *, indexed: bool = True) -> Q:
     """The text filter: ``q`` in the key, the name or the goal's head, any case.
 
-    PostgreSQL: ``icontains`` (``UPPER(…) LIKE UPPER(…)``, ``%``/``_`` escaped),
-    which the pg_trgm indexes of migration 0018 serve. SQLite: the session ids
-    the FTS5 trigram table holds the quoted phrase for (a phrase of trigrams
-    matches exactly the texts holding it; case folded for every script, not
-    only ASCII as SQLite's ``LIKE``). ``indexed=False``: on SQLite the ids are
-    checked on the rows a walk reads (``Unindexed``) rather than driving it.
-    ``q`` shorter than ``TEXT_FILTER_MIN_CHARS`` raises ``ValueError``.
+    The session ids the side table of the texts holds ``q`` for
+    (``text_ids_sql``). SQLite: a phrase of trigrams matches exactly the
+    texts holding it; case folded for every script, not only ASCII as
+    SQLite's ``LIKE``. PostgreSQL: ``icontains``' rule (pg_trgm's index is
+    lossy, each candidate is rechecked). ``indexed=False``, for a walk of the
+    order's index that checks the text on each row it reads: SQLite checks
+    the ids (``Unindexed``) rather than letting them drive; PostgreSQL checks
+    the session row's own texts with the same rule (``icontains``, the goal's
+    head), as cheap as the row is already read, where a look-up in the side
+    table cost 2-3x the walk (docs/DECISIONS.md "The text filter's side
+    table"). ``q`` shorter than ``TEXT_FILTER_MIN_CHARS`` raises ``ValueError``.
     """
     if len(q) < TEXT_FILTER_MIN_CHARS:
         raise ValueError(f"the text filter needs at least {TEXT_FILTER_MIN_CHARS} characters")
-    if vendor == "sqlite":
-        ids = RawSQL(*text_ids_sql(q))  # noqa: S611 - our SQL, the phrase is a param
-        return Q(In(F("pk") if indexed else Unindexed(F("pk")), ids))
-    return Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
+    if vendor != "sqlite" and not indexed:
+        return Q(key__icontains=q) | Q(name__icontains=q) | Q(IContains(GoalHead(), q))
+    ids = RawSQL(*text_ids_sql(q, vendor))  # noqa: S611 - our SQL, the text is a param
+    return Q(In(F("pk") if indexed else Unindexed(F("pk")), ids))
 
 
 class SessionQuerySet(models.QuerySet):

@@ -149,6 +149,23 @@ def test_a_purged_session_takes_its_otlp_sub_agent_waits_with_it() -> None:
     assert list(SubAgentWait.objects.values_list("session__key", flat=True)) == ["recent"]
 
 
+def test_a_purged_session_leaves_the_text_filter_s_index() -> None:
+    from sessions import selectors
+
+    make_session("old-purged-text", at=ago(days=40), count=2)
+    make_session("recent-kept-text", at=ago(days=2), count=2)
+
+    run("purge", "--older-than", "30d")
+
+    # Counted in the text index alone (the triggers' table), not the sessions.
+    assert selectors.session_matches(10, now=NOW, q="purged-text") == (0, True)
+    assert selectors.session_matches(10, now=NOW, q="-text") == (1, True)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT key FROM agent_sessions_session_text")
+            assert cursor.fetchall() == [("recent-kept-text",)]
+
+
 def test_budgets_spend_the_same_after_a_purge() -> None:
     make_session("old", at=ago(days=10), count=6, model="gpt-4o")
     make_session("new", at=ago(minutes=5), count=6, model="gpt-4o")
