@@ -162,7 +162,7 @@ def grouped_exact_sums(
                 row[key] = date.fromisoformat(row[key])
         at = len(out)
         for name in names:
-            row[name] = int(values[at] or 0) * _SPLIT + int(values[at + 1] or 0)
+            row[name] = exact_total(values[at], values[at + 1])
             at += 2
         rows.append(row)
     return rows

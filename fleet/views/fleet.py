@@ -25,10 +25,10 @@ from django_htmx.http import push_url
 
 from fleet.charts import cost_chart, latency_chart, tokens_chart
 from fleet.forms import DEFAULT_SORT, SORTS, FleetFilterForm
+from fleet.templatetags.fleet_tags import CHANNEL_LABELS
 from fleet.views import HtmxHttpRequest
 from fleet.views.auth import dashboard_view
 from sessions.budgets import BudgetStatus, budget_statuses, visible_budgets
-from sessions.choices import Channel
 from sessions.fleet_stats import (
     Breakdown,
     Usage,
@@ -204,7 +204,6 @@ PERIOD_LABELS = (
 
 
 BLANK_LABELS = {"model": "(no model)", "agent": "(no agent)", "channel": "(not reported)"}
-CHANNEL_LABELS = dict(Channel.choices)
 
 
 @dataclass(frozen=True)
