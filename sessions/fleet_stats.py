@@ -55,7 +55,7 @@ from sessions.models import (
 )
 from sessions.models import Session as SessionModel
 from sessions.money import from_nanos
-from sessions.querysets import lively_rule
+from sessions.querysets import fresh_turn_rules, lively_rule
 from sessions.rollups import COUNTERS as ROLLUP_COUNTERS
 from sessions.rollups import utc_minute
 from sessions.sql import (
@@ -94,17 +94,19 @@ def _session_counts(now: datetime, agents: Sequence[str] | None) -> dict[str, An
         template="COALESCE(SUM(%(expressions)s), 0)",
         output_field=BigIntegerField(),
     )
-    *values, running_count, stuck, lively, today = scalars(
+    *values, running_count, fresh, unstarted, lively, today = scalars(
         *(tally.filter(status=status).order_by().values(n=summed) for status in Status.values),
         count_of(sessions.running()),
-        count_of(sessions.stuck(now)),
+        *(count_of(sessions.filter(rule)) for rule in fresh_turn_rules(now)),
         count_of(sessions.filter(lively_rule(now))),
         count_of(sessions.started_today(now)),
     )
     by_status = {status: int(n) for status, n in zip(Status.values, values, strict=True)}
-    # The stale are the active minus the lively: a count over recent activity
-    # rather than over every active session reconcile has yet to mark.
+    # The stale are the active minus the lively, and the stuck the running
+    # minus the fresh turns: counts over recent activity rather than over
+    # every session reconcile has yet to mark.
     stale = by_status[Status.ACTIVE] - lively
+    stuck = running_count - fresh - unstarted
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,

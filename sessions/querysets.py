@@ -64,6 +64,22 @@ def stuck_rule(now: datetime, older_than: timedelta | None = None) -> Q:
     return running_rule() & Q(turn_started_at__lte=cutoff)
 
 
+def fresh_turn_rules(now: datetime, older_than: timedelta | None = None) -> tuple[Q, Q]:
+    """Running and not stuck, in two disjoint parts that are each one range of
+    the turn index: the turn started after ``now - older_than``, or its start
+    is not recorded (which ``stuck_rule`` does not count either).
+
+    With ``stuck_rule`` they split the running sessions, so the stuck are the
+    running minus these: counts over the turns under way for less than the
+    stuck threshold, however many dead agents left theirs running.
+    """
+    cutoff = now - (stuck_after() if older_than is None else older_than)
+    return (
+        running_rule() & Q(turn_started_at__gt=cutoff),
+        running_rule() & Q(turn_started_at__isnull=True),
+    )
+
+
 def stale_rule(now: datetime, older_than: timedelta | None = None) -> Q:
     """Stale: active, no activity at or after ``now - older_than``."""
     return Q(status=Status.ACTIVE, last_active_at__lte=_stale_cutoff(now, older_than))

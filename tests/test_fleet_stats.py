@@ -245,6 +245,31 @@ def test_a_long_turn_that_keeps_writing_counts_as_stuck(settings) -> None:
     assert fleet_totals(now=NOW)["sessions"]["stuck"] == 1
 
 
+def test_the_stuck_count_is_the_stuck_filters_count_at_its_edges(settings) -> None:
+    # The header counts the stuck as the running minus the fresh turns: the
+    # same sessions as the stuck rule, turns started on the cutoff, just after
+    # it, in the future or never recorded (an admin edit) included.
+    settings.FLEET_STUCK_AFTER = 600
+    cutoff = NOW - timedelta(seconds=600)
+    starts = {
+        "on-cutoff": cutoff,
+        "just-after": cutoff + timedelta(microseconds=1),
+        "just-before": cutoff - timedelta(microseconds=1),
+        "future": NOW + timedelta(hours=1),
+        "no-start": None,
+    }
+    for key in starts:
+        services.session_upsert(key=key, fields={"state": "running"}, now=cutoff)
+    services.session_upsert(key="idle", now=NOW - timedelta(hours=1))
+    for key, started in starts.items():
+        Session.objects.filter(key=key).update(turn_started_at=started)
+
+    sessions = fleet_totals(now=NOW)["sessions"]
+
+    assert sessions["running"] == 5
+    assert sessions["stuck"] == Session.objects.stuck(NOW).count() == 2
+
+
 def test_breakdowns_carry_the_stored_value_and_leave_naming_it_to_the_dashboard() -> None:
     for agent, channel, cost in [("", "", "1"), ("alpha", "slack", "2")]:
         DailyUsage.objects.create(
