@@ -1,7 +1,8 @@
 """Formatting for the dashboard: relative times, money, tokens, JSON.
 
-Every filter here returns escaped HTML (``format_html``) or plain text that the
-template escapes: agent-supplied values never pass through ``mark_safe``.
+Every filter here returns escaped HTML (``format_html``, ``fleet.markup``'s) or
+plain text that the template escapes: agent-supplied values never pass through
+``mark_safe``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from fleet.markup import format_html
 from sessions.choices import Channel, Kind, Status
 from sessions.money import short_usd
 
@@ -211,7 +211,7 @@ def session_row(s: Any) -> SafeString:
         values.append(s.state)
         if started:
             markup.append(' title="turn started {}"')
-            values.append(date_format(timezone.localtime(started), "Y-m-d H:i:s"))
+            values.append(timezone.localtime(started).strftime("%Y-%m-%d %H:%M:%S"))
         markup.append(">{}")
         values.append(s.state)
         if s.state == "running" and started:
