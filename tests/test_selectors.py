@@ -714,6 +714,39 @@ def test_a_name_ordered_walk_of_one_project_or_agent_reads_only_its_sessions(
     assert len(rows) == 12
 
 
+def test_an_append_does_not_write_the_name_pair_indexes(sqlite_only: None) -> None:
+    """SQLite writes only the indexes holding a column an UPDATE sets, and an
+    append sets the session's counters by name: 0022's indexes cost it
+    nothing (the reason they are SQLite's only: docs/DECISIONS.md)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pairs = {"session_project_name_idx", "session_agent_name_idx"}
+
+    def indexes_written(**fields: Any) -> set[str]:
+        with CaptureQueriesContext(connection) as queries:
+            append("k", {"role": "user", "content": "hi"}, **fields)
+        (update,) = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith('UPDATE "agent_sessions_session"')
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT rootpage, name FROM sqlite_master WHERE tbl_name = %s",
+                ["agent_sessions_session"],
+            )
+            names = dict(cursor.fetchall())
+            cursor.execute(f"EXPLAIN {update}")
+            program = cursor.fetchall()
+        return {names[row[3]] for row in program if row[1] == "OpenWrite" and row[3] in names}
+
+    append("k", {"role": "user", "content": "start"}, session={"agent": "koda"})
+    assert "session_messages_idx" in indexes_written()  # the check sees an index written
+    assert not pairs & indexes_written()
+    assert pairs <= indexes_written(session={"name": "a new name"})
+
+
 # --- the text filter (issue 16): an index serves it ------------------------------------
 
 # Texts a LIKE pattern, an FTS5 query or a case rule could get wrong.
