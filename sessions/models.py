@@ -165,6 +165,8 @@ class Session(Totals):
             *_sort_indexes("turns", "cost_usd"),
             *_sort_indexes(TOKEN_TOTAL, name="tokens"),
             models.Index(fields=["name", "key"], name="session_name_idx"),
+            # SQLite also has (project_root, name, key) and (agent, name, key),
+            # outside Django's state (migration 0022, selectors.SQLITE_ORDER_INDEXES).
             # The URL-only messages sort (migration 0018): issue 16's matrix
             # holds every sort the URL accepts.
             *_sort_indexes("message_count", name="messages"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -199,6 +200,7 @@ class SessionQuerySet(models.QuerySet):
         q: str | None = None,
         now: datetime | None = None,
         indexed: bool = True,
+        indexed_filters: Collection[str] = (),
         **filters: Any,
     ) -> SessionQuerySet:
         """Sessions matching the listing filters, newest activity first.
@@ -210,7 +212,9 @@ class SessionQuerySet(models.QuerySet):
         Empty values are ignored; unknown filter names or health raise ``TypeError``.
         ``indexed=False``: SQLite checks the field filters on the rows it reads
         rather than finding them in the filters' indexes (``Unindexed``), for a
-        table that walks its sort's index (``selectors.session_rows``).
+        table that walks its sort's index (``selectors.session_rows``);
+        ``indexed_filters``: the field filters left to their index even then
+        (an index in the walked order starts with them).
         """
         unknown = set(filters) - set(SESSION_FILTERS)
         if unknown:
@@ -218,7 +222,7 @@ class SessionQuerySet(models.QuerySet):
         qs = self
         for name, value in filters.items():
             if value not in (None, ""):
-                if indexed:
+                if indexed or name in indexed_filters:
                     qs = qs.filter(**{name: value})
                 else:
                     qs = qs.filter(Exact(Unindexed(F(name)), value))

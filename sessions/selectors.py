@@ -42,6 +42,13 @@ def session_get(key: str, *, for_update: bool = False) -> Session:
 # 2 000 costs about what walking to page 3 past 98 000 others does.
 SORT_MATCHES_BELOW = 2_000
 
+# Filters with an index in a sort's order on SQLite (migration 0022, SQLite
+# only: the filter, then name and key): a walk of that order reads the
+# filter's sessions only, where the sort's own index passes the others first
+# (names start with their project; an agent names its sessions after its
+# projects). Keyed by the order's first field.
+SQLITE_ORDER_INDEXES = {"name": ("project_root", "agent")}
+
 
 def session_rows(
     *,
@@ -68,13 +75,22 @@ def session_rows(
     filter's index whatever it holds: fewer matches are read through the
     filters' indexes and sorted (a few thousand rows at most); more are found
     by walking the order's index (``Session.Meta.indexes`` has one for each
-    sort) and checking the filters on each row, which stops after the page.
+    sort) and checking the filters on each row, which stops after the page;
+    a filter with an index in that order (``SQLITE_ORDER_INDEXES``) stays on
+    it, so the walk reads its sessions only.
     PostgreSQL picks from its statistics and gets the same query either way.
     """
     many = matches is not None and (matches >= SORT_MATCHES_BELOW or not exact)
     rows = Session.objects.without_large_fields().defer("goal_text")
     rows = rows.annotate(goal_preview=Left("goal_text", goal_chars))
-    rows = rows.listing(health=health, q=q, now=now, indexed=not many, **filters)
+    rows = rows.listing(
+        health=health,
+        q=q,
+        now=now,
+        indexed=not many,
+        indexed_filters=SQLITE_ORDER_INDEXES.get(order[0].lstrip("-"), ()) if order else (),
+        **filters,
+    )
     if any(name.lstrip("-") == "token_total" for name in order):
         rows = rows.annotate(token_total=TOKEN_TOTAL)
     names = [name.lstrip("-") for name in order]

@@ -679,6 +679,74 @@ def test_every_sort_the_table_offers_reads_an_index_in_its_order(sort: str, dire
             assert not [line for line in plan if line.startswith(("Sort  (", "->  Sort  ("))], plan
 
 
+@pytest.mark.parametrize("direction", ["", "-"])
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [("project_root", "session_project_name_idx"), ("agent", "session_agent_name_idx")],
+)
+def test_a_name_ordered_walk_of_one_project_or_agent_reads_only_its_sessions(
+    sqlite_only: None, field: str, index: str, direction: str
+) -> None:
+    """Names start with their project: walking the name index for one
+    project's many sessions passed every other project's sessions before its
+    page (issue 16). Migration 0022's index holds each project's (and
+    agent's) sessions in name order; the other filters are still checked on
+    the rows walked."""
+    from django.db import connection
+
+    table_fleet()
+    Session.objects.filter(agent="koda").update(project_root="/srv/koda")
+    rows = selectors.session_rows(
+        now=T0,
+        order=[direction + "name", direction + "key"],
+        goal_chars=10,
+        matches=selectors.SORT_MATCHES_BELOW,  # many: the order is walked
+        channel="cli",
+        **{field: {"agent": "koda", "project_root": "/srv/koda"}[field]},
+    )
+    sql, params = rows[:50].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = [str(row[-1]) for row in cursor.fetchall()]
+    assert plan[0] == f"SEARCH agent_sessions_session USING INDEX {index} ({field}=?)", plan
+    assert not [line for line in plan if "TEMP B-TREE" in line], plan
+    assert '+"agent_sessions_session"."channel" =' in sql
+    assert len(rows) == 12
+
+
+def test_an_append_does_not_write_the_name_pair_indexes(sqlite_only: None) -> None:
+    """SQLite writes only the indexes holding a column an UPDATE sets, and an
+    append sets the session's counters by name: 0022's indexes cost it
+    nothing (the reason they are SQLite's only: docs/DECISIONS.md)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pairs = {"session_project_name_idx", "session_agent_name_idx"}
+
+    def indexes_written(**fields: Any) -> set[str]:
+        with CaptureQueriesContext(connection) as queries:
+            append("k", {"role": "user", "content": "hi"}, **fields)
+        (update,) = [
+            q["sql"]
+            for q in queries.captured_queries
+            if q["sql"].startswith('UPDATE "agent_sessions_session"')
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT rootpage, name FROM sqlite_master WHERE tbl_name = %s",
+                ["agent_sessions_session"],
+            )
+            names = dict(cursor.fetchall())
+            cursor.execute(f"EXPLAIN {update}")
+            program = cursor.fetchall()
+        return {names[row[3]] for row in program if row[1] == "OpenWrite" and row[3] in names}
+
+    append("k", {"role": "user", "content": "start"}, session={"agent": "koda"})
+    assert "session_messages_idx" in indexes_written()  # the check sees an index written
+    assert not pairs & indexes_written()
+    assert pairs <= indexes_written(session={"name": "a new name"})
+
+
 # --- the text filter (issue 16): an index serves it ------------------------------------
 
 # Texts a LIKE pattern, an FTS5 query or a case rule could get wrong.
