@@ -151,10 +151,21 @@ class Session(Totals):
             # The state filter, running and stuck counts (state, status, then
             # turn start as a range), reconcile's stuck turns.
             models.Index(fields=["state", "status", "turn_started_at"], name="session_turn_idx"),
-            models.Index(fields=["agent", "-last_active_at"], name="session_agent_idx"),
-            models.Index(fields=["model", "-last_active_at"], name="session_model_idx"),
-            models.Index(fields=["channel", "-last_active_at"], name="session_channel_idx"),
-            models.Index(fields=["project_root", "-last_active_at"], name="session_project_idx"),
+            # The filter indexes end with the status (migration 0023): a
+            # filter with a status, the table's commonest pair, counts in the
+            # filter's index alone instead of looking up each session for its
+            # status (SQLite: 40 -> 1.5 ms to count "10,000+" of one
+            # channel's completed sessions). The status is in every one of
+            # these entries already rewritten by an append (it holds
+            # last_active_at), so it costs an append nothing more.
+            models.Index(fields=["agent", "-last_active_at", "status"], name="session_agent_idx"),
+            models.Index(fields=["model", "-last_active_at", "status"], name="session_model_idx"),
+            models.Index(
+                fields=["channel", "-last_active_at", "status"], name="session_channel_idx"
+            ),
+            models.Index(
+                fields=["project_root", "-last_active_at", "status"], name="session_project_idx"
+            ),
             models.Index(fields=["created_at"], name="session_created_idx"),
             # The table's sort links (fleet.forms.SORTS), each direction with
             # its ties (newest activity, then id): a page walks one of these and

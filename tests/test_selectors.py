@@ -714,6 +714,35 @@ def test_a_name_ordered_walk_of_one_project_or_agent_reads_only_its_sessions(
     assert len(rows) == 12
 
 
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [
+        ("agent", "session_agent_idx"),
+        ("model", "session_model_idx"),
+        ("channel", "session_channel_idx"),
+        ("project_root", "session_project_idx"),
+    ],
+)
+def test_a_filter_with_a_status_is_counted_in_the_filters_index_alone(
+    sqlite_only: None, field: str, index: str
+) -> None:
+    """The table's commonest pair: a filter and a status. The filter indexes
+    end with the status (0023), so the bounded count reads the filter's
+    index entries only; before, it looked every session of the filter up in
+    the table for its status (40 ms to count 10 000 of one channel's
+    completed sessions at 100 000)."""
+    from django.db import connection
+
+    table_fleet()
+    rows = Session.objects.listing(now=T0, status="completed", **{field: "x"})
+    sql, params = rows.order_by().values("pk")[:1001].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = [str(row[-1]) for row in cursor.fetchall()]
+
+    assert plan == [f"SEARCH agent_sessions_session USING COVERING INDEX {index} ({field}=?)"]
+
+
 def test_an_append_does_not_write_the_name_pair_indexes(sqlite_only: None) -> None:
     """SQLite writes only the indexes holding a column an UPDATE sets, and an
     append sets the session's counters by name: 0022's indexes cost it
