@@ -43,7 +43,7 @@ def format_html_join(
 ) -> SafeString:
     """``django.utils.html.format_html_join`` with positional rows, faster."""
     return mark_safe(  # noqa: S308 -- every value escaped
-        str(escaped(sep)).join(
+        escaped(sep).join(
             format_string.format(*[escaped(a) for a in args]) for args in args_generator
         )
     )

@@ -21,7 +21,7 @@ def prepare_worker() -> None:
     schemas until it exits, ~120 000 objects; CPython's full collection
     walks every one of them again each time it runs, and on a fleet page it
     ran inside the request: pauses of 60-70 ms, most of the page's p95
-    (bench/README.md, "The fleet page's p95, session 22"). Loaded before
+    (bench/README.md, "Session 22: the fleet page's p95 on PostgreSQL"). Loaded before
     the first request and frozen (``gc.freeze``), they are never scanned;
     what requests make is collected as before. Run once per worker at
     import, after the fork (``preload_app`` is off).
@@ -29,8 +29,8 @@ def prepare_worker() -> None:
     from django.template import loader
     from django.urls import get_resolver
 
-    get_resolver().url_patterns  # noqa: B018 -- imports every view, the API with its schemas
-    get_resolver()._populate()
+    # Imports every view and the API with its schemas, and builds reverse()'s tables.
+    get_resolver().reverse_dict  # noqa: B018
     for name in ("fleet/fleet.html", "fleet/session.html", "fleet/search.html"):
         loader.get_template(name)
     gc.collect()

@@ -61,8 +61,7 @@ def stuck_rule(now: datetime, older_than: timedelta | None = None) -> Q:
     Whatever the session wrote since: reconcile marks only the silent ones
     (``SessionQuerySet.silent_since`` on top of this rule).
     """
-    cutoff = now - (stuck_after() if older_than is None else older_than)
-    return running_rule() & Q(turn_started_at__lte=cutoff)
+    return running_rule() & Q(turn_started_at__lte=_stuck_cutoff(now, older_than))
 
 
 def fresh_turn_rules(now: datetime, older_than: timedelta | None = None) -> tuple[Q, Q]:
@@ -74,7 +73,7 @@ def fresh_turn_rules(now: datetime, older_than: timedelta | None = None) -> tupl
     running minus these: counts over the turns under way for less than the
     stuck threshold, however many dead agents left theirs running.
     """
-    cutoff = now - (stuck_after() if older_than is None else older_than)
+    cutoff = _stuck_cutoff(now, older_than)
     return (
         running_rule() & Q(turn_started_at__gt=cutoff),
         running_rule() & Q(turn_started_at__isnull=True),
@@ -98,6 +97,10 @@ def lively_rule(now: datetime, older_than: timedelta | None = None) -> Q:
 
 def _stale_cutoff(now: datetime, older_than: timedelta | None) -> datetime:
     return now - (stale_after() if older_than is None else older_than)
+
+
+def _stuck_cutoff(now: datetime, older_than: timedelta | None) -> datetime:
+    return now - (stuck_after() if older_than is None else older_than)
 
 
 def started_today_rule(now: datetime) -> Q:
